@@ -1,0 +1,3 @@
+from tickless.cli import main
+
+main()

@@ -1,0 +1,92 @@
+"""The hypercall port: the guest's way to ask the host for services.
+
+``vmcall`` hangs KVM_RUN on these machines, so calls go through port I/O (ABI in
+``tickless.guest.abi``). The handler decodes the call, checks every argument, enforces a
+rate limit (a flooding guest would otherwise hog the host process's GIL), and answers
+in ``rax``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tickless.devices.faults import GuestFault
+from tickless.guest.abi import ENOSYS, Hypercall
+
+HypercallHandler = Callable[[int, int], int]  # (arg0, arg1) -> rax
+
+
+@dataclass
+class TokenBucket:
+    """At most ``rate_per_s`` on average, with bursts up to ``burst``."""
+
+    rate_per_s: float
+    burst: float
+    tokens: float = field(init=False)
+    stamp: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tokens = self.burst
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate_per_s)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+DEFAULT_MAX_RATE_PER_S = 50_000.0
+MAX_CONSECUTIVE_ERRORS = 10_000
+
+
+class HypercallPort:
+    """Dispatches hypercalls by number to registered handlers."""
+
+    def __init__(self, max_rate_per_s: float = DEFAULT_MAX_RATE_PER_S) -> None:
+        self.handlers: dict[int, HypercallHandler] = {}
+        self.bucket = TokenBucket(max_rate_per_s, burst=max_rate_per_s)
+        self.calls = 0
+        self.consecutive_errors = 0
+        self.register(Hypercall.NOP, lambda a0, a1: 0)
+
+    def register(self, number: Hypercall, handler: HypercallHandler) -> None:
+        self.handlers[int(number)] = handler
+
+    def call(self, number: int, arg0: int, arg1: int) -> int:
+        self.calls += 1
+        if not self.bucket.take():
+            raise GuestFault(
+                f"hypercall flood: more than {self.bucket.rate_per_s:,.0f} calls/s "
+                f"(call {number}, {self.calls:,} calls so far)"
+            )
+        handler = self.handlers.get(number)
+        result = -ENOSYS if handler is None else handler(arg0, arg1)
+        if result < 0:
+            self.consecutive_errors += 1
+            if self.consecutive_errors >= MAX_CONSECUTIVE_ERRORS:
+                raise GuestFault(
+                    f"guest ignored {self.consecutive_errors:,} hypercall errors in a row "
+                    f"(last: call {_name(number)} -> {result})"
+                )
+        else:
+            self.consecutive_errors = 0
+        return result
+
+
+def _name(number: int) -> str:
+    try:
+        return Hypercall(number).name
+    except ValueError:
+        return str(number)
+
+
+def as_signed(value: int) -> int:
+    """A 64-bit register as a signed integer."""
+    value &= 0xFFFF_FFFF_FFFF_FFFF
+    return value - (1 << 64) if value >> 63 else value

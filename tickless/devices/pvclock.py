@@ -1,0 +1,25 @@
+"""The paravirtual clock page (kvmclock's pvclock ABI), filled in by the host.
+
+Updates follow the pvclock protocol: make ``version`` odd, write, make it even again;
+the guest retries a read that saw an odd or changed version.
+"""
+
+from __future__ import annotations
+
+from tickless.guest.abi import PVCLOCK_TSC_STABLE_BIT, PvclockVcpuTimeInfo
+from tickless.timers.clock import GuestClock
+
+
+class PvclockPage:
+    def __init__(self, page: memoryview) -> None:
+        self.info = PvclockVcpuTimeInfo.from_buffer(page)
+
+    def publish(self, clock: GuestClock) -> None:
+        info = self.info
+        info.version += 1  # odd: update in progress
+        info.tsc_timestamp = clock.tsc_timestamp
+        info.system_time = clock.system_time_ns
+        info.tsc_to_system_mul = clock.scale.mul
+        info.tsc_shift = clock.scale.shift
+        info.flags = PVCLOCK_TSC_STABLE_BIT
+        info.version += 1

@@ -1,0 +1,233 @@
+"""The contract between the tickless guest kernel and the host: memory layout, ports,
+hypercalls, vectors and shared structures.
+
+This module is the single source of truth: ``render_c_header()`` turns it into the
+``tickless_abi.h`` the guest is compiled against, so the two sides cannot drift.
+
+Hypercall ABI (documented in the README):
+
+* The guest writes the call number to port ``HYPERCALL_PORT`` with a 32-bit ``out``
+  (``mov $nr, %eax; mov $port, %dx; out %eax, (%dx)``); arguments are in ``rdi``, ``rsi``;
+  the result comes back in ``rax`` as 0 or a negative errno. Ring 3 may call (IOPL=3).
+* ``SET_CLOCKEVENT(delta_ns)``: one-shot timer interrupt ``delta_ns`` from now on the
+  guest's PV clock; ``0`` cancels; ``0 < delta_ns < MIN_DELTA_NS`` returns ``-ETIME``
+  (as lguest did); above ``MAX_DELTA_NS`` returns ``-EINVAL``.
+* ``SET_PERIODIC(period_ns)``: a tick every ``period_ns`` (``0`` stops it); below
+  ``MIN_PERIOD_NS`` returns ``-EINVAL``.
+* ``DONE(events)``: the workload finished and recorded ``events`` timestamps.
+* ``LOG(gpa, len)``: print ``len`` bytes at guest-physical ``gpa`` (bounds-checked).
+* ``PANIC(code, detail)``: the guest kernel hit a fatal exception (vector, rip).
+* ``NOP()``: does nothing; used to measure the hypercall round trip.
+"""
+
+from __future__ import annotations
+
+import ctypes as C
+from enum import IntEnum
+
+ABI_VERSION = 1
+BOOT_MAGIC = 0x7469636B6C657373  # "tickless"
+
+# --- guest-physical memory layout (identity-mapped, 2 MiB pages, user-accessible) ----------
+PML4_GPA = 0x1000
+PDPT_GPA = 0x2000
+PD_GPA = 0x3000
+GDT_GPA = 0x4000
+TSS_GPA = 0x4100  # 104 bytes + I/O bitmap up to HYPERCALL_PORT, below 0x5000
+BOOT_GPA = 0x5000  # struct tickless_boot: host -> guest parameters
+PVCLOCK_GPA = 0x6000  # struct pvclock_vcpu_time_info
+SHARED_GPA = 0x7000  # struct tickless_shared: counters both sides read
+KERNEL_STACK_TOP = 0x10000  # ring-0 stack (TSS.RSP0), grows down to 0x9000
+USER_STACK_TOP = 0xF0000  # ring-3 stack, grows down
+IMAGE_GPA = 0x100000  # kernel image load address and entry point
+IMAGE_MAX_BYTES = 0x100000
+RESULTS_GPA = 0x200000  # u64 timestamps written by the workload
+MIN_MEMORY_BYTES = 4 << 20
+KVM_TSS_GPA = 0x7FFF_D000  # three pages KVM keeps for itself (ioctl takes a C int)
+
+# --- GDT selectors ------------------------------------------------------------------------
+KERNEL_CS = 0x08
+KERNEL_DS = 0x10
+USER_DS = 0x18 | 3
+USER_CS = 0x20 | 3
+TSS_SEL = 0x28
+
+# --- ports ----------------------------------------------------------------------------------
+CONSOLE_PORT = 0xE9  # one byte per out (Bochs-style debug console)
+HYPERCALL_PORT = 0x600
+
+# --- interrupt vectors (higher vector = higher priority class on the LAPIC) ----------------
+TIMER_VECTOR = 0xE0  # the PV clock-event device
+LAPIC_TIMER_VECTOR = 0xE1  # KVM's in-kernel LAPIC timer, TSC-deadline mode
+IO_VECTOR = 0x60  # device interrupts (I/O load)
+SPURIOUS_VECTOR = 0xFF
+
+MSR_APIC_BASE = 0x1B
+MSR_TSC_DEADLINE = 0x6E0
+MSR_X2APIC_EOI = 0x80B
+MSR_X2APIC_SVR = 0x80F
+MSR_X2APIC_LVT_TIMER = 0x832
+LVT_TSC_DEADLINE_MODE = 2 << 17
+
+# --- clock-event device limits -------------------------------------------------------------
+MIN_DELTA_NS = 100  # lguest's minimum; smaller deltas get -ETIME
+MAX_DELTA_NS = 3600 * 10**9  # an hour
+MIN_PERIOD_NS = 10_000  # 100 kHz tick at most
+
+# --- errno values returned (negated) --------------------------------------------------------
+EINVAL = 22
+ENOSYS = 38
+ETIME = 62
+E2BIG = 7
+
+
+class Hypercall(IntEnum):
+    NOP = 0
+    SET_CLOCKEVENT = 1
+    SET_PERIODIC = 2
+    DONE = 3
+    LOG = 4
+    PANIC = 5
+
+
+class Scenario(IntEnum):
+    """What the guest runs: the measurement, idling, or a deliberate misbehaviour."""
+
+    MEASURE = 0
+    IDLE = 1
+    HYPERCALL_LOOP = 2  # NOPs back to back: the round-trip benchmark
+    BAD_DELTA = 3  # SET_CLOCKEVENT(50 ns), then insists on it
+    FLOOD = 4  # hypercalls forever
+    WILD_WRITE = 5  # writes far outside guest memory
+    TRIPLE_FAULT = 6  # loads an empty IDT and faults
+    BAD_LOG = 7  # LOG with a buffer outside guest memory
+    EXCEPTION = 8  # divides by zero in ring 0
+
+
+class TimerKind(IntEnum):
+    PV = 0
+    LAPIC = 1
+
+
+class Method(IntEnum):
+    RELATIVE = 0  # arm the next event d after the last one fired (the paper's method)
+    ABSOLUTE = 1  # deadlines on a fixed grid t0 + i*d (cyclictest's default)
+
+
+class Wait(IntEnum):
+    HALT = 0  # idle in HLT between events (a real idle guest)
+    SPIN = 1  # spin in ring 3 on the interrupt counter
+
+
+class TickMode(IntEnum):
+    TICKLESS = 0
+    PERIODIC = 1
+
+
+class Boot(C.Structure):
+    """struct tickless_boot at BOOT_GPA: written by the host before the guest starts."""
+
+    _fields_ = [
+        (name, C.c_uint64)
+        for name in (
+            "magic",
+            "abi_version",
+            "scenario",
+            "timer",
+            "method",
+            "wait",
+            "mode",
+            "interval_ns",
+            "interval_tsc",
+            "count",
+            "period_ns",
+            "duration_ns",
+            "housekeeping_a_ns",
+            "housekeeping_b_ns",
+            "results_gpa",
+            "results_capacity",
+            "memory_bytes",
+        )
+    ]
+
+
+class Shared(C.Structure):
+    """struct tickless_shared at SHARED_GPA: live counters, read by the host for progress."""
+
+    _fields_ = [
+        (name, C.c_uint64)
+        for name in (
+            "irq_count",  # PV timer interrupts taken (ring-0 handler)
+            "lapic_irq_count",  # LAPIC timer interrupts taken
+            "io_irq_count",  # device interrupts taken
+            "events_recorded",  # workload progress
+            "host_fired",  # host: PV timer expiries injected (to count merged events)
+            "wakeups",  # guest: times the workload woke from HLT
+            "timer_callbacks",  # guest: housekeeping timers run (idle workload)
+        )
+    ]
+
+
+class PvclockVcpuTimeInfo(C.Structure):
+    """The pvclock ABI (arch/x86/include/asm/pvclock-abi.h), 32 bytes."""
+
+    _pack_ = 1
+    _fields_ = [
+        ("version", C.c_uint32),
+        ("pad0", C.c_uint32),
+        ("tsc_timestamp", C.c_uint64),
+        ("system_time", C.c_uint64),
+        ("tsc_to_system_mul", C.c_uint32),
+        ("tsc_shift", C.c_int8),
+        ("flags", C.c_uint8),
+        ("pad", C.c_uint8 * 2),
+    ]
+
+
+PVCLOCK_TSC_STABLE_BIT = 1 << 0
+
+_C_TYPES = {
+    C.c_uint64: "uint64_t",
+    C.c_uint32: "uint32_t",
+    C.c_int8: "int8_t",
+    C.c_uint8: "uint8_t",
+}
+
+
+def _c_struct(name: str, struct: type[C.Structure]) -> list[str]:
+    lines = [f"struct {name} {{"]
+    for field_name, ctype in struct._fields_:  # type: ignore[misc]
+        if hasattr(ctype, "_length_"):
+            lines.append(f"    {_C_TYPES[ctype._type_]} {field_name}[{ctype._length_}];")
+        else:
+            lines.append(f"    {_C_TYPES[ctype]} {field_name};")
+    lines.append("} __attribute__((packed));")
+    lines.append(f"_Static_assert(sizeof(struct {name}) == {C.sizeof(struct)}, \"{name}\");")
+    for field_name, _ in struct._fields_:  # type: ignore[misc]
+        offset = getattr(struct, field_name).offset
+        lines.append(
+            f"_Static_assert(__builtin_offsetof(struct {name}, {field_name}) == {offset}, "
+            f'"{name}.{field_name}");'
+        )
+    return lines
+
+
+def render_c_header() -> str:
+    """tickless_abi.h: every constant and structure above, for the guest's C and assembly."""
+    lines = ["/* Generated from tickless/guest/abi.py: do not edit. */", "#pragma once", ""]
+    consts = {k: v for k, v in globals().items() if k.isupper() and isinstance(v, int)}
+    for key, value in consts.items():
+        lines.append(f"#define {key} {value:#x}")
+    for enum in (Hypercall, Scenario, TimerKind, Method, Wait, TickMode):
+        for member in enum:
+            lines.append(f"#define {enum.__name__.upper()}_{member.name} {int(member)}")
+    fields = [f for f, _ in Shared._fields_]  # type: ignore[misc]
+    for field_name in fields:
+        offset = getattr(Shared, field_name).offset
+        lines.append(f"#define SHARED_{field_name.upper()} ({SHARED_GPA + offset:#x})")
+    lines += ["", "#ifndef __ASSEMBLER__", "#include <stdint.h>"]
+    lines += _c_struct("tickless_boot", Boot)
+    lines += _c_struct("tickless_shared", Shared)
+    lines += _c_struct("pvclock_vcpu_time_info", PvclockVcpuTimeInfo)
+    lines += ["#endif", ""]
+    return "\n".join(lines)

@@ -1,0 +1,143 @@
+/* Ring-0 entry, interrupt and exception stubs of the tickless guest kernel.
+ *
+ * On this host ring-0 code is emulated (~0.6 us per instruction) while ring-3 code runs
+ * natively, so every stub here is a handful of instructions and the work happens in ring 3.
+ */
+#include "tickless_abi.h"
+
+    .section .text.entry, "ax"
+    .global _start
+_start:
+    /* The host entered us in 64-bit mode: CS=KERNEL_CS, RSP=KERNEL_STACK_TOP, RDI=BOOT_GPA. */
+    cld
+    call kernel_main
+    /* Drop to ring 3 with IOPL=3 (port I/O for hypercalls) and interrupts enabled. */
+    pushq $USER_DS
+    pushq $USER_STACK_TOP
+    pushq $0x3202
+    pushq $USER_CS
+    pushq $user_main
+    iretq
+
+    .text
+/* One counter per interrupt source, incremented in the ISR; ring 3 waits on it. */
+.macro COUNTING_ISR name, counter
+    .global \name
+\name:
+    pushq %rax
+    pushq %rcx
+    pushq %rdx
+    incq \counter
+    movl $MSR_X2APIC_EOI, %ecx
+    xorl %eax, %eax
+    xorl %edx, %edx
+    wrmsr
+    popq %rdx
+    popq %rcx
+    popq %rax
+    iretq
+.endm
+
+COUNTING_ISR isr_pv_timer, SHARED_IRQ_COUNT
+COUNTING_ISR isr_lapic_timer, SHARED_LAPIC_IRQ_COUNT
+COUNTING_ISR isr_io, SHARED_IO_IRQ_COUNT
+
+    .global isr_spurious
+isr_spurious:
+    iretq
+
+/* #GP: ring 3 cannot execute HLT or WRMSR; this handler performs the two it is allowed.
+ *  - hlt with %rcx = address of a counter and %rdx = the value ring 3 last saw: sleep
+ *    only if the counter has not moved (closes the lost-wakeup race: sti;hlt is atomic).
+ *  - wrmsr to MSR_TSC_DEADLINE (arming KVM's LAPIC timer).
+ * Anything else is fatal. Frame after our three pushes: rdx, rcx, rax, err, rip, cs, ...
+ */
+    .global isr_gp
+isr_gp:
+    pushq %rax
+    pushq %rcx
+    pushq %rdx
+    movq 32(%rsp), %rax          /* faulting rip */
+    testb $3, 40(%rsp)           /* from ring 3 only */
+    jz gp_fatal
+    cmpb $0xF4, (%rax)
+    jne gp_not_hlt
+    incq 32(%rsp)                /* resume after the hlt */
+    movq 8(%rsp), %rcx
+    movq (%rcx), %rax
+    cmpq (%rsp), %rax
+    jne gp_done
+    sti
+    hlt
+    cli
+    jmp gp_done
+gp_not_hlt:
+    cmpw $0x300F, (%rax)         /* 0f 30 = wrmsr */
+    jne gp_fatal
+    cmpl $MSR_TSC_DEADLINE, 8(%rsp)
+    jne gp_fatal
+    addq $2, 32(%rsp)
+    movl 8(%rsp), %ecx
+    movq 16(%rsp), %rax
+    movq (%rsp), %rdx
+    wrmsr
+gp_done:
+    popq %rdx
+    popq %rcx
+    popq %rax
+    addq $8, %rsp
+    iretq
+gp_fatal:
+    movq $13, %rdi
+    movq 32(%rsp), %rsi
+    jmp panic_hypercall
+
+/* Other exceptions: tell the host which vector and where, then stop. */
+.macro EXC_NOERR vec
+    .global exc_\vec
+exc_\vec:
+    movq $\vec, %rdi
+    movq (%rsp), %rsi
+    jmp panic_hypercall
+.endm
+.macro EXC_ERR vec
+    .global exc_\vec
+exc_\vec:
+    movq $\vec, %rdi
+    movq 8(%rsp), %rsi
+    jmp panic_hypercall
+.endm
+
+EXC_NOERR 0
+EXC_NOERR 1
+EXC_NOERR 2
+EXC_NOERR 3
+EXC_NOERR 4
+EXC_NOERR 5
+EXC_NOERR 6
+EXC_NOERR 7
+EXC_ERR 8
+EXC_NOERR 9
+EXC_ERR 10
+EXC_ERR 11
+EXC_ERR 12
+EXC_ERR 14
+EXC_NOERR 16
+EXC_ERR 17
+EXC_NOERR 18
+EXC_NOERR 19
+EXC_NOERR 20
+
+    .global isr_unexpected
+isr_unexpected:
+    movq $0x100, %rdi
+    movq (%rsp), %rsi
+    jmp panic_hypercall
+
+panic_hypercall:
+    movl $HYPERCALL_PANIC, %eax
+    movw $HYPERCALL_PORT, %dx
+    outl %eax, %dx
+1:  cli
+    hlt
+    jmp 1b

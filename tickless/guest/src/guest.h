@@ -1,0 +1,25 @@
+/* Shared declarations of the tickless guest kernel. */
+#pragma once
+#include "tickless_abi.h"
+
+#define BOOT ((volatile struct tickless_boot *)BOOT_GPA)
+#define SHARED ((volatile struct tickless_shared *)SHARED_GPA)
+#define PVCLOCK ((volatile struct pvclock_vcpu_time_info *)PVCLOCK_GPA)
+
+static inline int64_t hypercall(uint64_t nr, uint64_t a0, uint64_t a1) {
+    uint64_t rax = nr;
+    __asm__ volatile("outl %%eax, %%dx"
+                     : "+a"(rax)
+                     : "d"((uint16_t)HYPERCALL_PORT), "D"(a0), "S"(a1)
+                     : "memory");
+    return (int64_t)rax;
+}
+
+static inline __attribute__((noreturn)) void panic(uint64_t code, uint64_t detail) {
+    hypercall(HYPERCALL_PANIC, code, detail);
+    for (;;)
+        __asm__ volatile("pause");
+}
+
+void *memset(void *dst, int c, unsigned long n);
+void *memcpy(void *dst, const void *src, unsigned long n);

@@ -1,0 +1,131 @@
+"""A virtual CPU: its registers, its shared ``kvm_run`` page, and KVM_RUN."""
+
+from __future__ import annotations
+
+import ctypes as C
+import errno
+import fcntl
+import mmap
+import os
+
+from tickless.kvm import abi
+from tickless.kvm.errors import KvmError
+from tickless.kvm.exits import IO_OUT, IoExit, MmioExit
+from tickless.kvm.vm import Vm
+
+
+class Vcpu:
+    """One vCPU. ``run()`` blocks in KVM_RUN (the GIL is released) until an exit."""
+
+    def __init__(self, vm: Vm, vcpu_id: int = 0) -> None:
+        self.vm = vm
+        self.vcpu_id = vcpu_id
+        self.fd = vm.create_vcpu_fd(vcpu_id)
+        self._run_map = mmap.mmap(self.fd, vm.system.vcpu_mmap_size, mmap.MAP_SHARED)
+        self.run_page = abi.Run.from_buffer(self._run_map)
+        self.sync_regs = bool(vm.check_extension(abi.CAP_SYNC_REGS) & abi.SYNC_X86_REGS)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            del self.run_page
+            self._run_map.close()
+            os.close(self.fd)
+            self.fd = -1
+
+    def _ioctl(self, request: int, arg: int | bytes | bytearray, what: str) -> None:
+        try:
+            fcntl.ioctl(self.fd, request, arg)
+        except OSError as exc:
+            raise KvmError(f"{what} failed: {exc.strerror}") from exc
+
+    # --- state ------------------------------------------------------------------------------
+
+    def get_regs(self) -> abi.Regs:
+        buf = bytearray(C.sizeof(abi.Regs))
+        fcntl.ioctl(self.fd, abi.GET_REGS, buf, True)
+        return abi.Regs.from_buffer_copy(buf)
+
+    def set_regs(self, regs: abi.Regs) -> None:
+        self._ioctl(abi.SET_REGS, bytes(regs), "KVM_SET_REGS")
+
+    def get_sregs(self) -> abi.Sregs:
+        buf = bytearray(C.sizeof(abi.Sregs))
+        fcntl.ioctl(self.fd, abi.GET_SREGS, buf, True)
+        return abi.Sregs.from_buffer_copy(buf)
+
+    def set_sregs(self, sregs: abi.Sregs) -> None:
+        self._ioctl(abi.SET_SREGS, bytes(sregs), "KVM_SET_SREGS")
+
+    def set_cpuid(self, cpuid: abi.Cpuid2) -> None:
+        self._ioctl(abi.SET_CPUID2, bytearray(cpuid), "KVM_SET_CPUID2")
+
+    def set_msrs(self, msrs: dict[int, int]) -> None:
+        table = abi.Msrs(nmsrs=len(msrs))
+        for i, (index, value) in enumerate(msrs.items()):
+            table.entries[i] = abi.MsrEntry(index=index, data=value)
+        try:
+            written = fcntl.ioctl(self.fd, abi.SET_MSRS, bytearray(table))
+        except OSError as exc:
+            raise KvmError(f"KVM_SET_MSRS failed: {exc.strerror}") from exc
+        if written != len(msrs):
+            raise KvmError(f"KVM_SET_MSRS wrote {written} of {len(msrs)} MSRs")
+
+    # --- running ----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Enter the guest until the next exit; return the exit reason.
+
+        Raises InterruptedError when a signal (or ``immediate_exit``) stopped the run.
+        """
+        page = self.run_page
+        if self.sync_regs:
+            page.kvm_valid_regs = abi.SYNC_X86_REGS
+        try:
+            fcntl.ioctl(self.fd, abi.RUN, 0)
+        except InterruptedError:
+            raise
+        except OSError as exc:
+            if exc.errno == errno.EINTR:
+                raise InterruptedError from exc
+            raise KvmError(f"KVM_RUN failed: {exc.strerror}") from exc
+        return int(page.exit_reason)
+
+    def request_stop(self) -> None:
+        """Make the next (or current, once signalled) KVM_RUN return at once."""
+        self.run_page.immediate_exit = 1
+
+    # --- exit decoding ----------------------------------------------------------------------
+
+    def io_exit(self) -> IoExit:
+        io = self.run_page.exit.io
+        return IoExit(int(io.port), int(io.size), io.direction == IO_OUT, int(io.count),
+                      int(io.data_offset))
+
+    def io_data(self, io: IoExit) -> memoryview:
+        """The bytes of a port access, inside the shared run page (write them for IN)."""
+        length = io.size * io.count
+        return memoryview(self._run_map)[io.data_offset : io.data_offset + length]
+
+    def mmio_exit(self) -> MmioExit:
+        m = self.run_page.exit.mmio
+        length = int(m.len)
+        return MmioExit(int(m.phys_addr), length, bool(m.is_write), bytes(m.data)[:length])
+
+    # --- fast register access for hypercalls ------------------------------------------------
+
+    def exit_regs(self) -> abi.Regs:
+        """Registers at the last exit: from the sync-regs area when KVM offers it."""
+        if self.sync_regs:
+            return self.run_page.s.regs
+        return self.get_regs()
+
+    def set_return_value(self, rax: int) -> None:
+        """Set the guest's rax for when it resumes (a hypercall's return value)."""
+        value = rax & 0xFFFF_FFFF_FFFF_FFFF
+        if self.sync_regs:
+            self.run_page.s.regs.rax = value
+            self.run_page.kvm_dirty_regs = abi.SYNC_X86_REGS
+        else:
+            regs = self.get_regs()
+            regs.rax = value
+            self.set_regs(regs)

@@ -1,0 +1,485 @@
+"""Versioned JSON result record, shared by real KVM runs and the simulator.
+
+One measurement run becomes one JSON object; multi-run commands write a JSON list of them.
+The on-disk shape (``SCHEMA_VERSION`` = 1) is flat so that ``jq`` and spreadsheets can read it.
+Durations are integer or float nanoseconds (``_ns``), host totals are seconds (``_s``), rates are
+per second of wall-clock run time (``_per_s``). Every key below is always written, and
+``from_json_dict`` requires every key and rejects unknown ones, so a record survives a
+load/save round trip without losing anything.
+
+Top level
+    schema_version  int    Format version of this record; readers refuse versions they do not know.
+    backend         str    Where the timer ran: "kvm" (real VM), "sim" (simulator), "host" (bare).
+    timer           str    Timer device under test: "pv", "lapic", "host", ... (open set).
+    mode            str    "tickless" (one-shot deadlines) or "periodic" (a fixed tick).
+    method          str    "relative" (next = now + d) or "absolute" (next = previous deadline + d).
+    hz              int?   Tick rate of the guest's periodic tick in Hz; null when not meaningful.
+    load            str    Host/guest load during the run: "idle" (paper), "io" (paper), "cpu", ...
+    platform        str?   Simulator profile name; null for real runs.
+    interval_ns     int    Requested interval d between timer events, ns.
+    count           int    Number of measured intervals.
+    mean_ns         float  Mean measured interval, ns.
+    sd_ns           float  Uncorrected (ddof=0) standard deviation of the intervals, ns.
+    ci99_ns         [float, float]  Student-t 99% confidence interval of the mean, [low, high], ns.
+    min_ns, p50_ns, p99_ns, p999_ns, max_ns  float  Minimum, median, 99th and 99.9th
+                                   percentiles (numpy linear interpolation) and maximum, ns.
+    lateness        object Event lateness = actual firing time - deadline, ns:
+        mean_ns, sd_ns (ddof=0), p99_ns, max_ns  float
+        early_count  int   Events that fired before their deadline (any is a failure).
+    host            object Host-side counters over the run:
+        exits        int    VM exits.
+        hypercalls   int    Guest hypercalls (e.g. timer programming).
+        injections   int    Timer interrupts injected into the guest.
+        wakeups      int    Host timer wake-ups taken on behalf of the guest timer.
+        timer_events int    Timer events delivered to the guest.
+        duration_s   float  Wall-clock duration of the run, s.
+        cpu_s        float  Host CPU time (user + system) used by the VMM, s.
+        wakeups_per_s, timer_events_per_s, injections_per_s  float  The counts above divided
+                     by duration_s (0 when duration_s is 0); stored for readers, checked on load.
+    machine         object Free-form str -> str facts about the host: kernel release, cpu model,
+                           tsc_khz, ... filled by the caller.
+    notes           [str]  Human remarks, e.g. "3 events merged by the host".
+    created_utc     str    ISO 8601 UTC time the record was created.
+    tool_version    str    Version of the tickless package that wrote it ("unknown" if it is
+                           not installed).
+    intervals_ns    [int]  Raw measured intervals, ns, in event order (for figures).
+    lateness_ns     [int]  Raw lateness of each event, ns, in event order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import stat
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from tickless.measure.stats import IntervalStats, LatenessStats
+
+__all__ = [
+    "BACKENDS",
+    "METHODS",
+    "MODES",
+    "SCHEMA_VERSION",
+    "HostCounts",
+    "ResultRecord",
+    "SchemaError",
+    "from_json_dict",
+    "load_results",
+    "to_json_dict",
+    "write_json_atomic",
+]
+
+SCHEMA_VERSION = 1
+BACKENDS = ("kvm", "sim", "host")
+MODES = ("tickless", "periodic")
+METHODS = ("relative", "absolute")
+
+
+class SchemaError(ValueError):
+    """A result file or record that cannot be read; the message is one line naming the problem."""
+
+
+def _rate(count: int, duration_s: float) -> float:
+    return count / duration_s if duration_s > 0 else 0.0
+
+
+@dataclass
+class HostCounts:
+    """What the host paid for the guest's timer: the cost side of precision."""
+
+    exits: int
+    hypercalls: int
+    injections: int
+    wakeups: int
+    timer_events: int
+    duration_s: float
+    cpu_s: float
+
+    @property
+    def wakeups_per_s(self) -> float:
+        return _rate(self.wakeups, self.duration_s)
+
+    @property
+    def timer_events_per_s(self) -> float:
+        return _rate(self.timer_events, self.duration_s)
+
+    @property
+    def injections_per_s(self) -> float:
+        return _rate(self.injections, self.duration_s)
+
+
+def _now_utc() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _tool_version() -> str:
+    try:
+        return metadata.version("tickless")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass(kw_only=True)
+class ResultRecord:
+    """One measurement run; keyword-only so call sites stay readable with this many fields."""
+
+    backend: str
+    timer: str
+    mode: str
+    method: str
+    hz: int | None
+    load: str = "idle"
+    interval_ns: int
+    stats: IntervalStats
+    lateness: LatenessStats
+    host: HostCounts
+    intervals_ns: list[int]
+    lateness_ns: list[int]
+    platform: str | None = None
+    machine: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    created_utc: str = field(default_factory=_now_utc)
+    tool_version: str = field(default_factory=_tool_version)
+
+    def __post_init__(self) -> None:
+        # Fail when the record is built, not later when someone tries to load the file.
+        for name, value, choices in (
+            ("backend", self.backend, BACKENDS),
+            ("mode", self.mode, MODES),
+            ("method", self.method, METHODS),
+        ):
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+        if self.interval_ns <= 0:
+            raise ValueError(f"interval_ns must be positive, got {self.interval_ns}")
+
+
+def to_json_dict(record: ResultRecord) -> dict[str, Any]:
+    """The on-disk shape documented in the module docstring."""
+    s, late, host = record.stats, record.lateness, record.host
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "backend": record.backend,
+        "timer": record.timer,
+        "mode": record.mode,
+        "method": record.method,
+        "hz": record.hz,
+        "load": record.load,
+        "platform": record.platform,
+        "interval_ns": record.interval_ns,
+        "count": s.count,
+        "mean_ns": s.mean_ns,
+        "sd_ns": s.sd_ns,
+        "ci99_ns": [s.ci99_low_ns, s.ci99_high_ns],
+        "min_ns": s.min_ns,
+        "p50_ns": s.p50_ns,
+        "p99_ns": s.p99_ns,
+        "p999_ns": s.p999_ns,
+        "max_ns": s.max_ns,
+        "lateness": {
+            "mean_ns": late.mean_ns,
+            "sd_ns": late.sd_ns,
+            "p99_ns": late.p99_ns,
+            "max_ns": late.max_ns,
+            "early_count": late.early_count,
+        },
+        "host": {
+            "exits": host.exits,
+            "hypercalls": host.hypercalls,
+            "injections": host.injections,
+            "wakeups": host.wakeups,
+            "timer_events": host.timer_events,
+            "duration_s": host.duration_s,
+            "cpu_s": host.cpu_s,
+            "wakeups_per_s": host.wakeups_per_s,
+            "timer_events_per_s": host.timer_events_per_s,
+            "injections_per_s": host.injections_per_s,
+        },
+        "machine": dict(record.machine),
+        "notes": list(record.notes),
+        "created_utc": record.created_utc,
+        "tool_version": record.tool_version,
+        "intervals_ns": list(record.intervals_ns),
+        "lateness_ns": list(record.lateness_ns),
+    }
+
+
+class _Reader:
+    """Typed access to one JSON object, naming the offending key (with its path) on error."""
+
+    def __init__(self, obj: dict[str, Any], prefix: str = "") -> None:
+        self.obj = obj
+        self.prefix = prefix
+        self.used: set[str] = set()
+
+    def fail(self, key: str, problem: str) -> SchemaError:
+        return SchemaError(f"key '{self.prefix}{key}' {problem}")
+
+    def get(self, key: str) -> Any:
+        if key not in self.obj:
+            raise self.fail(key, "is missing")
+        self.used.add(key)
+        return self.obj[key]
+
+    def int_(self, key: str, *, minimum: int | None = 0) -> int:
+        value = self.get(key)
+        if type(value) is not int:  # bool is an int subclass; reject it too
+            raise self.fail(key, f"must be an integer, got {_json_type(value)}")
+        if minimum is not None and value < minimum:
+            raise self.fail(key, f"must be >= {minimum}, got {value}")
+        return value
+
+    def optional_int(self, key: str) -> int | None:
+        if self.get(key) is None:
+            return None
+        return self.int_(key, minimum=1)
+
+    def float_(self, key: str) -> float:
+        return _as_float(self.get(key), lambda problem: self.fail(key, problem))
+
+    def str_(self, key: str, choices: tuple[str, ...] | None = None) -> str:
+        value = self.get(key)
+        if not isinstance(value, str) or not value:
+            raise self.fail(key, f"must be a non-empty string, got {_json_type(value)}")
+        if choices is not None and value not in choices:
+            raise self.fail(key, f"must be one of {', '.join(choices)}; got {value!r}")
+        return value
+
+    def optional_str(self, key: str) -> str | None:
+        return None if self.get(key) is None else self.str_(key)
+
+    def object_(self, key: str) -> _Reader:
+        value = self.get(key)
+        if not isinstance(value, dict):
+            raise self.fail(key, f"must be an object, got {_json_type(value)}")
+        return _Reader(value, f"{self.prefix}{key}.")
+
+    def list_(self, key: str) -> list[Any]:
+        value = self.get(key)
+        if not isinstance(value, list):
+            raise self.fail(key, f"must be a list, got {_json_type(value)}")
+        return value
+
+    def int_list(self, key: str) -> list[int]:
+        values = self.list_(key)
+        for i, item in enumerate(values):
+            if type(item) is not int:
+                raise self.fail(key, f"item {i} must be an integer, got {_json_type(item)}")
+        return list(values)
+
+    def str_list(self, key: str) -> list[str]:
+        values = self.list_(key)
+        for i, item in enumerate(values):
+            if not isinstance(item, str):
+                raise self.fail(key, f"item {i} must be a string, got {_json_type(item)}")
+        return list(values)
+
+    def str_dict(self, key: str) -> dict[str, str]:
+        value = self.get(key)
+        if not isinstance(value, dict):
+            raise self.fail(key, f"must be an object, got {_json_type(value)}")
+        for k, v in value.items():
+            if not isinstance(v, str):
+                raise self.fail(key, f"entry '{k}' must be a string, got {_json_type(v)}")
+        return dict(value)
+
+    def check_no_extra(self) -> None:
+        extra = sorted(set(self.obj) - self.used)
+        if extra:
+            raise self.fail(extra[0], "is not part of the schema (typo, or a newer writer?)")
+
+
+def _json_type(value: Any) -> str:
+    """Name a value by its JSON type, which is what the user sees in the file."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _as_float(value: Any, fail: Callable[[str], SchemaError]) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise fail(f"must be a number, got {_json_type(value)}")
+    if not math.isfinite(value):
+        raise fail(f"must be finite, got {value}")
+    return float(value)
+
+
+def _check_rate(reader: _Reader, key: str, expected: float) -> None:
+    """Stored rates are derived; refuse a file whose rate disagrees rather than silently fix it."""
+    stored = reader.float_(key)
+    if not math.isclose(stored, expected, rel_tol=1e-9, abs_tol=1e-9):
+        raise reader.fail(key, f"is {stored} but the counts give {expected}")
+
+
+def _iso8601(reader: _Reader, key: str) -> str:
+    value = reader.str_(key)
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        raise reader.fail(key, f"must be an ISO 8601 time, got {value!r}") from None
+    return value
+
+
+def from_json_dict(d: Any) -> ResultRecord:
+    """Validate an on-disk record and rebuild it; raises SchemaError naming the first bad key."""
+    if not isinstance(d, dict):
+        raise SchemaError(f"a result record must be a JSON object, got {_json_type(d)}")
+    top = _Reader(d)
+    version = top.int_("schema_version")
+    if version != SCHEMA_VERSION:
+        raise SchemaError(
+            f"key 'schema_version' is {version}; this tool reads version {SCHEMA_VERSION} only"
+        )
+
+    ci = top.list_("ci99_ns")
+    if len(ci) != 2:
+        raise top.fail("ci99_ns", f"must be a [low, high] pair, got {len(ci)} items")
+    ci_low, ci_high = (_as_float(v, lambda p: top.fail("ci99_ns", p)) for v in ci)
+    stats = IntervalStats(
+        count=top.int_("count", minimum=1),
+        mean_ns=top.float_("mean_ns"),
+        sd_ns=top.float_("sd_ns"),
+        ci99_low_ns=ci_low,
+        ci99_high_ns=ci_high,
+        min_ns=top.float_("min_ns"),
+        p50_ns=top.float_("p50_ns"),
+        p99_ns=top.float_("p99_ns"),
+        p999_ns=top.float_("p999_ns"),
+        max_ns=top.float_("max_ns"),
+    )
+
+    late = top.object_("lateness")
+    lateness = LatenessStats(
+        mean_ns=late.float_("mean_ns"),
+        sd_ns=late.float_("sd_ns"),
+        p99_ns=late.float_("p99_ns"),
+        max_ns=late.float_("max_ns"),
+        early_count=late.int_("early_count"),
+    )
+    late.check_no_extra()
+
+    h = top.object_("host")
+    host = HostCounts(
+        exits=h.int_("exits"),
+        hypercalls=h.int_("hypercalls"),
+        injections=h.int_("injections"),
+        wakeups=h.int_("wakeups"),
+        timer_events=h.int_("timer_events"),
+        duration_s=h.float_("duration_s"),
+        cpu_s=h.float_("cpu_s"),
+    )
+    _check_rate(h, "wakeups_per_s", host.wakeups_per_s)
+    _check_rate(h, "timer_events_per_s", host.timer_events_per_s)
+    _check_rate(h, "injections_per_s", host.injections_per_s)
+    h.check_no_extra()
+
+    record = ResultRecord(
+        backend=top.str_("backend", BACKENDS),
+        timer=top.str_("timer"),
+        mode=top.str_("mode", MODES),
+        method=top.str_("method", METHODS),
+        hz=top.optional_int("hz"),
+        load=top.str_("load"),
+        platform=top.optional_str("platform"),
+        interval_ns=top.int_("interval_ns", minimum=1),
+        stats=stats,
+        lateness=lateness,
+        host=host,
+        machine=top.str_dict("machine"),
+        notes=top.str_list("notes"),
+        created_utc=_iso8601(top, "created_utc"),
+        tool_version=top.str_("tool_version"),
+        intervals_ns=top.int_list("intervals_ns"),
+        lateness_ns=top.int_list("lateness_ns"),
+    )
+    top.check_no_extra()
+    return record
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON so that readers see the old file or the complete new one, never a torn write.
+
+    Serialises before touching the disk, writes a temp file in the target directory (same
+    filesystem, so ``os.replace`` is atomic), fsyncs it, then renames over ``path``.
+    """
+    path = Path(path)
+    text = json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as tmp:
+            # mkstemp creates 0600; keep an existing file's mode, else the usual 0644.
+            try:
+                mode = stat.S_IMODE(path.stat().st_mode)
+            except FileNotFoundError:
+                mode = 0o644
+            os.fchmod(tmp.fileno(), mode)
+            tmp.write(text)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+    # Make the rename itself durable; best effort, some filesystems refuse directory fsync.
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def load_results(path: Path) -> list[ResultRecord]:
+    """Read a file holding one record or a list of records; errors are one line naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SchemaError(f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise SchemaError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise SchemaError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SchemaError(
+            f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+    if isinstance(data, dict):
+        items: list[Any] = [data]
+        single = True
+    elif isinstance(data, list):
+        items = data
+        single = False
+    else:
+        raise SchemaError(
+            f"{path}: expected a result object or a list of them, got {_json_type(data)}"
+        )
+    records = []
+    for i, item in enumerate(items):
+        try:
+            records.append(from_json_dict(item))
+        except SchemaError as exc:
+            where = f"{path}" if single else f"{path}: record {i}"
+            raise SchemaError(f"{where}: {exc}") from None
+    return records

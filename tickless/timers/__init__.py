@@ -1,0 +1,10 @@
+"""Host timer logic, pure Python and free of KVM calls, shared by the KVM backend and the
+simulator (the way Linux keeps ``kernel/time/`` apart from the drivers that feed it).
+
+* ``clock``: the guest's PV clock (pvclock scale arithmetic, time dilation) and its
+  mapping to host clock ticks.
+* ``hrtimer``: host high-resolution timers in a queue with Xen-style slop (coalescing,
+  never early).
+* ``clockevents``: the host side of a guest's paravirtual clock-event device.
+* ``injection``: when an expired timer's interrupt may be injected.
+"""

@@ -1,0 +1,1 @@
+"""The micro-VMM: assembles KVM objects, the guest image and devices into running guests."""

@@ -1,0 +1,330 @@
+"""One guest machine: a KVM VM with one vCPU, the tickless guest kernel and its devices.
+
+The vCPU runs in its own thread, parked in KVM_RUN; interrupts (in-kernel irqchip) and
+HLT never come back through Python. Only port I/O (hypercalls, console) and faults do.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import signal
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tickless.devices.console import Console
+from tickless.devices.faults import GuestFault
+from tickless.devices.hypercall import HypercallPort, as_signed
+from tickless.devices.memory import GuestMemory
+from tickless.devices.pvclock import PvclockPage
+from tickless.guest import abi
+from tickless.guest.abi import Hypercall
+from tickless.host.cputime import thread_cpu_ns
+from tickless.host.timer_thread import HostTimerThread
+from tickless.host.tsc import rdtsc
+from tickless.kvm import abi as kvm_abi
+from tickless.kvm.errors import KvmError
+from tickless.kvm.exits import ExitReason, exit_name
+from tickless.kvm.longmode import LongModeLayout, gdt_and_tss, long_mode_sregs, page_tables
+from tickless.kvm.system import KvmSystem
+from tickless.kvm.vcpu import Vcpu
+from tickless.kvm.vm import Vm
+from tickless.timers.clock import GuestClock
+from tickless.timers.clockevents import ClockEventDevice
+from tickless.vmm.config import GuestConfig
+
+LAYOUT = LongModeLayout(
+    pml4=abi.PML4_GPA,
+    pdpt=abi.PDPT_GPA,
+    pd=abi.PD_GPA,
+    gdt=abi.GDT_GPA,
+    tss=abi.TSS_GPA,
+    kernel_stack_top=abi.KERNEL_STACK_TOP,
+    user_ports=(abi.CONSOLE_PORT, abi.HYPERCALL_PORT),
+    selectors=(abi.KERNEL_CS, abi.KERNEL_DS, abi.USER_DS, abi.USER_CS, abi.TSS_SEL),
+)
+MAX_LOG_BYTES = 4096
+STOP_SIGNAL = signal.SIGUSR1
+
+EXCEPTION_NAMES = {
+    0: "#DE divide error", 1: "#DB debug", 2: "NMI", 3: "#BP breakpoint", 4: "#OF overflow",
+    5: "#BR bound range", 6: "#UD invalid opcode", 7: "#NM no FPU", 8: "#DF double fault",
+    10: "#TS invalid TSS", 11: "#NP segment not present", 12: "#SS stack fault",
+    13: "#GP general protection", 14: "#PF page fault", 16: "#MF x87 error",
+    17: "#AC alignment check", 18: "#MC machine check", 19: "#XM SIMD error",
+    20: "#VE virtualization exception",
+}
+
+
+def describe_panic(code: int, detail: int) -> str:
+    if code in EXCEPTION_NAMES:
+        return f"{EXCEPTION_NAMES[code]} at rip {detail:#x}"
+    if code == 0x100:
+        return f"interrupt on an unexpected vector at rip {detail:#x}"
+    if code == 0x200:
+        return f"boot parameters of the wrong ABI (guest saw version {detail})"
+    if code == 0x300:
+        return f"SET_CLOCKEVENT failed with errno {detail}"
+    if code == 0x301:
+        return f"SET_PERIODIC refused period {detail} ns"
+    return f"panic code {code:#x}, detail {detail:#x}"
+
+
+def install_stop_signal() -> None:
+    """A no-op handler, so the signal only interrupts KVM_RUN (call from the main thread)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(STOP_SIGNAL, lambda signum, frame: None)
+
+
+@dataclass
+class GuestOutcome:
+    """How a guest's run ended: ``ok`` (it called DONE) or with a fault message."""
+
+    ok: bool = False
+    reason: str = "not started"
+    events: int = 0
+    exits: Counter[str] = field(default_factory=Counter)
+    hypercalls: int = 0
+    injections: int = 0
+    console: str = ""
+    vcpu_cpu_ns: int = 0
+
+
+class GuestMachine:
+    """A guest VM wired to the shared host timer thread."""
+
+    def __init__(
+        self,
+        system: KvmSystem,
+        timers: HostTimerThread,
+        config: GuestConfig,
+        image: bytes,
+        name: str = "guest0",
+    ) -> None:
+        self.config = config
+        self.name = name
+        self.timers = timers
+        self.outcome = GuestOutcome()
+        self._stop_requested = False
+        self._thread: threading.Thread | None = None
+        self.vm = Vm(system)
+        try:
+            self._setup(system, image)
+        except BaseException:
+            self.close()
+            raise
+
+    # --- construction ---------------------------------------------------------------------
+
+    def _setup(self, system: KvmSystem, image: bytes) -> None:
+        cfg, vm = self.config, self.vm
+        vm.set_tss_addr(abi.KVM_TSS_GPA)
+        vm.create_irqchip()
+        if cfg.halt_poll_ns is not None:
+            vm.set_halt_poll_ns(cfg.halt_poll_ns)
+        self.memory_region = vm.add_memory(0, cfg.memory_bytes)
+        self.memory = GuestMemory(vm)
+        for gpa, blob in (*page_tables(LAYOUT).items(), *gdt_and_tss(LAYOUT).items()):
+            self.memory.view(gpa, len(blob), "setup")[:] = blob
+        if len(image) > abi.IMAGE_MAX_BYTES:
+            raise KvmError(f"guest image of {len(image)} bytes does not fit")
+        self.memory.view(abi.IMAGE_GPA, len(image), "image")[:] = image
+
+        self.tsc_hz = vm.tsc_khz() * 1000
+        self.clock = GuestClock.create(self.tsc_hz, rdtsc(), rate=cfg.rate)
+        self.pvclock = PvclockPage(self.memory.view(abi.PVCLOCK_GPA, 32, "pvclock"))
+        self.pvclock.publish(self.clock)
+        self.shared = abi.Shared.from_buffer(
+            self.memory.view(abi.SHARED_GPA, ctypes.sizeof(abi.Shared), "shared")
+        )
+        self.boot = abi.Boot.from_buffer(
+            self.memory.view(abi.BOOT_GPA, ctypes.sizeof(abi.Boot), "boot")
+        )
+        self._write_boot()
+
+        self.console = Console()
+        self.clockevent = ClockEventDevice(
+            self.clock, self.timers, self._raise_timer_interrupt, name=f"{self.name}-pv"
+        )
+        self.port = HypercallPort(cfg.max_hypercall_rate)
+        self.port.register(Hypercall.SET_CLOCKEVENT, self._hc_set_clockevent)
+        self.port.register(Hypercall.SET_PERIODIC, self._hc_set_periodic)
+        self.port.register(Hypercall.DONE, self._hc_done)
+        self.port.register(Hypercall.LOG, self._hc_log)
+        self.port.register(Hypercall.PANIC, self._hc_panic)
+
+        self.vcpu = Vcpu(vm)
+        self.vcpu.set_cpuid(system.supported_cpuid)
+        self.vcpu.set_sregs(long_mode_sregs(self.vcpu.get_sregs(), LAYOUT))
+        regs = kvm_abi.Regs(
+            rip=abi.IMAGE_GPA, rsp=abi.KERNEL_STACK_TOP, rdi=abi.BOOT_GPA, rflags=0x2
+        )
+        self.vcpu.set_regs(regs)
+
+    def _write_boot(self) -> None:
+        cfg, boot = self.config, self.boot
+        boot.magic = abi.BOOT_MAGIC
+        boot.abi_version = abi.ABI_VERSION
+        boot.scenario = cfg.scenario
+        boot.timer = cfg.timer
+        boot.method = cfg.method
+        boot.wait = cfg.wait
+        boot.mode = cfg.mode
+        boot.interval_ns = cfg.interval_ns
+        boot.interval_tsc = self.clock.delta_ticks_at_least(cfg.interval_ns)
+        boot.count = cfg.count
+        boot.period_ns = cfg.period_ns
+        boot.duration_ns = cfg.duration_ns
+        boot.housekeeping_a_ns, boot.housekeeping_b_ns = cfg.housekeeping_ns
+        boot.results_gpa = abi.RESULTS_GPA
+        boot.results_capacity = cfg.results_capacity
+        boot.memory_bytes = cfg.memory_bytes
+
+    # --- hypercalls (vCPU thread) ----------------------------------------------------------
+
+    def _hc_set_clockevent(self, delta: int, _unused: int) -> int:
+        return self.clockevent.set_next_event(as_signed(delta), rdtsc())
+
+    def _hc_set_periodic(self, period: int, _unused: int) -> int:
+        return self.clockevent.set_periodic(as_signed(period), rdtsc())
+
+    def _hc_done(self, events: int, _unused: int) -> int:
+        if events > self.config.results_capacity - 1:
+            raise GuestFault(
+                f"DONE reports {events} events, but the result buffer holds "
+                f"{self.config.results_capacity - 1}"
+            )
+        self.outcome.events = events
+        self.outcome.ok = True
+        self.outcome.reason = "done"
+        self._stop_requested = True
+        return 0
+
+    def _hc_log(self, gpa: int, length: int) -> int:
+        if length > MAX_LOG_BYTES:
+            raise GuestFault(f"LOG of {length} bytes: at most {MAX_LOG_BYTES} per call")
+        self.console.write(self.memory.read(gpa, length, "LOG"))
+        return 0
+
+    def _hc_panic(self, code: int, detail: int) -> int:
+        raise GuestFault(f"guest kernel panic: {describe_panic(code, detail)}")
+
+    # --- interrupt injection (host timer thread) ------------------------------------------
+
+    def _raise_timer_interrupt(self, now_ticks: int) -> None:
+        self.shared.host_fired += 1
+        self.outcome.injections += 1
+        self.vm.signal_msi(abi.TIMER_VECTOR)
+
+    # --- running ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._vcpu_thread, name=self.name, daemon=True)
+        self._thread.start()
+
+    def request_stop(self, reason: str) -> None:
+        """Stop the vCPU from another thread (Ctrl-C, watchdog, end of an idle run)."""
+        if self._stop_requested:
+            return
+        if not self.outcome.ok:
+            self.outcome.reason = reason
+        self._stop_requested = True
+        self.vcpu.request_stop()
+        thread = self._thread
+        if thread is not None and thread.ident is not None and thread.is_alive():
+            signal.pthread_kill(thread.ident, STOP_SIGNAL)
+
+    def join(self, timeout: float | None = None) -> bool:
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _vcpu_thread(self) -> None:
+        native_id = threading.get_native_id()
+        self.outcome.reason = "running"
+        try:
+            self._run_loop()
+        except GuestFault as fault:
+            self.outcome.ok = False
+            self.outcome.reason = str(fault)
+        except KvmError as exc:
+            self.outcome.ok = False
+            self.outcome.reason = f"KVM error: {exc}"
+        finally:
+            self.clockevent.shutdown()
+            self.outcome.vcpu_cpu_ns = thread_cpu_ns(native_id)
+            self.outcome.hypercalls = self.port.calls
+            self.outcome.console = self.console.text()
+
+    def _run_loop(self) -> None:
+        vcpu, exits = self.vcpu, self.outcome.exits
+        while not self._stop_requested:
+            try:
+                reason = vcpu.run()
+            except InterruptedError:
+                vcpu.run_page.immediate_exit = 0
+                continue
+            exits[exit_name(reason)] += 1
+            if reason == ExitReason.IO:
+                self._handle_io()
+            elif reason == ExitReason.MMIO:
+                m = vcpu.mmio_exit()
+                verb = "wrote" if m.is_write else "read"
+                raise GuestFault(
+                    f"guest {verb} {m.length} bytes at {m.phys_addr:#x}, outside its "
+                    f"{self.config.memory_bytes >> 20} MiB of memory"
+                )
+            elif reason == ExitReason.SHUTDOWN:
+                raise GuestFault("guest triple-faulted (KVM_EXIT_SHUTDOWN)")
+            elif reason == ExitReason.FAIL_ENTRY:
+                code = vcpu.run_page.exit.fail_entry.hardware_entry_failure_reason
+                raise GuestFault(f"KVM could not enter the guest (hardware reason {code:#x})")
+            elif reason == ExitReason.INTERNAL_ERROR:
+                sub = vcpu.run_page.exit.internal.suberror
+                rip = vcpu.get_regs().rip
+                raise GuestFault(f"KVM internal error (suberror {sub}) at rip {rip:#x}")
+            else:
+                raise GuestFault(f"unexpected vCPU exit {exit_name(reason)}")
+
+    def _handle_io(self) -> None:
+        io = self.vcpu.io_exit()
+        if io.port == abi.HYPERCALL_PORT and io.is_write and io.size == 4 and io.count == 1:
+            number = int.from_bytes(self.vcpu.io_data(io), "little")
+            regs = self.vcpu.exit_regs()
+            result = self.port.call(number, int(regs.rdi), int(regs.rsi))
+            self.vcpu.set_return_value(result)
+        elif io.port == abi.CONSOLE_PORT and io.is_write:
+            self.console.write(bytes(self.vcpu.io_data(io)))
+        else:
+            direction = "out" if io.is_write else "in"
+            raise GuestFault(
+                f"guest used unknown I/O port {io.port:#x} ({direction}, {io.size} bytes)"
+            )
+
+    # --- results ----------------------------------------------------------------------------
+
+    @property
+    def events_recorded(self) -> int:
+        return int(self.shared.events_recorded)
+
+    def timestamps_ns(self) -> np.ndarray:
+        """The reference timestamp and one per recorded event, as the guest wrote them."""
+        n = min(self.outcome.events, self.config.results_capacity - 1) + 1
+        raw = self.memory.read(abi.RESULTS_GPA, n * 8, "results")
+        return np.frombuffer(raw, dtype=np.uint64).astype(np.int64)
+
+    def close(self) -> None:
+        for attr in ("shared", "boot", "pvclock"):
+            if hasattr(self, attr):
+                delattr(self, attr)
+        if hasattr(self, "vcpu"):
+            self.vcpu.close()
+        self.vm.close()
+

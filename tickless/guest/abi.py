@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ctypes as C
 from enum import IntEnum
+from typing import Any
 
 ABI_VERSION = 1
 BOOT_MAGIC = 0x7469636B6C657373  # "tickless"
@@ -186,7 +187,7 @@ class PvclockVcpuTimeInfo(C.Structure):
 
 PVCLOCK_TSC_STABLE_BIT = 1 << 0
 
-_C_TYPES = {
+_C_TYPES: dict[Any, str] = {
     C.c_uint64: "uint64_t",
     C.c_uint32: "uint32_t",
     C.c_int8: "int8_t",
@@ -196,14 +197,15 @@ _C_TYPES = {
 
 def _c_struct(name: str, struct: type[C.Structure]) -> list[str]:
     lines = [f"struct {name} {{"]
-    for field_name, ctype in struct._fields_:  # type: ignore[misc]
+    fields: list[tuple[str, Any]] = struct._fields_  # type: ignore[assignment]
+    for field_name, ctype in fields:
         if hasattr(ctype, "_length_"):
             lines.append(f"    {_C_TYPES[ctype._type_]} {field_name}[{ctype._length_}];")
         else:
             lines.append(f"    {_C_TYPES[ctype]} {field_name};")
     lines.append("} __attribute__((packed));")
     lines.append(f"_Static_assert(sizeof(struct {name}) == {C.sizeof(struct)}, \"{name}\");")
-    for field_name, _ in struct._fields_:  # type: ignore[misc]
+    for field_name, _ in fields:
         offset = getattr(struct, field_name).offset
         lines.append(
             f"_Static_assert(__builtin_offsetof(struct {name}, {field_name}) == {offset}, "

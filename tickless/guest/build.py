@@ -1,95 +1,54 @@
 """Build the guest kernel image from its C and assembly sources with the host's gcc.
 
-Images are cached under ``$TICKLESS_CACHE_DIR`` (default ``~/.cache/tickless``) by a hash
-of the sources, the generated ABI header, the flags and the compiler version, so an image
-is rebuilt exactly when one of those changes and never needs a manual step.
+Images are cached by :mod:`tickless.buildcache` under a hash of the sources, the generated
+ABI header, the flags and the compiler version, so an image is rebuilt exactly when one of
+those changes and never needs a manual step.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
+from tickless.buildcache import BuildError, cache_dir, cached_build, require_tool, run_tool
+from tickless.buildcache import tool_version as _tool_version
 from tickless.guest import abi
+
+__all__ = ["CFLAGS", "SRC_DIR", "GuestBuildError", "build_image", "cache_dir"]
 
 SRC_DIR = Path(__file__).parent / "src"
 SOURCES = ("entry.S", "kernel.c", "user.c")
 HEADERS = ("guest.h",)
+# fmt: off
 CFLAGS = (
     "-O2", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-ffreestanding", "-nostdlib",
     "-fno-pic", "-no-pie", "-mno-red-zone", "-mgeneral-regs-only", "-fno-stack-protector",
     "-fno-asynchronous-unwind-tables", "-fcf-protection=none", "-static",
 )
+# fmt: on
 
-
-class GuestBuildError(RuntimeError):
-    """gcc, ld or objcopy failed or are missing."""
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("TICKLESS_CACHE_DIR")
-    return Path(root) if root else Path.home() / ".cache" / "tickless"
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise GuestBuildError(
-            f"'{name}' not found: the guest kernel is built from source; install it with "
-            "'apt-get install gcc binutils'"
-        )
-    return path
-
-
-def _fingerprint(header: str, gcc: str) -> str:
-    digest = hashlib.sha256()
-    for name in (*SOURCES, *HEADERS, "linker.ld"):
-        digest.update(name.encode())
-        digest.update((SRC_DIR / name).read_bytes())
-    digest.update(header.encode())
-    digest.update(" ".join(CFLAGS).encode())
-    version = subprocess.run([gcc, "--version"], capture_output=True, text=True, check=False)
-    digest.update(version.stdout.encode())
-    return digest.hexdigest()[:16]
+# Kept for callers that catch the guest-specific name; every build failure is a BuildError.
+GuestBuildError = BuildError
 
 
 def build_image(force: bool = False) -> Path:
     """Return the path of the flat guest image, building it first when needed."""
-    gcc, objcopy = _tool("gcc"), _tool("objcopy")
+    gcc, objcopy = require_tool("gcc"), require_tool("objcopy")
     header = abi.render_c_header()
-    out_dir = cache_dir() / f"guest-{_fingerprint(header, gcc)}"
-    image = out_dir / "kernel.bin"
-    if image.exists() and not force:
-        return image
-    cache_dir().mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp_name:
-        tmp = Path(tmp_name)
-        (tmp / "tickless_abi.h").write_text(header)
-        elf = tmp / "kernel.elf"
-        cmd = [gcc, *CFLAGS, f"-I{tmp}", f"-I{SRC_DIR}", "-T", str(SRC_DIR / "linker.ld"),
-               "-o", str(elf), *(str(SRC_DIR / s) for s in SOURCES)]
-        _run(cmd)
-        _run([objcopy, "-O", "binary", str(elf), str(tmp / "kernel.bin")])
-        size = (tmp / "kernel.bin").stat().st_size
+    inputs: list[bytes] = []
+    for name in (*SOURCES, *HEADERS, "linker.ld"):
+        inputs += [name.encode(), (SRC_DIR / name).read_bytes()]
+    inputs += [header.encode(), " ".join(CFLAGS).encode(), _tool_version(gcc)]
+
+    def build(work: Path) -> None:
+        (work / "tickless_abi.h").write_text(header)
+        elf, image = work / "kernel.elf", work / "kernel.bin"
+        sources = [str(SRC_DIR / s) for s in SOURCES]
+        linker = ["-T", str(SRC_DIR / "linker.ld")]
+        run_tool([gcc, *CFLAGS, f"-I{work}", f"-I{SRC_DIR}", *linker, "-o", str(elf), *sources])
+        run_tool([objcopy, "-O", "binary", str(elf), str(image)])
+        size = image.stat().st_size
         if size > abi.IMAGE_MAX_BYTES:
-            raise GuestBuildError(f"guest image is {size} bytes, more than {abi.IMAGE_MAX_BYTES}")
-        staged = tmp / "out"
-        staged.mkdir()
-        shutil.move(str(tmp / "kernel.bin"), staged / "kernel.bin")
-        shutil.move(str(elf), staged / "kernel.elf")
-        try:
-            os.replace(staged, out_dir)
-        except OSError:
-            if not image.exists():  # a concurrent build won the race: fine; else re-raise
-                raise
-    return image
+            raise BuildError(f"guest image is {size} bytes, more than {abi.IMAGE_MAX_BYTES}")
 
-
-def _run(cmd: list[str]) -> None:
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise GuestBuildError(f"guest build failed: {' '.join(cmd)}\n{proc.stderr.strip()}")
+    out_dir = cached_build("guest", inputs, build, ("kernel.bin", "kernel.elf"), force=force)
+    return out_dir / "kernel.bin"

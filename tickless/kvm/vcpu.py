@@ -116,7 +116,8 @@ class Vcpu:
     def exit_regs(self) -> abi.Regs:
         """Registers at the last exit: from the sync-regs area when KVM offers it."""
         if self.sync_regs:
-            return self.run_page.s.regs
+            regs: abi.Regs = self.run_page.s.regs
+            return regs
         return self.get_regs()
 
     def set_return_value(self, rax: int) -> None:

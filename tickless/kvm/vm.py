@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes as C
 import fcntl
 import mmap
@@ -44,7 +45,8 @@ class Vm:
             os.close(self.fd)
             self.fd = -1
         for region in self.regions:
-            region.mapping.close()
+            with contextlib.suppress(BufferError):  # still viewed: freed with the last view
+                region.mapping.close()
         self.regions.clear()
 
     def _ioctl(self, request: int, arg: int | bytes | bytearray, what: str) -> int:

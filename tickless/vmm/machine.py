@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from tickless.devices.console import Console
 from tickless.devices.faults import GuestFault
@@ -70,6 +71,10 @@ def describe_panic(code: int, detail: int) -> str:
     if code == 0x301:
         return f"SET_PERIODIC refused period {detail} ns"
     return f"panic code {code:#x}, detail {detail:#x}"
+
+
+class GuestStopped(RuntimeError):
+    """A guest ended without finishing its work; the message says why."""
 
 
 def install_stop_signal() -> None:
@@ -314,11 +319,17 @@ class GuestMachine:
     def events_recorded(self) -> int:
         return int(self.shared.events_recorded)
 
-    def timestamps_ns(self) -> np.ndarray:
-        """The reference timestamp and one per recorded event, as the guest wrote them."""
-        n = min(self.outcome.events, self.config.results_capacity - 1) + 1
+    def timestamps_ns(self, events: int) -> npt.NDArray[np.int64]:
+        """The reference timestamp and one per recorded event, as the guest wrote them.
+
+        The guest is untrusted: timestamps that go backwards are refused.
+        """
+        n = min(max(events, 0), self.config.results_capacity - 1) + 1
         raw = self.memory.read(abi.RESULTS_GPA, n * 8, "results")
-        return np.frombuffer(raw, dtype=np.uint64).astype(np.int64)
+        stamps = np.frombuffer(raw, dtype=np.uint64).astype(np.int64)
+        if n > 1 and bool(np.any(np.diff(stamps) < 0)):
+            raise GuestStopped("guest reported event timestamps that go backwards")
+        return stamps
 
     def close(self) -> None:
         for attr in ("shared", "boot", "pvclock"):

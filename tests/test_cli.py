@@ -1,0 +1,92 @@
+"""The command line: help that teaches, one-line errors, results written as promised."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tickless.cli import main
+from tickless.measure.schema import load_results
+
+
+def test_help_lists_the_commands() -> None:
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    assert "measure" in result.output and "idle" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["measure", "--interval", "50"], "unit"),
+        (["measure", "--interval", "-5us"], "--interval"),
+        (["measure", "--count", "0"], "--count"),
+        (["measure", "--timer", "hpet"], "--timer"),
+        (["measure", "--timer", "lapic", "--mode", "periodic"], "pv timer only"),
+        (["measure", "--dilation", "zero"], "--dilation"),
+        (["idle", "--guests", "0"], "--guests"),
+    ],
+)
+def test_bad_input_is_one_clear_error(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.usefixtures("kvm")
+def test_measure_writes_a_loadable_json_record(tmp_path: Path) -> None:
+    out = tmp_path / "run.json"
+    result = CliRunner().invoke(
+        main, ["measure", "--interval", "100us", "--count", "200", "--json", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "mean measured interval" in result.output
+    (record,) = load_results(out)
+    assert record.backend == "kvm" and record.timer == "pv"
+    assert record.stats.count == 200
+    raw = json.loads(out.read_text())
+    assert raw["schema_version"] == 1
+    assert raw["host"]["hypercalls"] == 201
+
+
+@pytest.mark.usefixtures("kvm")
+def test_compare_paper_prints_the_papers_rows() -> None:
+    result = CliRunner().invoke(
+        main, ["measure", "--interval", "50us", "--count", "100", "--compare-paper"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "65.310" in result.output  # the paper's KVM row at 50 us
+    assert "tickless pv" in result.output
+
+
+@pytest.mark.usefixtures("kvm")
+def test_idle_counts_host_wakeups(tmp_path: Path) -> None:
+    out = tmp_path / "idle.json"
+    result = CliRunner().invoke(
+        main,
+        ["idle", "--guests", "3", "--mode", "periodic", "--hz", "250", "--duration", "400ms",
+         "--json", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["kind"] == "idle"
+    # 3 guests x 250 HZ: about 750 host timer expiries a second.
+    assert 600 <= data["expiries_per_s"] <= 800
+
+
+@pytest.mark.usefixtures("kvm")
+def test_tickless_idle_guests_wake_rarely(tmp_path: Path) -> None:
+    """With a 1 s and a 4 s housekeeping timer, an idle tickless guest takes <= 2 IRQ/s."""
+    out = tmp_path / "idle.json"
+    result = CliRunner().invoke(
+        main,
+        ["idle", "--guests", "3", "--mode", "tickless", "--duration", "2s", "--json", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert 0.5 <= data["interrupts_per_guest_per_s"] <= 2.0
+    assert data["wakeups_per_s"] <= 2.0 * 3

@@ -1,0 +1,139 @@
+"""Real guests on real KVM: the timer paths measured end to end, and the invariant that a
+timer never fires early."""
+
+from __future__ import annotations
+
+import time
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from tickless.guest.abi import ETIME, RESULTS_GPA, Scenario
+from tickless.measure.runner import MeasureSpec, measure
+from tickless.vmm.config import GuestConfig
+from tickless.vmm.host import VmmHost
+
+pytestmark = pytest.mark.usefixtures("kvm")
+
+
+@pytest.mark.parametrize("timer", ["pv", "lapic"])
+def test_relative_method_never_fires_early(timer: str) -> None:
+    """2000 events every 100 us: all recorded, no interval shorter than requested."""
+    record = measure(MeasureSpec(timer=timer, interval_ns=100_000, count=2000))
+    assert record.stats.count == 2000
+    assert len(record.intervals_ns) == 2000
+    assert min(record.intervals_ns) >= 100_000
+    assert record.lateness.early_count == 0
+    assert record.stats.mean_ns > 100_000
+    assert record.host.timer_events >= 2000
+
+
+@pytest.mark.parametrize("timer", ["pv", "lapic"])
+def test_absolute_method_deadlines_on_a_grid(timer: str) -> None:
+    """cyclictest's mode: event i never before t0 + i*d."""
+    record = measure(
+        MeasureSpec(timer=timer, interval_ns=200_000, count=300, method="absolute")
+    )
+    assert record.stats.count == 300
+    assert min(record.lateness_ns) >= 0
+    # On a grid, the mean interval tends to d itself, not d + latency.
+    assert abs(record.stats.mean_ns - 200_000) < 20_000
+
+
+def test_pv_host_counts_match_the_events() -> None:
+    """One hypercall per armed event (+ DONE), one injection and one exit each."""
+    record = measure(MeasureSpec(timer="pv", interval_ns=100_000, count=500))
+    assert record.host.hypercalls == 501
+    assert record.host.injections == 500
+    assert record.host.exits == 501
+    assert record.host.wakeups <= 500
+
+
+def test_periodic_guest_quantizes_to_ticks() -> None:
+    """A 1000 HZ ticking guest asking for 50 us gets about one tick, 1 ms, per event."""
+    record = measure(
+        MeasureSpec(timer="pv", interval_ns=50_000, count=50, mode="periodic", hz=1000)
+    )
+    intervals = np.array(record.intervals_ns)
+    assert intervals.min() >= 50_000
+    assert 900_000 <= float(np.median(intervals)) <= 1_100_000
+
+
+def test_time_dilation_slows_the_guest_clock() -> None:
+    """At rate 1/2, 200 events of 200 us guest time take at least 80 ms of host time."""
+    t0 = time.monotonic()
+    record = measure(
+        MeasureSpec(timer="pv", interval_ns=200_000, count=200, rate=Fraction(1, 2))
+    )
+    wall_s = time.monotonic() - t0
+    assert min(record.intervals_ns) >= 200_000  # in guest nanoseconds
+    assert wall_s >= 200 * 2 * 200e-6
+    # Guest intervals are about half the host's: d/2 of latency-free guest time per event.
+    assert record.host.duration_s >= 2 * sum(record.intervals_ns) / 1e9 * 0.9
+
+
+def test_spin_wait_also_never_early() -> None:
+    record = measure(MeasureSpec(timer="pv", interval_ns=100_000, count=300, wait="spin"))
+    assert min(record.intervals_ns) >= 100_000
+
+
+@pytest.mark.parametrize(
+    ("scenario", "limits", "expected"),
+    [
+        (Scenario.BAD_DELTA, {}, "hypercall errors in a row (last: call SET_CLOCKEVENT -> -62)"),
+        (Scenario.FLOOD, {"max_hypercall_rate": 2000.0}, "hypercall flood"),
+        (Scenario.WILD_WRITE, {}, "outside its 4 MiB of memory"),
+        (Scenario.TRIPLE_FAULT, {}, "triple-faulted"),
+        (Scenario.BAD_LOG, {}, "lies outside guest memory"),
+        (Scenario.EXCEPTION, {}, "#DE divide error"),
+    ],
+)
+def test_misbehaving_guest_is_stopped_with_a_clear_message(
+    scenario: Scenario, limits: dict[str, float], expected: str
+) -> None:
+    config = GuestConfig(scenario=scenario, **limits)  # type: ignore[arg-type]
+    host = VmmHost()
+    try:
+        machine = host.boot(config)
+        machine.start()
+        assert machine.join(20), "the misbehaving guest was not stopped"
+        assert not machine.outcome.ok
+        assert expected in machine.outcome.reason
+        # The host survives: its timer thread still serves a well-behaved guest.
+        assert host.timers.error is None
+        good = host.boot(GuestConfig(interval_ns=100_000, count=50))
+        good.start()
+        assert good.join(20)
+        assert good.outcome.ok, good.outcome.reason
+    finally:
+        host.close()
+
+
+def test_bad_delta_gets_etime_first() -> None:
+    """lguest's ABI: a delta under the minimum returns -ETIME to the guest."""
+    host = VmmHost()
+    try:
+        machine = host.boot(GuestConfig(scenario=Scenario.BAD_DELTA))
+        machine.start()
+        assert machine.join(20)
+        first = machine.memory.read(RESULTS_GPA, 8, "test")
+        assert int.from_bytes(first, "little", signed=True) == -ETIME
+    finally:
+        host.close()
+
+
+def test_hypercall_round_trip_loop() -> None:
+    """The benchmark's scenario: N NOP hypercalls, timestamped by the guest."""
+    host = VmmHost()
+    try:
+        machine = host.boot(GuestConfig(scenario=Scenario.HYPERCALL_LOOP, count=1000))
+        machine.start()
+        assert machine.join(20)
+        assert machine.outcome.ok, machine.outcome.reason
+        stamps = machine.timestamps_ns(machine.outcome.events)
+        assert len(stamps) == 1001
+        assert machine.outcome.hypercalls == 1001
+        assert np.all(np.diff(stamps) > 0)
+    finally:
+        host.close()

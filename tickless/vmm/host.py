@@ -1,0 +1,71 @@
+"""The host side of a run: /dev/kvm, the guest image and one real-time host timer thread
+shared by every guest (as one hrtimer base serves every VM on a host CPU)."""
+
+from __future__ import annotations
+
+import sys
+from types import TracebackType
+
+from tickless.guest.build import build_image
+from tickless.host.realtime import RealtimePolicy
+from tickless.host.timer_thread import HostTimerThread
+from tickless.kvm.system import KvmSystem
+from tickless.kvm.vm import Vm
+from tickless.vmm.config import GuestConfig
+from tickless.vmm.machine import GuestMachine, install_stop_signal
+
+GIL_SWITCH_INTERVAL_S = 0.0002  # hand the GIL to the woken timer thread quickly
+
+
+class VmmHost:
+    """Owns KVM, the timer thread and the guests booted on it; close() stops them all."""
+
+    def __init__(self, slop_ns: int = 0, policy: RealtimePolicy | None = None) -> None:
+        install_stop_signal()
+        self.image = build_image().read_bytes()
+        self.system = KvmSystem()
+        probe = Vm(self.system)
+        try:
+            self.tsc_hz = probe.tsc_khz() * 1000
+        finally:
+            probe.close()
+        self.timers = HostTimerThread(
+            self.tsc_hz, slop_ticks=slop_ns * self.tsc_hz // 1_000_000_000, policy=policy
+        )
+        self.machines: list[GuestMachine] = []
+        self._old_switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+        self.timers.start()
+
+    def boot(self, config: GuestConfig, name: str | None = None) -> GuestMachine:
+        machine = GuestMachine(
+            self.system, self.timers, config, self.image, name or f"guest{len(self.machines)}"
+        )
+        self.machines.append(machine)
+        return machine
+
+    def stop_all(self, reason: str) -> None:
+        for machine in self.machines:
+            machine.request_stop(reason)
+        for machine in self.machines:
+            machine.join(timeout=5)
+
+    def close(self) -> None:
+        self.stop_all("host shutting down")
+        self.timers.stop()
+        for machine in self.machines:
+            machine.close()
+        self.machines.clear()
+        self.system.close()
+        sys.setswitchinterval(self._old_switch_interval)
+
+    def __enter__(self) -> VmmHost:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -39,8 +39,10 @@ def main() -> None:
 
     mean_us, p50_us = hypercall_round_trip_us()
     print(f"hypercall round trip: mean {mean_us:.2f} us, p50 {p50_us:.2f} us")
-    print(f"{'path':6} {'mean interval us':>17} {'lateness mean us':>17} {'sd us':>8} "
-          f"{'p99 us':>8} {'max us':>9} {'early':>6} {'host CPU %':>10}")
+    print(
+        f"{'path':6} {'mean interval us':>17} {'lateness mean us':>17} {'sd us':>8} "
+        f"{'p99 us':>8} {'max us':>9} {'early':>6} {'host CPU %':>10}"
+    )
     for timer in ("pv", "lapic", "host"):
         r = measure(MeasureSpec(timer=timer, interval_ns=interval_ns, count=args.count))
         cpu_pct = 100 * r.host.cpu_s / r.host.duration_s if r.host.duration_s else 0.0

@@ -68,8 +68,19 @@ def test_idle_counts_host_wakeups(tmp_path: Path) -> None:
     out = tmp_path / "idle.json"
     result = CliRunner().invoke(
         main,
-        ["idle", "--guests", "3", "--mode", "periodic", "--hz", "250", "--duration", "400ms",
-         "--json", str(out)],
+        [
+            "idle",
+            "--guests",
+            "3",
+            "--mode",
+            "periodic",
+            "--hz",
+            "250",
+            "--duration",
+            "400ms",
+            "--json",
+            str(out),
+        ],
     )
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())

@@ -115,9 +115,9 @@ def test_token_bucket(clock: FakeClock) -> None:
     assert [bucket.take() for _ in range(3)] == [True, True, False]
     clock.t += 0.25
     assert [bucket.take() for _ in range(2)] == [True, False]
-    clock.t += 0.1  # 0.4 tokens: not a whole one yet
+    clock.t += 0.125  # half a token: not a whole one yet (binary-exact steps)
     assert bucket.take() is False
-    clock.t += 0.15
+    clock.t += 0.125
     assert bucket.take() is True
 
 

@@ -32,9 +32,7 @@ def test_relative_method_never_fires_early(timer: str) -> None:
 @pytest.mark.parametrize("timer", ["pv", "lapic"])
 def test_absolute_method_deadlines_on_a_grid(timer: str) -> None:
     """cyclictest's mode: event i never before t0 + i*d."""
-    record = measure(
-        MeasureSpec(timer=timer, interval_ns=200_000, count=300, method="absolute")
-    )
+    record = measure(MeasureSpec(timer=timer, interval_ns=200_000, count=300, method="absolute"))
     assert record.stats.count == 300
     assert min(record.lateness_ns) >= 0
     # On a grid, the mean interval tends to d itself, not d + latency.
@@ -63,9 +61,7 @@ def test_periodic_guest_quantizes_to_ticks() -> None:
 def test_time_dilation_slows_the_guest_clock() -> None:
     """At rate 1/2, 200 events of 200 us guest time take at least 80 ms of host time."""
     t0 = time.monotonic()
-    record = measure(
-        MeasureSpec(timer="pv", interval_ns=200_000, count=200, rate=Fraction(1, 2))
-    )
+    record = measure(MeasureSpec(timer="pv", interval_ns=200_000, count=200, rate=Fraction(1, 2)))
     wall_s = time.monotonic() - t0
     assert min(record.intervals_ns) >= 200_000  # in guest nanoseconds
     assert wall_s >= 200 * 2 * 200e-6

@@ -3,10 +3,11 @@ nothing fired twice, and coalescing exactly as Xen's timer_slop describes."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tickless.timers.hrtimer import HostTimer, TimerQueue
@@ -18,10 +19,11 @@ ops = st.lists(
         st.tuples(
             st.just("arm"),
             st.integers(0, N_TIMERS - 1),
-            st.integers(0, 200),  # expiry offset from now (never in the past)
+            # expiry offset from now (never in the past); small ones make expiries collide
+            st.integers(0, 8) | st.integers(0, 60),
         ),
         st.tuples(st.just("cancel"), st.integers(0, N_TIMERS - 1), st.just(0)),
-        st.tuples(st.just("advance"), st.just(0), st.integers(0, 150)),
+        st.tuples(st.just("advance"), st.just(0), st.integers(0, 8) | st.integers(0, 60)),
     ),
     max_size=60,
 )
@@ -102,7 +104,8 @@ class Harness:
             assert timer.expires == (None if expected is None else expected[1])
 
 
-@given(st.sampled_from([0, 1, 10, 50, 1000]), ops)
+@settings(max_examples=300)
+@given(st.sampled_from([0, 1, 5, 10, 50]), ops)
 def test_queue_against_model(slop: int, program: list[tuple[str, int, int]]) -> None:
     """Random arm / re-arm / cancel / advance sequences on an ideal host: never early, at
     most slop late, in expiry order, each arming fires once, replaced armings never."""
@@ -172,6 +175,18 @@ def test_coalescing_window(slop: int) -> None:
     assert q.expire(e2) == [t2]
 
 
+def test_no_slop_one_wakeup_per_timer() -> None:
+    """Slop 0: three timers at distinct expiries need three wake-ups, one timer each."""
+    q = TimerQueue(slop_ticks=0)
+    timers = [HostTimer(_noop, f"t{i}") for i in range(3)]
+    for timer, e in zip(timers, (100, 101, 105), strict=True):
+        q.arm(timer, e)
+    batches = []
+    while (wake := q.next_wakeup()) is not None:
+        batches.append((wake, q.expire(wake)))
+    assert batches == [(100, [timers[0]]), (101, [timers[1]]), (105, [timers[2]])]
+
+
 def test_coalescing_ignores_cancelled_timer_in_window() -> None:
     """A cancelled timer inside the window does not stretch the wake-up to its expiry."""
     q = TimerQueue(slop_ticks=100)
@@ -210,7 +225,7 @@ def test_wakeup_counts(expiries: list[int]) -> None:
             assert wakes == sorted(set(expiries))
         else:
             assert len(wakes) <= len(set(expiries))
-            assert all(b - a > slop for a, b in zip(firsts, firsts[1:], strict=False))
+            assert all(b - a > slop for a, b in itertools.pairwise(firsts))
             assert all(w - f <= slop for w, f in zip(wakes, firsts, strict=True))
 
 

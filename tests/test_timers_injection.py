@@ -50,6 +50,6 @@ def test_release_never_before_now(window: int, now: int, deadline: int | None) -
     when now falls in the window."""
     result = HoldBackWindow(window).release_at(now, deadline)
     assert result >= now
-    assert result == now or result == deadline
+    assert result in (now, deadline)
     in_window = deadline is not None and window > 0 and deadline - window <= now <= deadline
     assert result == (deadline if in_window else now)

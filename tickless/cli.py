@@ -50,8 +50,12 @@ def progress_bar(label: str, total: float, show: bool) -> Iterator[Callable[[flo
     if not show:
         yield lambda done: None
         return
-    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-               TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=err_console, transient=True) as bar:
         task = bar.add_task(label, total=total)
         yield lambda done: bar.update(task, completed=done)
@@ -78,49 +82,129 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--timer", type=click.Choice(["pv", "lapic", "host"]), default="pv",
-              show_default=True,
-              help="pv: our paravirtual clock-event device; lapic: KVM's in-kernel LAPIC "
-                   "TSC-deadline timer; host: the same method on the host (the floor).")
-@click.option("--interval", "interval_ns", type=DURATION, default="50us", show_default=True,
-              help="Time d between events (ns, us, ms, s).")
-@click.option("--count", type=click.IntRange(1, 10_000_000), default=4500, show_default=True,
-              help="Number of timer events N.")
-@click.option("--mode", type=click.Choice(["tickless", "periodic"]), default="tickless",
-              show_default=True,
-              help="tickless: one-shot events; periodic: a HZ tick drives the guest's timers.")
-@click.option("--hz", type=click.IntRange(1, 100_000), default=1000, show_default=True,
-              help="Tick rate for --mode periodic.")
-@click.option("--method", type=click.Choice(["relative", "absolute"]), default="relative",
-              show_default=True,
-              help="relative: next event d after the last (the paper's); absolute: a fixed "
-                   "grid t0 + i*d (cyclictest's).")
-@click.option("--wait", type=click.Choice(["halt", "spin"]), default="halt", show_default=True,
-              help="How the guest waits for its interrupt: HLT (an idle guest) or spinning.")
-@click.option("--slop", "slop_ns", type=DURATION_OR_ZERO, default="0ns", show_default=True,
-              help="Host timer slop: timers within it are coalesced (Xen's timer_slop).")
-@click.option("--dilation", "rate", type=DilationParam(), default="1", show_default=True,
-              help="Guest time per host time (0.5: guest clock at half speed).")
-@click.option("--halt-poll", "halt_poll_ns", type=DURATION_OR_ZERO, default=None,
-              help="Cap KVM halt polling for the guest (0ns turns it off). Default: host's.")
-@click.option("--no-rt", is_flag=True,
-              help="Run the host timer thread as a normal thread, not SCHED_FIFO.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the result record (schema: tickless/measure/schema.py) here.")
-@click.option("--compare-paper", is_flag=True,
-              help="Print our row beside the paper's Table 1 rows for this interval.")
-def measure(timer: str, interval_ns: int, count: int, mode: str, hz: int, method: str,
-            wait: str, slop_ns: int, rate: Fraction, halt_poll_ns: int | None, no_rt: bool,
-            json_path: Path | None, compare_paper: bool) -> None:
+@click.option(
+    "--timer",
+    type=click.Choice(["pv", "lapic", "host"]),
+    default="pv",
+    show_default=True,
+    help="pv: our paravirtual clock-event device; lapic: KVM's in-kernel LAPIC "
+    "TSC-deadline timer; host: the same method on the host (the floor).",
+)
+@click.option(
+    "--interval",
+    "interval_ns",
+    type=DURATION,
+    default="50us",
+    show_default=True,
+    help="Time d between events (ns, us, ms, s).",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(1, 10_000_000),
+    default=4500,
+    show_default=True,
+    help="Number of timer events N.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["tickless", "periodic"]),
+    default="tickless",
+    show_default=True,
+    help="tickless: one-shot events; periodic: a HZ tick drives the guest's timers.",
+)
+@click.option(
+    "--hz",
+    type=click.IntRange(1, 100_000),
+    default=1000,
+    show_default=True,
+    help="Tick rate for --mode periodic.",
+)
+@click.option(
+    "--method",
+    type=click.Choice(["relative", "absolute"]),
+    default="relative",
+    show_default=True,
+    help="relative: next event d after the last (the paper's); absolute: a fixed "
+    "grid t0 + i*d (cyclictest's).",
+)
+@click.option(
+    "--wait",
+    type=click.Choice(["halt", "spin"]),
+    default="halt",
+    show_default=True,
+    help="How the guest waits for its interrupt: HLT (an idle guest) or spinning.",
+)
+@click.option(
+    "--slop",
+    "slop_ns",
+    type=DURATION_OR_ZERO,
+    default="0ns",
+    show_default=True,
+    help="Host timer slop: timers within it are coalesced (Xen's timer_slop).",
+)
+@click.option(
+    "--dilation",
+    "rate",
+    type=DilationParam(),
+    default="1",
+    show_default=True,
+    help="Guest time per host time (0.5: guest clock at half speed).",
+)
+@click.option(
+    "--halt-poll",
+    "halt_poll_ns",
+    type=DURATION_OR_ZERO,
+    default=None,
+    help="Cap KVM halt polling for the guest (0ns turns it off). Default: host's.",
+)
+@click.option(
+    "--no-rt", is_flag=True, help="Run the host timer thread as a normal thread, not SCHED_FIFO."
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the result record (schema: tickless/measure/schema.py) here.",
+)
+@click.option(
+    "--compare-paper",
+    is_flag=True,
+    help="Print our row beside the paper's Table 1 rows for this interval.",
+)
+def measure(
+    timer: str,
+    interval_ns: int,
+    count: int,
+    mode: str,
+    hz: int,
+    method: str,
+    wait: str,
+    slop_ns: int,
+    rate: Fraction,
+    halt_poll_ns: int | None,
+    no_rt: bool,
+    json_path: Path | None,
+    compare_paper: bool,
+) -> None:
     """Measure N timer events every d, the paper's way: mean, sd, 99% CI, percentiles."""
     from tickless.measure.runner import MeasurementInterrupted, MeasureSpec
     from tickless.measure.runner import measure as run
     from tickless.vmm.machine import GuestStopped
 
     try:
-        spec = MeasureSpec(timer=timer, interval_ns=interval_ns, count=count, mode=mode, hz=hz,
-                           method=method, wait=wait, slop_ns=slop_ns, realtime=not no_rt,
-                           rate=rate, halt_poll_ns=halt_poll_ns)
+        spec = MeasureSpec(
+            timer=timer,
+            interval_ns=interval_ns,
+            count=count,
+            mode=mode,
+            hz=hz,
+            method=method,
+            wait=wait,
+            slop_ns=slop_ns,
+            realtime=not no_rt,
+            rate=rate,
+            halt_poll_ns=halt_poll_ns,
+        )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     if timer != "host":
@@ -150,28 +234,67 @@ def measure(timer: str, interval_ns: int, count: int, mode: str, hz: int, method
 
 
 @main.command()
-@click.option("--guests", type=click.IntRange(1, 64), default=10, show_default=True,
-              help="Idle guests to run at once.")
-@click.option("--mode", type=click.Choice(["tickless", "periodic"]), default="tickless",
-              show_default=True)
-@click.option("--hz", type=click.IntRange(1, 10_000), default=1000, show_default=True,
-              help="Tick rate of periodic guests.")
+@click.option(
+    "--guests",
+    type=click.IntRange(1, 64),
+    default=10,
+    show_default=True,
+    help="Idle guests to run at once.",
+)
+@click.option(
+    "--mode", type=click.Choice(["tickless", "periodic"]), default="tickless", show_default=True
+)
+@click.option(
+    "--hz",
+    type=click.IntRange(1, 10_000),
+    default=1000,
+    show_default=True,
+    help="Tick rate of periodic guests.",
+)
 @click.option("--duration", "duration_ns", type=DURATION, default="2s", show_default=True)
-@click.option("--slop", "slop_ns", type=DURATION_OR_ZERO, default="0ns", show_default=True,
-              help="Host timer slop (coalesces timers of different guests).")
-@click.option("--halt-poll", "halt_poll_ns", type=DURATION_OR_ZERO, default=None,
-              help="Cap KVM halt polling per guest (0ns turns it off). Default: host's.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the idle result (kind 'idle') here.")
-def idle(guests: int, mode: str, hz: int, duration_ns: int, slop_ns: int,
-         halt_poll_ns: int | None, json_path: Path | None) -> None:
+@click.option(
+    "--slop",
+    "slop_ns",
+    type=DURATION_OR_ZERO,
+    default="0ns",
+    show_default=True,
+    help="Host timer slop (coalesces timers of different guests).",
+)
+@click.option(
+    "--halt-poll",
+    "halt_poll_ns",
+    type=DURATION_OR_ZERO,
+    default=None,
+    help="Cap KVM halt polling per guest (0ns turns it off). Default: host's.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the idle result (kind 'idle') here.",
+)
+def idle(
+    guests: int,
+    mode: str,
+    hz: int,
+    duration_ns: int,
+    slop_ns: int,
+    halt_poll_ns: int | None,
+    json_path: Path | None,
+) -> None:
     """Run idle guests, ticking or tickless, and count what their timers cost the host."""
     from tickless.measure.idle import IdleSpec, run_idle
     from tickless.vmm.machine import GuestStopped
 
     try:
-        spec = IdleSpec(guests=guests, mode=mode, hz=hz, duration_ns=duration_ns,
-                        slop_ns=slop_ns, halt_poll_ns=halt_poll_ns)
+        spec = IdleSpec(
+            guests=guests,
+            mode=mode,
+            hz=hz,
+            duration_ns=duration_ns,
+            slop_ns=slop_ns,
+            halt_poll_ns=halt_poll_ns,
+        )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     require_kvm()
@@ -183,9 +306,11 @@ def idle(guests: int, mode: str, hz: int, duration_ns: int, slop_ns: int,
         sys.exit(EXIT_INTERRUPTED)
     except (GuestStopped, KvmError, OSError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
-    table = Table(title=f"{guests} idle guests, {mode}"
-                        + (f" at {hz} HZ" if mode == "periodic" else "")
-                        + f", {result.duration_s:.2f} s")
+    table = Table(
+        title=f"{guests} idle guests, {mode}"
+        + (f" at {hz} HZ" if mode == "periodic" else "")
+        + f", {result.duration_s:.2f} s"
+    )
     table.add_column("host-side count")
     table.add_column("value", justify="right")
     table.add_row("host timer wake-ups/s", f"{result.wakeups_per_s:,.1f}")

@@ -17,9 +17,7 @@ class GuestMemory:
             raise GuestFault(f"{what}: negative address or length ({gpa:#x}, {length})")
         region = self.vm.region_for(gpa, length)
         if region is None:
-            raise GuestFault(
-                f"{what}: buffer {gpa:#x}+{length} lies outside guest memory"
-            )
+            raise GuestFault(f"{what}: buffer {gpa:#x}+{length} lies outside guest memory")
         start = gpa - region.guest_phys_addr
         return memoryview(region.mapping)[start : start + length]
 

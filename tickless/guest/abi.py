@@ -204,7 +204,7 @@ def _c_struct(name: str, struct: type[C.Structure]) -> list[str]:
         else:
             lines.append(f"    {_C_TYPES[ctype]} {field_name};")
     lines.append("} __attribute__((packed));")
-    lines.append(f"_Static_assert(sizeof(struct {name}) == {C.sizeof(struct)}, \"{name}\");")
+    lines.append(f'_Static_assert(sizeof(struct {name}) == {C.sizeof(struct)}, "{name}");')
     for field_name, _ in fields:
         offset = getattr(struct, field_name).offset
         lines.append(

@@ -21,7 +21,10 @@ class _Itimerspec(ctypes.Structure):
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.timerfd_create.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.timerfd_settime.argtypes = [
-    ctypes.c_int, ctypes.c_int, ctypes.POINTER(_Itimerspec), ctypes.c_void_p,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.POINTER(_Itimerspec),
+    ctypes.c_void_p,
 ]
 
 

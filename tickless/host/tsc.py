@@ -13,7 +13,7 @@ import mmap
 import time
 from collections.abc import Callable
 
-_RDTSC_CODE = bytes.fromhex("0faee8" "0f31" "48c1e220" "4809d0" "c3")
+_RDTSC_CODE = bytes.fromhex("0faee80f3148c1e2204809d0c3")
 
 
 def _make_rdtsc() -> tuple[Callable[[], int], mmap.mmap]:

@@ -50,8 +50,26 @@ class UserspaceMemoryRegion(C.Structure):
 class Regs(C.Structure):
     _fields_ = [
         (name, u64)
-        for name in ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp", "r8", "r9",
-                     "r10", "r11", "r12", "r13", "r14", "r15", "rip", "rflags")
+        for name in (
+            "rax",
+            "rbx",
+            "rcx",
+            "rdx",
+            "rsi",
+            "rdi",
+            "rsp",
+            "rbp",
+            "r8",
+            "r9",
+            "r10",
+            "r11",
+            "r12",
+            "r13",
+            "r14",
+            "r15",
+            "rip",
+            "rflags",
+        )
     ]
 
 

@@ -73,7 +73,13 @@ def gdt_and_tss(layout: LongModeLayout) -> dict[int, bytes]:
     )
     tss_high = base >> 32
     gdt = struct.pack(
-        "<7Q", 0, GDT_KERNEL_CODE, GDT_KERNEL_DATA, GDT_USER_DATA, GDT_USER_CODE, tss_low,
+        "<7Q",
+        0,
+        GDT_KERNEL_CODE,
+        GDT_KERNEL_DATA,
+        GDT_USER_DATA,
+        GDT_USER_CODE,
+        tss_low,
         tss_high,
     )
     tss = bytearray(b"\xff" * (limit + 1))

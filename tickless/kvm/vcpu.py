@@ -98,8 +98,9 @@ class Vcpu:
 
     def io_exit(self) -> IoExit:
         io = self.run_page.exit.io
-        return IoExit(int(io.port), int(io.size), io.direction == IO_OUT, int(io.count),
-                      int(io.data_offset))
+        return IoExit(
+            int(io.port), int(io.size), io.direction == IO_OUT, int(io.count), int(io.data_offset)
+        )
 
     def io_data(self, io: IoExit) -> memoryview:
         """The bytes of a port access, inside the shared run page (write them for IN)."""

@@ -208,8 +208,7 @@ def _measure_kvm(spec: MeasureSpec, progress: Progress | None) -> ResultRecord:
                 late_us = stats.late_ticks_total / stats.wakeups / host.tsc_hz * 1e6
                 max_us = stats.late_ticks_max / host.tsc_hz * 1e6
                 notes.append(
-                    f"host timer thread woke {late_us:.1f} us late on average "
-                    f"(max {max_us:.1f} us)"
+                    f"host timer thread woke {late_us:.1f} us late on average (max {max_us:.1f} us)"
                 )
         else:
             timer_events = injections = wakeups = int(shared.lapic_irq_count)
@@ -233,9 +232,7 @@ def _measure_kvm(spec: MeasureSpec, progress: Progress | None) -> ResultRecord:
             slop_ns=spec.slop_ns,
         )
         try:
-            record = build_record(
-                spec, "kvm", machine.timestamps_ns(events), counts, facts, notes
-            )
+            record = build_record(spec, "kvm", machine.timestamps_ns(events), counts, facts, notes)
         except GuestStopped:
             if interrupted:
                 raise MeasurementInterrupted(None) from None

@@ -45,6 +45,8 @@ class GuestConfig:
             raise ValueError("hz must be between 1 and 100000")
         if self.rate <= 0:
             raise ValueError("time dilation rate must be positive")
+        if self.max_hypercall_rate < 100:
+            raise ValueError("the hypercall rate limit must be at least 100/s")
 
     @property
     def period_ns(self) -> int:

@@ -50,11 +50,24 @@ MAX_LOG_BYTES = 4096
 STOP_SIGNAL = signal.SIGUSR1
 
 EXCEPTION_NAMES = {
-    0: "#DE divide error", 1: "#DB debug", 2: "NMI", 3: "#BP breakpoint", 4: "#OF overflow",
-    5: "#BR bound range", 6: "#UD invalid opcode", 7: "#NM no FPU", 8: "#DF double fault",
-    10: "#TS invalid TSS", 11: "#NP segment not present", 12: "#SS stack fault",
-    13: "#GP general protection", 14: "#PF page fault", 16: "#MF x87 error",
-    17: "#AC alignment check", 18: "#MC machine check", 19: "#XM SIMD error",
+    0: "#DE divide error",
+    1: "#DB debug",
+    2: "NMI",
+    3: "#BP breakpoint",
+    4: "#OF overflow",
+    5: "#BR bound range",
+    6: "#UD invalid opcode",
+    7: "#NM no FPU",
+    8: "#DF double fault",
+    10: "#TS invalid TSS",
+    11: "#NP segment not present",
+    12: "#SS stack fault",
+    13: "#GP general protection",
+    14: "#PF page fault",
+    16: "#MF x87 error",
+    17: "#AC alignment check",
+    18: "#MC machine check",
+    19: "#XM SIMD error",
     20: "#VE virtualization exception",
 }
 
@@ -338,4 +351,3 @@ class GuestMachine:
         if hasattr(self, "vcpu"):
             self.vcpu.close()
         self.vm.close()
-

@@ -20,6 +20,7 @@ import numpy.typing as npt
 from tickless.guest.abi import Method, Scenario, TickMode, TimerKind, Wait
 from tickless.host.cputime import process_cpu_s
 from tickless.host.realtime import RealtimePolicy
+from tickless.kvm.system import kvm_problem
 from tickless.measure.machine_info import machine_facts
 from tickless.measure.schema import HostCounts, ResultRecord
 from tickless.measure.stats import summarize, summarize_lateness
@@ -31,6 +32,7 @@ TIMER_PATHS = ("pv", "lapic", "host")
 MODES = ("tickless", "periodic")
 METHODS = ("relative", "absolute")
 WAITS = ("halt", "spin")
+BACKENDS = ("kvm", "sim")
 ASSUMED_LATENCY_NS = 60_000  # only for progress estimates
 
 Progress = Callable[[int], None]
@@ -51,6 +53,8 @@ class MeasureSpec:
     halt_poll_ns: int | None = None
     stall_timeout_s: float = 10.0
     load: str = "idle"
+    backend: str = "kvm"  # "kvm" or "sim" (resolve "auto" with resolve_backend first)
+    platform: str = "KVM"  # the simulator's platform profile
 
     def __post_init__(self) -> None:
         for name, value, choices in (
@@ -73,6 +77,8 @@ class MeasureSpec:
             raise ValueError("--slop must not be negative")
         if self.rate <= 0:
             raise ValueError("--dilation must be positive")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}")
 
     @property
     def expected_duration_s(self) -> float:
@@ -90,7 +96,22 @@ class MeasurementInterrupted(Exception):
         self.partial = partial
 
 
+def resolve_backend(requested: str) -> tuple[str, str | None]:
+    """``auto`` means KVM where /dev/kvm is usable, else the simulator; returns the backend
+    and, when auto fell back, the one line saying why."""
+    if requested != "auto":
+        return requested, None
+    problem = kvm_problem()
+    if problem is None:
+        return "kvm", None
+    return "sim", f"no usable KVM ({problem.split(':')[0]}): running the simulator instead"
+
+
 def measure(spec: MeasureSpec, progress: Progress | None = None) -> ResultRecord:
+    if spec.backend == "sim":
+        from tickless.sim.measure import simulate_measurement
+
+        return simulate_measurement(spec, progress)
     if spec.timer == "host":
         return _measure_host(spec, progress)
     return _measure_kvm(spec, progress)

@@ -1,0 +1,61 @@
+"""Shared pieces of the command line: consoles, progress, parameter types."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from fractions import Fraction
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+from tickless.kvm.system import kvm_problem
+from tickless.units import DurationParam
+
+DURATION_OR_ZERO = DurationParam(allow_zero=True)
+
+console = Console()
+err_console = Console(stderr=True)
+EXIT_INTERRUPTED = 130
+
+
+class DilationParam(click.ParamType):  # type: ignore[type-arg]
+    """Guest seconds per host second, as a decimal or a fraction ("0.5", "1/3", "2")."""
+
+    name = "rate"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, Fraction):
+            return value
+        try:
+            rate = Fraction(str(value)).limit_denominator(1_000_000)
+        except (ValueError, ZeroDivisionError):
+            self.fail(f"{value!r} is not a number like 0.5, 2 or 1/3", param, ctx)
+        if not Fraction(1, 1000) <= rate <= 1000:
+            self.fail("dilation must be between 1/1000 and 1000", param, ctx)
+        return rate
+
+
+@contextmanager
+def progress_bar(label: str, total: float, show: bool) -> Iterator[Callable[[float], None]]:
+    """A rich progress bar for runs expected to take over a second; a no-op otherwise."""
+    if not show:
+        yield lambda done: None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda done: bar.update(task, completed=done)
+
+
+def require_kvm() -> None:
+    problem = kvm_problem()
+    if problem is not None:
+        raise click.ClickException(problem)

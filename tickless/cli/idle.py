@@ -1,0 +1,117 @@
+"""tickless idle: what idle guests' timers cost the host."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from tickless.cli.common import (
+    DURATION_OR_ZERO,
+    EXIT_INTERRUPTED,
+    console,
+    err_console,
+    progress_bar,
+    require_kvm,
+)
+from tickless.kvm.errors import KvmError
+from tickless.measure.schema import write_json_atomic
+from tickless.units import DURATION
+
+
+@click.command()
+@click.option(
+    "--guests",
+    type=click.IntRange(1, 64),
+    default=10,
+    show_default=True,
+    help="Idle guests to run at once.",
+)
+@click.option(
+    "--mode", type=click.Choice(["tickless", "periodic"]), default="tickless", show_default=True
+)
+@click.option(
+    "--hz",
+    type=click.IntRange(1, 10_000),
+    default=1000,
+    show_default=True,
+    help="Tick rate of periodic guests.",
+)
+@click.option("--duration", "duration_ns", type=DURATION, default="2s", show_default=True)
+@click.option(
+    "--slop",
+    "slop_ns",
+    type=DURATION_OR_ZERO,
+    default="0ns",
+    show_default=True,
+    help="Host timer slop (coalesces timers of different guests).",
+)
+@click.option(
+    "--halt-poll",
+    "halt_poll_ns",
+    type=DURATION_OR_ZERO,
+    default=None,
+    help="Cap KVM halt polling per guest (0ns turns it off). Default: host's.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the idle result (kind 'idle') here.",
+)
+def idle(
+    guests: int,
+    mode: str,
+    hz: int,
+    duration_ns: int,
+    slop_ns: int,
+    halt_poll_ns: int | None,
+    json_path: Path | None,
+) -> None:
+    """Run idle guests, ticking or tickless, and count what their timers cost the host."""
+    from tickless.measure.idle import IdleSpec, run_idle
+    from tickless.vmm.machine import GuestStopped
+
+    try:
+        spec = IdleSpec(
+            guests=guests,
+            mode=mode,
+            hz=hz,
+            duration_ns=duration_ns,
+            slop_ns=slop_ns,
+            halt_poll_ns=halt_poll_ns,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    require_kvm()
+    try:
+        with progress_bar(f"{guests} {mode} guests", 1.0, True) as update:
+            result = run_idle(spec, progress=update)
+    except KeyboardInterrupt:
+        err_console.print("interrupted: an idle run has no partial result")
+        sys.exit(EXIT_INTERRUPTED)
+    except (GuestStopped, KvmError, OSError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    table = Table(
+        title=f"{guests} idle guests, {mode}"
+        + (f" at {hz} HZ" if mode == "periodic" else "")
+        + f", {result.duration_s:.2f} s"
+    )
+    table.add_column("host-side count")
+    table.add_column("value", justify="right")
+    table.add_row("host timer wake-ups/s", f"{result.wakeups_per_s:,.1f}")
+    table.add_row("host timer expiries/s (all guests)", f"{result.expiries_per_s:,.1f}")
+    table.add_row("timer interrupts/s per guest", f"{result.interrupts_per_guest_per_s:,.2f}")
+    table.add_row("host CPU, whole VMM", f"{result.cpu_percent_of_core:.1f} % of a core")
+    table.add_row("  of it: host timer thread", f"{result.timer_thread_cpu_s:.3f} s")
+    table.add_row("  of it: vCPU threads (guest included)", f"{result.vcpu_cpu_s:.3f} s")
+    per_guest_ms = 1000 * result.process_cpu_s / guests / result.duration_s
+    table.add_row("host CPU per guest", f"{per_guest_ms:.2f} ms/s")
+    console.print(table)
+    for note in result.notes:
+        console.print(f"note: {note}")
+    if json_path:
+        write_json_atomic(json_path, result.to_json_dict())
+        err_console.print(f"result written to {json_path}")

@@ -1,0 +1,195 @@
+"""tickless measure: N timer events every d, the paper's way."""
+
+from __future__ import annotations
+
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import click
+
+from tickless.cli.common import (
+    DURATION_OR_ZERO,
+    EXIT_INTERRUPTED,
+    DilationParam,
+    console,
+    err_console,
+    progress_bar,
+    require_kvm,
+)
+from tickless.kvm.errors import KvmError
+from tickless.measure.report import render_compare_paper, render_result
+from tickless.measure.schema import to_json_dict, write_json_atomic
+from tickless.units import DURATION, format_duration_ns
+
+
+@click.command()
+@click.option(
+    "--timer",
+    type=click.Choice(["pv", "lapic", "host"]),
+    default="pv",
+    show_default=True,
+    help="pv: our paravirtual clock-event device; lapic: KVM's in-kernel LAPIC "
+    "TSC-deadline timer; host: the same method on the host (the floor).",
+)
+@click.option(
+    "--interval",
+    "interval_ns",
+    type=DURATION,
+    default="50us",
+    show_default=True,
+    help="Time d between events (ns, us, ms, s).",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(1, 10_000_000),
+    default=4500,
+    show_default=True,
+    help="Number of timer events N.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["tickless", "periodic"]),
+    default="tickless",
+    show_default=True,
+    help="tickless: one-shot events; periodic: a HZ tick drives the guest's timers.",
+)
+@click.option(
+    "--hz",
+    type=click.IntRange(1, 100_000),
+    default=1000,
+    show_default=True,
+    help="Tick rate for --mode periodic.",
+)
+@click.option(
+    "--method",
+    type=click.Choice(["relative", "absolute"]),
+    default="relative",
+    show_default=True,
+    help="relative: next event d after the last (the paper's); absolute: a fixed "
+    "grid t0 + i*d (cyclictest's).",
+)
+@click.option(
+    "--wait",
+    type=click.Choice(["halt", "spin"]),
+    default="halt",
+    show_default=True,
+    help="How the guest waits for its interrupt: HLT (an idle guest) or spinning.",
+)
+@click.option(
+    "--slop",
+    "slop_ns",
+    type=DURATION_OR_ZERO,
+    default="0ns",
+    show_default=True,
+    help="Host timer slop: timers within it are coalesced (Xen's timer_slop).",
+)
+@click.option(
+    "--dilation",
+    "rate",
+    type=DilationParam(),
+    default="1",
+    show_default=True,
+    help="Guest time per host time (0.5: guest clock at half speed).",
+)
+@click.option(
+    "--halt-poll",
+    "halt_poll_ns",
+    type=DURATION_OR_ZERO,
+    default=None,
+    help="Cap KVM halt polling for the guest (0ns turns it off). Default: host's.",
+)
+@click.option(
+    "--no-rt", is_flag=True, help="Run the host timer thread as a normal thread, not SCHED_FIFO."
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the result record (schema: tickless/measure/schema.py) here.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", "kvm", "sim"]),
+    default="auto",
+    show_default=True,
+    help="kvm: a real guest; sim: the simulator; auto: KVM where /dev/kvm is usable.",
+)
+@click.option(
+    "--platform",
+    default="KVM",
+    show_default=True,
+    help="Simulator platform profile (a name, or a profile JSON file from 'tickless sim fit').",
+)
+@click.option(
+    "--compare-paper",
+    is_flag=True,
+    help="Print our row beside the paper's Table 1 rows for this interval.",
+)
+def measure(
+    timer: str,
+    interval_ns: int,
+    count: int,
+    mode: str,
+    hz: int,
+    method: str,
+    wait: str,
+    slop_ns: int,
+    rate: Fraction,
+    halt_poll_ns: int | None,
+    no_rt: bool,
+    json_path: Path | None,
+    backend: str,
+    platform: str,
+    compare_paper: bool,
+) -> None:
+    """Measure N timer events every d, the paper's way: mean, sd, 99% CI, percentiles."""
+    from tickless.measure.runner import MeasurementInterrupted, MeasureSpec, resolve_backend
+    from tickless.measure.runner import measure as run
+    from tickless.vmm.machine import GuestStopped
+
+    resolved, fallback_note = resolve_backend(backend)
+    if fallback_note:
+        err_console.print(fallback_note)
+    try:
+        spec = MeasureSpec(
+            backend=resolved,
+            platform=platform,
+            timer=timer,
+            interval_ns=interval_ns,
+            count=count,
+            mode=mode,
+            hz=hz,
+            method=method,
+            wait=wait,
+            slop_ns=slop_ns,
+            realtime=not no_rt,
+            rate=rate,
+            halt_poll_ns=halt_poll_ns,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if resolved == "kvm" and timer != "host":
+        require_kvm()
+    label = f"{timer} {format_duration_ns(interval_ns)} x {count}"
+    try:
+        with progress_bar(label, count, spec.expected_duration_s > 1.0) as update:
+            record = run(spec, progress=update)
+    except MeasurementInterrupted as stop:
+        if stop.partial is not None:
+            render_result(stop.partial, console)
+            if json_path:
+                write_json_atomic(json_path, to_json_dict(stop.partial))
+                err_console.print(f"partial result written to {json_path}")
+        err_console.print("interrupted")
+        sys.exit(EXIT_INTERRUPTED)
+    except (GuestStopped, KvmError, OSError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    render_result(record, console)
+    if compare_paper:
+        render_compare_paper(record, console)
+    if json_path:
+        write_json_atomic(json_path, to_json_dict(record))
+        err_console.print(f"result written to {json_path}")
+    if record.lateness.early_count:
+        raise click.ClickException(f"{record.lateness.early_count} events fired early")

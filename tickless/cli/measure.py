@@ -122,6 +122,13 @@ from tickless.units import DURATION, format_duration_ns
     help="Simulator platform profile (a name, or a profile JSON file from 'tickless sim fit').",
 )
 @click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Simulator seed: a simulated run is deterministic for a given seed.",
+)
+@click.option(
     "--compare-paper",
     is_flag=True,
     help="Print our row beside the paper's Table 1 rows for this interval.",
@@ -141,6 +148,7 @@ def measure(
     json_path: Path | None,
     backend: str,
     platform: str,
+    seed: int,
     compare_paper: bool,
 ) -> None:
     """Measure N timer events every d, the paper's way: mean, sd, 99% CI, percentiles."""
@@ -155,6 +163,7 @@ def measure(
         spec = MeasureSpec(
             backend=resolved,
             platform=platform,
+            seed=seed,
             timer=timer,
             interval_ns=interval_ns,
             count=count,

@@ -55,6 +55,7 @@ class MeasureSpec:
     load: str = "idle"
     backend: str = "kvm"  # "kvm" or "sim" (resolve "auto" with resolve_backend first)
     platform: str = "KVM"  # the simulator's platform profile
+    seed: int = 0  # the simulator's random seed (runs are deterministic for a seed)
 
     def __post_init__(self) -> None:
         for name, value, choices in (

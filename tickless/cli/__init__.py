@@ -22,11 +22,13 @@ def main() -> None:
 def _register() -> None:
     from tickless.cli.idle import idle
     from tickless.cli.measure import measure
+    from tickless.cli.report import report
     from tickless.cli.sim import sim
 
     main.add_command(measure)
     main.add_command(idle)
     main.add_command(sim)
+    main.add_command(report)
 
 
 _register()

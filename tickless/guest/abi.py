@@ -18,6 +18,12 @@ Hypercall ABI (documented in the README):
 * ``LOG(gpa, len)``: print ``len`` bytes at guest-physical ``gpa`` (bounds-checked).
 * ``PANIC(code, detail)``: the guest kernel hit a fatal exception (vector, rip).
 * ``NOP()``: does nothing; used to measure the hypercall round trip.
+* ``SET_PRECISE(deadline_ns)``: the dedicated precise timer channel: an interrupt on
+  ``PRECISE_VECTOR`` (the highest priority class) *before* the absolute guest-clock
+  deadline, early by the host's adaptive advance, so the guest can spin to the exact
+  deadline on its PV clock. ``0`` cancels; a deadline already past returns ``-ETIME``.
+  The guest also publishes its next deadline in ``tickless_shared.precise_deadline_ns``
+  (a hint): the host holds other interrupts back in a window before it.
 """
 
 from __future__ import annotations
@@ -40,7 +46,11 @@ PVCLOCK_GPA = 0x6000  # struct pvclock_vcpu_time_info
 SHARED_GPA = 0x7000  # struct tickless_shared: counters both sides read
 KERNEL_STACK_TOP = 0x10000  # ring-0 stack (TSS.RSP0), grows down to 0x9000
 USER_STACK_TOP = 0xF0000  # ring-3 stack, grows down
+AP_KERNEL_STACK_TOP = 0xC0000  # the second vCPU's ring-0 stack (it only passes through)
+AP_USER_STACK_TOP = 0xE0000  # the second vCPU's ring-3 stack
+AP_SHARED_GPA = 0x8000  # the second vCPU's counter, on a page of its own
 IMAGE_GPA = 0x100000  # kernel image load address and entry point
+AP_ENTRY_GPA = 0x100010  # the second vCPU's entry point, at a fixed place in the image
 IMAGE_MAX_BYTES = 0x100000
 RESULTS_GPA = 0x200000  # u64 timestamps written by the workload
 MIN_MEMORY_BYTES = 4 << 20
@@ -58,6 +68,7 @@ CONSOLE_PORT = 0xE9  # one byte per out (Bochs-style debug console)
 HYPERCALL_PORT = 0x600
 
 # --- interrupt vectors (higher vector = higher priority class on the LAPIC) ----------------
+PRECISE_VECTOR = 0xF0  # the dedicated precise timer channel: highest priority class
 TIMER_VECTOR = 0xE0  # the PV clock-event device
 LAPIC_TIMER_VECTOR = 0xE1  # KVM's in-kernel LAPIC timer, TSC-deadline mode
 IO_VECTOR = 0x60  # device interrupts (I/O load)
@@ -89,6 +100,7 @@ class Hypercall(IntEnum):
     DONE = 3
     LOG = 4
     PANIC = 5
+    SET_PRECISE = 6
 
 
 class Scenario(IntEnum):
@@ -108,6 +120,7 @@ class Scenario(IntEnum):
 class TimerKind(IntEnum):
     PV = 0
     LAPIC = 1
+    PRECISE = 2
 
 
 class Method(IntEnum):
@@ -148,6 +161,9 @@ class Boot(C.Structure):
             "results_gpa",
             "results_capacity",
             "memory_bytes",
+            "io_handler_tsc",  # busy time of the guest's I/O interrupt handler, TSC ticks
+            "spin_threshold_ns",  # precise: spin without an interrupt below this
+            "second_vcpu_busy",  # 1: vCPU 1 runs a CPU-bound loop (CPU load)
         )
     ]
 
@@ -165,6 +181,13 @@ class Shared(C.Structure):
             "host_fired",  # host: PV timer expiries injected (to count merged events)
             "wakeups",  # guest: times the workload woke from HLT
             "timer_callbacks",  # guest: housekeeping timers run (idle workload)
+            "precise_irq_count",  # precise channel interrupts taken
+            "precise_deadline_ns",  # guest's next precise deadline (hint for hold-back), 0: none
+            "precise_margin_ns",  # signed: deadline - wake-up time of the last IRQ-driven event
+            "precise_irq_events",  # precise events reached through an early interrupt
+            "precise_spin_events",  # precise events too close for an interrupt: spun to
+            "spin_ns",  # guest time spent spinning to precise deadlines
+            "ready",  # guest: 1 once it takes interrupts (ring 3 has started)
         )
     ]
 
@@ -223,10 +246,10 @@ def render_c_header() -> str:
     for enum in (Hypercall, Scenario, TimerKind, Method, Wait, TickMode):
         for member in enum:
             lines.append(f"#define {enum.__name__.upper()}_{member.name} {int(member)}")
-    fields = [f for f, _ in Shared._fields_]  # type: ignore[misc]
-    for field_name in fields:
-        offset = getattr(Shared, field_name).offset
-        lines.append(f"#define SHARED_{field_name.upper()} ({SHARED_GPA + offset:#x})")
+    for prefix, base, struct in (("SHARED", SHARED_GPA, Shared), ("BOOT_PARAM", BOOT_GPA, Boot)):
+        for field_name, _ in struct._fields_:  # type: ignore[misc]
+            offset = getattr(struct, field_name).offset
+            lines.append(f"#define {prefix}_{field_name.upper()} ({base + offset:#x})")
     lines += ["", "#ifndef __ASSEMBLER__", "#include <stdint.h>"]
     lines += _c_struct("tickless_boot", Boot)
     lines += _c_struct("tickless_shared", Shared)

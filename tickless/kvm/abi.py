@@ -175,6 +175,13 @@ class EnableCap(C.Structure):
     _fields_ = [("cap", u32), ("flags", u32), ("args", u64 * 4), ("pad", u8 * 64)]
 
 
+class MpState(C.Structure):
+    _fields_ = [("mp_state", u32)]
+
+
+MP_STATE_RUNNABLE = 0
+
+
 class ClockData(C.Structure):
     _fields_ = [
         ("clock", u64),
@@ -272,6 +279,7 @@ SET_CPUID2 = _iow(0x90, Cpuid2Header)
 GET_TSC_KHZ = _io(0xA3)
 ENABLE_CAP = _iow(0xA3, EnableCap)
 SIGNAL_MSI = _iow(0xA5, Msi)
+SET_MP_STATE = _iow(0x99, MpState)
 
 # --- capabilities ---------------------------------------------------------------------------
 

@@ -70,6 +70,11 @@ class Vcpu:
         if written != len(msrs):
             raise KvmError(f"KVM_SET_MSRS wrote {written} of {len(msrs)} MSRs")
 
+    def set_runnable(self) -> None:
+        """Start an application processor without INIT/SIPI (the host sets its registers)."""
+        state = abi.MpState(mp_state=abi.MP_STATE_RUNNABLE)
+        self._ioctl(abi.SET_MP_STATE, bytes(state), "KVM_SET_MP_STATE")
+
     # --- running ----------------------------------------------------------------------------
 
     def run(self) -> int:

@@ -9,6 +9,7 @@ method run on the host itself: the floor on this box).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,8 +19,10 @@ import numpy as np
 import numpy.typing as npt
 
 from tickless.guest.abi import Method, Scenario, TickMode, TimerKind, Wait
-from tickless.host.cputime import process_cpu_s
+from tickless.host.cputime import process_cpu_s, thread_cpu_ns
+from tickless.host.load import HostCpuLoad
 from tickless.host.realtime import RealtimePolicy
+from tickless.host.timer_thread import HostTimerThread
 from tickless.kvm.system import kvm_problem
 from tickless.measure.machine_info import machine_facts
 from tickless.measure.schema import HostCounts, ResultRecord
@@ -28,7 +31,12 @@ from tickless.vmm.config import MAX_EVENTS, GuestConfig
 from tickless.vmm.host import VmmHost
 from tickless.vmm.machine import GuestMachine, GuestStopped
 
-TIMER_PATHS = ("pv", "lapic", "host")
+TIMER_PATHS = ("pv", "lapic", "precise", "host")
+LOADS = ("idle", "cpu", "io")
+PAPER_IO_RATE_PER_S = 1733.0  # the paper's measured heavy-I/O interrupt rate
+# An I/O interrupt stalls a spinning ring-3 guest 30-45 us beyond its handler's own busy
+# time here (world switch into emulated ring 0, entry, EOI, iret): measured, see README.
+HANDLER_ENTRY_EXIT_NS = 70_000
 MODES = ("tickless", "periodic")
 METHODS = ("relative", "absolute")
 WAITS = ("halt", "spin")
@@ -56,6 +64,10 @@ class MeasureSpec:
     backend: str = "kvm"  # "kvm" or "sim" (resolve "auto" with resolve_backend first)
     platform: str = "KVM"  # the simulator's platform profile
     seed: int = 0  # the simulator's random seed (runs are deterministic for a seed)
+    io_rate_per_s: float = PAPER_IO_RATE_PER_S  # with load "io"
+    io_handler_ns: int = 20_000  # busy time of the guest's I/O interrupt handler
+    hold_back_ns: int | None = None  # precise: hold-back window; None: handler cost + 25 us
+    spin_threshold_ns: int = 200_000  # precise: nearer deadlines are spun to directly
 
     def __post_init__(self) -> None:
         for name, value, choices in (
@@ -78,8 +90,29 @@ class MeasureSpec:
             raise ValueError("--slop must not be negative")
         if self.rate <= 0:
             raise ValueError("--dilation must be positive")
+        loads = self.loads
+        if not loads or any(part not in LOADS for part in loads):
+            raise ValueError(f"--load takes {', '.join(LOADS)} (combine with +), not {self.load!r}")
+        if "idle" in loads and len(loads) > 1:
+            raise ValueError("--load idle cannot be combined with other loads")
+        if self.timer == "host" and "io" in loads:
+            raise ValueError("--load io is a device in the guest: --timer host has no guest")
+        if self.io_rate_per_s <= 0 or self.io_handler_ns < 0:
+            raise ValueError("--io-rate must be positive and --io-handler not negative")
         if self.backend not in BACKENDS:
             raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}")
+
+    @property
+    def hold_back_window_ns(self) -> int:
+        """Long enough for one I/O handler (plus its emulated entry and EOI) to finish
+        before the deadline, and no longer: a wider window only makes interrupts wait."""
+        if self.hold_back_ns is not None:
+            return self.hold_back_ns
+        return self.io_handler_ns + HANDLER_ENTRY_EXIT_NS
+
+    @property
+    def loads(self) -> tuple[str, ...]:
+        return tuple(sorted(part for part in self.load.split("+") if part))
 
     @property
     def expected_duration_s(self) -> float:
@@ -165,9 +198,10 @@ def _policy(spec: MeasureSpec) -> RealtimePolicy:
 
 
 def _guest_config(spec: MeasureSpec) -> GuestConfig:
+    precise = spec.timer == "precise"
     return GuestConfig(
         scenario=Scenario.MEASURE,
-        timer=TimerKind.PV if spec.timer == "pv" else TimerKind.LAPIC,
+        timer=TimerKind[spec.timer.upper()],
         method=Method[spec.method.upper()],
         wait=Wait[spec.wait.upper()],
         mode=TickMode[spec.mode.upper()],
@@ -176,7 +210,21 @@ def _guest_config(spec: MeasureSpec) -> GuestConfig:
         hz=spec.hz,
         rate=spec.rate,
         halt_poll_ns=spec.halt_poll_ns,
+        io_rate_per_s=spec.io_rate_per_s if "io" in spec.loads else 0.0,
+        io_handler_ns=spec.io_handler_ns,
+        hold_back_ns=spec.hold_back_window_ns if precise else 0,
+        spin_threshold_ns=spec.spin_threshold_ns,
+        second_vcpu_busy="cpu" in spec.loads,
+        vcpu_policy=VCPU_PRECISE_POLICY if precise else None,
+        seed=spec.seed,
     )
+
+
+# The precise channel pins its vCPU and its host timer thread to different CPUs, as the
+# paper pinned the timer's VCPU to a physical CPU of its own.
+VCPU_PRECISE_POLICY = RealtimePolicy(fifo_priority=80, cpu=1)
+PRECISE_TIMER_POLICY = RealtimePolicy(fifo_priority=95, cpu=0)
+OTHER_TIMERS_WITH_PRECISE = RealtimePolicy(fifo_priority=90, cpu=0)  # off the vCPU's CPU
 
 
 def watch(
@@ -200,8 +248,14 @@ def watch(
 
 
 def _measure_kvm(spec: MeasureSpec, progress: Progress | None) -> ResultRecord:
-    with VmmHost(spec.slop_ns, _policy(spec)) as host:
-        machine = host.boot(_guest_config(spec))
+    with contextlib.ExitStack() as stack:
+        cpu_load = stack.enter_context(HostCpuLoad()) if "cpu" in spec.loads else None
+        policy = OTHER_TIMERS_WITH_PRECISE if spec.timer == "precise" else _policy(spec)
+        host = stack.enter_context(VmmHost(spec.slop_ns, policy))
+        precise_timers = (
+            host.dedicated_precise_timers(PRECISE_TIMER_POLICY) if spec.timer == "precise" else None
+        )
+        machine = host.boot(_guest_config(spec), precise_timers=precise_timers)
         cpu0, t0 = process_cpu_s(), time.monotonic()
         machine.start()
         interrupted = False
@@ -217,35 +271,17 @@ def _measure_kvm(spec: MeasureSpec, progress: Progress | None) -> ResultRecord:
             console = f"; guest console: {outcome.console.strip()}" if outcome.console else ""
             raise GuestStopped(f"guest stopped: {outcome.reason}{console}")
         events = outcome.events if outcome.ok else machine.events_recorded
-        shared = machine.shared
-        notes = [*host.timers.problems, *host.timers.callback_errors]
-        if spec.timer == "pv":
-            timer_events = int(shared.irq_count)
-            injections, wakeups = outcome.injections, host.timers.stats.wakeups
-            merged = int(shared.host_fired) - timer_events
-            if merged > 0:
-                notes.append(f"{merged} host timer expiries merged into earlier interrupts")
-            stats = host.timers.stats
-            if stats.wakeups:
-                late_us = stats.late_ticks_total / stats.wakeups / host.tsc_hz * 1e6
-                max_us = stats.late_ticks_max / host.tsc_hz * 1e6
-                notes.append(
-                    f"host timer thread woke {late_us:.1f} us late on average (max {max_us:.1f} us)"
-                )
-        else:
-            timer_events = injections = wakeups = int(shared.lapic_irq_count)
-            notes.append("lapic: expiries and injections are KVM's in-kernel LAPIC timer's")
+        notes = [*host.timers.problems, *host.timers.callback_errors, *machine.vcpu_problems]
+        counts = _host_counts(spec, host, machine, duration_s, cpu_s, notes)
+        if machine.io is not None:
+            notes.extend(_io_notes(spec, machine, duration_s))
+        if machine.ap is not None:
+            ap_cpu_s = thread_cpu_ns(machine.ap_native_id) / 1e9 if machine.ap_native_id else 0
+            notes.append(f"cpu load: guest vCPU 1 busy for {ap_cpu_s:.2f} CPU-s")
+            if machine.ap_error:
+                notes.append(machine.ap_error)
         if interrupted:
             notes.append(f"interrupted after {events} of {spec.count} events")
-        counts = HostCounts(
-            exits=sum(outcome.exits.values()),
-            hypercalls=outcome.hypercalls,
-            injections=injections,
-            wakeups=wakeups,
-            timer_events=timer_events,
-            duration_s=duration_s,
-            cpu_s=cpu_s,
-        )
         facts = machine_facts(
             tsc_khz=host.tsc_hz // 1000,
             timer_thread="SCHED_FIFO 90" if spec.realtime else "SCHED_OTHER",
@@ -253,21 +289,113 @@ def _measure_kvm(spec: MeasureSpec, progress: Progress | None) -> ResultRecord:
             dilation=str(spec.rate),
             slop_ns=spec.slop_ns,
         )
-        try:
-            record = build_record(spec, "kvm", machine.timestamps_ns(events), counts, facts, notes)
-        except GuestStopped:
-            if interrupted:
-                raise MeasurementInterrupted(None) from None
-            raise
+        timestamps = machine.timestamps_ns(events) if events else None
+    if cpu_load is not None and cpu_load.report is not None:
+        r = cpu_load.report
+        notes.append(
+            f"cpu load: stress-ng --cpu {r.workers} used {r.cpu_s:.2f} CPU-s in {r.wall_s:.2f} s "
+            f"({r.cores_busy:.2f} cores busy)"
+        )
+    if timestamps is None:
         if interrupted:
-            raise MeasurementInterrupted(record)
-        return record
+            raise MeasurementInterrupted(None)
+        raise GuestStopped("no timer event was recorded")
+    record = build_record(spec, "kvm", timestamps, counts, facts, notes)
+    if interrupted:
+        raise MeasurementInterrupted(record)
+    return record
+
+
+def _host_counts(
+    spec: MeasureSpec,
+    host: VmmHost,
+    machine: GuestMachine,
+    duration_s: float,
+    cpu_s: float,
+    notes: list[str],
+) -> HostCounts:
+    """The host-side cost of the timer path just run; explanations go into ``notes``."""
+    shared, outcome = machine.shared, machine.outcome
+    hypercalls, exits = outcome.hypercalls, sum(outcome.exits.values())
+    if spec.timer == "pv":
+        timer_events = int(shared.irq_count)
+        injections, wakeups = int(shared.host_fired), host.timers.stats.wakeups
+        merged = injections - timer_events
+        if merged > 0:
+            notes.append(f"{merged} host timer expiries merged into earlier interrupts")
+        notes.append(_lateness_note(host.timers, host.tsc_hz))
+    elif spec.timer == "precise":
+        timers = host.precise_timers
+        assert timers is not None
+        timer_events = int(shared.precise_irq_count)
+        injections, wakeups = machine.precise.stats.fired, timers.stats.wakeups
+        spin_s = int(shared.spin_ns) / 1e9
+        notes.append(
+            f"precise: {int(shared.precise_irq_events)} events by early interrupt, "
+            f"{int(shared.precise_spin_events)} spun to without one; the guest spun "
+            f"{spin_s:.3f} s ({100 * spin_s / duration_s:.0f} % of the run): the CPU cost "
+            f"of this precision"
+        )
+        notes.append(
+            f"precise: adaptive advance ended at {machine.precise.advance.advance_ns / 1000:.1f}"
+            f" us; host woke after the deadline {machine.precise.stats.late_wakeups} times"
+        )
+        notes.append(_lateness_note(timers, host.tsc_hz))
+    else:
+        timer_events = injections = wakeups = int(shared.lapic_irq_count)
+        notes.append("lapic: expiries and injections are KVM's in-kernel LAPIC timer's")
+    return HostCounts(
+        exits=exits,
+        hypercalls=hypercalls,
+        injections=injections,
+        wakeups=wakeups,
+        timer_events=timer_events,
+        duration_s=duration_s,
+        cpu_s=cpu_s,
+    )
+
+
+def _lateness_note(timers: HostTimerThread, tsc_hz: int) -> str:
+    stats = timers.stats
+    if not stats.wakeups:
+        return "host timer thread did not wake"
+    late_us = stats.late_ticks_total / stats.wakeups / tsc_hz * 1e6
+    max_us = stats.late_ticks_max / tsc_hz * 1e6
+    return f"host timer thread woke {late_us:.1f} us late on average (max {max_us:.1f} us)"
+
+
+def io_rate_achieved(machine: GuestMachine) -> float:
+    """Device interrupts the guest's handler actually ran, per second of the load."""
+    assert machine.io is not None
+    return machine.io.stats.rate_per_s(int(machine.shared.io_irq_count))
+
+
+def _io_notes(spec: MeasureSpec, machine: GuestMachine, duration_s: float) -> list[str]:
+    assert machine.io is not None
+    stats = machine.io.stats
+    notes = [
+        f"io load: requested {spec.io_rate_per_s:.0f} IRQ/s, achieved "
+        f"{io_rate_achieved(machine):.0f} IRQ/s in the guest "
+        f"(handler busy {spec.io_handler_ns / 1000:g} us each)"
+    ]
+    if machine.io.hold_back is not None:
+        notes.append(
+            f"io load: {stats.deferred} interrupts held back by the precise channel's "
+            f"{spec.hold_back_window_ns / 1000:g} us window, {stats.forced} forced in"
+        )
+    return notes
 
 
 def _measure_host(spec: MeasureSpec, progress: Progress | None) -> ResultRecord:
     from tickless.host.baseline import run_host_baseline
 
-    run = run_host_baseline(spec.interval_ns, spec.count, spec.method, _policy(spec), progress)
+    with contextlib.ExitStack() as stack:
+        cpu_load = stack.enter_context(HostCpuLoad()) if "cpu" in spec.loads else None
+        run = run_host_baseline(spec.interval_ns, spec.count, spec.method, _policy(spec), progress)
+    notes = list(run.problems)
+    if cpu_load is not None and cpu_load.report is not None:
+        r = cpu_load.report
+        notes.append(f"cpu load: stress-ng used {r.cpu_s:.2f} CPU-s ({r.cores_busy:.2f} cores)")
     counts = HostCounts(
         exits=0,
         hypercalls=0,
@@ -278,4 +406,4 @@ def _measure_host(spec: MeasureSpec, progress: Progress | None) -> ResultRecord:
         cpu_s=run.cpu_s,
     )
     facts = machine_facts(timer_thread="SCHED_FIFO 90" if spec.realtime else "SCHED_OTHER")
-    return build_record(spec, "host", run.timestamps_ns, counts, facts, list(run.problems))
+    return build_record(spec, "host", run.timestamps_ns, counts, facts, notes)

@@ -13,9 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from tickless.guest.abi import EINVAL, ETIME, MAX_DELTA_NS, MIN_DELTA_NS, MIN_PERIOD_NS
+from tickless.timers import policy
 from tickless.timers.clock import GuestClock
 from tickless.timers.hrtimer import HostTimer, TimerBase
+from tickless.timers.policy import check_delta
+
+__all__ = ["ClockEventDevice", "ClockEventMode", "ClockEventStats", "check_delta"]
 
 
 class ClockEventMode(Enum):
@@ -31,15 +34,6 @@ class ClockEventStats:
     consecutive_rejected: int = 0
     expiries: int = 0  # host timer expiries (each asks for one guest interrupt)
     overruns: int = 0  # periodic ticks that fell behind and were skipped
-
-
-def check_delta(delta_ns: int) -> int:
-    """0 when ``delta_ns`` may be programmed, else the negative errno the guest gets."""
-    if delta_ns < 0 or delta_ns > MAX_DELTA_NS:
-        return -EINVAL
-    if 0 < delta_ns < MIN_DELTA_NS:
-        return -ETIME
-    return 0
 
 
 class ClockEventDevice:
@@ -82,21 +76,22 @@ class ClockEventDevice:
         if delta_ns == 0:
             self.shutdown()
             return self._result(0)
-        deadline_ns = self.clock.ns_at(now_ticks) + delta_ns
+        deadline_ns = policy.oneshot_deadline_ns(self.clock.ns_at(now_ticks), delta_ns)
         self.mode = ClockEventMode.ONESHOT
         self._arm(deadline_ns)
         return self._result(0)
 
     def set_periodic(self, period_ns: int, now_ticks: int) -> int:
         """A tick every ``period_ns`` from now on; 0 stops it."""
+        code = policy.check_period(period_ns)
+        if code:
+            return self._result(code)
         if period_ns == 0:
             self.shutdown()
             return self._result(0)
-        if period_ns < MIN_PERIOD_NS or period_ns > MAX_DELTA_NS:
-            return self._result(-EINVAL)
         self.mode = ClockEventMode.PERIODIC
         self.period_ns = period_ns
-        self._arm(self.clock.ns_at(now_ticks) + period_ns)
+        self._arm(policy.oneshot_deadline_ns(self.clock.ns_at(now_ticks), period_ns))
         return self._result(0)
 
     def shutdown(self) -> None:
@@ -112,12 +107,10 @@ class ClockEventDevice:
         self.stats.expiries += 1
         if self.mode is ClockEventMode.PERIODIC and self.next_event_ns is not None:
             # Next tick on the period grid after now; ticks missed while late are skipped.
-            now_ns = self.clock.ns_at(now_ticks)
-            next_ns = self.next_event_ns + self.period_ns
-            if next_ns <= now_ns:
-                missed = (now_ns - next_ns) // self.period_ns + 1
-                self.stats.overruns += missed
-                next_ns += missed * self.period_ns
+            next_ns, missed = policy.periodic_next_ns(
+                self.next_event_ns, self.period_ns, self.clock.ns_at(now_ticks)
+            )
+            self.stats.overruns += missed
             self._arm(next_ns)
         else:
             self.mode = ClockEventMode.SHUTDOWN

@@ -9,11 +9,12 @@ simulator); the queue does not care which.
 
 from __future__ import annotations
 
-import heapq
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from tickless.timers import policy
 
 
 @dataclass(eq=False)
@@ -23,7 +24,7 @@ class HostTimer:
     callback: Callable[[int], None]
     name: str = ""
     expires: int | None = None
-    _generation: int = field(default=0, repr=False)
+    _generation: int = field(default=0, repr=False)  # bumped on every arm and disarm
 
 
 class TimerBase(Protocol):
@@ -36,72 +37,69 @@ class TimerBase(Protocol):
 
 
 class TimerQueue:
-    """Armed host timers, earliest first (a binary heap with lazy deletion)."""
+    """Armed host timers, earliest first: an indexed binary heap (``tickless.timers.policy``,
+    the same functions the simulator compiles), so re-arming and cancelling remove the old
+    entry at once and the slop walk sees only live timers."""
 
     def __init__(self, slop_ticks: int = 0) -> None:
         if slop_ticks < 0:
             raise ValueError("slop must not be negative")
         self.slop_ticks = slop_ticks
-        self._heap: list[tuple[int, int, int, HostTimer]] = []
+        self._exp: list[int] = []  # heap slots, len == number armed
+        self._seq: list[int] = []
+        self._ref: list[HostTimer] = []
+        self._pos: dict[HostTimer, int] = {}
         self._order = itertools.count()
-        self._armed = 0
 
     def __len__(self) -> int:
-        return self._armed
+        return len(self._exp)
 
     def arm(self, timer: HostTimer, expires: int) -> None:
         """(Re)arm ``timer`` to expire at ``expires``; an earlier arming is forgotten."""
-        if timer.expires is not None:
-            self._armed -= 1
+        order = next(self._order)
+        slot = self._pos.get(timer)
+        n = len(self._exp)
+        if slot is None:
+            self._exp.append(expires)
+            self._seq.append(order)
+            self._ref.append(timer)
+            policy.heap_push(self._exp, self._seq, self._ref, self._pos, n, expires, order, timer)
+        else:
+            policy.heap_rekey(self._exp, self._seq, self._ref, self._pos, n, slot, expires, order)
         timer._generation += 1
         timer.expires = expires
-        self._armed += 1
-        heapq.heappush(self._heap, (expires, next(self._order), timer._generation, timer))
+
+    def _take(self, slot: int) -> HostTimer:
+        timer = self._ref[slot]
+        policy.heap_remove(self._exp, self._seq, self._ref, self._pos, len(self._exp), slot)
+        del self._pos[timer]
+        self._exp.pop()
+        self._seq.pop()
+        self._ref.pop()
+        timer._generation += 1
+        timer.expires = None
+        return timer
 
     def cancel(self, timer: HostTimer) -> bool:
         """Disarm; returns whether it was armed."""
-        if timer.expires is None:
+        slot = self._pos.get(timer)
+        if slot is None:
             return False
-        timer._generation += 1
-        timer.expires = None
-        self._armed -= 1
+        self._take(slot)
         return True
 
-    def _drop_stale(self) -> None:
-        heap = self._heap
-        while heap and heap[0][2] != heap[0][3]._generation:
-            heapq.heappop(heap)
-
     def earliest(self) -> int | None:
-        self._drop_stale()
-        return self._heap[0][0] if self._heap else None
+        return self._exp[0] if self._exp else None
 
     def next_wakeup(self) -> int | None:
         """When the host should wake: the latest expiry within slop of the earliest."""
-        earliest = self.earliest()
-        if earliest is None or self.slop_ticks == 0:
-            return earliest
-        limit = earliest + self.slop_ticks
-        heap, latest, stack = self._heap, earliest, [0]
-        while stack:  # walk only the part of the heap that lies inside the window
-            i = stack.pop()
-            expires, _, generation, timer = heap[i]
-            if expires > limit:
-                continue
-            if generation == timer._generation:
-                latest = max(latest, expires)
-            stack.extend(c for c in (2 * i + 1, 2 * i + 2) if c < len(heap))
-        return latest
+        if not self._exp:
+            return None
+        return policy.slop_wakeup(self._exp, len(self._exp), self.slop_ticks)
 
     def expire(self, now: int) -> list[HostTimer]:
         """Disarm and return every timer due at ``now``, in expiry order."""
-        heap, due = self._heap, []
-        while heap and heap[0][0] <= now:
-            _, _, generation, timer = heapq.heappop(heap)
-            if generation != timer._generation:
-                continue
-            timer._generation += 1
-            timer.expires = None
-            self._armed -= 1
-            due.append(timer)
+        due = []
+        while self._exp and self._exp[0] <= now:
+            due.append(self._take(0))
         return due

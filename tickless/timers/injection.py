@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tickless.timers import policy
+
 
 @dataclass(frozen=True)
 class HoldBackWindow:
@@ -22,8 +24,7 @@ class HoldBackWindow:
 
     def release_at(self, now_ns: int, precise_deadline_ns: int | None) -> int:
         """When an ordinary interrupt raised at ``now_ns`` may go in (``now_ns``: at once)."""
-        if precise_deadline_ns is None or self.window_ns == 0:
-            return now_ns
-        if precise_deadline_ns - self.window_ns <= now_ns <= precise_deadline_ns:
-            return precise_deadline_ns
-        return now_ns
+        has_deadline = precise_deadline_ns is not None
+        return policy.hold_back_release_ns(
+            now_ns, precise_deadline_ns or 0, self.window_ns, has_deadline
+        )

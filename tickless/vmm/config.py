@@ -14,6 +14,7 @@ from tickless.guest.abi import (
     TimerKind,
     Wait,
 )
+from tickless.host.realtime import RealtimePolicy
 
 MAX_EVENTS = 10_000_000
 HUGE_PAGE = 2 << 20
@@ -35,6 +36,13 @@ class GuestConfig:
     rate: Fraction = Fraction(1)  # guest seconds per host second (time dilation)
     halt_poll_ns: int | None = None  # None: the host's default
     max_hypercall_rate: float = 50_000.0
+    io_rate_per_s: float = 0.0  # I/O interrupts into the timer's vCPU (0: none)
+    io_handler_ns: int = 20_000  # how long the guest's I/O handler stays busy
+    hold_back_ns: int = 0  # precise: hold other interrupts back this long before a deadline
+    spin_threshold_ns: int = 200_000  # precise: closer deadlines are spun to, no interrupt
+    second_vcpu_busy: bool = False  # CPU load inside the VM: vCPU 1 runs a busy loop
+    vcpu_policy: RealtimePolicy | None = None  # pin / SCHED_FIFO the vCPU thread
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if not 0 <= self.count <= MAX_EVENTS:
@@ -45,6 +53,10 @@ class GuestConfig:
             raise ValueError("hz must be between 1 and 100000")
         if self.rate <= 0:
             raise ValueError("time dilation rate must be positive")
+        if self.io_rate_per_s < 0 or self.io_rate_per_s > 100_000:
+            raise ValueError("the I/O interrupt rate must be between 0 and 100000/s")
+        if self.io_handler_ns < 0 or self.hold_back_ns < 0 or self.spin_threshold_ns < 0:
+            raise ValueError("handler cost, hold-back window and spin threshold must be >= 0")
         if self.max_hypercall_rate < 100:
             raise ValueError("the hypercall rate limit must be at least 100/s")
 

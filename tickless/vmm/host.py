@@ -33,13 +33,32 @@ class VmmHost:
             self.tsc_hz, slop_ticks=slop_ns * self.tsc_hz // 1_000_000_000, policy=policy
         )
         self.machines: list[GuestMachine] = []
+        self.precise_timers: HostTimerThread | None = None  # started on first use
         self._old_switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         self.timers.start()
 
-    def boot(self, config: GuestConfig, name: str | None = None) -> GuestMachine:
+    def dedicated_precise_timers(self, policy: RealtimePolicy) -> HostTimerThread:
+        """The precise channel's own host timer thread (pinned, highest RT priority), so
+        no other timer's callback runs in front of it."""
+        if self.precise_timers is None:
+            self.precise_timers = HostTimerThread(self.tsc_hz, policy=policy)
+            self.precise_timers.start()
+        return self.precise_timers
+
+    def boot(
+        self,
+        config: GuestConfig,
+        name: str | None = None,
+        precise_timers: HostTimerThread | None = None,
+    ) -> GuestMachine:
         machine = GuestMachine(
-            self.system, self.timers, config, self.image, name or f"guest{len(self.machines)}"
+            self.system,
+            self.timers,
+            config,
+            self.image,
+            name or f"guest{len(self.machines)}",
+            precise_timers=precise_timers,
         )
         self.machines.append(machine)
         return machine
@@ -53,6 +72,8 @@ class VmmHost:
     def close(self) -> None:
         self.stop_all("host shutting down")
         self.timers.stop()
+        if self.precise_timers is not None:
+            self.precise_timers.stop()
         for machine in self.machines:
             machine.close()
         self.machines.clear()

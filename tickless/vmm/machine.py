@@ -18,11 +18,13 @@ import numpy.typing as npt
 from tickless.devices.console import Console
 from tickless.devices.faults import GuestFault
 from tickless.devices.hypercall import HypercallPort, as_signed
+from tickless.devices.io_irq import IoInterruptSource
 from tickless.devices.memory import GuestMemory
 from tickless.devices.pvclock import PvclockPage
 from tickless.guest import abi
 from tickless.guest.abi import Hypercall
 from tickless.host.cputime import thread_cpu_ns
+from tickless.host.realtime import apply_to_current_thread
 from tickless.host.timer_thread import HostTimerThread
 from tickless.host.tsc import rdtsc
 from tickless.kvm import abi as kvm_abi
@@ -34,6 +36,8 @@ from tickless.kvm.vcpu import Vcpu
 from tickless.kvm.vm import Vm
 from tickless.timers.clock import GuestClock
 from tickless.timers.clockevents import ClockEventDevice
+from tickless.timers.injection import HoldBackWindow
+from tickless.timers.precise import PreciseTimerChannel
 from tickless.vmm.config import GuestConfig
 
 LAYOUT = LongModeLayout(
@@ -120,10 +124,19 @@ class GuestMachine:
         config: GuestConfig,
         image: bytes,
         name: str = "guest0",
+        precise_timers: HostTimerThread | None = None,
     ) -> None:
         self.config = config
         self.name = name
         self.timers = timers
+        self.precise_timers = precise_timers or timers
+        self.io: IoInterruptSource | None = None
+        self.ap: Vcpu | None = None
+        self._ap_thread: threading.Thread | None = None
+        self._last_precise_events = 0
+        self.ap_error: str | None = None
+        self.ap_native_id: int | None = None
+        self.vcpu_problems: list[str] = []
         self.outcome = GuestOutcome()
         self._stop_requested = False
         self._thread: threading.Thread | None = None
@@ -172,14 +185,34 @@ class GuestMachine:
         self.port.register(Hypercall.DONE, self._hc_done)
         self.port.register(Hypercall.LOG, self._hc_log)
         self.port.register(Hypercall.PANIC, self._hc_panic)
-
-        self.vcpu = Vcpu(vm)
-        self.vcpu.set_cpuid(system.supported_cpuid)
-        self.vcpu.set_sregs(long_mode_sregs(self.vcpu.get_sregs(), LAYOUT))
-        regs = kvm_abi.Regs(
-            rip=abi.IMAGE_GPA, rsp=abi.KERNEL_STACK_TOP, rdi=abi.BOOT_GPA, rflags=0x2
+        self.precise = PreciseTimerChannel(
+            self.clock, self.precise_timers, self._raise_precise_interrupt, name=f"{self.name}-pt"
         )
-        self.vcpu.set_regs(regs)
+        self.port.register(Hypercall.SET_PRECISE, self._hc_set_precise)
+        if cfg.io_rate_per_s > 0:
+            self.io = IoInterruptSource(
+                cfg.io_rate_per_s,
+                self.clock,
+                self.timers,
+                inject=lambda: self._inject(abi.IO_VECTOR),
+                guest_handled=lambda: int(self.shared.io_irq_count),
+                guest_ready=lambda: bool(self.shared.ready),
+                precise_deadline_ns=lambda: int(self.shared.precise_deadline_ns),
+                hold_back=HoldBackWindow(cfg.hold_back_ns) if cfg.hold_back_ns else None,
+                seed=cfg.seed,
+            )
+
+        self.vcpu = self._create_vcpu(system, 0, abi.IMAGE_GPA, abi.KERNEL_STACK_TOP)
+        if cfg.second_vcpu_busy:
+            self.ap = self._create_vcpu(system, 1, abi.AP_ENTRY_GPA, abi.AP_KERNEL_STACK_TOP)
+            self.ap.set_runnable()
+
+    def _create_vcpu(self, system: KvmSystem, vcpu_id: int, rip: int, rsp: int) -> Vcpu:
+        vcpu = Vcpu(self.vm, vcpu_id)
+        vcpu.set_cpuid(system.supported_cpuid)
+        vcpu.set_sregs(long_mode_sregs(vcpu.get_sregs(), LAYOUT))
+        vcpu.set_regs(kvm_abi.Regs(rip=rip, rsp=rsp, rdi=abi.BOOT_GPA, rflags=0x2))
+        return vcpu
 
     def _write_boot(self) -> None:
         cfg, boot = self.config, self.boot
@@ -199,6 +232,9 @@ class GuestMachine:
         boot.results_gpa = abi.RESULTS_GPA
         boot.results_capacity = cfg.results_capacity
         boot.memory_bytes = cfg.memory_bytes
+        boot.io_handler_tsc = self.clock.delta_ticks_at_least(cfg.io_handler_ns)
+        boot.spin_threshold_ns = cfg.spin_threshold_ns
+        boot.second_vcpu_busy = int(cfg.second_vcpu_busy)
 
     # --- hypercalls (vCPU thread) ----------------------------------------------------------
 
@@ -226,21 +262,42 @@ class GuestMachine:
         self.console.write(self.memory.read(gpa, length, "LOG"))
         return 0
 
+    def _hc_set_precise(self, deadline: int, _unused: int) -> int:
+        events = int(self.shared.precise_irq_events)
+        margin = None
+        if events != self._last_precise_events:  # the guest woke from an early interrupt
+            self._last_precise_events = events
+            margin = as_signed(int(self.shared.precise_margin_ns))
+        return self.precise.set_deadline(as_signed(deadline), rdtsc(), margin)
+
     def _hc_panic(self, code: int, detail: int) -> int:
         raise GuestFault(f"guest kernel panic: {describe_panic(code, detail)}")
 
     # --- interrupt injection (host timer thread) ------------------------------------------
 
+    def _inject(self, vector: int) -> None:
+        self.outcome.injections += 1
+        self.vm.signal_msi(vector)
+
     def _raise_timer_interrupt(self, now_ticks: int) -> None:
         self.shared.host_fired += 1
-        self.outcome.injections += 1
-        self.vm.signal_msi(abi.TIMER_VECTOR)
+        self._inject(abi.TIMER_VECTOR)
+
+    def _raise_precise_interrupt(self, now_ticks: int) -> None:
+        self._inject(abi.PRECISE_VECTOR)
 
     # --- running ----------------------------------------------------------------------------
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._vcpu_thread, name=self.name, daemon=True)
         self._thread.start()
+        if self.ap is not None:
+            self._ap_thread = threading.Thread(
+                target=self._ap_vcpu_thread, name=f"{self.name}-vcpu1", daemon=True
+            )
+            self._ap_thread.start()
+        if self.io is not None:
+            self.io.start(rdtsc())
 
     def request_stop(self, reason: str) -> None:
         """Stop the vCPU from another thread (Ctrl-C, watchdog, end of an idle run)."""
@@ -250,15 +307,33 @@ class GuestMachine:
             self.outcome.reason = reason
         self._stop_requested = True
         self.vcpu.request_stop()
-        thread = self._thread
-        if thread is not None and thread.ident is not None and thread.is_alive():
-            signal.pthread_kill(thread.ident, STOP_SIGNAL)
+        if self.ap is not None:
+            self.ap.request_stop()
+        for thread in (self._thread, self._ap_thread):
+            if thread is not None and thread.ident is not None and thread.is_alive():
+                signal.pthread_kill(thread.ident, STOP_SIGNAL)
 
     def join(self, timeout: float | None = None) -> bool:
         if self._thread is None:
             return True
         self._thread.join(timeout)
         return not self._thread.is_alive()
+
+    def _ap_vcpu_thread(self) -> None:
+        """vCPU 1 under CPU load: busy in ring 3; any exit ends it (and is reported)."""
+        assert self.ap is not None
+        self.ap_native_id = threading.get_native_id()
+        while not self._stop_requested:
+            try:
+                reason = self.ap.run()
+            except InterruptedError:
+                self.ap.run_page.immediate_exit = 0
+                continue
+            except KvmError as exc:
+                self.ap_error = f"vCPU 1: {exc}"
+                return
+            self.ap_error = f"vCPU 1 exited unexpectedly: {exit_name(reason)}"
+            return
 
     @property
     def running(self) -> bool:
@@ -267,6 +342,8 @@ class GuestMachine:
     def _vcpu_thread(self) -> None:
         native_id = threading.get_native_id()
         self.outcome.reason = "running"
+        if self.config.vcpu_policy is not None:
+            self.vcpu_problems = apply_to_current_thread(self.config.vcpu_policy)
         try:
             self._run_loop()
         except GuestFault as fault:
@@ -277,6 +354,11 @@ class GuestMachine:
             self.outcome.reason = f"KVM error: {exc}"
         finally:
             self.clockevent.shutdown()
+            self.precise.cancel()
+            if self.io is not None:
+                self.io.stop(rdtsc())
+            if self.ap is not None:
+                self.request_stop(self.outcome.reason)
             self.outcome.vcpu_cpu_ns = thread_cpu_ns(native_id)
             self.outcome.hypercalls = self.port.calls
             self.outcome.console = self.console.text()
@@ -348,6 +430,10 @@ class GuestMachine:
         for attr in ("shared", "boot", "pvclock"):
             if hasattr(self, attr):
                 delattr(self, attr)
+        if self._ap_thread is not None:
+            self._ap_thread.join(5)
+        if self.ap is not None:
+            self.ap.close()
         if hasattr(self, "vcpu"):
             self.vcpu.close()
         self.vm.close()

@@ -7,7 +7,11 @@
 
     .section .text.entry, "ax"
     .global _start
-_start:
+_start:                              /* IMAGE_GPA: the boot vCPU's entry */
+    jmp boot_entry
+    .org AP_ENTRY_GPA - IMAGE_GPA
+    jmp ap_start                     /* AP_ENTRY_GPA: the second vCPU's entry */
+boot_entry:
     /* The host entered us in 64-bit mode: CS=KERNEL_CS, RSP=KERNEL_STACK_TOP, RDI=BOOT_GPA. */
     cld
     call kernel_main
@@ -40,7 +44,48 @@ _start:
 
 COUNTING_ISR isr_pv_timer, SHARED_IRQ_COUNT
 COUNTING_ISR isr_lapic_timer, SHARED_LAPIC_IRQ_COUNT
-COUNTING_ISR isr_io, SHARED_IO_IRQ_COUNT
+COUNTING_ISR isr_precise, SHARED_PRECISE_IRQ_COUNT
+
+/* A device interrupt with a handler that stays busy for io_handler_tsc ticks: it cannot be
+ * preempted (interrupt gate), so a timer interrupt arriving meanwhile waits, as in the
+ * paper's heavy-I/O experiment. */
+    .global isr_io
+isr_io:
+    pushq %rax
+    pushq %rcx
+    pushq %rdx
+    movq BOOT_PARAM_IO_HANDLER_TSC, %rcx
+    testq %rcx, %rcx
+    jz 2f
+    rdtsc
+    shlq $32, %rdx
+    orq %rdx, %rax
+    addq %rax, %rcx
+1:  rdtsc
+    shlq $32, %rdx
+    orq %rdx, %rax
+    cmpq %rcx, %rax
+    jb 1b
+2:  incq SHARED_IO_IRQ_COUNT
+    movl $MSR_X2APIC_EOI, %ecx
+    xorl %eax, %eax
+    xorl %edx, %edx
+    wrmsr
+    popq %rdx
+    popq %rcx
+    popq %rax
+    iretq
+
+/* The second vCPU (CPU load): load the IDT, then run ap_main in ring 3, interrupts off. */
+    .global ap_start
+ap_start:
+    lidt idt_pointer
+    pushq $USER_DS
+    pushq $AP_USER_STACK_TOP
+    pushq $0x3002
+    pushq $USER_CS
+    pushq $ap_main
+    iretq
 
     .global isr_spurious
 isr_spurious:

@@ -12,7 +12,8 @@ struct idt_gate {
 
 static struct idt_gate idt[256] __attribute__((aligned(16)));
 
-extern char isr_pv_timer[], isr_lapic_timer[], isr_io[], isr_spurious[], isr_gp[];
+extern char isr_pv_timer[], isr_lapic_timer[], isr_precise[], isr_io[], isr_spurious[];
+extern char isr_gp[];
 extern char isr_unexpected[];
 extern char exc_0[], exc_1[], exc_2[], exc_3[], exc_4[], exc_5[], exc_6[], exc_7[], exc_8[],
     exc_9[], exc_10[], exc_11[], exc_12[], exc_14[], exc_16[], exc_17[], exc_18[], exc_19[],
@@ -46,9 +47,11 @@ struct idt_ptr {
     uint64_t base;
 } __attribute__((packed));
 
+struct idt_ptr idt_pointer; /* also loaded by the second vCPU (entry.S: ap_start) */
+
 static void load_idt(void *base, uint16_t limit) {
-    struct idt_ptr ptr = {limit, (uint64_t)base};
-    __asm__ volatile("lidt %0" ::"m"(ptr));
+    idt_pointer = (struct idt_ptr){limit, (uint64_t)base};
+    __asm__ volatile("lidt %0" ::"m"(idt_pointer));
 }
 
 void kernel_main(void) {
@@ -67,6 +70,7 @@ void kernel_main(void) {
     set_gate(TIMER_VECTOR, isr_pv_timer);
     set_gate(LAPIC_TIMER_VECTOR, isr_lapic_timer);
     set_gate(IO_VECTOR, isr_io);
+    set_gate(PRECISE_VECTOR, isr_precise);
     set_gate(SPURIOUS_VECTOR, isr_spurious);
     load_idt(idt, sizeof(idt) - 1);
 

@@ -75,7 +75,36 @@ static void arm_lapic(uint64_t tsc_deadline) {
 }
 
 static volatile uint64_t *timer_counter(void) {
-    return BOOT->timer == TIMERKIND_LAPIC ? &SHARED->lapic_irq_count : &SHARED->irq_count;
+    if (BOOT->timer == TIMERKIND_LAPIC)
+        return &SHARED->lapic_irq_count;
+    if (BOOT->timer == TIMERKIND_PRECISE)
+        return &SHARED->precise_irq_count;
+    return &SHARED->irq_count;
+}
+
+/* The precise channel: publish the deadline (the host holds other interrupts back before
+ * it); when it is far enough away, ask for an early interrupt and sleep; then spin on the
+ * PV clock, in ring 3, to the exact deadline. Returns the event time (>= deadline). */
+static uint64_t precise_wait(uint64_t deadline, uint64_t *tsc) {
+    SHARED->precise_deadline_ns = deadline;
+    uint64_t now = clock_ns();
+    if (deadline > now && deadline - now > BOOT->spin_threshold_ns) {
+        uint64_t seen = SHARED->precise_irq_count;
+        if (hypercall(HYPERCALL_SET_PRECISE, deadline, 0) == 0) {
+            wait_irq(&SHARED->precise_irq_count, seen);
+            now = clock_ns();
+            SHARED->precise_margin_ns = deadline - now; /* < 0: the interrupt came late */
+            SHARED->precise_irq_events++;
+        }
+    } else {
+        SHARED->precise_spin_events++;
+    }
+    uint64_t t;
+    while ((t = clock_read(tsc)) < deadline)
+        ;
+    SHARED->spin_ns += t - now;
+    SHARED->precise_deadline_ns = 0;
+    return t;
 }
 
 /* The paper's workload: N events every d; record each event's time.
@@ -87,6 +116,7 @@ static void measure(void) {
     uint64_t d = BOOT->interval_ns, n = BOOT->count, d_tsc = BOOT->interval_tsc;
     int periodic = BOOT->mode == TICKMODE_PERIODIC;
     int lapic = BOOT->timer == TIMERKIND_LAPIC;
+    int precise = BOOT->timer == TIMERKIND_PRECISE;
     int absolute = BOOT->method == METHOD_ABSOLUTE;
 
     if (periodic && hypercall(HYPERCALL_SET_PERIODIC, BOOT->period_ns, 0) != 0)
@@ -102,6 +132,8 @@ static void measure(void) {
             /* A ticking kernel: the timer runs at the first tick at or after its time. */
             while ((t = clock_ns()) < deadline)
                 seen = wait_irq(counter, seen);
+        } else if (precise) {
+            t = precise_wait(deadline, &tsc);
         } else {
             if (lapic)
                 arm_lapic(absolute ? tsc0 + i * d_tsc : tsc + d_tsc);
@@ -167,6 +199,7 @@ static void hypercall_loop(void) {
 }
 
 void user_main(void) {
+    SHARED->ready = 1;
     switch (BOOT->scenario) {
     case SCENARIO_MEASURE:
         measure();
@@ -198,6 +231,16 @@ void user_main(void) {
     }
     for (;;)
         hypercall(HYPERCALL_DONE, 0, 0);
+}
+
+/* The second vCPU under CPU load: busy in ring 3 (native speed), interrupts off. */
+void ap_main(void) {
+    volatile uint64_t *counter = (volatile uint64_t *)AP_SHARED_GPA;
+    for (;;) {
+        for (int i = 0; i < 1 << 20; i++)
+            __asm__ volatile("");
+        (*counter)++;
+    }
 }
 
 void *memset(void *dst, int c, unsigned long n) {

@@ -1,0 +1,321 @@
+"""A platform profile: the latency model of one timer delivery path, and its JSON form.
+
+A profile is a handful of physically meaningful components, each documented where it is
+defined, so that a profile fitted at one setting can *predict* others:
+
+* ``delivery``: the time from the host timer's expiry to the guest handler's timestamp,
+  ``floor_ns + Gamma(shape, scale_ns)``. Never negative, so a timer never fires early.
+* ``min_delta_ns``: the guest clock-event device's minimum programmable delta (Linux's
+  ``min_delta_ns``; Xen's guest ``TIMER_SLOP``); shorter requests are rounded up to it.
+* ``host_slop_ns``: the host timer queue's slop (Xen's ``timer_slop``).
+* ``hold_back_ns``: the precise channel's window before its deadline in which other
+  interrupts are held back (the paper's new timer); 0 for an ordinary channel.
+* ``irq_exits`` and ``exit_cost_ns``: what the platform adds to every device interrupt the
+  guest takes, as round trips through the VMM (injection, EOI, emulated register reads),
+  each costing ``exit_cost_ns``. The interference model adds this to the bare handler.
+
+On-disk format (``format`` = ``"tickless-sim-profile"``, ``version`` = 1), every key
+required, unknown keys refused; times are nanoseconds::
+
+    {"format": "tickless-sim-profile", "version": 1, "name": "KVM", "description": "...",
+     "fitted_on": {"source": "...", "interval_ns": 50000, "load": "idle",
+                   "mean_ns": 65310.0, "sd_ns": 1526.0},
+     "delivery": {"floor_ns": 12258.0, "shape": 4.0, "scale_ns": 763.0},
+     "min_delta_ns": 100, "host_slop_ns": 0, "hold_back_ns": 0,
+     "irq_exits": 5.0, "exit_cost_ns": 15310.0}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from tickless.guest.abi import MAX_DELTA_NS, MIN_DELTA_NS
+
+__all__ = [
+    "DEFAULT_JITTER_SHAPE",
+    "PROFILE_FORMAT",
+    "PROFILE_VERSION",
+    "DeliveryModel",
+    "FitSource",
+    "PlatformProfile",
+    "ProfileError",
+    "SimInputError",
+    "load_profile",
+    "profile_from_json",
+    "profile_to_json",
+]
+
+PROFILE_FORMAT = "tickless-sim-profile"
+PROFILE_VERSION = 1
+# The paper gives only mean and sd, not the shape of the jitter: a gamma of shape 4 is a
+# moderately right-skewed wake-up jitter. It changes percentiles, never the mean or sd.
+DEFAULT_JITTER_SHAPE = 4.0
+
+
+class SimInputError(ValueError, RuntimeError):
+    """Bad input to the simulator (a ValueError); also a RuntimeError so that commands that
+    report runtime failures in one line report it the same way."""
+
+
+class ProfileError(SimInputError):
+    """A profile that cannot be used; the message is one line naming the problem."""
+
+
+@dataclass(frozen=True)
+class DeliveryModel:
+    """Delivery latency = ``floor_ns`` (the fixed path: exit, VMM, injection, entry) plus a
+    gamma-distributed jitter (wake-up, scheduling, cache state)."""
+
+    floor_ns: float
+    shape: float
+    scale_ns: float
+
+    def __post_init__(self) -> None:
+        for key, value in (
+            ("floor_ns", self.floor_ns),
+            ("shape", self.shape),
+            ("scale_ns", self.scale_ns),
+        ):
+            if not math.isfinite(value) or value < 0:
+                raise ProfileError(f"delivery.{key} must be a finite number >= 0, got {value}")
+        if self.shape == 0 and self.scale_ns > 0:
+            raise ProfileError("delivery.shape must be > 0 when delivery.scale_ns is")
+
+    @property
+    def mean_ns(self) -> float:
+        return self.floor_ns + self.shape * self.scale_ns
+
+    @property
+    def sd_ns(self) -> float:
+        return math.sqrt(self.shape) * self.scale_ns
+
+    @classmethod
+    def from_moments(
+        cls,
+        mean_ns: float,
+        sd_ns: float,
+        *,
+        floor_ns: float | None = None,
+        shape: float = DEFAULT_JITTER_SHAPE,
+    ) -> DeliveryModel:
+        """The model with this mean and sd: with a known ``floor_ns`` (e.g. the fastest
+        delivery observed) the shape follows; otherwise ``shape`` is kept, lowered only as
+        far as needed to keep the floor at or above zero."""
+        if not (math.isfinite(mean_ns) and math.isfinite(sd_ns)) or mean_ns < 0 or sd_ns < 0:
+            raise ProfileError(
+                f"delivery latency must have a mean and sd >= 0, got {mean_ns} and {sd_ns}"
+            )
+        if sd_ns == 0:
+            return cls(floor_ns=mean_ns, shape=0.0, scale_ns=0.0)
+        if floor_ns is not None:
+            floor_ns = min(max(floor_ns, 0.0), mean_ns)
+            excess = mean_ns - floor_ns
+            if excess == 0:  # all the spread above a floor equal to the mean: impossible
+                floor_ns, excess = 0.0, mean_ns
+            shape = (excess / sd_ns) ** 2
+        else:
+            shape = min(shape, (mean_ns / sd_ns) ** 2)
+        scale = sd_ns / math.sqrt(shape)
+        return cls(floor_ns=max(0.0, mean_ns - shape * scale), shape=shape, scale_ns=scale)
+
+    def sample(self, rng: np.random.Generator, n: int) -> npt.NDArray[np.int64]:
+        """``n`` latencies in whole ns, rounded up (a delivery is never shorter than the model)."""
+        jitter = rng.gamma(self.shape, self.scale_ns, n) if self.shape > 0 else np.zeros(n)
+        return np.ceil(self.floor_ns + jitter).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class FitSource:
+    """What a profile was fitted on: one measured setting (mean and sd of its intervals)."""
+
+    source: str
+    interval_ns: int
+    load: str
+    mean_ns: float
+    sd_ns: float
+
+
+@dataclass(frozen=True)
+class PlatformProfile:
+    """One platform's timer delivery path; see the module docstring for each component."""
+
+    name: str
+    description: str
+    fitted_on: FitSource
+    delivery: DeliveryModel
+    min_delta_ns: int = MIN_DELTA_NS
+    host_slop_ns: int = 0
+    hold_back_ns: int = 0
+    irq_exits: float = 0.0
+    exit_cost_ns: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.name.strip():
+            raise ProfileError("name must be a non-empty string")
+        if not MIN_DELTA_NS <= self.min_delta_ns <= MAX_DELTA_NS:
+            raise ProfileError(
+                f"min_delta_ns must be between {MIN_DELTA_NS} and {MAX_DELTA_NS}, "
+                f"got {self.min_delta_ns}"
+            )
+        for key, value in (
+            ("host_slop_ns", self.host_slop_ns),
+            ("hold_back_ns", self.hold_back_ns),
+            ("irq_exits", self.irq_exits),
+            ("exit_cost_ns", self.exit_cost_ns),
+        ):
+            if not math.isfinite(value) or value < 0:
+                raise ProfileError(f"{key} must be a finite number >= 0, got {value}")
+
+    @property
+    def irq_overhead_ns(self) -> float:
+        """What the platform adds to each device interrupt the guest handles."""
+        return self.irq_exits * self.exit_cost_ns
+
+
+def profile_to_json(profile: PlatformProfile) -> dict[str, Any]:
+    """The on-disk shape documented in the module docstring."""
+    fit, d = profile.fitted_on, profile.delivery
+    return {
+        "format": PROFILE_FORMAT,
+        "version": PROFILE_VERSION,
+        "name": profile.name,
+        "description": profile.description,
+        "fitted_on": {
+            "source": fit.source,
+            "interval_ns": fit.interval_ns,
+            "load": fit.load,
+            "mean_ns": fit.mean_ns,
+            "sd_ns": fit.sd_ns,
+        },
+        "delivery": {"floor_ns": d.floor_ns, "shape": d.shape, "scale_ns": d.scale_ns},
+        "min_delta_ns": profile.min_delta_ns,
+        "host_slop_ns": profile.host_slop_ns,
+        "hold_back_ns": profile.hold_back_ns,
+        "irq_exits": profile.irq_exits,
+        "exit_cost_ns": profile.exit_cost_ns,
+    }
+
+
+class _Obj:
+    """Typed, strict access to one JSON object; errors name the key with its path."""
+
+    def __init__(self, obj: Any, prefix: str = "") -> None:
+        if not isinstance(obj, dict):
+            where = f"'{prefix[:-1]}'" if prefix else "a profile"
+            raise ProfileError(f"{where} must be a JSON object, got {_json_type(obj)}")
+        self.obj, self.prefix, self.used = obj, prefix, set[str]()
+
+    def get(self, key: str) -> Any:
+        if key not in self.obj:
+            raise ProfileError(f"key '{self.prefix}{key}' is missing")
+        self.used.add(key)
+        return self.obj[key]
+
+    def num(self, key: str) -> float:
+        value = self.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ProfileError(f"key '{self.prefix}{key}' must be a number, got {_json_type(value)}")
+        if not math.isfinite(value):
+            raise ProfileError(f"key '{self.prefix}{key}' must be finite, got {value}")
+        if value < 0:
+            raise ProfileError(f"key '{self.prefix}{key}' must not be negative, got {value}")
+        return float(value)
+
+    def int_(self, key: str) -> int:
+        value = self.num(key)
+        if value != int(value):
+            raise ProfileError(f"key '{self.prefix}{key}' must be a whole number, got {value}")
+        return int(value)
+
+    def str_(self, key: str) -> str:
+        value = self.get(key)
+        if not isinstance(value, str):
+            raise ProfileError(f"key '{self.prefix}{key}' must be a string, got {_json_type(value)}")
+        return value
+
+    def sub(self, key: str) -> _Obj:
+        return _Obj(self.get(key), f"{self.prefix}{key}.")
+
+    def done(self) -> None:
+        extra = sorted(set(self.obj) - self.used)
+        if extra:
+            raise ProfileError(f"key '{self.prefix}{extra[0]}' is not part of the profile format")
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return {str: "string", list: "list", dict: "object"}.get(type(value), type(value).__name__)
+
+
+def profile_from_json(data: Any) -> PlatformProfile:
+    """Validate a profile object and rebuild it; ProfileError names the first bad key."""
+    top = _Obj(data)
+    if top.get("format") != PROFILE_FORMAT:
+        raise ProfileError(f"key 'format' must be {PROFILE_FORMAT!r}: not a tickless sim profile")
+    version = top.get("version")
+    if type(version) is not int or version != PROFILE_VERSION:
+        raise ProfileError(
+            f"key 'version' is {version!r}; this tool reads profile version {PROFILE_VERSION}"
+        )
+    fit = top.sub("fitted_on")
+    fitted_on = FitSource(
+        source=fit.str_("source"),
+        interval_ns=fit.int_("interval_ns"),
+        load=fit.str_("load"),
+        mean_ns=fit.num("mean_ns"),
+        sd_ns=fit.num("sd_ns"),
+    )
+    fit.done()
+    dl = top.sub("delivery")
+    delivery = DeliveryModel(
+        floor_ns=dl.num("floor_ns"), shape=dl.num("shape"), scale_ns=dl.num("scale_ns")
+    )
+    dl.done()
+    profile = PlatformProfile(
+        name=top.str_("name"),
+        description=top.str_("description"),
+        fitted_on=fitted_on,
+        delivery=delivery,
+        min_delta_ns=top.int_("min_delta_ns"),
+        host_slop_ns=top.int_("host_slop_ns"),
+        hold_back_ns=top.int_("hold_back_ns"),
+        irq_exits=top.num("irq_exits"),
+        exit_cost_ns=top.num("exit_cost_ns"),
+    )
+    top.done()
+    return profile
+
+
+def load_profile(path: Path) -> PlatformProfile:
+    """Read a profile JSON file; every failure is a ProfileError of one line naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ProfileError(f"{path}: no such profile file") from None
+    except UnicodeDecodeError as exc:
+        raise ProfileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ProfileError(
+            f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+    try:
+        return profile_from_json(data)
+    except ProfileError as exc:
+        raise ProfileError(f"{path}: {exc}") from None

@@ -24,10 +24,12 @@ def _register() -> None:
     from tickless.cli.measure import measure
     from tickless.cli.report import report
     from tickless.cli.sim import sim
+    from tickless.cli.table1 import table1
 
     main.add_command(measure)
     main.add_command(idle)
     main.add_command(sim)
+    main.add_command(table1)
     main.add_command(report)
 
 

@@ -17,6 +17,7 @@ from tickless.cli.common import (
     progress_bar,
     require_kvm,
 )
+from tickless.host.load import LoadError
 from tickless.kvm.errors import KvmError
 from tickless.measure.report import render_compare_paper, render_result
 from tickless.measure.schema import to_json_dict, write_json_atomic
@@ -26,11 +27,13 @@ from tickless.units import DURATION, format_duration_ns
 @click.command()
 @click.option(
     "--timer",
-    type=click.Choice(["pv", "lapic", "host"]),
+    type=click.Choice(["pv", "lapic", "precise", "host"]),
     default="pv",
     show_default=True,
     help="pv: our paravirtual clock-event device; lapic: KVM's in-kernel LAPIC "
-    "TSC-deadline timer; host: the same method on the host (the floor).",
+    "TSC-deadline timer; precise: the dedicated precise channel (early wake-up, guest "
+    "spins to the deadline, other interrupts held back); host: the same method on the "
+    "host (the floor).",
 )
 @click.option(
     "--interval",
@@ -109,6 +112,48 @@ from tickless.units import DURATION, format_duration_ns
     help="Write the result record (schema: tickless/measure/schema.py) here.",
 )
 @click.option(
+    "--load",
+    "loads",
+    multiple=True,
+    type=click.Choice(["idle", "cpu", "io"]),
+    default=("idle",),
+    show_default=True,
+    help="idle; cpu: stress-ng on every host CPU and a busy second vCPU; io: device "
+    "interrupts into the timer's vCPU. Repeat to combine (--load cpu --load io).",
+)
+@click.option(
+    "--io-rate",
+    "io_rate_per_s",
+    type=click.FloatRange(1, 100_000),
+    default=1733.0,
+    show_default=True,
+    help="I/O interrupts per second with --load io (the paper measured 1733).",
+)
+@click.option(
+    "--io-handler",
+    "io_handler_ns",
+    type=DURATION_OR_ZERO,
+    default="20us",
+    show_default=True,
+    help="How long the guest's I/O interrupt handler stays busy (interrupts off).",
+)
+@click.option(
+    "--hold-back",
+    "hold_back_ns",
+    type=DURATION_OR_ZERO,
+    default=None,
+    help="precise: hold other interrupts back this long before each deadline "
+    "(default: the I/O handler's cost + 70us of interrupt entry/exit on this host).",
+)
+@click.option(
+    "--spin-threshold",
+    "spin_threshold_ns",
+    type=DURATION_OR_ZERO,
+    default="200us",
+    show_default=True,
+    help="precise: deadlines nearer than this are spun to without an interrupt.",
+)
+@click.option(
     "--backend",
     type=click.Choice(["auto", "kvm", "sim"]),
     default="auto",
@@ -146,6 +191,11 @@ def measure(
     halt_poll_ns: int | None,
     no_rt: bool,
     json_path: Path | None,
+    loads: tuple[str, ...],
+    io_rate_per_s: float,
+    io_handler_ns: int,
+    hold_back_ns: int | None,
+    spin_threshold_ns: int,
     backend: str,
     platform: str,
     seed: int,
@@ -164,6 +214,11 @@ def measure(
             backend=resolved,
             platform=platform,
             seed=seed,
+            load="+".join(sorted(set(loads))),
+            io_rate_per_s=io_rate_per_s,
+            io_handler_ns=io_handler_ns,
+            hold_back_ns=hold_back_ns,
+            spin_threshold_ns=spin_threshold_ns,
             timer=timer,
             interval_ns=interval_ns,
             count=count,
@@ -192,7 +247,7 @@ def measure(
                 err_console.print(f"partial result written to {json_path}")
         err_console.print("interrupted")
         sys.exit(EXIT_INTERRUPTED)
-    except (GuestStopped, KvmError, OSError, RuntimeError) as exc:
+    except (GuestStopped, KvmError, LoadError, OSError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     render_result(record, console)
     if compare_paper:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes as C
 import errno
 import fcntl
@@ -28,7 +29,8 @@ class Vcpu:
     def close(self) -> None:
         if self.fd >= 0:
             del self.run_page
-            self._run_map.close()
+            with contextlib.suppress(BufferError):  # still viewed: freed with the last view
+                self._run_map.close()
             os.close(self.fd)
             self.fd = -1
 

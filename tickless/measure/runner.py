@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tickless.guest.abi import Method, Scenario, TickMode, TimerKind, Wait
-from tickless.host.cputime import process_cpu_s, thread_cpu_ns
+from tickless.host.cputime import process_cpu_s
 from tickless.host.load import HostCpuLoad
 from tickless.host.realtime import RealtimePolicy
 from tickless.host.timer_thread import HostTimerThread
@@ -276,7 +276,8 @@ def _measure_kvm(spec: MeasureSpec, progress: Progress | None) -> ResultRecord:
         if machine.io is not None:
             notes.extend(_io_notes(spec, machine, duration_s))
         if machine.ap is not None:
-            ap_cpu_s = thread_cpu_ns(machine.ap_native_id) / 1e9 if machine.ap_native_id else 0
+            machine.join(5)
+            ap_cpu_s = machine.ap_cpu_ns / 1e9
             notes.append(f"cpu load: guest vCPU 1 busy for {ap_cpu_s:.2f} CPU-s")
             if machine.ap_error:
                 notes.append(machine.ap_error)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from tickless.guest.abi import MIN_DELTA_NS
+from tickless.guest.abi import MAX_DELTA_NS, MIN_DELTA_NS
 
 PERIODIC, NOHZ_IDLE, NOHZ_FULL = 0, 1, 2
 MODES = {"periodic": PERIODIC, "nohz-idle": NOHZ_IDLE, "nohz-full": NOHZ_FULL}
@@ -37,20 +37,22 @@ NEVER = 1 << 62  # a deadline that never comes (fits int64 with room for adding 
 RESIDUAL_TICK_NS = 1_000_000_000  # nohz_full keeps a 1 Hz tick on a busy CPU
 
 # --- fields of a guest row -------------------------------------------------------------------
-ANCHOR = 0  # the tick grid: ticks at ANCHOR + k * period (0 < ANCHOR <= period)
-TIMER0 = 1  # next deadlines of the guest's own timers, TIMER0 .. TIMER0 + N_TIMERS - 1
+MODE = 0  # tick mode (PERIODIC, NOHZ_IDLE, NOHZ_FULL): fleets may mix them
+WORKLOAD = 1  # IDLE, CPU or MEASURE
+ANCHOR = 2  # the tick grid: ticks at ANCHOR + k * period (0 < ANCHOR <= period)
+TIMER0 = 3  # next deadlines of the guest's own timers, TIMER0 .. TIMER0 + N_TIMERS - 1
 N_TIMERS = 3  # housekeeping a, housekeeping b, residual tick (NEVER when unused)
 N_HOUSEKEEPING = 2  # the first two count as housekeeping runs
-MEAS_NEXT = 4  # next measurement deadline (NEVER when done)
-MEAS_LEFT = 5  # measurement events still to record
-IRQS = 6  # timer interrupts taken
-USEFUL = 7  # of them: with something to do (a timer due, or a busy guest)
-HK_RUNS = 8  # housekeeping timer runs
-HYPERCALLS = 9  # device programming calls (SET_CLOCKEVENT)
-MEAS_EVENTS = 10  # measurement events recorded
-LATE_SUM_NS = 11  # their total lateness behind the requested deadline
-LATE_MAX_NS = 12
-N_FIELDS = 13
+MEAS_NEXT = 6  # next measurement deadline (NEVER when done)
+MEAS_LEFT = 7  # measurement events still to record
+IRQS = 8  # timer interrupts taken
+USEFUL = 9  # of them: with something to do (a timer due, or a busy guest)
+HK_RUNS = 10  # housekeeping timer runs
+HYPERCALLS = 11  # device programming calls (SET_CLOCKEVENT)
+MEAS_EVENTS = 12  # measurement events recorded
+LATE_SUM_NS = 13  # their total lateness behind the requested deadline
+LATE_MAX_NS = 14
+N_FIELDS = 15
 COUNTERS = (IRQS, USEFUL, HK_RUNS, HYPERCALLS, MEAS_EVENTS, LATE_SUM_NS, LATE_MAX_NS)
 
 GuestRows = npt.NDArray[np.int64]
@@ -66,25 +68,27 @@ def jiffy_ceil_ns(t_ns: int, anchor_ns: int, period_ns: int) -> int:
     return anchor_ns - ((anchor_ns - t_ns) // period_ns) * period_ns
 
 
-def next_delta_ns(rows: GuestRows, g: int, now_ns: int, mode: int, period_ns: int) -> int:
+def next_delta_ns(rows: GuestRows, g: int, now_ns: int, period_ns: int) -> int:
     """The one-shot delta an idle (or nohz-full) guest programs at ``now_ns``.
 
-    Its next timer (jiffy-rounded in nohz-idle), clamped to the device's minimum delta as
-    ``clockevents_program_min_delta()`` and ``arm_pv()`` in ``user.c`` do."""
+    Its next timer (jiffy-rounded in nohz-idle), clamped to the device's range as
+    ``clockevents_program_min_delta()`` and ``arm_pv()`` in ``user.c`` do (a timer beyond
+    the maximum delta costs an early wake-up with nothing to do, as in Linux); 0 when the
+    guest has no timer at all."""
     nxt = rows[g, MEAS_NEXT]
     for k in range(N_TIMERS):
         nxt = min(nxt, rows[g, TIMER0 + k])
-    if mode == NOHZ_IDLE:
+    if nxt >= NEVER:
+        return 0
+    if rows[g, MODE] == NOHZ_IDLE:
         nxt = jiffy_ceil_ns(nxt, rows[g, ANCHOR], period_ns)
-    return max(nxt - now_ns, MIN_DELTA_NS)
+    return min(max(nxt - now_ns, MIN_DELTA_NS), MAX_DELTA_NS)
 
 
 def on_timer_irq(
     rows: GuestRows,
     g: int,
     now_ns: int,
-    mode: int,
-    workload: int,
     period_ns: int,
     timer_period_ns: npt.NDArray[np.int64],
     interval_ns: int,
@@ -92,6 +96,7 @@ def on_timer_irq(
     """Guest ``g`` takes a timer interrupt at ``now_ns``; returns the delta it programs
     (0: none, its device ticks on)."""
     rows[g, IRQS] += 1
+    workload = rows[g, WORKLOAD]
     useful = workload == CPU
     for k in range(N_TIMERS):
         due = rows[g, TIMER0 + k]
@@ -111,7 +116,9 @@ def on_timer_irq(
         useful = True
     if useful:
         rows[g, USEFUL] += 1
-    if ticking(mode, workload):
+    if ticking(rows[g, MODE], workload):
         return 0
-    rows[g, HYPERCALLS] += 1
-    return next_delta_ns(rows, g, now_ns, mode, period_ns)
+    delta_ns = next_delta_ns(rows, g, now_ns, period_ns)
+    if delta_ns:
+        rows[g, HYPERCALLS] += 1
+    return delta_ns

@@ -18,7 +18,8 @@ part of what each platform's idle fit already absorbed.
 
 ``interference_moments`` is the analytic first-order result for the relative method (one
 disk interrupt per timer interval at most, no queueing); the simulator needs no such
-approximation, it is used only to fit the bare handler cost on one row.
+approximation; the analytic form is only the inner step of calibrating the bare handler
+cost on one row (``tickless.sim.table1.calibrate_bare_handler``).
 """
 
 from __future__ import annotations
@@ -85,7 +86,9 @@ class HandlerCost:
         return float(sps.gamma.ppf(q, self.shape, scale=self.scale_ns))
 
     def sample(self, rng: np.random.Generator, n: int) -> npt.NDArray[np.float64]:
-        return rng.gamma(self.shape, self.scale_ns, n)
+        """By inverse CDF, so that with one seed the costs move smoothly with the
+        parameters (the calibration relies on it)."""
+        return np.asarray(sps.gamma.ppf(rng.random(n), self.shape, scale=self.scale_ns))
 
 
 def interference_moments(
@@ -123,32 +126,23 @@ def interference_moments(
 
 
 def fit_handler_cost(
-    *,
-    interval_ns: float,
-    delivery_mean_ns: float,
-    delivery_sd_ns: float,
-    observed_mean_ns: float,
-    observed_sd_ns: float,
-    rate_per_s: float,
+    *, step_ns: float, extra_mean_ns: float, extra_var_ns2: float, rate_per_s: float
 ) -> HandlerCost:
-    """The bare handler cost that turns an idle row into its heavy-IO row (mean and sd).
+    """The bare handler cost whose analytic interference adds this mean and variance to
+    intervals of ``step_ns`` on a platform that adds nothing per interrupt (bare Linux).
 
-    Solved on the analytic moments with ``scipy.optimize.least_squares`` (log-parameters,
-    relative residuals), for a platform that adds nothing per interrupt (bare Linux).
+    Solved with ``scipy.optimize.least_squares`` (log-parameters, relative residuals).
     """
-    step = interval_ns + delivery_mean_ns
-    want_mean = observed_mean_ns - step
-    want_var = observed_sd_ns**2 - delivery_sd_ns**2
-    if want_mean <= 0 or want_var <= 0:
+    if extra_mean_ns <= 0 or extra_var_ns2 <= 0:
         raise ValueError("the loaded row shows no interference to fit a handler cost on")
 
     def residuals(x: npt.NDArray[np.float64]) -> list[float]:
         handler = HandlerCost(mean_ns=math.exp(x[0]), shape=math.exp(x[1]))
-        mean, var = interference_moments(handler, 0.0, step, rate_per_s)
-        return [mean / want_mean - 1.0, var / want_var - 1.0]
+        mean, var = interference_moments(handler, 0.0, step_ns, rate_per_s)
+        return [mean / extra_mean_ns - 1.0, var / extra_var_ns2 - 1.0]
 
     # Start from a fixed handler of the cost the mean alone implies (λS²/2 = mean).
-    start = math.sqrt(2 * want_mean / (rate_per_s / 1e9))
+    start = math.sqrt(2 * extra_mean_ns / (rate_per_s / 1e9))
     result = optimize.least_squares(residuals, x0=[math.log(start), math.log(4.0)])
     if not result.success or max(abs(r) for r in result.fun) > 1e-6:
         raise ValueError(f"handler cost fit did not converge: {result.message}")

@@ -12,8 +12,10 @@ the remaining 48 rows of Table 1 are predictions (``tickless sim table1``).
 from __future__ import annotations
 
 import functools
+import json
 import math
 from dataclasses import dataclass, replace
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +23,7 @@ import numpy as np
 from tickless.guest.abi import MIN_DELTA_NS
 from tickless.measure.paper import PLATFORMS, PaperRow, paper_rows
 from tickless.measure.schema import ResultRecord
-from tickless.sim.interference import IO_IRQ_RATE_PER_S, HandlerCost, fit_handler_cost
+from tickless.sim.interference import HandlerCost
 from tickless.sim.profile import (
     DeliveryModel,
     FitSource,
@@ -38,6 +40,8 @@ __all__ = [
     "bare_disk_handler",
     "builtin_profiles",
     "fit_from_record",
+    "handler_fit_row",
+    "handler_to_json",
     "is_fitted_row",
     "paper_profile",
     "resolve_platform",
@@ -46,6 +50,8 @@ __all__ = [
 FIT_INTERVAL_US = 50  # the one interval each platform is fitted on (idle)
 HANDLER_FIT_PLATFORM = "Linux"  # the one heavy-IO row the bare handler cost is fitted on
 PAPER_SOURCE = "Adamczyk & Chydzinski 2015, Table 1"
+HANDLER_DATA = "data/bare_disk_handler.json"
+HANDLER_FORMAT = "tickless-sim-handler"
 # Round trips through the VMM per disk interrupt on an emulated disk controller: Linux 3.17's
 # ata_bmdma_interrupt reads the BMDMA status, reads the ATA status, clears the BMDMA status
 # and stops the engine (4 port accesses, each trapped), and the guest's EOI traps too.
@@ -129,19 +135,40 @@ def _idle_delivery(platform: str) -> DeliveryModel:
     )
 
 
+def handler_fit_row() -> tuple[PaperRow, DeliveryModel]:
+    """The one heavy-IO row the bare handler cost is fitted on, and that platform's idle
+    delivery model (the part of the row that is not interference)."""
+    return _row(HANDLER_FIT_PLATFORM, "io"), _idle_delivery(HANDLER_FIT_PLATFORM)
+
+
 @functools.cache
 def bare_disk_handler() -> HandlerCost:
-    """The global bare disk-handler cost, fitted on the Linux heavy-IO 50 µs row only."""
-    delivery = _idle_delivery(HANDLER_FIT_PLATFORM)
-    row = _row(HANDLER_FIT_PLATFORM, "io")
-    return fit_handler_cost(
-        interval_ns=row.interval_us * 1000,
-        delivery_mean_ns=delivery.mean_ns,
-        delivery_sd_ns=delivery.sd_ns,
-        observed_mean_ns=row.mean_us * 1000,
-        observed_sd_ns=row.sd_us * 1000,
-        rate_per_s=IO_IRQ_RATE_PER_S,
-    )
+    """The global bare disk-handler cost, fitted on the Linux heavy-IO 50 µs row only.
+
+    Shipped in ``data/bare_disk_handler.json``: fitting it takes the simulator a few
+    seconds (``tickless.sim.table1.calibrate_bare_handler`` regenerates it; a test checks
+    that the shipped value still reproduces its row).
+    """
+    text = resources.files("tickless.sim").joinpath(HANDLER_DATA).read_text(encoding="utf-8")
+    data = json.loads(text)
+    if data.get("format") != HANDLER_FORMAT or data.get("version") != 1:
+        raise ProfileError(f"{HANDLER_DATA}: not a version 1 {HANDLER_FORMAT} file")
+    return HandlerCost(mean_ns=float(data["mean_ns"]), shape=float(data["shape"]))
+
+
+def handler_to_json(handler: HandlerCost, count: int, seed: int) -> dict[str, object]:
+    """The shipped handler file's content."""
+    return {
+        "format": HANDLER_FORMAT,
+        "version": 1,
+        "fitted_on": f"{PAPER_SOURCE}, {HANDLER_FIT_PLATFORM}, io, {FIT_INTERVAL_US} us",
+        "method": "simulated mean and sd matched to the row (analytic moments, "
+        "corrected by simulation)",
+        "count": count,
+        "seed": seed,
+        "mean_ns": handler.mean_ns,
+        "shape": handler.shape,
+    }
 
 
 def paper_profile(platform: str) -> PlatformProfile:

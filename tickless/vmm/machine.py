@@ -90,6 +90,13 @@ def describe_panic(code: int, detail: int) -> str:
     return f"panic code {code:#x}, detail {detail:#x}"
 
 
+def _kick(vcpu: Vcpu, thread: threading.Thread | None) -> None:
+    """Make a vCPU thread leave KVM_RUN now (immediate_exit covers a thread not in it)."""
+    vcpu.request_stop()
+    if thread is not None and thread.ident is not None and thread.is_alive():
+        signal.pthread_kill(thread.ident, STOP_SIGNAL)
+
+
 class GuestStopped(RuntimeError):
     """A guest ended without finishing its work; the message says why."""
 
@@ -135,7 +142,7 @@ class GuestMachine:
         self._ap_thread: threading.Thread | None = None
         self._last_precise_events = 0
         self.ap_error: str | None = None
-        self.ap_native_id: int | None = None
+        self.ap_cpu_ns = 0  # CPU time of vCPU 1's thread (guest busy loop included)
         self.vcpu_problems: list[str] = []
         self.outcome = GuestOutcome()
         self._stop_requested = False
@@ -300,18 +307,13 @@ class GuestMachine:
             self.io.start(rdtsc())
 
     def request_stop(self, reason: str) -> None:
-        """Stop the vCPU from another thread (Ctrl-C, watchdog, end of an idle run)."""
-        if self._stop_requested:
-            return
-        if not self.outcome.ok:
+        """Stop the vCPUs from another thread (Ctrl-C, watchdog, end of an idle run)."""
+        if not self._stop_requested and not self.outcome.ok:
             self.outcome.reason = reason
         self._stop_requested = True
-        self.vcpu.request_stop()
+        _kick(self.vcpu, self._thread)
         if self.ap is not None:
-            self.ap.request_stop()
-        for thread in (self._thread, self._ap_thread):
-            if thread is not None and thread.ident is not None and thread.is_alive():
-                signal.pthread_kill(thread.ident, STOP_SIGNAL)
+            _kick(self.ap, self._ap_thread)
 
     def join(self, timeout: float | None = None) -> bool:
         if self._thread is None:
@@ -322,18 +324,21 @@ class GuestMachine:
     def _ap_vcpu_thread(self) -> None:
         """vCPU 1 under CPU load: busy in ring 3; any exit ends it (and is reported)."""
         assert self.ap is not None
-        self.ap_native_id = threading.get_native_id()
-        while not self._stop_requested:
-            try:
-                reason = self.ap.run()
-            except InterruptedError:
-                self.ap.run_page.immediate_exit = 0
-                continue
-            except KvmError as exc:
-                self.ap_error = f"vCPU 1: {exc}"
+        native_id = threading.get_native_id()
+        try:
+            while not self._stop_requested:
+                try:
+                    reason = self.ap.run()
+                except InterruptedError:
+                    self.ap.run_page.immediate_exit = 0
+                    continue
+                except KvmError as exc:
+                    self.ap_error = f"vCPU 1: {exc}"
+                    return
+                self.ap_error = f"vCPU 1 exited unexpectedly: {exit_name(reason)}"
                 return
-            self.ap_error = f"vCPU 1 exited unexpectedly: {exit_name(reason)}"
-            return
+        finally:
+            self.ap_cpu_ns = thread_cpu_ns(native_id)
 
     @property
     def running(self) -> bool:
@@ -358,7 +363,7 @@ class GuestMachine:
             if self.io is not None:
                 self.io.stop(rdtsc())
             if self.ap is not None:
-                self.request_stop(self.outcome.reason)
+                _kick(self.ap, self._ap_thread)
             self.outcome.vcpu_cpu_ns = thread_cpu_ns(native_id)
             self.outcome.hypercalls = self.port.calls
             self.outcome.console = self.console.text()

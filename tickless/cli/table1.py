@@ -1,0 +1,93 @@
+"""tickless table1: our Table 1, every timer path x interval x load."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from tickless.cli.common import EXIT_INTERRUPTED, console, err_console, progress_bar, require_kvm
+from tickless.host.load import LoadError
+from tickless.kvm.errors import KvmError
+from tickless.measure.schema import ResultRecord, to_json_dict, write_json_atomic
+
+
+@click.command()
+@click.option("--quick", is_flag=True, help="300 events per run instead of the paper's 4500.")
+@click.option(
+    "--timer",
+    "timers",
+    multiple=True,
+    type=click.Choice(["host", "lapic", "pv", "precise"]),
+    help="Only these timer paths (repeatable). Default: all four.",
+)
+@click.option(
+    "--interval-us",
+    "intervals_us",
+    multiple=True,
+    type=click.IntRange(1, 1_000_000),
+    help="Only these intervals in µs (repeatable). Default: the paper's 10, 50, 100, 150.",
+)
+@click.option(
+    "--load",
+    "loads",
+    multiple=True,
+    type=click.Choice(["idle", "cpu", "io"]),
+    help="Only these loads (repeatable). Default: idle, cpu, io.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write every row as a result record (a JSON list), rewritten after each run.",
+)
+def table1(
+    quick: bool,
+    timers: tuple[str, ...],
+    intervals_us: tuple[int, ...],
+    loads: tuple[str, ...],
+    json_path: Path | None,
+) -> None:
+    """Run every timer path at the paper's intervals, idle and loaded, and print our
+    Table 1 beside the paper's. Ctrl-C keeps the rows finished so far."""
+    from tickless.measure.table1 import (
+        PAPER_COUNT,
+        QUICK_COUNT,
+        Table1Plan,
+        render_table1,
+        run_table1,
+    )
+    from tickless.vmm.machine import GuestStopped
+
+    plan = Table1Plan(
+        timers=timers or Table1Plan.timers,
+        intervals_us=intervals_us or Table1Plan.intervals_us,
+        loads=loads or Table1Plan.loads,
+        count=QUICK_COUNT if quick else PAPER_COUNT,
+    )
+    require_kvm()
+    records: list[ResultRecord] = []
+
+    def keep(record: ResultRecord) -> None:
+        records.append(record)
+        if json_path:
+            write_json_atomic(json_path, [to_json_dict(r) for r in records])
+
+    interrupted = False
+    try:
+        with progress_bar(f"table1: {plan.runs} runs", plan.runs, True) as update:
+            run_table1(plan, keep, on_run_start=lambda spec: update(len(records)))
+    except KeyboardInterrupt:
+        interrupted = True
+    except (GuestStopped, KvmError, LoadError, OSError, RuntimeError) as exc:
+        if records:
+            render_table1(records, console)
+        raise click.ClickException(f"{exc} (after {len(records)} of {plan.runs} runs)") from None
+    if records:
+        render_table1(records, console)
+    if json_path and records:
+        err_console.print(f"{len(records)} rows written to {json_path}")
+    if interrupted:
+        err_console.print(f"interrupted after {len(records)} of {plan.runs} runs")
+        sys.exit(EXIT_INTERRUPTED)

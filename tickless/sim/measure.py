@@ -1,0 +1,346 @@
+"""The paper's measurement in virtual time, through the real host timer logic.
+
+The guest workload is the one in ``tickless/guest/src/user.c`` (N events every d, relative
+or absolute deadlines, tickless or periodic), and the host side is the real
+``ClockEventDevice`` on a real ``TimerQueue`` (with slop) and, for a precise channel, the
+real ``HoldBackWindow``, under a virtual clock: ``GuestClock.create(10**9, 0, rate)``, so
+host ticks are nanoseconds and time dilation goes through the same pvclock arithmetic.
+What the platform profile supplies is what no code here can know: how long delivery takes
+(drawn from its latency model) and what each device interrupt costs (its interference).
+
+Timer paths (``spec.timer``):
+
+* ``pv``: the platform's delivery model; each arming is a hypercall (one exit).
+* ``lapic``: the same delivery model, armed by a TSC-deadline write (one exit, no hypercall).
+* ``host``: the bare Linux profile (the host has no VMM in the way), whatever the platform.
+
+Deterministic for ``spec.seed``: the latency draws and the device interrupts come from
+separate streams of one ``SeedSequence``, so a different load or platform keeps the same
+latency draws (common random numbers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tickless.guest.abi import MIN_DELTA_NS
+from tickless.measure.runner import MeasureSpec, build_record
+from tickless.measure.schema import HostCounts, ResultRecord
+from tickless.sim.interference import HandlerCost, IrqSource, VcpuBusy, irq_rate_for_load
+from tickless.sim.platforms import bare_disk_handler, builtin_profiles, resolve_platform
+from tickless.sim.profile import PlatformProfile, SimInputError
+from tickless.timers.clock import NSEC_PER_SEC, GuestClock
+from tickless.timers.clockevents import ClockEventDevice
+from tickless.timers.hrtimer import TimerQueue
+from tickless.timers.injection import HoldBackWindow
+
+__all__ = ["SimCounts", "profile_for", "simulate", "simulate_measurement"]
+
+Progress = Callable[[int], None]
+SIM_TIMER_PATHS = ("pv", "lapic", "host")
+HOST_PROFILE = "Linux"
+_PROGRESS_EVERY = 512
+_LATENCY_CHUNK = 4096
+
+
+@dataclass
+class SimCounts:
+    """What the simulated host did, for the record's host counts and notes."""
+
+    hypercalls: int = 0
+    exits: int = 0
+    wakeups: int = 0  # host timer-queue wake-ups
+    injections: int = 0  # timer interrupts taken by the guest
+    merged: int = 0  # timer interrupts raised while one was still pending
+    blocked: int = 0  # timer interrupts that waited for a device handler
+    blocked_ns: int = 0
+    io_irqs: int = 0  # device interrupts handled
+    held: int = 0  # device interrupts held back by the precise channel (each time)
+    starved: int = 0  # device interrupts still held when the run ended
+    halts: int = 0
+    end_ticks: int = 0
+
+
+def profile_for(spec: MeasureSpec) -> PlatformProfile:
+    """The profile a spec runs on: the bare Linux one for the host path, else its platform."""
+    if spec.timer == "host":
+        return builtin_profiles()[HOST_PROFILE]
+    return resolve_platform(spec.platform)
+
+
+def simulate_measurement(spec: MeasureSpec, progress: Progress | None = None) -> ResultRecord:
+    """``tickless measure --backend sim``: the spec's run on its platform profile."""
+    return simulate(spec, profile_for(spec), progress=progress)
+
+
+def simulate(
+    spec: MeasureSpec,
+    profile: PlatformProfile,
+    *,
+    progress: Progress | None = None,
+    io_rate_per_s: float | None = None,
+    handler: HandlerCost | None = None,
+) -> ResultRecord:
+    """One simulated run on ``profile``; ``io_rate_per_s`` overrides the load's interrupt
+    rate and ``handler`` the bare disk-handler cost (both for what-if runs and fitting)."""
+    if spec.timer not in SIM_TIMER_PATHS:
+        raise SimInputError(
+            f"the simulator offers timer {', '.join(SIM_TIMER_PATHS)}, not {spec.timer!r}"
+        )
+    rate = irq_rate_for_load(spec.load) if io_rate_per_s is None else io_rate_per_s
+    if rate < 0:
+        raise SimInputError(f"interrupt rate must not be negative, got {rate}")
+    run = _Run(spec, profile, rate, handler or bare_disk_handler())
+    timestamps = run.execute(progress)
+    return _record(spec, profile, run, timestamps, rate)
+
+
+@dataclass
+class _Latencies:
+    """Delivery latencies drawn in chunks from their own stream."""
+
+    profile: PlatformProfile
+    rng: np.random.Generator
+    _buf: list[int] = field(default_factory=list)
+    _i: int = 0
+
+    def next(self) -> int:
+        if self._i == len(self._buf):
+            self._buf = self.profile.delivery.sample(self.rng, _LATENCY_CHUNK).tolist()
+            self._i = 0
+        value = self._buf[self._i]
+        self._i += 1
+        return value
+
+
+class _Run:
+    """One guest with one timer and (optionally) one device interrupt source on its vCPU."""
+
+    def __init__(
+        self,
+        spec: MeasureSpec,
+        profile: PlatformProfile,
+        irq_rate_per_s: float,
+        handler: HandlerCost,
+    ) -> None:
+        self.spec = spec
+        self.profile = profile
+        latency_seq, irq_seq = np.random.SeedSequence(spec.seed).spawn(2)
+        self.latencies = _Latencies(profile, np.random.default_rng(latency_seq))
+        self.irqs = IrqSource(
+            irq_rate_per_s,
+            handler,
+            profile.irq_overhead_ns,
+            np.random.default_rng(irq_seq),
+        )
+        self.clock = GuestClock.create(NSEC_PER_SEC, 0, rate=spec.rate)
+        self.queue = TimerQueue(slop_ticks=max(spec.slop_ns, profile.host_slop_ns))
+        self.device = ClockEventDevice(self.clock, self.queue, self._raise, name="sim-timer")
+        self.window = HoldBackWindow(profile.hold_back_ns)
+        self.cpu = VcpuBusy()
+        self.counts = SimCounts()
+        self.pending_irq: int | None = None  # when the raised timer interrupt reaches the guest
+        self.pending_waited = False  # whether that interrupt already waited for a handler
+        self.held: list[int] = []  # costs of device interrupts held back
+        self.min_delta_ns = max(MIN_DELTA_NS, profile.min_delta_ns)
+        self.timestamps: list[int] = []
+        self.t0_ns = 0
+        self.deadline_ns = 0
+
+    # --- host side -------------------------------------------------------------------
+    def _raise(self, now_ticks: int) -> None:
+        """The device's interrupt request: it reaches the guest after a delivery latency."""
+        if self.pending_irq is not None:
+            self.counts.merged += 1  # an edge interrupt already pending absorbs this one
+            return
+        self.pending_irq = now_ticks + self.latencies.next()
+        self.pending_waited = False
+
+    def _host_wakeup(self, now: int) -> None:
+        self.counts.wakeups += 1
+        for timer in self.queue.expire(now):
+            timer.callback(now)
+
+    # --- guest side ------------------------------------------------------------------
+    def _arm(self, deadline_ns: int, now: int) -> None:
+        """arm_pv(): program the device for an absolute guest-clock deadline."""
+        delta = max(deadline_ns - self.clock.ns_at(now), self.min_delta_ns)
+        code = self.device.set_next_event(delta, now)
+        if code != 0:
+            raise RuntimeError(f"simulated device refused delta {delta} ns: {code}")
+        self.counts.exits += 1
+        if self.spec.timer == "pv":
+            self.counts.hypercalls += 1
+
+    def _next_deadline(self, event_ns: int) -> int:
+        """The next event's deadline, once ``event_ns`` is recorded."""
+        if self.spec.method == "absolute":
+            return self.t0_ns + len(self.timestamps) * self.spec.interval_ns
+        return event_ns + self.spec.interval_ns
+
+    def _timer_interrupt(self, now: int) -> None:
+        """The guest takes its timer interrupt (or waits for a running handler first)."""
+        if self.cpu.busy_until > now:
+            if not self.pending_waited:
+                self.counts.blocked += 1
+                self.pending_waited = True
+            self.counts.blocked_ns += self.cpu.busy_until - now
+            self.pending_irq = self.cpu.busy_until
+            return
+        self.pending_irq = None
+        self.counts.injections += 1
+        now_ns = self.clock.ns_at(now)
+        count = self.spec.count
+        if self.spec.mode == "periodic":
+            while len(self.timestamps) <= count and now_ns >= self.deadline_ns:
+                self.timestamps.append(now_ns)
+                self.deadline_ns = self._next_deadline(now_ns)
+        else:
+            self.timestamps.append(now_ns)
+            if len(self.timestamps) <= count:
+                self.deadline_ns = self._next_deadline(now_ns)
+                self._arm(self.deadline_ns, now)
+        if len(self.timestamps) <= count:
+            self._halt()
+        self._release_held(now)
+
+    def _halt(self) -> None:
+        if self.spec.wait == "halt":
+            self.counts.halts += 1
+            self.counts.exits += 1
+
+    def _device_interrupt(self, now: int) -> None:
+        cost = self.irqs.pop()
+        if self._hold(now):
+            self.held.append(cost)
+            self.counts.held += 1
+            return
+        self._run_handler(now, cost)
+
+    def _hold(self, now: int) -> bool:
+        """The precise channel's rule: hold back inside the window before the deadline the
+        guest is waiting for (as it publishes it: until its event, not the device's expiry)."""
+        if self.window.window_ns == 0 or len(self.timestamps) > self.spec.count:
+            return False
+        now_ns = self.clock.ns_at(now)
+        return self.window.release_at(now_ns, self.deadline_ns) > now_ns
+
+    def _release_held(self, now: int) -> None:
+        """Held interrupts go in right after the timer's handler, unless the next deadline's
+        window already covers ``now`` (then they wait for that one)."""
+        if not self.held or self._hold(now):
+            return
+        for cost in self.held:
+            self._run_handler(now, cost)
+        self.held.clear()
+
+    def _run_handler(self, now: int, cost: int) -> None:
+        self.cpu.run(now, cost)
+        self.counts.io_irqs += 1
+        self.counts.exits += round(self.profile.irq_exits)
+
+    # --- the event loop --------------------------------------------------------------
+    def execute(self, progress: Progress | None) -> list[int]:
+        """Run until ``count`` events are recorded; returns the count + 1 timestamps (ns)."""
+        spec, count = self.spec, self.spec.count
+        self.t0_ns = self.clock.ns_at(0)
+        self.timestamps.append(self.t0_ns)
+        if spec.mode == "periodic":
+            self.counts.hypercalls += 1
+            self.counts.exits += 1
+            self.device.set_periodic(NSEC_PER_SEC // spec.hz, 0)
+            self.deadline_ns = self._next_deadline(self.t0_ns)
+        else:
+            self.deadline_ns = self._next_deadline(self.t0_ns)
+            self._arm(self.deadline_ns, 0)
+        self._halt()
+        reported = 0
+        never = 1 << 62
+        while len(self.timestamps) <= count:
+            wake = self.queue.next_wakeup()
+            t_wake = never if wake is None else wake
+            t_irq = never if self.pending_irq is None else self.pending_irq
+            t_dev = never if self.irqs.next_at is None else self.irqs.next_at
+            now = min(t_wake, t_irq, t_dev)
+            if now == never:
+                raise RuntimeError("simulation stalled: no timer armed and nothing pending")
+            # Ties: the host expiry first (it raises interrupts), then the timer interrupt
+            # (the higher vector), then device interrupts.
+            if now == t_wake:
+                self._host_wakeup(now)
+            elif now == t_irq:
+                self._timer_interrupt(now)
+            else:
+                self._device_interrupt(now)
+            if progress is not None and len(self.timestamps) - 1 - reported >= _PROGRESS_EVERY:
+                reported = len(self.timestamps) - 1
+                progress(reported)
+        self.counts.end_ticks = self.clock.ticks_at_or_after(self.timestamps[-1])
+        if spec.mode == "periodic":
+            self.device.set_periodic(0, self.counts.end_ticks)
+            self.counts.hypercalls += 1
+            self.counts.exits += 1
+        self.counts.hypercalls += 1  # DONE
+        self.counts.exits += 1
+        self.counts.starved = len(self.held)
+        if progress is not None:
+            progress(count)
+        return self.timestamps
+
+
+def _record(
+    spec: MeasureSpec,
+    profile: PlatformProfile,
+    run: _Run,
+    timestamps: list[int],
+    irq_rate_per_s: float,
+) -> ResultRecord:
+    c = run.counts
+    host_path = spec.timer == "host"
+    counts = HostCounts(
+        exits=0 if host_path else c.exits,
+        hypercalls=0 if host_path else c.hypercalls,
+        injections=0 if host_path else c.injections,
+        wakeups=c.wakeups,
+        timer_events=c.injections,
+        duration_s=c.end_ticks / NSEC_PER_SEC,
+        cpu_s=0.0,
+    )
+    notes = [
+        f"simulated: platform profile {profile.name!r} ({profile.fitted_on.source})",
+        "host CPU time is not modelled by the simulator (cpu_s = 0)",
+    ]
+    if host_path and spec.platform.lower() != HOST_PROFILE.lower():
+        notes.append(f"timer host runs on the bare {HOST_PROFILE} profile; --platform ignored")
+    if irq_rate_per_s > 0:
+        notes.append(
+            f"{c.io_irqs} device interrupts handled ({irq_rate_per_s:g}/s on the timer's CPU); "
+            f"{c.blocked} timer interrupts waited for a handler, "
+            f"{c.blocked_ns / max(c.blocked, 1) / 1000:.1f} us on average"
+        )
+    if c.held:
+        notes.append(f"the precise channel held device interrupts back {c.held} times")
+    if c.starved:
+        notes.append(f"{c.starved} device interrupts were still held back when the run ended")
+    if c.merged:
+        notes.append(f"{c.merged} timer interrupts merged into one already pending")
+    if spec.wait == "spin":
+        notes.append("wait spin: same delivery model as halt (the profile was fitted halting)")
+    machine = {
+        "machine": "simulated",
+        "simulator": "tickless.sim.measure",
+        "platform": profile.name,
+        "profile_source": profile.fitted_on.source,
+        "seed": str(spec.seed),
+        "dilation": str(spec.rate),
+        "slop_ns": str(max(spec.slop_ns, profile.host_slop_ns)),
+        "io_irq_rate_per_s": f"{irq_rate_per_s:g}",
+    }
+    record = build_record(
+        spec, "sim", np.asarray(timestamps, dtype=np.int64), counts, machine, notes
+    )
+    record.platform = profile.name
+    return record

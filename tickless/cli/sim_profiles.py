@@ -1,9 +1,196 @@
-"""Commands of the ``tickless sim`` group (filled in by the simulator work)."""
+"""``tickless sim table1``, ``tickless sim fit`` and ``tickless sim profiles``: platform
+profiles, where they come from, and how well they predict the paper's Table 1."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import click
+from rich.table import Table
+
+from tickless.cli.common import console, err_console, progress_bar
+from tickless.measure.paper import PAPER_EVENTS, paper_rows
+from tickless.measure.schema import SchemaError, load_results, write_json_atomic
+from tickless.vmm.config import MAX_EVENTS
+
+OUT_PATH = click.Path(dir_okay=False, path_type=Path)
 
 
 def register(group: click.Group) -> None:
     """Add this module's commands to ``group``."""
+    group.add_command(table1)
+    group.add_command(fit)
+    group.add_command(profiles)
+
+
+def _paper_sd(sd_us: float) -> str:
+    return f"{sd_us:.3f}" if sd_us < 1000 else f"{sd_us:.0f}"  # as printed in the paper
+
+
+@click.command()
+@click.option(
+    "--count",
+    type=click.IntRange(2, MAX_EVENTS),
+    default=PAPER_EVENTS,
+    show_default=True,
+    help="Timer events per simulated row (the paper used 4500).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Simulator seed.")
+@click.option("--json", "json_path", type=OUT_PATH, help="Write every row and the summary here.")
+def table1(count: int, seed: int, json_path: Path | None) -> None:
+    """Simulate every row of the paper's Table 1 and print it beside the paper's.
+
+    Each platform is fitted on its idle 50 us row only, and the disk-handler cost on
+    Linux's heavy-IO 50 us row; every other row is a prediction. The error columns are
+    simulated minus paper; "sd x" is simulated sd over the paper's.
+    """
+    from tickless.sim.table1 import simulate_table1, summarize_errors, table1_to_json
+
+    total = len(paper_rows())
+    with progress_bar("simulating Table 1", total, True) as update:
+        rows = simulate_table1(count=count, seed=seed, progress=update)
+    table = Table(
+        title=f"Table 1, paper vs simulator ({count} events a row, seed {seed})",
+        title_justify="left",
+    )
+    for name in ("d µs", "load", "platform", "paper mean", "paper sd", "paper CI"):
+        table.add_column(name, justify="right" if name.startswith(("d", "paper")) else "left")
+    for name in ("sim mean", "sim sd", "sim 99% CI", "err µs", "err %", "sd x"):
+        table.add_column(name, justify="right")
+    table.add_column("row")
+    previous: tuple[int, str] | None = None
+    for r in rows:
+        p, s = r.paper, r.sim
+        if previous is not None and previous != (p.interval_us, p.load):
+            table.add_section()
+        previous = (p.interval_us, p.load)
+        table.add_row(
+            str(p.interval_us),
+            p.load,
+            p.platform,
+            f"{p.mean_us:.3f}",
+            _paper_sd(p.sd_us),
+            f"[{p.ci99_low_us:.3f}, {p.ci99_high_us:.3f}]",
+            f"{s.mean_ns / 1000:.3f}",
+            f"{s.sd_ns / 1000:.3f}",
+            f"[{s.ci99_low_ns / 1000:.3f}, {s.ci99_high_ns / 1000:.3f}]",
+            f"{r.mean_error_us:+.3f}",
+            f"{r.mean_error_pct:+.1f}",
+            f"{r.sd_ratio:.2f}",
+            r.status,
+            style="dim" if r.fitted else None,
+        )
+    console.print(table)
+    summary = Table(title="Error of the mean, |sim - paper| / paper", title_justify="left")
+    for name in ("rows", "n", "median %", "max %", "worst row", "≤ 10 %", "median sd x"):
+        summary.add_column(name, justify="left" if name in ("rows", "worst row") else "right")
+    summary.add_column("sd within 2x", justify="right")
+    for g in summarize_errors(rows):
+        summary.add_row(
+            g.group,
+            str(g.rows),
+            f"{g.median_abs_pct:.1f}",
+            f"{g.max_abs_pct:.1f}",
+            g.worst,
+            f"{g.within_10pct}/{g.rows}",
+            f"{g.median_sd_ratio:.2f}",
+            f"{g.sd_within_2x}/{g.rows}",
+        )
+    console.print(summary)
+    if json_path:
+        write_json_atomic(json_path, table1_to_json(rows, count, seed))
+        err_console.print(f"table written to {json_path}")
+
+
+@click.command()
+@click.argument("result", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--name", help="Profile name (default: fitted-<result file name>).")
+@click.option(
+    "--record",
+    "index",
+    type=click.IntRange(0),
+    help="Which record of a multi-record result file to fit on (0 is the first).",
+)
+@click.option("--out", type=OUT_PATH, help="Write the profile here (default: print it).")
+def fit(result: Path, name: str | None, index: int | None, out: Path | None) -> None:
+    """Build a platform profile from the JSON result of a real `tickless measure` run.
+
+    The run's delivery latencies (lateness) become the profile's delivery model; then
+    `tickless measure --backend sim --platform PROFILE.json --interval X` predicts
+    other intervals on the machine it was measured on. Use an idle, tickless run.
+    """
+    from tickless.sim.platforms import fit_from_record
+    from tickless.sim.profile import ProfileError, profile_to_json
+
+    try:
+        records = load_results(result)
+    except SchemaError as exc:
+        raise click.ClickException(str(exc)) from None
+    if index is None and len(records) > 1:
+        raise click.ClickException(
+            f"{result} holds {len(records)} records: choose one with --record 0..{len(records) - 1}"
+        )
+    chosen = index or 0
+    if chosen >= len(records):
+        raise click.ClickException(f"{result} holds {len(records)} records, no record {chosen}")
+    record = records[chosen]
+    try:
+        profile = fit_from_record(record, name or f"fitted-{result.stem}", str(result))
+    except ProfileError as exc:
+        raise click.ClickException(f"{result}: {exc}") from None
+    payload = profile_to_json(profile)
+    d = profile.delivery
+    if out is None:
+        click.echo(json.dumps(payload, indent=2))
+        return
+    write_json_atomic(out, payload)
+    console.print(
+        f"profile {profile.name!r}: delivery {d.mean_ns / 1000:.3f} µs mean, "
+        f"{d.sd_ns / 1000:.3f} µs sd, floor {d.floor_ns / 1000:.3f} µs "
+        f"(from {record.stats.count} events every {record.interval_ns / 1000:g} µs)",
+        highlight=False,
+    )
+    err_console.print(f"profile written to {out}")
+    err_console.print(f"predict: tickless measure --backend sim --platform {out} --interval 200us")
+
+
+@click.command()
+@click.argument("platform", required=False)
+@click.option("--out", type=OUT_PATH, help="Write the chosen profile's JSON here.")
+def profiles(platform: str | None, out: Path | None) -> None:
+    """List the built-in platform profiles, or show one (a name or a JSON file) as JSON."""
+    from tickless.sim.platforms import builtin_profiles, resolve_platform
+    from tickless.sim.profile import ProfileError, profile_to_json
+
+    if platform is None:
+        if out is not None:
+            raise click.UsageError("--out needs a PLATFORM to write")
+        table = Table(title="Built-in platform profiles (delivery fitted on idle 50 µs), µs")
+        table.add_column("platform", no_wrap=True)
+        for name in ("delivery mean", "sd", "floor", "min delta", "slop", "hold-back"):
+            table.add_column(name, justify="right")
+        table.add_column("per device IRQ", justify="right")
+        for p in builtin_profiles().values():
+            d = p.delivery
+            table.add_row(
+                p.name,
+                f"{d.mean_ns / 1000:.3f}",
+                f"{d.sd_ns / 1000:.3f}",
+                f"{d.floor_ns / 1000:.3f}",
+                f"{p.min_delta_ns / 1000:g}",
+                f"{p.host_slop_ns / 1000:g}",
+                f"{p.hold_back_ns / 1000:.1f}",
+                f"{p.irq_overhead_ns / 1000:.1f}",
+            )
+        console.print(table)
+        return
+    try:
+        payload = profile_to_json(resolve_platform(platform))
+    except ProfileError as exc:
+        raise click.ClickException(str(exc)) from None
+    if out is None:
+        click.echo(json.dumps(payload, indent=2))
+    else:
+        write_json_atomic(out, payload)
+        err_console.print(f"profile written to {out}")

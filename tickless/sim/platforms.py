@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -130,9 +130,7 @@ def _row(platform: str, load: str) -> PaperRow:
 def _idle_delivery(platform: str) -> DeliveryModel:
     """Delivery latency from the idle 50 µs row: mean interval - d, and its sd."""
     row = _row(platform, "idle")
-    return DeliveryModel.from_moments(
-        (row.mean_us - row.interval_us) * 1000, row.sd_us * 1000
-    )
+    return DeliveryModel.from_moments((row.mean_us - row.interval_us) * 1000, row.sd_us * 1000)
 
 
 def handler_fit_row() -> tuple[PaperRow, DeliveryModel]:
@@ -237,21 +235,22 @@ def fit_from_record(record: ResultRecord, name: str, source: str) -> PlatformPro
     """A profile from a real ``tickless measure`` run: its delivery latency distribution.
 
     Each event's lateness (interval - d for the relative method) is one delivery latency;
-    the fastest one observed is the path's floor, the gamma jitter above it matches the
-    run's mean and sd. The interference components are KVM's (an emulated disk; one round
-    trip costs the run's mean latency).
+    ``DeliveryModel.from_samples`` splits them into floor, jitter and stalls. The
+    interference components are KVM's (an emulated disk; a round trip costs the run's mean
+    latency).
     """
     if record.mode != "tickless":
-        raise ProfileError("fit needs a tickless run: a periodic run measures the tick, not delivery")
+        raise ProfileError(
+            "fit needs a tickless run: a periodic run measures the tick, not delivery"
+        )
     if record.load != "idle":
         raise ProfileError(f"fit needs an idle run, this one ran under {record.load!r} load")
     lateness = np.asarray(record.lateness_ns, dtype=np.float64)
     if lateness.size < 2:
         raise ProfileError("fit needs a run with at least 2 intervals")
-    mean, sd = float(lateness.mean()), float(lateness.std())
-    if mean < 0 or np.any(lateness < 0):
+    if np.any(lateness < 0):
         raise ProfileError("the run has events that fired early: it cannot describe a delivery")
-    delivery = DeliveryModel.from_moments(mean, sd, floor_ns=float(lateness.min()))
+    delivery = DeliveryModel.from_samples(lateness)
     return PlatformProfile(
         name=name,
         description=(
@@ -269,8 +268,3 @@ def fit_from_record(record: ResultRecord, name: str, source: str) -> PlatformPro
         irq_exits=MECHANISMS["KVM"].irq_exits,
         exit_cost_ns=delivery.mean_ns,
     )
-
-
-def with_changes(profile: PlatformProfile, **changes: object) -> PlatformProfile:
-    """A copy with some components changed (what-if runs, broken-profile tests)."""
-    return replace(profile, **changes)  # type: ignore[arg-type]

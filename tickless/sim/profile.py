@@ -4,7 +4,8 @@ A profile is a handful of physically meaningful components, each documented wher
 defined, so that a profile fitted at one setting can *predict* others:
 
 * ``delivery``: the time from the host timer's expiry to the guest handler's timestamp,
-  ``floor_ns + Gamma(shape, scale_ns)``. Never negative, so a timer never fires early.
+  ``floor_ns + Gamma(shape, scale_ns)``, plus with probability ``stall_prob`` a gamma
+  stall of mean ``stall_mean_ns`` and sd ``stall_sd_ns``. Never negative: never early.
 * ``min_delta_ns``: the guest clock-event device's minimum programmable delta (Linux's
   ``min_delta_ns``; Xen's guest ``TIMER_SLOP``); shorter requests are rounded up to it.
 * ``host_slop_ns``: the host timer queue's slop (Xen's ``timer_slop``).
@@ -20,7 +21,8 @@ required, unknown keys refused; times are nanoseconds::
     {"format": "tickless-sim-profile", "version": 1, "name": "KVM", "description": "...",
      "fitted_on": {"source": "...", "interval_ns": 50000, "load": "idle",
                    "mean_ns": 65310.0, "sd_ns": 1526.0},
-     "delivery": {"floor_ns": 12258.0, "shape": 4.0, "scale_ns": 763.0},
+     "delivery": {"floor_ns": 12258.0, "shape": 4.0, "scale_ns": 763.0,
+                  "stall_prob": 0.0, "stall_mean_ns": 0.0, "stall_sd_ns": 0.0},
      "min_delta_ns": 100, "host_slop_ns": 0, "hold_back_ns": 0,
      "irq_exits": 5.0, "exit_cost_ns": 15310.0}
 """
@@ -57,6 +59,8 @@ PROFILE_VERSION = 1
 # The paper gives only mean and sd, not the shape of the jitter: a gamma of shape 4 is a
 # moderately right-skewed wake-up jitter. It changes percentiles, never the mean or sd.
 DEFAULT_JITTER_SHAPE = 4.0
+# Latencies beyond median + this many robust sds are stalls, not jitter (a fitted run's tail).
+STALL_CUTOFF_SDS = 8.0
 
 
 class SimInputError(ValueError, RuntimeError):
@@ -71,30 +75,43 @@ class ProfileError(SimInputError):
 @dataclass(frozen=True)
 class DeliveryModel:
     """Delivery latency = ``floor_ns`` (the fixed path: exit, VMM, injection, entry) plus a
-    gamma-distributed jitter (wake-up, scheduling, cache state)."""
+    gamma-distributed jitter (wake-up, scheduling, cache state) plus, with probability
+    ``stall_prob``, a gamma-distributed stall of mean ``stall_mean_ns`` and sd
+    ``stall_sd_ns`` (the host preempted the timer's thread or vCPU: the rare long tail of a
+    real host; none for the paper's platforms, whose mean and sd alone cannot tell a tail
+    from jitter)."""
 
     floor_ns: float
     shape: float
     scale_ns: float
+    stall_prob: float = 0.0
+    stall_mean_ns: float = 0.0
+    stall_sd_ns: float = 0.0
 
     def __post_init__(self) -> None:
         for key, value in (
             ("floor_ns", self.floor_ns),
             ("shape", self.shape),
             ("scale_ns", self.scale_ns),
+            ("stall_prob", self.stall_prob),
+            ("stall_mean_ns", self.stall_mean_ns),
+            ("stall_sd_ns", self.stall_sd_ns),
         ):
             if not math.isfinite(value) or value < 0:
                 raise ProfileError(f"delivery.{key} must be a finite number >= 0, got {value}")
         if self.shape == 0 and self.scale_ns > 0:
             raise ProfileError("delivery.shape must be > 0 when delivery.scale_ns is")
+        if self.stall_prob > 1:
+            raise ProfileError(f"delivery.stall_prob must be at most 1, got {self.stall_prob}")
 
     @property
     def mean_ns(self) -> float:
-        return self.floor_ns + self.shape * self.scale_ns
+        return self.floor_ns + self.shape * self.scale_ns + self.stall_prob * self.stall_mean_ns
 
     @property
     def sd_ns(self) -> float:
-        return math.sqrt(self.shape) * self.scale_ns
+        p, m, s = self.stall_prob, self.stall_mean_ns, self.stall_sd_ns
+        return math.sqrt(self.shape * self.scale_ns**2 + p * (m * m + s * s) - (p * m) ** 2)
 
     @classmethod
     def from_moments(
@@ -105,9 +122,9 @@ class DeliveryModel:
         floor_ns: float | None = None,
         shape: float = DEFAULT_JITTER_SHAPE,
     ) -> DeliveryModel:
-        """The model with this mean and sd: with a known ``floor_ns`` (e.g. the fastest
-        delivery observed) the shape follows; otherwise ``shape`` is kept, lowered only as
-        far as needed to keep the floor at or above zero."""
+        """The model (without stalls) with this mean and sd: with a known ``floor_ns`` (the
+        fastest delivery observed) the shape follows; otherwise ``shape`` is kept, lowered
+        only as far as needed to keep the floor at or above zero."""
         if not (math.isfinite(mean_ns) and math.isfinite(sd_ns)) or mean_ns < 0 or sd_ns < 0:
             raise ProfileError(
                 f"delivery latency must have a mean and sd >= 0, got {mean_ns} and {sd_ns}"
@@ -125,10 +142,45 @@ class DeliveryModel:
         scale = sd_ns / math.sqrt(shape)
         return cls(floor_ns=max(0.0, mean_ns - shape * scale), shape=shape, scale_ns=scale)
 
+    @classmethod
+    def from_samples(cls, latencies_ns: npt.ArrayLike) -> DeliveryModel:
+        """Fit measured latencies: the bulk (up to median + 8 robust sd, MAD-based) gives
+        floor (its minimum) and jitter (its mean and sd); the rest are stalls, counted for
+        ``stall_prob`` and measured from the bulk's mean for ``stall_mean_ns`` and
+        ``stall_sd_ns``. The model's mean and sd equal the samples'."""
+        x = np.asarray(latencies_ns, dtype=np.float64)
+        if x.size < 2 or not np.all(np.isfinite(x)) or np.any(x < 0):
+            raise ProfileError("need at least 2 finite, non-negative latencies to fit")
+        median = float(np.median(x))
+        robust_sd = max(1.4826 * float(np.median(np.abs(x - median))), 1000.0)
+        cutoff = median + STALL_CUTOFF_SDS * robust_sd
+        bulk, stalls = x[x <= cutoff], x[x > cutoff]
+        model = cls.from_moments(float(bulk.mean()), float(bulk.std()), floor_ns=float(bulk.min()))
+        if stalls.size == 0:
+            return model
+        return cls(
+            floor_ns=model.floor_ns,
+            shape=model.shape,
+            scale_ns=model.scale_ns,
+            stall_prob=stalls.size / x.size,
+            stall_mean_ns=float(stalls.mean()) - float(bulk.mean()),
+            # The stalled samples carry the bulk's jitter too: only the rest is the stall's.
+            stall_sd_ns=math.sqrt(max(float(stalls.var()) - float(bulk.var()), 0.0)),
+        )
+
     def sample(self, rng: np.random.Generator, n: int) -> npt.NDArray[np.int64]:
         """``n`` latencies in whole ns, rounded up (a delivery is never shorter than the model)."""
-        jitter = rng.gamma(self.shape, self.scale_ns, n) if self.shape > 0 else np.zeros(n)
-        return np.ceil(self.floor_ns + jitter).astype(np.int64)
+        value = np.full(n, self.floor_ns)
+        if self.shape > 0:
+            value += rng.gamma(self.shape, self.scale_ns, n)
+        if self.stall_prob > 0 and self.stall_mean_ns > 0:
+            hit = rng.random(n) < self.stall_prob
+            if self.stall_sd_ns > 0:
+                k = (self.stall_mean_ns / self.stall_sd_ns) ** 2
+                value += hit * rng.gamma(k, self.stall_mean_ns / k, n)
+            else:
+                value += hit * self.stall_mean_ns
+        return np.ceil(value).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -194,7 +246,14 @@ def profile_to_json(profile: PlatformProfile) -> dict[str, Any]:
             "mean_ns": fit.mean_ns,
             "sd_ns": fit.sd_ns,
         },
-        "delivery": {"floor_ns": d.floor_ns, "shape": d.shape, "scale_ns": d.scale_ns},
+        "delivery": {
+            "floor_ns": d.floor_ns,
+            "shape": d.shape,
+            "scale_ns": d.scale_ns,
+            "stall_prob": d.stall_prob,
+            "stall_mean_ns": d.stall_mean_ns,
+            "stall_sd_ns": d.stall_sd_ns,
+        },
         "min_delta_ns": profile.min_delta_ns,
         "host_slop_ns": profile.host_slop_ns,
         "hold_back_ns": profile.hold_back_ns,
@@ -221,7 +280,9 @@ class _Obj:
     def num(self, key: str) -> float:
         value = self.get(key)
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ProfileError(f"key '{self.prefix}{key}' must be a number, got {_json_type(value)}")
+            raise ProfileError(
+                f"key '{self.prefix}{key}' must be a number, got {_json_type(value)}"
+            )
         if not math.isfinite(value):
             raise ProfileError(f"key '{self.prefix}{key}' must be finite, got {value}")
         if value < 0:
@@ -237,7 +298,9 @@ class _Obj:
     def str_(self, key: str) -> str:
         value = self.get(key)
         if not isinstance(value, str):
-            raise ProfileError(f"key '{self.prefix}{key}' must be a string, got {_json_type(value)}")
+            raise ProfileError(
+                f"key '{self.prefix}{key}' must be a string, got {_json_type(value)}"
+            )
         return value
 
     def sub(self, key: str) -> _Obj:
@@ -250,13 +313,20 @@ class _Obj:
 
 
 def _json_type(value: Any) -> str:
+    """Name a value by its JSON type, which is what the user sees in the file."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, int | float):
         return "number"
-    return {str: "string", list: "list", dict: "object"}.get(type(value), type(value).__name__)
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
 
 
 def profile_from_json(data: Any) -> PlatformProfile:
@@ -280,7 +350,12 @@ def profile_from_json(data: Any) -> PlatformProfile:
     fit.done()
     dl = top.sub("delivery")
     delivery = DeliveryModel(
-        floor_ns=dl.num("floor_ns"), shape=dl.num("shape"), scale_ns=dl.num("scale_ns")
+        floor_ns=dl.num("floor_ns"),
+        shape=dl.num("shape"),
+        scale_ns=dl.num("scale_ns"),
+        stall_prob=dl.num("stall_prob"),
+        stall_mean_ns=dl.num("stall_mean_ns"),
+        stall_sd_ns=dl.num("stall_sd_ns"),
     )
     dl.done()
     profile = PlatformProfile(

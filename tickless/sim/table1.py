@@ -170,9 +170,7 @@ def table1_to_json(rows: list[Table1Row], count: int, seed: int) -> dict[str, An
     }
 
 
-def calibrate_bare_handler(
-    count: int = 200_000, iterations: int = 4, seed: int = 0
-) -> HandlerCost:
+def calibrate_bare_handler(count: int = 200_000, iterations: int = 4, seed: int = 0) -> HandlerCost:
     """Fit the bare disk-handler cost on the Linux heavy-IO 50 µs row, by simulation.
 
     The analytic moments (``interference_moments``) ignore queueing and long intervals, so

@@ -316,10 +316,15 @@ class GuestMachine:
             _kick(self.ap, self._ap_thread)
 
     def join(self, timeout: float | None = None) -> bool:
+        """Wait for the boot vCPU to finish; then for vCPU 1, which it stops on its way out."""
         if self._thread is None:
             return True
         self._thread.join(timeout)
-        return not self._thread.is_alive()
+        if self._thread.is_alive():
+            return False
+        if self._ap_thread is not None:
+            self._ap_thread.join(timeout)
+        return True
 
     def _ap_vcpu_thread(self) -> None:
         """vCPU 1 under CPU load: busy in ring 3; any exit ends it (and is reported)."""

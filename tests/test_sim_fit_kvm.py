@@ -1,0 +1,64 @@
+"""A profile fitted from a real KVM run predicts a second real run at another interval."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tickless.cli import main
+from tickless.measure.runner import MeasureSpec, measure
+from tickless.measure.schema import to_json_dict, write_json_atomic
+
+FIT_INTERVAL_NS = 100_000
+PREDICT_INTERVAL_NS = 200_000
+EVENTS = 1000
+# Allowed |predicted - measured| / measured for the mean interval at 200 us.
+MEAN_ERROR_BOUND = 0.15
+
+
+@pytest.mark.usefixtures("kvm")
+def test_profile_fitted_at_100us_predicts_a_real_run_at_200us(tmp_path: Path) -> None:
+    """Measure pv 100 us x 1000 on KVM, fit a profile, predict pv 200 us x 1000, measure it.
+
+    The bound, 15 % of the measured mean, is set from this noisy nested host: the delivery
+    latency drifts between runs (lateness means of 60 to 112 us over twelve runs a few
+    minutes apart, i.e. up to ~17 % of a ~290 us interval), but two runs made back to back,
+    as here, agreed within 8 % in six of six trials (0.3-7.9 %). The model assumes the
+    latency does not depend on the interval, which held within that noise. 15 % still
+    fails a model that ignores the fitted latency: predicting the bare interval (mean = d)
+    would be off by over 20 % here (latency >= 55 us on this host).
+    """
+    common = {"timer": "pv", "count": EVENTS, "backend": "kvm"}
+    fit_run = measure(MeasureSpec(interval_ns=FIT_INTERVAL_NS, **common))  # type: ignore[arg-type]
+    target = measure(MeasureSpec(interval_ns=PREDICT_INTERVAL_NS, **common))  # type: ignore[arg-type]
+    assert fit_run.lateness.early_count == 0 and target.lateness.early_count == 0
+
+    result_path, profile_path = tmp_path / "run100.json", tmp_path / "kvm-here.json"
+    write_json_atomic(result_path, to_json_dict(fit_run))
+    out = CliRunner().invoke(
+        main, ["sim", "fit", str(result_path), "--name", "kvm-here", "--out", str(profile_path)]
+    )
+    assert out.exit_code == 0, out.output
+    assert json.loads(profile_path.read_text())["name"] == "kvm-here"
+
+    predicted = measure(
+        MeasureSpec(
+            timer="pv",
+            interval_ns=PREDICT_INTERVAL_NS,
+            count=EVENTS,
+            backend="sim",
+            platform=str(profile_path),
+        )
+    )
+    assert predicted.backend == "sim" and predicted.platform == "kvm-here"
+    real_mean, sim_mean = target.stats.mean_ns, predicted.stats.mean_ns
+    error = abs(sim_mean - real_mean) / real_mean
+    assert error < MEAN_ERROR_BOUND, (
+        f"predicted {sim_mean / 1000:.1f} us, measured {real_mean / 1000:.1f} us "
+        f"({100 * error:.1f} % off; fitted at 100 us: {fit_run.stats.mean_ns / 1000:.1f} us)"
+    )
+    # A latency-free model would not pass: the bound is not vacuous on this host.
+    assert abs(PREDICT_INTERVAL_NS - real_mean) / real_mean > MEAN_ERROR_BOUND

@@ -379,6 +379,13 @@ def _io_notes(spec: MeasureSpec, machine: GuestMachine, duration_s: float) -> li
         f"{io_rate_achieved(machine):.0f} IRQ/s in the guest "
         f"(handler busy {spec.io_handler_ns / 1000:g} us each)"
     ]
+    achieved = io_rate_achieved(machine)
+    if achieved < 0.9 * spec.io_rate_per_s:
+        notes.append(
+            f"io load: WARNING the guest took only {achieved:.0f} of {spec.io_rate_per_s:.0f} "
+            f"IRQ/s ({int(machine.shared.io_irq_count)} interrupts): this run was short or "
+            "the device fell behind, so it was less loaded than asked"
+        )
     if machine.io.hold_back is not None:
         notes.append(
             f"io load: {stats.deferred} interrupts held back by the precise channel's "

@@ -264,8 +264,7 @@ with _cache_in(_numba_cache_dir()):
                     n = policy.heap_remove(exp, seq, ref, pos, n, 0)
                     pos[g] = -1
                 # The injection: the guest takes its interrupt and may program a one-shot.
-                delta_ns = 0
-                rows[g, gm.IRQS] += 1
+                delta_ns = gm.on_timer_irq(rows, g, now, period_ns, timer_period_ns, interval_ns)
                 if delta_ns:
                     n, order = _set_next_event(
                         dev, exp, seq, ref, pos, n, order, g, delta_ns, now

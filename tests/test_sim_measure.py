@@ -153,7 +153,7 @@ def test_min_delta_rounds_short_requests_up() -> None:
 def test_unsupported_load_and_timer_are_clear_value_errors() -> None:
     with pytest.raises(ValueError, match="not 'cpu'"):
         simulate_measurement(spec(load="cpu"), None)
-    with pytest.raises(SimInputError, match="unknown platform 'Hyper-V'.*VMware, VirtualBox"):
+    with pytest.raises(SimInputError, match=r"unknown platform 'Hyper-V'.*VMware, VirtualBox"):
         simulate_measurement(spec(platform="Hyper-V"), None)
 
 

@@ -57,6 +57,7 @@ def table1(count: int, seed: int, json_path: Path | None) -> None:
         title=f"Table 1, paper vs simulator ({count} events a row, seed {seed}), µs",
         title_justify="left",
         box=box.SIMPLE_HEAD,
+        padding=(0, 1) if wide else (0, 0),
     )
     table.add_column("d", justify="right")
     table.add_column("load")
@@ -65,7 +66,7 @@ def table1(count: int, seed: int, json_path: Path | None) -> None:
         table.add_column(name, justify="right")
     for name in ("sim mean", "sim sd", "sim 99% CI") if wide else ("sim mean", "sim sd"):
         table.add_column(name, justify="right")
-    for name in ("err", "err %", "sd x"):
+    for name in ("err", "err %", "sd x") if wide else ("err %", "sd x"):
         table.add_column(name, justify="right")
     table.add_column("row")
     previous: tuple[int, str] | None = None
@@ -79,16 +80,17 @@ def table1(count: int, seed: int, json_path: Path | None) -> None:
         if wide:
             paper_cells.append(f"[{p.ci99_low_us:.3f}, {p.ci99_high_us:.3f}]")
             sim_cells.append(f"[{s.ci99_low_ns / 1000:.3f}, {s.ci99_high_ns / 1000:.3f}]")
+        error_cells = [f"{r.mean_error_pct:+.1f}", f"{r.sd_ratio:.2f}"]
+        if wide:
+            error_cells.insert(0, f"{r.mean_error_us:+.3f}")
         table.add_row(
             str(p.interval_us),
             p.load,
             p.platform,
             *paper_cells,
             *sim_cells,
-            f"{r.mean_error_us:+.3f}",
-            f"{r.mean_error_pct:+.1f}",
-            f"{r.sd_ratio:.2f}",
-            r.status,
+            *error_cells,
+            r.status if wide else r.status[:4],
             style="dim" if r.fitted else None,
         )
     console.print(table)

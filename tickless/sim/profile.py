@@ -170,7 +170,7 @@ class DeliveryModel:
 
     def sample(self, rng: np.random.Generator, n: int) -> npt.NDArray[np.int64]:
         """``n`` latencies in whole ns, rounded up (a delivery is never shorter than the model)."""
-        value = np.full(n, self.floor_ns)
+        value: npt.NDArray[np.float64] = np.full(n, self.floor_ns, dtype=np.float64)
         if self.shape > 0:
             value += rng.gamma(self.shape, self.scale_ns, n)
         if self.stall_prob > 0 and self.stall_mean_ns > 0:

@@ -212,14 +212,21 @@ def slop_wakeup(exp: Slots[int], n: int, slop: int) -> int:
     """When the host should wake for a non-empty heap: Xen's ``timer_slop``.
 
     Not at the earliest expiry but at the latest one no more than ``slop`` after it, so
-    one wake-up runs them all: no timer runs early, none more than ``slop`` late. Walks only
-    the part of the heap inside the window (it is a subtree holding the root), without a
-    stack: down to a child in the window, else on to the next sibling or an ancestor's."""
+    one wake-up runs them all: no timer runs early, none more than ``slop`` late."""
     earliest = exp[0]
     if slop == 0 or n == 1:
         return earliest
-    limit = earliest + slop
-    latest = earliest
+    return heap_latest_within(exp, n, earliest + slop, earliest)
+
+
+def heap_latest_within(exp: Slots[int], n: int, limit: int, latest: int) -> int:
+    """The latest expiry in the heap no later than ``limit`` (``latest`` if none is later).
+
+    Walks only the part of the heap inside the window (a subtree holding the root, by the
+    heap order), without a stack: down to a child in the window, else on to the next
+    sibling or an ancestor's next sibling."""
+    if n == 0 or exp[0] > limit:
+        return latest
     i = 0
     while True:
         if exp[i] > latest:

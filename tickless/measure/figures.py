@@ -12,13 +12,9 @@ gives the same bytes (within one matplotlib installation).
 
 from __future__ import annotations
 
-import contextlib
 import io
 import math
-import os
 import re
-import stat
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +22,7 @@ import numpy.typing as npt
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from tickless.atomicfile import write_bytes_atomic
 from tickless.measure.schema import ResultRecord
 from tickless.measure.stats import histogram
 from tickless.units import format_duration_ns
@@ -170,37 +167,6 @@ def figure_stem(record: ResultRecord, index: int) -> str:
     interval = f"{d // 1000}us" if d % 1000 == 0 else f"{d}ns"
     parts = (f"{index:02d}", record.timer, record.backend, interval, record.load)
     return "-".join(_UNSAFE_NAME_CHARS.sub("_", part).strip("._") or "_" for part in parts)
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write so readers see the old file or the complete new one (temp file + os.replace).
-
-    Same approach as ``schema.write_json_atomic``, for PNG bytes and encoded text.
-    """
-    path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as tmp:
-            try:  # mkstemp creates 0600; keep an existing file's mode, else the usual 0644
-                mode = stat.S_IMODE(path.stat().st_mode)
-            except FileNotFoundError:
-                mode = 0o644
-            os.fchmod(tmp.fileno(), mode)
-            tmp.write(data)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    # Make the rename itself durable; best effort, some filesystems refuse directory fsync.
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def write_record_figures(figures: dict[str, bytes], directory: Path, stem: str) -> list[Path]:

@@ -48,12 +48,8 @@ Top level
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
-import stat
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -61,6 +57,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from tickless.atomicfile import write_bytes_atomic
 from tickless.measure.stats import IntervalStats, LatenessStats
 
 __all__ = [
@@ -415,37 +412,10 @@ def from_json_dict(d: Any) -> ResultRecord:
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON so that readers see the old file or the complete new one, never a torn write.
-
-    Serialises before touching the disk, writes a temp file in the target directory (same
-    filesystem, so ``os.replace`` is atomic), fsyncs it, then renames over ``path``.
-    """
-    path = Path(path)
+    """Write JSON so that readers see the old file or the complete new one, never a torn
+    write. Serialises first, so an unserialisable payload leaves the old file untouched."""
     text = json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as tmp:
-            # mkstemp creates 0600; keep an existing file's mode, else the usual 0644.
-            try:
-                mode = stat.S_IMODE(path.stat().st_mode)
-            except FileNotFoundError:
-                mode = 0o644
-            os.fchmod(tmp.fileno(), mode)
-            tmp.write(text)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    # Make the rename itself durable; best effort, some filesystems refuse directory fsync.
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    write_bytes_atomic(Path(path), text.encode("utf-8"))
 
 
 def load_results(path: Path) -> list[ResultRecord]:

@@ -45,14 +45,15 @@ def test_io_load_reaches_the_requested_rate() -> None:
 
 
 def test_io_interrupts_compete_with_the_timer() -> None:
-    """Same vCPU, non-preemptible handler: a guest spinning to precise deadlines (no
-    hold-back) loses at least the handler's 20 us to nearly every I/O interrupt it takes."""
+    """Same vCPU, non-preemptible handler: a guest spinning to deadlines 10 us apart (no
+    hold-back) cannot absorb a 20 us handler, so nearly every I/O interrupt it takes makes
+    some event at least 10 us late."""
     with VmmHost() as host:
         machine = host.boot(
             GuestConfig(
                 timer=TimerKind.PRECISE,
-                interval_ns=100_000,
-                count=3000,
+                interval_ns=10_000,
+                count=30_000,
                 io_rate_per_s=1733.0,
                 io_handler_ns=20_000,
                 hold_back_ns=0,
@@ -63,9 +64,9 @@ def test_io_interrupts_compete_with_the_timer() -> None:
         assert machine.outcome.ok, machine.outcome.reason
         handled = int(machine.shared.io_irq_count)
         intervals = np.diff(machine.timestamps_ns(machine.outcome.events))
-    delayed = int(np.sum(intervals - 100_000 >= 20_000))
+    delayed = int(np.sum(intervals - 10_000 >= 10_000))
     assert handled > 100
-    assert delayed >= 0.5 * handled
+    assert delayed >= 0.8 * handled
 
 
 def test_cpu_load_is_visible_in_host_accounting() -> None:

@@ -233,6 +233,13 @@ def measure(
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    if resolved == "sim":
+        from tickless.sim.platforms import resolve_platform
+
+        try:
+            resolve_platform(platform)
+        except ValueError as exc:
+            raise click.UsageError(f"--platform: {exc}") from None
     if resolved == "kvm" and timer != "host":
         require_kvm()
     label = f"{timer} {format_duration_ns(interval_ns)} x {count}"
@@ -247,7 +254,7 @@ def measure(
                 err_console.print(f"partial result written to {json_path}")
         err_console.print("interrupted")
         sys.exit(EXIT_INTERRUPTED)
-    except (GuestStopped, KvmError, LoadError, OSError, RuntimeError) as exc:
+    except (GuestStopped, KvmError, LoadError, OSError, RuntimeError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     render_result(record, console)
     if compare_paper:

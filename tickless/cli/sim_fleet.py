@@ -1,9 +1,242 @@
-"""Commands of the ``tickless sim`` group (filled in by the simulator work)."""
+"""``tickless sim fleet``: what a fleet of guests' timers costs the host, simulated.
+
+The simulated counterpart of ``tickless idle``: same questions, same JSON fields (plus
+``backend: "sim"``, ``kind: "fleet"``, ``per_cpu`` and the model), for fleets far larger
+than a real machine here can hold.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import click
+from rich.table import Table
+
+from tickless.cli.common import DURATION_OR_ZERO, EXIT_INTERRUPTED, console, err_console
+from tickless.cli.common import progress_bar
+from tickless.measure.schema import write_json_atomic
+from tickless.units import DURATION, format_duration_ns, parse_duration_ns
+
+if TYPE_CHECKING:
+    from tickless.sim.fleet import FleetResult, FleetSpec, IoSource
+
+PROGRESS_EVENTS = 5_000_000  # runs expected to simulate more than this get a progress bar
 
 
 def register(group: click.Group) -> None:
     """Add this module's commands to ``group``."""
+    group.add_command(fleet)
+
+
+def _parse_io(text: str) -> IoSource:
+    """``RATE,HANDLER[,CPU]``, e.g. ``1733/s,5us,0``: Poisson I/O interrupts on a CPU."""
+    from tickless.sim.fleet import IoSource
+
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) not in (2, 3):
+        raise click.BadParameter(f"{text!r}: expected RATE,HANDLER[,CPU] such as 1733/s,5us,0")
+    rate_text = parts[0].removesuffix("/s")
+    try:
+        rate = float(rate_text)
+        handler_ns = parse_duration_ns(parts[1], allow_zero=True)
+        cpu = int(parts[2]) if len(parts) == 3 else 0
+    except ValueError as exc:
+        raise click.BadParameter(f"{text!r}: {exc}") from None
+    return IoSource(rate_per_s=rate, handler_ns=handler_ns, cpu=cpu)
+
+
+def _parse_housekeeping(text: str) -> tuple[int, ...]:
+    if text.strip() in ("", "none"):
+        return ()
+    try:
+        return tuple(parse_duration_ns(p.strip()) for p in text.split(","))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _check_json_path(path: Path | None) -> None:
+    """Refuse an unwritable --json target before simulating, not after."""
+    if path is None:
+        return
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise click.UsageError(f"--json: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise click.UsageError(f"--json: directory {parent} is not writable")
+
+
+def _spec(**kwargs: Any) -> FleetSpec:
+    from tickless.sim.fleet import FleetSpec, check_memory
+
+    try:
+        spec = FleetSpec(**kwargs)
+        check_memory(spec)
+    except (ValueError, MemoryError) as exc:
+        raise click.UsageError(str(exc)) from None
+    return spec
+
+
+@click.command()
+@click.option("--guests", type=int, default=10, show_default=True, help="Guests in the fleet.")
+@click.option("--hz", type=int, default=1000, show_default=True, help="Guest tick rate.")
+@click.option(
+    "--mode",
+    default="periodic",
+    show_default=True,
+    help="periodic, nohz-idle or nohz-full; a comma list mixes them (dealt round-robin).",
+)
+@click.option("--duration", "duration_ns", type=DURATION, default="60s", show_default=True)
+@click.option("--cpus", type=int, default=2, show_default=True, help="Host CPUs.")
+@click.option(
+    "--slop",
+    "slop_ns",
+    type=DURATION_OR_ZERO,
+    default="0ns",
+    show_default=True,
+    help="Host timer slop per CPU queue (Xen's timer_slop).",
+)
+@click.option(
+    "--workload",
+    default="idle",
+    show_default=True,
+    help="idle (sparse housekeeping timers), cpu (busy) or measure (N events every d); "
+    "a comma list mixes them.",
+)
+@click.option(
+    "--placement",
+    default="round-robin",
+    show_default=True,
+    help="vCPUs onto host CPUs: round-robin, block, or cpu:N (all pinned to CPU N).",
+)
+@click.option(
+    "--housekeeping",
+    default="1s,4s",
+    show_default=True,
+    help="Periods of each guest's own timers (at most two; 'none': no timers).",
+)
+@click.option("--count", "measure_count", type=int, default=4500, show_default=True,
+              help="measure workload: events per guest.")
+@click.option("--interval", "measure_interval_ns", type=DURATION, default="1ms",
+              show_default=True, help="measure workload: d, the interval between events.")
+@click.option("--io", "io_text", multiple=True, metavar="RATE,HANDLER[,CPU]",
+              help="Host I/O interrupts, e.g. 1733/s,5us,0 (repeatable).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Phases and I/O arrivals are drawn from it: a run is deterministic.")
+@click.option("--cost-model", type=click.Choice(["box", "kvm-2007"]), default="box",
+              show_default=True, help="Host CPU per timer event (see tickless/sim/cost.py).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the result (kind 'fleet', idle-result fields) here.")
+def fleet(
+    guests: int,
+    hz: int,
+    mode: str,
+    duration_ns: int,
+    cpus: int,
+    slop_ns: int,
+    workload: str,
+    placement: str,
+    housekeeping: str,
+    measure_count: int,
+    measure_interval_ns: int,
+    io_text: tuple[str, ...],
+    seed: int,
+    cost_model: str,
+    json_path: Path | None,
+) -> None:
+    """Simulate a fleet of guests and count what their timers cost the host.
+
+    Host timer events/s, injections/s and wake-ups/s, per guest and per host CPU, and the
+    host CPU that costs under a cost model calibrated on real runs. Ctrl-C stops early and
+    reports what was simulated so far.
+    """
+    from tickless.sim.fleet import compile_engine, run_fleet
+
+    spec = _spec(
+        guests=guests,
+        mode=mode,
+        hz=hz,
+        duration_ns=duration_ns,
+        cpus=cpus,
+        slop_ns=slop_ns,
+        workload=workload,
+        placement=placement,
+        housekeeping_ns=_parse_housekeeping(housekeeping),
+        measure_count=measure_count,
+        measure_interval_ns=measure_interval_ns,
+        io=tuple(_parse_io(t) for t in io_text),
+        seed=seed,
+        cost_model=cost_model,
+    )
+    _check_json_path(json_path)
+    try:
+        with err_console.status("compiling the simulator (cached after the first run)"):
+            compile_s = compile_engine()
+        show = spec.expected_events() > PROGRESS_EVENTS
+        with progress_bar(f"{guests:,} guests, {mode}", 1.0, show) as update:
+            result, _ = run_fleet(spec, progress=update, compile_s=compile_s)
+    except KeyboardInterrupt:
+        err_console.print("interrupted before anything was simulated")
+        sys.exit(EXIT_INTERRUPTED)
+    _print(result)
+    if json_path:
+        write_json_atomic(json_path, result.to_json_dict())
+        err_console.print(f"result written to {json_path}")
+    if result.partial:
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def _print(r: FleetResult) -> None:
+    s = r.spec
+    title = f"{s.guests:,} simulated guests, {s.mode}"
+    if any(m != "nohz-full" for m in s.modes):
+        title += f" at {s.hz} HZ"
+    title += f", {s.workload}, {r.duration_s:g} s on {s.cpus} host CPU(s)"
+    if s.slop_ns:
+        title += f", slop {format_duration_ns(s.slop_ns)}"
+    table = Table(title=title)
+    table.add_column("host-side count")
+    table.add_column("value", justify="right")
+    irqs = [g["timer_interrupts"] / r.duration_s for g in r.per_guest]
+    useful = sum(g["useful_interrupts"] for g in r.per_guest)
+    total = sum(g["timer_interrupts"] for g in r.per_guest)
+    table.add_row("host timer events/s (expiries)", f"{r.expiries_per_s:,.1f}")
+    table.add_row("injections/s", f"{r.injections_per_s:,.1f}")
+    table.add_row("host timer wake-ups/s", f"{r.wakeups_per_s:,.1f}")
+    table.add_row("timer interrupts/s per guest", f"{r.interrupts_per_guest_per_s:,.2f}")
+    if s.guests > 1:
+        table.add_row("  min / max over guests", f"{min(irqs):,.2f} / {max(irqs):,.2f}")
+    table.add_row("  with something to do", f"{100 * useful / total:.1f} %" if total else "-")
+    cost_label = f"modelled host CPU ({s.cost_model})"
+    table.add_row(cost_label, f"{r.cpu_percent_of_core:,.1f} % of a core")
+    per_guest_ms = 1000 * r.vcpu_cpu_s / s.guests / r.duration_s
+    table.add_row("  per guest", f"{per_guest_ms:.3f} ms/s")
+    measured = [g for g in r.per_guest if g["measure_events"]]
+    if measured:
+        events = sum(g["measure_events"] for g in measured)
+        late_ns = sum(g["mean_lateness_ns"] * g["measure_events"] for g in measured) / events
+        table.add_row("measure: events, mean lateness", f"{events:,}, {format_duration_ns(late_ns)}")
+    console.print(table)
+    cpus = Table(title="per host CPU")
+    for name in ("cpu", "guests", "wake-ups/s", "events/s", "I/O irqs/s", "modelled CPU"):
+        cpus.add_column(name, justify="right")
+    for c in r.per_cpu[:32]:
+        cpus.add_row(
+            str(c["cpu"]),
+            f"{c['guests']:,}",
+            f"{c['wakeups_per_s']:,.1f}",
+            f"{c['expiries_per_s']:,.1f}",
+            f"{c['io_interrupts'] / r.duration_s:,.1f}",
+            f"{c['cpu_percent_of_core']:,.1f} %",
+        )
+    console.print(cpus)
+    if len(r.per_cpu) > 32:
+        console.print(f"({len(r.per_cpu) - 32} more host CPUs in --json)")
+    console.print(
+        f"simulated {r.duration_s:g} s in {r.wall_s:.2f} s "
+        f"({r.events_per_wall_s / 1e6:.2f} M timer events/s; compile/load {r.compile_s:.2f} s)"
+    )
+    for note in r.notes:
+        console.print(f"note: {note}")

@@ -6,26 +6,31 @@ the indexed heap, Xen's slop wake-up choice) are registered with numba here and 
 compiled code as the very same function objects ``TimerQueue`` and ``ClockEventDevice`` call
 in Python. numba is imported only in ``tickless.sim``.
 
-State is a struct of arrays (``FleetArrays``): one heap slot and one device row per guest,
-one state row per host CPU. Host CPUs do not interact (each has its own timer queue, as
-Linux's per-CPU hrtimer bases and Xen's per-CPU timer heaps do), so they are simulated in
-parallel (``prange``) and the result does not depend on the number of threads. A run is cut
-into chunks of virtual time (``run_until``) so that Python can show progress and take
-Ctrl-C between them; the cut points never change the result.
+State is a struct of arrays (``FleetArrays``): one row per guest (its kernel), one per
+device, heap and sorted-run slots per host CPU, one state row per host CPU. Host CPUs do not
+interact (each has its own timer queue, as Linux's per-CPU hrtimer bases and Xen's per-CPU
+timer heaps do), so they run in parallel (``prange``) and the result does not depend on the
+number of threads. A run is cut into chunks of virtual time (``run_until``) so that Python
+can show progress and take Ctrl-C between them; the cut points never change the result.
 
 Event rules on one CPU, in this order:
 
 1. an I/O interrupt arriving no later than the next timer wake-up runs first; its handler
    keeps the CPU busy for its handling time (back to back when they pile up);
-2. the timer wake-up (``slop_wakeup`` over the heap) runs at the wake-up time, or when the
-   handler in progress ends; it expires every timer due by then, in (expiry, arming) order:
-   the device computes its next periodic deadline (or shuts down, one-shot), the host
-   injects the interrupt, the guest reacts and may program its device again.
+2. the timer wake-up (the slop choice) runs at the wake-up time, or when the handler in
+   progress ends; it expires every timer due by then, in (expiry, arming) order: the
+   device computes its next periodic deadline (or shuts down, one-shot), the host injects
+   the interrupt, the guest reacts and may program its device again.
+
+The queue is the policy heap plus a sorted run, an O(1) fast path that changes nothing but
+speed (see ``_run_cpu``); ``fleet.build(..., sorted_runs=False)`` turns it off, and the
+tests check both against ``TimerQueue`` and ``ClockEventDevice`` themselves.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -55,46 +60,62 @@ SHARED_POLICY: tuple[Callable[..., Any], ...] = (
     policy.heap_rekey,
     policy.heap_remove,
     policy.slop_wakeup,
+    policy.heap_latest_within,
 )
 GUEST_MODEL: tuple[Callable[..., Any], ...] = (
     gm.ticking,
     gm.jiffy_ceil_ns,
+    gm.refresh_next_due,
     gm.next_delta_ns,
+    gm.run_due,
     gm.on_timer_irq,
 )
 for _fn in SHARED_POLICY + GUEST_MODEL:
     register_jitable(_fn)
+
+# OpenMP's idle workers spin between parallel regions and steal the cores our chunks need
+# (measured: 11 vs 19 M events/s on this 2-core host); numba's own pool sleeps instead.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
 
 Int64Array = npt.NDArray[np.int64]
 
 # --- device rows (the host side of each guest's clock-event device) --------------------------
 DEV_SHUTDOWN, DEV_ONESHOT, DEV_PERIODIC = 0, 1, 2
 D_MODE, D_NEXT_NS, D_PERIOD_NS, D_EXPIRIES, D_OVERRUNS, D_REJECTED = range(6)
-N_DEV_FIELDS = 6
+N_DEV_FIELDS = 8  # 64 bytes: one cache line
 
-# --- host CPU rows -----------------------------------------------------------------------------
-C_LO, C_HI = 0, 1  # this CPU's guests occupy heap slots [LO, HI)
-C_N, C_ORDER = 2, 3  # armed timers; next arming number (the tie-break)
-C_NOW_NS = 4  # simulated up to here
-C_BUSY_UNTIL_NS = 5  # end of the I/O handler in progress
-C_IO_NEXT, C_IO_END = 6, 7  # next and end index into this CPU's I/O arrivals
-C_WAKEUPS, C_EXPIRIES = 8, 9  # timer wake-ups, timers expired (= injections)
-C_IO_IRQS, C_IO_BUSY_NS = 10, 11  # I/O interrupts handled, handler time
-C_DELAYED, C_DELAY_NS = 12, 13  # timer wake-ups held up by a handler, and by how long
-C_TRACE_N = 14  # wake-ups traced so far
-N_CPU_FIELDS = 15
+# --- host CPU rows: its timer queue and its counters ----------------------------------------------
+C_LO, C_HI = 0, 1  # heap slots [LO, HI) of this CPU
+C_FLO, C_FHI = 2, 3  # sorted-run ring slots [FLO, FHI) (empty: no fast path)
+C_N = 4  # timers in the heap
+C_FHEAD, C_FCOUNT, C_FTAIL_NS = 5, 6, 7  # the sorted run: first slot, length, last expiry
+C_ORDER = 8  # next arming number (the tie-break between equal expiries)
+C_NOW_NS = 9  # simulated up to here
+C_BUSY_UNTIL_NS = 10  # end of the I/O handler in progress
+C_IO_NEXT, C_IO_END = 11, 12  # next and end index into this CPU's I/O arrivals
+C_WAKEUPS, C_EXPIRIES = 13, 14  # timer wake-ups, timers expired (= injections)
+C_IO_IRQS, C_IO_BUSY_NS = 15, 16  # I/O interrupts handled, handler time
+C_DELAYED, C_DELAY_NS = 17, 18  # timer wake-ups held up by a handler, and by how long
+C_TRACE_N = 19  # wake-ups traced so far
+N_CPU_FIELDS = 24  # 192 bytes: rows of different CPUs never share a cache line
+
+UNARMED = -1  # pos[g]: >= 0 a heap slot, <= -2 the sorted-run slot -2 - pos[g]
 
 
 @dataclass
 class FleetArrays:
-    """Everything a fleet run holds, as arrays (memory: ``bytes_per_guest`` per guest)."""
+    """Everything a fleet run holds, as arrays (memory: ``BYTES_PER_GUEST`` per guest)."""
 
     rows: Int64Array  # [guests, gm.N_FIELDS]: the guest kernels
     dev: Int64Array  # [guests, N_DEV_FIELDS]: their clock-event devices, host side
     heap_exp: Int64Array  # [guests]: per-CPU heaps, CPU c in slots [LO, HI)
     heap_seq: Int64Array
     heap_ref: Int64Array  # guest index
-    pos: Int64Array  # [guests]: slot of a guest's timer in its CPU's heap, -1: not armed
+    run_exp: Int64Array  # per-CPU sorted runs (rings), CPU c in slots [FLO, FHI)
+    run_seq: Int64Array
+    run_ref: Int64Array  # guest index, -1: a dead entry (its timer was re-armed)
+    pos: Int64Array  # [guests]: where a guest's timer is (see UNARMED)
     cpu: Int64Array  # [cpus, N_CPU_FIELDS]
     io_t_ns: Int64Array  # I/O arrival times, grouped by CPU, sorted within each
     io_handler_ns: Int64Array
@@ -111,7 +132,14 @@ class FleetArrays:
         return int(self.cpu[:, C_NOW_NS].min())
 
 
-BYTES_PER_GUEST = 8 * (gm.N_FIELDS + N_DEV_FIELDS + 4)
+# rows, dev, heap (3 slots), pos, sorted run (3 x 2 slots), placement
+BYTES_PER_GUEST = 8 * (gm.N_FIELDS + N_DEV_FIELDS + 3 + 1 + 3 * 2 + 1)
+
+
+def run_capacity(guests_on_cpu: int) -> int:
+    """Sorted-run slots for a CPU: room for every timer twice over (dead entries wait at
+    most one lap); when it is full, timers simply go to the heap."""
+    return 2 * guests_on_cpu + 16
 
 
 def _numba_cache_dir() -> Path:
@@ -139,34 +167,6 @@ def _cache_in(path: Path) -> Iterator[None]:
 with _cache_in(_numba_cache_dir()):
 
     @numba.njit(cache=True)  # type: ignore[misc]
-    def _set_next_event(
-        dev: Int64Array,
-        exp: Int64Array,
-        seq: Int64Array,
-        ref: Int64Array,
-        pos: Int64Array,
-        n: int,
-        order: int,
-        g: int,
-        delta_ns: int,
-        now_ns: int,
-    ) -> tuple[int, int]:
-        """ClockEventDevice.set_next_event(delta) at ``now_ns`` on one CPU's heap (rate 1:
-        host ticks are guest ns); TimerQueue.arm re-keys an armed timer, else pushes.
-        Returns the heap's new (n, next arming number)."""
-        if policy.check_delta(delta_ns) != 0:
-            dev[g, D_REJECTED] += 1
-            return n, order
-        deadline_ns = policy.oneshot_deadline_ns(now_ns, delta_ns)
-        dev[g, D_MODE] = DEV_ONESHOT
-        dev[g, D_NEXT_NS] = deadline_ns
-        if pos[g] >= 0:
-            policy.heap_rekey(exp, seq, ref, pos, n, pos[g], deadline_ns, order)
-        else:
-            n = policy.heap_push(exp, seq, ref, pos, n, deadline_ns, order, g)
-        return n, order + 1
-
-    @numba.njit(cache=True)  # type: ignore[misc]
     def _init(
         rows: Int64Array,
         dev: Int64Array,
@@ -179,25 +179,38 @@ with _cache_in(_numba_cache_dir()):
         period_ns: int,
     ) -> None:
         """Arm every guest's device as it stands at time 0 (a fleet in steady state): ticking
-        guests on their tick grid, the others for their next timer, in guest order."""
+        guests on their tick grid, the others for their next timer, in guest order. All go
+        to the heaps; they move to the sorted runs as they re-arm."""
         for g in range(rows.shape[0]):
-            c = cpu_of[g]
-            lo, hi = cpu[c, C_LO], cpu[c, C_HI]
-            exp, seq, ref = heap_exp[lo:hi], heap_seq[lo:hi], heap_ref[lo:hi]
-            n, order = cpu[c, C_N], cpu[c, C_ORDER]
+            gm.refresh_next_due(rows, g)
             if gm.ticking(rows[g, gm.MODE], rows[g, gm.WORKLOAD]):
                 # SET_PERIODIC issued one period before the first tick, in the past.
-                first_ns = policy.oneshot_deadline_ns(rows[g, gm.ANCHOR] - period_ns, period_ns)
+                deadline_ns = policy.oneshot_deadline_ns(rows[g, gm.ANCHOR] - period_ns, period_ns)
                 dev[g, D_MODE] = DEV_PERIODIC
                 dev[g, D_PERIOD_NS] = period_ns
-                dev[g, D_NEXT_NS] = first_ns
-                n = policy.heap_push(exp, seq, ref, pos, n, first_ns, order, g)
-                order += 1
             else:
                 delta_ns = gm.next_delta_ns(rows, g, 0, period_ns)
-                if delta_ns:
-                    n, order = _set_next_event(dev, exp, seq, ref, pos, n, order, g, delta_ns, 0)
-            cpu[c, C_N], cpu[c, C_ORDER] = n, order
+                if delta_ns == 0:
+                    continue
+                if policy.check_delta(delta_ns) != 0:
+                    dev[g, D_REJECTED] += 1
+                    continue
+                deadline_ns = policy.oneshot_deadline_ns(0, delta_ns)
+                dev[g, D_MODE] = DEV_ONESHOT
+            dev[g, D_NEXT_NS] = deadline_ns
+            q = cpu[cpu_of[g]]
+            lo, hi = q[C_LO], q[C_HI]
+            q[C_N] = policy.heap_push(
+                heap_exp[lo:hi],
+                heap_seq[lo:hi],
+                heap_ref[lo:hi],
+                pos,
+                q[C_N],
+                deadline_ns,
+                q[C_ORDER],
+                g,
+            )
+            q[C_ORDER] += 1
 
     @numba.njit(cache=True)  # type: ignore[misc]
     def _run_cpu(
@@ -208,6 +221,9 @@ with _cache_in(_numba_cache_dir()):
         heap_exp: Int64Array,
         heap_seq: Int64Array,
         heap_ref: Int64Array,
+        run_exp: Int64Array,
+        run_seq: Int64Array,
+        run_ref: Int64Array,
         pos: Int64Array,
         cpu: Int64Array,
         io_t_ns: Int64Array,
@@ -219,18 +235,49 @@ with _cache_in(_numba_cache_dir()):
         trace_ns: Int64Array,
         trace_count: Int64Array,
     ) -> None:
-        """Host CPU ``c`` from where it stands to ``t_end_ns`` (every wake-up due by then)."""
-        lo, hi = cpu[c, C_LO], cpu[c, C_HI]
-        exp, seq, ref = heap_exp[lo:hi], heap_seq[lo:hi], heap_ref[lo:hi]
-        n, order = cpu[c, C_N], cpu[c, C_ORDER]
-        busy_until = cpu[c, C_BUSY_UNTIL_NS]
-        io_i, io_end = cpu[c, C_IO_NEXT], cpu[c, C_IO_END]
+        """Host CPU ``c`` from where it stands to ``t_end_ns`` (every wake-up due by then).
+
+        Its timer queue is the policy heap plus a sorted run (a ring): an arming no earlier
+        than the run's last one is appended to the run in O(1) (periodic ticks of equal
+        period always are), anything else goes to the heap; the first timer is the smaller
+        (expiry, arming order) of the two heads, so the queue's order, and with it every
+        wake-up, is exactly TimerQueue's. The queue operations are written out here, on
+        local variables, because calls passing a dozen arrays cost more than the work."""
+        q = cpu[c].copy()  # private while running: no cache line shared with other CPUs
+        lo, hi, flo, fhi = q[C_LO], q[C_HI], q[C_FLO], q[C_FHI]
+        hexp, hseq, href = heap_exp[lo:hi], heap_seq[lo:hi], heap_ref[lo:hi]
+        rexp, rseq, rref = run_exp[flo:fhi], run_seq[flo:fhi], run_ref[flo:fhi]
+        cap = fhi - flo
+        n, head, count, tail, order = q[C_N], q[C_FHEAD], q[C_FCOUNT], q[C_FTAIL_NS], q[C_ORDER]
+        busy_until, io_i, io_end = q[C_BUSY_UNTIL_NS], q[C_IO_NEXT], q[C_IO_END]
+        trace_i, trace_cap = q[C_TRACE_N], trace_ns.shape[1]
         wakeups = expiries = io_irqs = io_busy = delayed = delay_ns = 0
         while True:
-            wake = policy.slop_wakeup(exp, n, slop_ns) if n > 0 else gm.NEVER
+            # --- TimerQueue.next_wakeup -------------------------------------------------------
+            while count > 0 and rref[head] < 0:  # dead entries leave from the front
+                head = head + 1 if head + 1 < cap else 0
+                count -= 1
+            if count == 0 and n == 0:
+                wake = gm.NEVER
+            elif count == 0:
+                wake = policy.slop_wakeup(hexp, n, slop_ns)
+            else:
+                wake = rexp[head]
+                if n > 0 and hexp[0] < wake:
+                    wake = hexp[0]
+                if slop_ns > 0:
+                    limit = wake + slop_ns
+                    wake = policy.heap_latest_within(hexp, n, limit, wake)
+                    i = head
+                    for _ in range(count):  # sorted: stop at the first past the window
+                        if rexp[i] > limit:
+                            break
+                        if rref[i] >= 0 and rexp[i] > wake:
+                            wake = rexp[i]
+                        i = i + 1 if i + 1 < cap else 0
+            # --- an I/O interrupt first, if it comes no later --------------------------------
             if io_i < io_end and io_t_ns[io_i] <= wake and io_t_ns[io_i] <= t_end_ns:
-                start = max(io_t_ns[io_i], busy_until)
-                busy_until = start + io_handler_ns[io_i]
+                busy_until = max(io_t_ns[io_i], busy_until) + io_handler_ns[io_i]
                 io_busy += io_handler_ns[io_i]
                 io_irqs += 1
                 io_i += 1
@@ -238,49 +285,93 @@ with _cache_in(_numba_cache_dir()):
             if wake > t_end_ns:
                 break
             now = wake
-            if busy_until > now:
+            if busy_until > now:  # the timer interrupt waits for the handler
                 delayed += 1
                 delay_ns += busy_until - now
                 now = busy_until
-            if cpu[c, C_TRACE_N] < trace_ns.shape[1]:
-                trace_ns[c, cpu[c, C_TRACE_N]] = now
-                trace_count[c, cpu[c, C_TRACE_N]] = 0
             wakeups += 1
-            while n > 0 and exp[0] <= now:
-                g = ref[0]
-                if cpu[c, C_TRACE_N] < trace_ns.shape[1]:
-                    trace_count[c, cpu[c, C_TRACE_N]] += 1
-                expiries += 1
+            expired = 0
+            while True:
+                # --- TimerQueue.expire, one timer at a time -----------------------------------
+                while count > 0 and rref[head] < 0:
+                    head = head + 1 if head + 1 < cap else 0
+                    count -= 1
+                from_run = count > 0 and (
+                    n == 0
+                    or rexp[head] < hexp[0]
+                    or (rexp[head] == hexp[0] and rseq[head] < hseq[0])
+                )
+                if from_run:
+                    if rexp[head] > now:
+                        break
+                    g = rref[head]
+                    head = head + 1 if head + 1 < cap else 0
+                    count -= 1
+                else:
+                    if n == 0 or hexp[0] > now:
+                        break
+                    g = href[0]
+                    n = policy.heap_remove(hexp, hseq, href, pos, n, 0)
+                pos[g] = UNARMED
+                expired += 1
+                # --- ClockEventDevice: expiry, injection, the guest's answer ------------------
                 dev[g, D_EXPIRIES] += 1
+                rearm_ns = gm.NEVER  # the periodic re-arm, then the guest's own programming
                 if dev[g, D_MODE] == DEV_PERIODIC:
                     nxt, missed = policy.periodic_next_ns(dev[g, D_NEXT_NS], dev[g, D_PERIOD_NS], now)
                     dev[g, D_OVERRUNS] += missed
                     dev[g, D_NEXT_NS] = nxt
-                    policy.heap_rekey(exp, seq, ref, pos, n, 0, nxt, order)
-                    order += 1
+                    rearm_ns = nxt
                 else:
                     dev[g, D_MODE] = DEV_SHUTDOWN
                     dev[g, D_NEXT_NS] = gm.NEVER
-                    n = policy.heap_remove(exp, seq, ref, pos, n, 0)
-                    pos[g] = -1
-                # The injection: the guest takes its interrupt and may program a one-shot.
+                program_ns = gm.NEVER
                 delta_ns = gm.on_timer_irq(rows, g, now, period_ns, timer_period_ns, interval_ns)
                 if delta_ns:
-                    n, order = _set_next_event(
-                        dev, exp, seq, ref, pos, n, order, g, delta_ns, now
-                    )
-            if cpu[c, C_TRACE_N] < trace_ns.shape[1]:
-                cpu[c, C_TRACE_N] += 1
-        cpu[c, C_N], cpu[c, C_ORDER] = n, order
-        cpu[c, C_NOW_NS] = max(cpu[c, C_NOW_NS], t_end_ns)
-        cpu[c, C_BUSY_UNTIL_NS] = busy_until
-        cpu[c, C_IO_NEXT] = io_i
-        cpu[c, C_WAKEUPS] += wakeups
-        cpu[c, C_EXPIRIES] += expiries
-        cpu[c, C_IO_IRQS] += io_irqs
-        cpu[c, C_IO_BUSY_NS] += io_busy
-        cpu[c, C_DELAYED] += delayed
-        cpu[c, C_DELAY_NS] += delay_ns
+                    if policy.check_delta(delta_ns) != 0:
+                        dev[g, D_REJECTED] += 1
+                    else:
+                        program_ns = policy.oneshot_deadline_ns(now, delta_ns)
+                        dev[g, D_MODE] = DEV_ONESHOT
+                        dev[g, D_NEXT_NS] = program_ns
+                for k in range(2):  # --- TimerQueue.arm, for each of the two ----------------
+                    e = rearm_ns if k == 0 else program_ns
+                    if e == gm.NEVER:
+                        continue
+                    s = order
+                    order += 1
+                    p = pos[g]
+                    if p >= 0:  # re-armed while in the heap: forget that arming
+                        n = policy.heap_remove(hexp, hseq, href, pos, n, p)
+                    elif p != UNARMED:  # ... or while in the run: leave a dead entry
+                        rref[-2 - p] = -1
+                    if count < cap and (count == 0 or e >= tail):
+                        i = head + count
+                        if i >= cap:
+                            i -= cap
+                        rexp[i] = e
+                        rseq[i] = s
+                        rref[i] = g
+                        pos[g] = -2 - i
+                        count += 1
+                        tail = e
+                    else:
+                        n = policy.heap_push(hexp, hseq, href, pos, n, e, s, g)
+            expiries += expired
+            if trace_i < trace_cap:
+                trace_ns[c, trace_i] = now
+                trace_count[c, trace_i] = expired
+                trace_i += 1
+        q[C_N], q[C_FHEAD], q[C_FCOUNT], q[C_FTAIL_NS], q[C_ORDER] = n, head, count, tail, order
+        q[C_BUSY_UNTIL_NS], q[C_IO_NEXT], q[C_TRACE_N] = busy_until, io_i, trace_i
+        q[C_NOW_NS] = max(q[C_NOW_NS], t_end_ns)
+        q[C_WAKEUPS] += wakeups
+        q[C_EXPIRIES] += expiries
+        q[C_IO_IRQS] += io_irqs
+        q[C_IO_BUSY_NS] += io_busy
+        q[C_DELAYED] += delayed
+        q[C_DELAY_NS] += delay_ns
+        cpu[c] = q
 
     @numba.njit(cache=True, parallel=True)  # type: ignore[misc]
     def _run_all(
@@ -290,6 +381,9 @@ with _cache_in(_numba_cache_dir()):
         heap_exp: Int64Array,
         heap_seq: Int64Array,
         heap_ref: Int64Array,
+        run_exp: Int64Array,
+        run_seq: Int64Array,
+        run_ref: Int64Array,
         pos: Int64Array,
         cpu: Int64Array,
         io_t_ns: Int64Array,
@@ -310,6 +404,9 @@ with _cache_in(_numba_cache_dir()):
                 heap_exp,
                 heap_seq,
                 heap_ref,
+                run_exp,
+                run_seq,
+                run_ref,
                 pos,
                 cpu,
                 io_t_ns,
@@ -347,6 +444,9 @@ def run_until(a: FleetArrays, t_end_ns: int) -> None:
         a.heap_exp,
         a.heap_seq,
         a.heap_ref,
+        a.run_exp,
+        a.run_seq,
+        a.run_ref,
         a.pos,
         a.cpu,
         a.io_t_ns,

@@ -214,8 +214,11 @@ def _io_arrivals(spec: FleetSpec, rng: np.random.Generator) -> list[tuple[Int64A
     return out
 
 
-def build(spec: FleetSpec, trace_capacity: int = 0) -> tuple[engine.FleetArrays, Int64Array]:
-    """The fleet at t = 0, drawn from ``spec.seed``: arrays for the engine, and placement."""
+def build(
+    spec: FleetSpec, trace_capacity: int = 0, sorted_runs: bool = True
+) -> tuple[engine.FleetArrays, Int64Array]:
+    """The fleet at t = 0, drawn from ``spec.seed``: arrays for the engine, and placement.
+    ``sorted_runs=False`` turns the engine's O(1) fast path off (heap only): same result."""
     rng = np.random.Generator(np.random.PCG64(spec.seed))
     g_count, period_ns = spec.guests, spec.period_ns
     rows = np.zeros((g_count, gm.N_FIELDS), dtype=np.int64)
@@ -247,6 +250,10 @@ def build(spec: FleetSpec, trace_capacity: int = 0) -> tuple[engine.FleetArrays,
     cpu = np.zeros((spec.cpus, engine.N_CPU_FIELDS), dtype=np.int64)
     cpu[:, engine.C_HI] = np.cumsum(per_cpu)
     cpu[:, engine.C_LO] = cpu[:, engine.C_HI] - per_cpu
+    run_slots = np.array([engine.run_capacity(k) if sorted_runs else 0 for k in per_cpu])
+    cpu[:, engine.C_FHI] = np.cumsum(run_slots)
+    cpu[:, engine.C_FLO] = cpu[:, engine.C_FHI] - run_slots
+    total_run = int(run_slots.sum())
 
     io_by_cpu: list[list[tuple[Int64Array, int]]] = [[] for _ in range(spec.cpus)]
     for src, (arrivals, handler_ns) in zip(spec.io, _io_arrivals(spec, rng), strict=True):
@@ -267,6 +274,9 @@ def build(spec: FleetSpec, trace_capacity: int = 0) -> tuple[engine.FleetArrays,
         heap_exp=np.zeros(g_count, dtype=np.int64),
         heap_seq=np.zeros(g_count, dtype=np.int64),
         heap_ref=np.zeros(g_count, dtype=np.int64),
+        run_exp=np.zeros(total_run, dtype=np.int64),
+        run_seq=np.zeros(total_run, dtype=np.int64),
+        run_ref=np.full(total_run, -1, dtype=np.int64),
         pos=np.full(g_count, -1, dtype=np.int64),
         cpu=cpu,
         io_t_ns=np.concatenate(io_t).astype(np.int64),
@@ -492,13 +502,16 @@ def compile_engine() -> float:
 
 
 def run_fleet(
-    spec: FleetSpec, progress: Callable[[float], None] | None = None, trace_capacity: int = 0
+    spec: FleetSpec,
+    progress: Callable[[float], None] | None = None,
+    trace_capacity: int = 0,
+    sorted_runs: bool = True,
 ) -> tuple[FleetResult, engine.FleetArrays]:
     """Simulate ``spec``; Ctrl-C (or a KeyboardInterrupt from ``progress``) ends the run
     early with a partial result over what was simulated (``partial`` set, and a note)."""
     check_memory(spec)
     compile_s = compile_engine()
-    arrays, cpu_of = build(spec, trace_capacity)
+    arrays, cpu_of = build(spec, trace_capacity, sorted_runs)
     engine.init_arrays(arrays, cpu_of)
     t0 = time.perf_counter()
     done_ns, step_ns = 0, max(1_000_000, spec.duration_ns // 1000)

@@ -12,7 +12,17 @@ Timer paths (``spec.timer``):
 
 * ``pv``: the platform's delivery model; each arming is a hypercall (one exit).
 * ``lapic``: the same delivery model, armed by a TSC-deadline write (one exit, no hypercall).
+* ``precise``: the dedicated channel (``PreciseTimerChannel``: an interrupt early by an
+  adaptive advance, through the same delivery model), then the guest spins to the deadline;
+  deadlines nearer than ``spec.spin_threshold_ns`` are spun to directly. Device interrupts
+  are held back in ``spec.hold_back_ns`` before the deadline (default: long enough for 99 %
+  of this platform's device handlers).
 * ``host``: the bare Linux profile (the host has no VMM in the way), whatever the platform.
+
+Loads (``spec.load``): ``idle``, or ``io``: Poisson device interrupts at
+``spec.io_rate_per_s`` on the timer's vCPU, each costing the interference model's bare
+disk handler plus the platform's per-interrupt overhead (``spec.io_handler_ns``, the real
+guest's synthetic handler, is not used: the paper's disk handler is the model's).
 
 Deterministic for ``spec.seed``: the latency draws and the device interrupts come from
 separate streams of one ``SeedSequence``, so a different load or platform keeps the same
@@ -21,6 +31,7 @@ latency draws (common random numbers).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -30,17 +41,23 @@ from tickless.guest.abi import MIN_DELTA_NS
 from tickless.measure.runner import MeasureSpec, build_record
 from tickless.measure.schema import HostCounts, ResultRecord
 from tickless.sim.interference import HandlerCost, IrqSource, VcpuBusy, irq_rate_for_load
-from tickless.sim.platforms import bare_disk_handler, builtin_profiles, resolve_platform
+from tickless.sim.platforms import (
+    bare_disk_handler,
+    builtin_profiles,
+    hold_back_for,
+    resolve_platform,
+)
 from tickless.sim.profile import PlatformProfile, SimInputError
 from tickless.timers.clock import NSEC_PER_SEC, GuestClock
 from tickless.timers.clockevents import ClockEventDevice
 from tickless.timers.hrtimer import TimerQueue
 from tickless.timers.injection import HoldBackWindow
+from tickless.timers.precise import PreciseTimerChannel
 
 __all__ = ["SimCounts", "profile_for", "simulate", "simulate_measurement"]
 
 Progress = Callable[[int], None]
-SIM_TIMER_PATHS = ("pv", "lapic", "host")
+SIM_TIMER_PATHS = ("pv", "lapic", "precise", "host")
 HOST_PROFILE = "Linux"
 _PROGRESS_EVERY = 512
 _LATENCY_CHUNK = 4096
@@ -58,8 +75,8 @@ class SimCounts:
     blocked: int = 0  # timer interrupts that waited for a device handler
     blocked_ns: int = 0
     io_irqs: int = 0  # device interrupts handled
-    held: int = 0  # device interrupts held back by the precise channel (each time)
-    starved: int = 0  # device interrupts still held when the run ended
+    held: int = 0  # times the precise channel held the next device interrupt back
+    starved: int = 0  # device interrupts still waiting when the run ended
     halts: int = 0
     end_ticks: int = 0
 
@@ -90,7 +107,9 @@ def simulate(
         raise SimInputError(
             f"the simulator offers timer {', '.join(SIM_TIMER_PATHS)}, not {spec.timer!r}"
         )
-    rate = irq_rate_for_load(spec.load) if io_rate_per_s is None else io_rate_per_s
+    if io_rate_per_s is None:  # the load's rate (validates the load), at the spec's --io-rate
+        io_rate_per_s = spec.io_rate_per_s if irq_rate_for_load(spec.load) > 0 else 0.0
+    rate = io_rate_per_s
     if rate < 0:
         raise SimInputError(f"interrupt rate must not be negative, got {rate}")
     run = _Run(spec, profile, rate, handler or bare_disk_handler())
@@ -139,12 +158,24 @@ class _Run:
         self.clock = GuestClock.create(NSEC_PER_SEC, 0, rate=spec.rate)
         self.queue = TimerQueue(slop_ticks=max(spec.slop_ns, profile.host_slop_ns))
         self.device = ClockEventDevice(self.clock, self.queue, self._raise, name="sim-timer")
-        self.window = HoldBackWindow(profile.hold_back_ns)
+        self.precise: PreciseTimerChannel | None = None
+        window_ns = profile.hold_back_ns
+        if spec.timer == "precise":
+            self.precise = PreciseTimerChannel(self.clock, self.queue, self._raise)
+            window_ns = (
+                hold_back_for(profile.irq_overhead_ns)
+                if spec.hold_back_ns is None
+                else spec.hold_back_ns
+            )
+        self.window = HoldBackWindow(window_ns)
+        self.spin_until: int | None = None  # the precise path's guest spins to this tick
+        self.last_margin_ns: int | None = None  # deadline - wake-up, told to the host
         self.cpu = VcpuBusy()
         self.counts = SimCounts()
         self.pending_irq: int | None = None  # when the raised timer interrupt reaches the guest
         self.pending_waited = False  # whether that interrupt already waited for a handler
-        self.held: list[int] = []  # costs of device interrupts held back
+        self.irq_queue: deque[int] = deque()  # costs of raised device interrupts, FIFO
+        self.dispatch_at: int | None = None  # when the next of them may start
         self.min_delta_ns = max(MIN_DELTA_NS, profile.min_delta_ns)
         self.timestamps: list[int] = []
         self.t0_ns = 0
@@ -194,6 +225,10 @@ class _Run:
         self.counts.injections += 1
         now_ns = self.clock.ns_at(now)
         count = self.spec.count
+        if self.precise is not None:  # woken early: spin to the deadline
+            self.last_margin_ns = self.deadline_ns - now_ns
+            self.spin_until = max(now, self.clock.ticks_at_or_after(self.deadline_ns))
+            return
         if self.spec.mode == "periodic":
             while len(self.timestamps) <= count and now_ns >= self.deadline_ns:
                 self.timestamps.append(now_ns)
@@ -205,7 +240,38 @@ class _Run:
                 self._arm(self.deadline_ns, now)
         if len(self.timestamps) <= count:
             self._halt()
-        self._release_held(now)
+        self._schedule_dispatch(now)
+
+    def _precise_wait(self, now: int) -> None:
+        """precise_wait(): publish the deadline; if it is far, ask for an early interrupt
+        and halt, else spin to it directly."""
+        assert self.precise is not None
+        if self.deadline_ns - self.clock.ns_at(now) > self.spec.spin_threshold_ns:
+            code = self.precise.set_deadline(self.deadline_ns, now, self.last_margin_ns)
+            if code == 0:
+                self.counts.hypercalls += 1
+                self.counts.exits += 1
+                self._halt()
+                return
+        self.spin_until = max(now, self.clock.ticks_at_or_after(self.deadline_ns))
+
+    def _spin_done(self, now: int) -> None:
+        """The spinning guest reads its clock at the deadline, unless a handler runs then."""
+        if self.cpu.busy_until > now:
+            if not self.pending_waited:
+                self.counts.blocked += 1
+                self.pending_waited = True
+            self.counts.blocked_ns += self.cpu.busy_until - now
+            self.spin_until = self.cpu.busy_until
+            return
+        self.spin_until = None
+        self.pending_waited = False
+        now_ns = self.clock.ns_at(now)
+        self.timestamps.append(now_ns)
+        if len(self.timestamps) <= self.spec.count:
+            self.deadline_ns = self._next_deadline(now_ns)
+            self._precise_wait(now)
+        self._schedule_dispatch(now)
 
     def _halt(self) -> None:
         if self.spec.wait == "halt":
@@ -213,12 +279,9 @@ class _Run:
             self.counts.exits += 1
 
     def _device_interrupt(self, now: int) -> None:
-        cost = self.irqs.pop()
-        if self._hold(now):
-            self.held.append(cost)
-            self.counts.held += 1
-            return
-        self._run_handler(now, cost)
+        """A device interrupt is raised: it queues for the CPU (handlers do not nest)."""
+        self.irq_queue.append(self.irqs.pop())
+        self._schedule_dispatch(now)
 
     def _hold(self, now: int) -> bool:
         """The precise channel's rule: hold back inside the window before the deadline the
@@ -228,19 +291,22 @@ class _Run:
         now_ns = self.clock.ns_at(now)
         return self.window.release_at(now_ns, self.deadline_ns) > now_ns
 
-    def _release_held(self, now: int) -> None:
-        """Held interrupts go in right after the timer's handler, unless the next deadline's
-        window already covers ``now`` (then they wait for that one)."""
-        if not self.held or self._hold(now):
-            return
-        for cost in self.held:
-            self._run_handler(now, cost)
-        self.held.clear()
+    def _schedule_dispatch(self, now: int) -> None:
+        """When the next queued device interrupt can start: once the CPU is free."""
+        if self.irq_queue and self.dispatch_at is None:
+            self.dispatch_at = max(now, self.cpu.busy_until)
 
-    def _run_handler(self, now: int, cost: int) -> None:
-        self.cpu.run(now, cost)
+    def _dispatch(self, now: int) -> None:
+        """Start the next queued handler, unless the precise channel holds it back; held
+        interrupts are tried again after the next timer event."""
+        self.dispatch_at = None
+        if self._hold(now):
+            self.counts.held += 1
+            return
+        self.cpu.run(now, self.irq_queue.popleft())
         self.counts.io_irqs += 1
         self.counts.exits += round(self.profile.irq_exits)
+        self._schedule_dispatch(now)
 
     # --- the event loop --------------------------------------------------------------
     def execute(self, progress: Progress | None) -> list[int]:
@@ -248,15 +314,17 @@ class _Run:
         spec, count = self.spec, self.spec.count
         self.t0_ns = self.clock.ns_at(0)
         self.timestamps.append(self.t0_ns)
-        if spec.mode == "periodic":
+        self.deadline_ns = self._next_deadline(self.t0_ns)
+        if self.precise is not None:
+            self._precise_wait(0)
+        elif spec.mode == "periodic":
             self.counts.hypercalls += 1
             self.counts.exits += 1
             self.device.set_periodic(NSEC_PER_SEC // spec.hz, 0)
-            self.deadline_ns = self._next_deadline(self.t0_ns)
+            self._halt()
         else:
-            self.deadline_ns = self._next_deadline(self.t0_ns)
             self._arm(self.deadline_ns, 0)
-        self._halt()
+            self._halt()
         reported = 0
         never = 1 << 62
         while len(self.timestamps) <= count:
@@ -264,17 +332,24 @@ class _Run:
             t_wake = never if wake is None else wake
             t_irq = never if self.pending_irq is None else self.pending_irq
             t_dev = never if self.irqs.next_at is None else self.irqs.next_at
-            now = min(t_wake, t_irq, t_dev)
+            t_spin = never if self.spin_until is None else self.spin_until
+            t_start = never if self.dispatch_at is None else self.dispatch_at
+            now = min(t_wake, t_irq, t_dev, t_spin, t_start)
             if now == never:
                 raise RuntimeError("simulation stalled: no timer armed and nothing pending")
             # Ties: the host expiry first (it raises interrupts), then the timer interrupt
-            # (the higher vector), then device interrupts.
+            # (the higher vector), the spinning guest's clock read, then device interrupts
+            # (raised, then started).
             if now == t_wake:
                 self._host_wakeup(now)
             elif now == t_irq:
                 self._timer_interrupt(now)
-            else:
+            elif now == t_spin:
+                self._spin_done(now)
+            elif now == t_dev:
                 self._device_interrupt(now)
+            else:
+                self._dispatch(now)
             if progress is not None and len(self.timestamps) - 1 - reported >= _PROGRESS_EVERY:
                 reported = len(self.timestamps) - 1
                 progress(reported)
@@ -285,7 +360,7 @@ class _Run:
             self.counts.exits += 1
         self.counts.hypercalls += 1  # DONE
         self.counts.exits += 1
-        self.counts.starved = len(self.held)
+        self.counts.starved = len(self.irq_queue)
         if progress is not None:
             progress(count)
         return self.timestamps
@@ -321,10 +396,17 @@ def _record(
             f"{c.blocked} timer interrupts waited for a handler, "
             f"{c.blocked_ns / max(c.blocked, 1) / 1000:.1f} us on average"
         )
+    if run.precise is not None:
+        p = run.precise
+        notes.append(
+            f"precise: {p.stats.fired} early interrupts ({p.stats.late_wakeups} after the "
+            f"deadline), advance now {p.advance.advance_ns / 1000:.1f} us, hold-back window "
+            f"{run.window.window_ns / 1000:.1f} us"
+        )
     if c.held:
         notes.append(f"the precise channel held device interrupts back {c.held} times")
     if c.starved:
-        notes.append(f"{c.starved} device interrupts were still held back when the run ended")
+        notes.append(f"{c.starved} device interrupts were still waiting when the run ended")
     if c.merged:
         notes.append(f"{c.merged} timer interrupts merged into one already pending")
     if spec.wait == "spin":

@@ -42,6 +42,7 @@ __all__ = [
     "fit_from_record",
     "handler_fit_row",
     "handler_to_json",
+    "hold_back_for",
     "is_fitted_row",
     "paper_profile",
     "resolve_platform",
@@ -169,6 +170,12 @@ def handler_to_json(handler: HandlerCost, count: int, seed: int) -> dict[str, ob
     }
 
 
+def hold_back_for(irq_overhead_ns: float) -> int:
+    """A precise channel's hold-back window on a platform: long enough for all but 1 % of
+    device handlers (bare cost plus the platform's per-interrupt overhead) to finish."""
+    return math.ceil(bare_disk_handler().quantile_ns(HOLD_BACK_QUANTILE) + irq_overhead_ns)
+
+
 def paper_profile(platform: str) -> PlatformProfile:
     """One paper platform: delivery fitted on its idle 50 µs row, the rest from MECHANISMS.
 
@@ -180,11 +187,7 @@ def paper_profile(platform: str) -> PlatformProfile:
     row = _row(platform, "idle")
     delivery = _idle_delivery(platform)
     exit_cost = delivery.mean_ns
-    hold_back = 0
-    if mech.precise_channel:
-        handler = bare_disk_handler()
-        quantile = handler.quantile_ns(HOLD_BACK_QUANTILE)
-        hold_back = math.ceil(quantile + mech.irq_exits * exit_cost)
+    hold_back = hold_back_for(mech.irq_exits * exit_cost) if mech.precise_channel else 0
     return PlatformProfile(
         name=platform,
         description=mech.description,
@@ -218,6 +221,9 @@ def resolve_platform(name_or_path: str) -> PlatformProfile:
     """A built-in platform (case-insensitive; "new timers", "new-timers", "newtimers" alike)
     or a profile JSON file; anything else is a ProfileError listing the known names."""
     builtins = builtin_profiles()
+    known = ", ".join(builtins)
+    if not name_or_path.strip():
+        raise ProfileError(f"no platform given: use one of {known}, or a profile JSON file")
     wanted = _key(name_or_path)
     for name, profile in builtins.items():
         if wanted and _key(name) == wanted:
@@ -225,7 +231,6 @@ def resolve_platform(name_or_path: str) -> PlatformProfile:
     path = Path(name_or_path)
     if path.suffix.lower() == ".json" or path.exists():
         return load_profile(path)
-    known = ", ".join(builtins)
     raise ProfileError(
         f"unknown platform {name_or_path!r}: use one of {known}, or a profile JSON file"
     )

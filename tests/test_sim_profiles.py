@@ -197,10 +197,11 @@ def run_cli(args: list[str]) -> Any:
 
 
 def one_line_error(output: str) -> str:
-    lines = [line for line in output.splitlines() if line.strip()]
+    """Exactly one error line (click may put its usage lines before a usage error)."""
     assert "Traceback" not in output
-    assert len(lines) == 1, output
-    return lines[0]
+    errors = [line for line in output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, output
+    return errors[0]
 
 
 def test_cli_unknown_platform(tmp_path: Path) -> None:

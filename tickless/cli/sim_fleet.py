@@ -15,8 +15,13 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.table import Table
 
-from tickless.cli.common import DURATION_OR_ZERO, EXIT_INTERRUPTED, console, err_console
-from tickless.cli.common import progress_bar
+from tickless.cli.common import (
+    DURATION_OR_ZERO,
+    EXIT_INTERRUPTED,
+    console,
+    err_console,
+    progress_bar,
+)
 from tickless.measure.schema import write_json_atomic
 from tickless.units import DURATION, format_duration_ns, parse_duration_ns
 
@@ -117,18 +122,49 @@ def _spec(**kwargs: Any) -> FleetSpec:
     show_default=True,
     help="Periods of each guest's own timers (at most two; 'none': no timers).",
 )
-@click.option("--count", "measure_count", type=int, default=4500, show_default=True,
-              help="measure workload: events per guest.")
-@click.option("--interval", "measure_interval_ns", type=DURATION, default="1ms",
-              show_default=True, help="measure workload: d, the interval between events.")
-@click.option("--io", "io_text", multiple=True, metavar="RATE,HANDLER[,CPU]",
-              help="Host I/O interrupts, e.g. 1733/s,5us,0 (repeatable).")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Phases and I/O arrivals are drawn from it: a run is deterministic.")
-@click.option("--cost-model", type=click.Choice(["box", "kvm-2007"]), default="box",
-              show_default=True, help="Host CPU per timer event (see tickless/sim/cost.py).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the result (kind 'fleet', idle-result fields) here.")
+@click.option(
+    "--count",
+    "measure_count",
+    type=int,
+    default=4500,
+    show_default=True,
+    help="measure workload: events per guest.",
+)
+@click.option(
+    "--interval",
+    "measure_interval_ns",
+    type=DURATION,
+    default="1ms",
+    show_default=True,
+    help="measure workload: d, the interval between events.",
+)
+@click.option(
+    "--io",
+    "io_text",
+    multiple=True,
+    metavar="RATE,HANDLER[,CPU]",
+    help="Host I/O interrupts, e.g. 1733/s,5us,0 (repeatable).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Phases and I/O arrivals are drawn from it: a run is deterministic.",
+)
+@click.option(
+    "--cost-model",
+    type=click.Choice(["box", "kvm-2007"]),
+    default="box",
+    show_default=True,
+    help="Host CPU per timer event (see tickless/sim/cost.py).",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the result (kind 'fleet', idle-result fields) here.",
+)
 def fleet(
     guests: int,
     hz: int,
@@ -205,6 +241,7 @@ def _print(r: FleetResult) -> None:
     table.add_row("host timer events/s (expiries)", f"{r.expiries_per_s:,.1f}")
     table.add_row("injections/s", f"{r.injections_per_s:,.1f}")
     table.add_row("host timer wake-ups/s", f"{r.wakeups_per_s:,.1f}")
+    table.add_row("  per guest", f"{r.wakeups_per_s / s.guests:,.2f}")
     table.add_row("timer interrupts/s per guest", f"{r.interrupts_per_guest_per_s:,.2f}")
     if s.guests > 1:
         table.add_row("  min / max over guests", f"{min(irqs):,.2f} / {max(irqs):,.2f}")
@@ -217,7 +254,9 @@ def _print(r: FleetResult) -> None:
     if measured:
         events = sum(g["measure_events"] for g in measured)
         late_ns = sum(g["mean_lateness_ns"] * g["measure_events"] for g in measured) / events
-        table.add_row("measure: events, mean lateness", f"{events:,}, {format_duration_ns(late_ns)}")
+        table.add_row(
+            "measure: events, mean lateness", f"{events:,}, {format_duration_ns(late_ns)}"
+        )
     console.print(table)
     cpus = Table(title="per host CPU")
     for name in ("cpu", "guests", "wake-ups/s", "events/s", "I/O irqs/s", "modelled CPU"):

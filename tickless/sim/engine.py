@@ -75,8 +75,9 @@ for _fn in SHARED_POLICY + GUEST_MODEL:
 
 # OpenMP's idle workers spin between parallel regions and steal the cores our chunks need
 # (measured: 11 vs 19 M events/s on this 2-core host); numba's own pool sleeps instead.
+_config: Any = numba.config  # its settings are set dynamically: mypy cannot see them
 if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
+    _config.THREADING_LAYER = "workqueue"
 
 Int64Array = npt.NDArray[np.int64]
 
@@ -156,17 +157,17 @@ def _numba_cache_dir() -> Path:
 def _cache_in(path: Path) -> Iterator[None]:
     """Point numba's cache at ``path`` while our functions are decorated (numba picks the
     cache location then), and leave the setting as it was for everyone else."""
-    saved = numba.config.CACHE_DIR
-    numba.config.CACHE_DIR = str(path)
+    saved = _config.CACHE_DIR
+    _config.CACHE_DIR = str(path)
     try:
         yield
     finally:
-        numba.config.CACHE_DIR = saved
+        _config.CACHE_DIR = saved
 
 
 with _cache_in(_numba_cache_dir()):
 
-    @numba.njit(cache=True)  # type: ignore[misc]
+    @numba.njit(cache=True)
     def _init(
         rows: Int64Array,
         dev: Int64Array,
@@ -212,7 +213,7 @@ with _cache_in(_numba_cache_dir()):
             )
             q[C_ORDER] += 1
 
-    @numba.njit(cache=True)  # type: ignore[misc]
+    @numba.njit(cache=True)
     def _run_cpu(
         c: int,
         t_end_ns: int,
@@ -318,7 +319,9 @@ with _cache_in(_numba_cache_dir()):
                 dev[g, D_EXPIRIES] += 1
                 rearm_ns = gm.NEVER  # the periodic re-arm, then the guest's own programming
                 if dev[g, D_MODE] == DEV_PERIODIC:
-                    nxt, missed = policy.periodic_next_ns(dev[g, D_NEXT_NS], dev[g, D_PERIOD_NS], now)
+                    nxt, missed = policy.periodic_next_ns(
+                        dev[g, D_NEXT_NS], dev[g, D_PERIOD_NS], now
+                    )
                     dev[g, D_OVERRUNS] += missed
                     dev[g, D_NEXT_NS] = nxt
                     rearm_ns = nxt
@@ -373,7 +376,7 @@ with _cache_in(_numba_cache_dir()):
         q[C_DELAY_NS] += delay_ns
         cpu[c] = q
 
-    @numba.njit(cache=True, parallel=True)  # type: ignore[misc]
+    @numba.njit(cache=True, parallel=True)
     def _run_all(
         t_end_ns: int,
         rows: Int64Array,
@@ -460,11 +463,17 @@ def run_until(a: FleetArrays, t_end_ns: int) -> None:
     )
 
 
+_COMPILED: dict[Callable[..., Any], Any] = {}
+
+
 def compiled(fn: Callable[..., Any]) -> Any:
-    """A shared policy or guest-model function compiled for direct calls from Python."""
+    """A shared policy or guest-model function compiled for direct calls from Python
+    (``numba.njit`` of the very function object; compiled once)."""
     if fn not in SHARED_POLICY + GUEST_MODEL:
         raise ValueError(f"{fn.__name__} is not a shared simulator function")
-    return numba.njit(fn)
+    if fn not in _COMPILED:
+        _COMPILED[fn] = numba.njit(fn)
+    return _COMPILED[fn]
 
 
 def warm_up(make: Callable[[], tuple[FleetArrays, Int64Array]]) -> float:

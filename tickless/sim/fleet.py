@@ -10,6 +10,7 @@ are I/O interrupt arrivals (Poisson). Nothing else is random, so a seed fixes th
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -153,12 +154,17 @@ class FleetSpec:
 
     def expected_events(self) -> float:
         """A rough count of simulated events, to decide whether a progress bar is worth it."""
-        per_guest_per_s = [
-            self.hz if gm.ticking(gm.MODES[m], gm.WORKLOADS[w]) else 2
-            for m, w in zip(self.modes, self.workloads, strict=False)
+        pattern = math.lcm(len(self.modes), len(self.workloads))
+        kinds = [
+            (
+                gm.MODES[self.modes[g % len(self.modes)]],
+                gm.WORKLOADS[self.workloads[g % len(self.workloads)]],
+            )
+            for g in range(pattern)
         ]
-        rate = sum(per_guest_per_s) / len(per_guest_per_s) * self.guests
-        return rate * self.duration_ns / SECOND_NS + self.io_arrivals_expected()
+        per_guest_per_s = sum(self.hz if gm.ticking(m, w) else 2 for m, w in kinds) / pattern
+        timers = per_guest_per_s * self.guests * self.duration_ns / SECOND_NS
+        return timers + self.io_arrivals_expected()
 
 
 def available_memory_bytes() -> int:
@@ -174,7 +180,7 @@ def check_memory(spec: FleetSpec, available: int | None = None) -> None:
         per_guest = engine.BYTES_PER_GUEST + REPORT_BYTES_PER_GUEST
         fits = max(0, (budget - need + spec.guests * per_guest) // per_guest)
         raise MemoryError(
-            f"{spec.guests:,} guests need ~{need / 2**30:.1f} GiB but only "
+            f"{spec.guests:,} guests need ~{need / 2**30:,.1f} GiB but only "
             f"{budget / 2**30:.1f} GiB is available: at most ~{fits:,} guests fit"
         )
 
@@ -258,12 +264,13 @@ def build(
     io_by_cpu: list[list[tuple[Int64Array, int]]] = [[] for _ in range(spec.cpus)]
     for src, (arrivals, handler_ns) in zip(spec.io, _io_arrivals(spec, rng), strict=True):
         io_by_cpu[src.cpu].append((arrivals, handler_ns))
-    io_t, io_h = [], []
+    io_t: list[Int64Array] = []
+    io_h: list[Int64Array] = []
     for c, sources in enumerate(io_by_cpu):
         t = np.concatenate([a for a, _ in sources] or [np.zeros(0, np.int64)])
         h = np.concatenate([np.full(len(a), hn, np.int64) for a, hn in sources] or [t])
         order = np.argsort(t, kind="stable")  # ties: the source listed first goes first
-        cpu[c, engine.C_IO_NEXT] = sum(len(x) for x in io_t)
+        cpu[c, engine.C_IO_NEXT] = sum(x.size for x in io_t)
         io_t.append(t[order])
         io_h.append(h[order])
         cpu[c, engine.C_IO_END] = cpu[c, engine.C_IO_NEXT] + len(t)
@@ -328,7 +335,7 @@ class FleetResult:
 
     @property
     def interrupts_per_guest_per_s(self) -> float:
-        total = sum(g["timer_interrupts"] for g in self.per_guest)
+        total = sum(int(g["timer_interrupts"]) for g in self.per_guest)
         return total / len(self.per_guest) / self.duration_s
 
     @property
@@ -506,11 +513,14 @@ def run_fleet(
     progress: Callable[[float], None] | None = None,
     trace_capacity: int = 0,
     sorted_runs: bool = True,
+    compile_s: float | None = None,
 ) -> tuple[FleetResult, engine.FleetArrays]:
     """Simulate ``spec``; Ctrl-C (or a KeyboardInterrupt from ``progress``) ends the run
-    early with a partial result over what was simulated (``partial`` set, and a note)."""
+    early with a partial result over what was simulated (``partial`` set, and a note).
+    ``compile_s``: the engine was compiled already (and took this long)."""
     check_memory(spec)
-    compile_s = compile_engine()
+    if compile_s is None:
+        compile_s = compile_engine()
     arrays, cpu_of = build(spec, trace_capacity, sorted_runs)
     engine.init_arrays(arrays, cpu_of)
     t0 = time.perf_counter()

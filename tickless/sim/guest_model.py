@@ -83,7 +83,7 @@ def next_delta_ns(rows: GuestRows, g: int, now_ns: int, period_ns: int) -> int:
     ``clockevents_program_min_delta()`` and ``arm_pv()`` in ``user.c`` do (a timer beyond
     the maximum delta costs an early wake-up with nothing to do, as in Linux); 0 when the
     guest has no timer at all."""
-    nxt = rows[g, NEXT_DUE]
+    nxt: int = rows[g, NEXT_DUE]
     if nxt >= NEVER:
         return 0
     if rows[g, MODE] == NOHZ_IDLE:

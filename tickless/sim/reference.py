@@ -180,7 +180,8 @@ def run_reference(spec: FleetSpec) -> Reference:
     cpus = []
     for c in range(spec.cpus):
         lo, hi = arrays.cpu[c, engine.C_IO_NEXT], arrays.cpu[c, engine.C_IO_END]
-        io = list(zip(arrays.io_t_ns[lo:hi].tolist(), arrays.io_handler_ns[lo:hi].tolist()))
+        times, handlers = arrays.io_t_ns[lo:hi].tolist(), arrays.io_handler_ns[lo:hi].tolist()
+        io = list(zip(times, handlers, strict=True))
         cpus.append(RefCpu(TimerQueue(spec.slop_ns), io))
     clock = GuestClock.create(10**9, now_ticks=ORIGIN_NS, system_time_ns=ORIGIN_NS)
     devices: list[ClockEventDevice] = []

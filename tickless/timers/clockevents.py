@@ -70,7 +70,7 @@ class ClockEventDevice:
 
     def set_next_event(self, delta_ns: int, now_ticks: int) -> int:
         """HCALL_SET_CLOCKEVENT: one-shot interrupt ``delta_ns`` from now; 0 cancels."""
-        code = check_delta(delta_ns)
+        code = policy.check_delta(delta_ns)
         if code:
             return self._result(code)
         if delta_ns == 0:

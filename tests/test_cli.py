@@ -101,3 +101,34 @@ def test_tickless_idle_guests_wake_rarely(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert 0.5 <= data["interrupts_per_guest_per_s"] <= 2.0
     assert data["wakeups_per_s"] <= 2.0 * 3
+
+
+def test_auto_backend_falls_back_to_the_simulator_without_kvm(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The README's main command on a machine without KVM: one line, then the simulator."""
+    import tickless.cli.common
+    import tickless.measure.runner
+
+    missing = "/dev/kvm does not exist: this machine has no KVM (load the kvm module)"
+    monkeypatch.setattr(tickless.measure.runner, "kvm_problem", lambda: missing)
+    monkeypatch.setattr(tickless.cli.common, "kvm_problem", lambda: missing)
+    out = tmp_path / "sim.json"
+    result = CliRunner().invoke(
+        main, ["measure", "--interval", "50us", "--count", "500", "--json", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "running the simulator instead" in result.output
+    (record,) = load_results(out)
+    assert record.backend == "sim" and record.platform == "KVM"
+    assert min(record.intervals_ns) >= 50_000
+
+
+def test_kvm_backend_without_kvm_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tickless.cli.common
+
+    missing = "/dev/kvm does not exist: this machine has no KVM"
+    monkeypatch.setattr(tickless.cli.common, "kvm_problem", lambda: missing)
+    result = CliRunner().invoke(main, ["measure", "--backend", "kvm", "--count", "10"])
+    assert result.exit_code == 1
+    assert result.output.strip() == f"Error: {missing}"

@@ -132,3 +132,30 @@ def test_kvm_backend_without_kvm_is_one_clear_line(monkeypatch: pytest.MonkeyPat
     result = CliRunner().invoke(main, ["measure", "--backend", "kvm", "--count", "10"])
     assert result.exit_code == 1
     assert result.output.strip() == f"Error: {missing}"
+
+
+def test_table1_keeps_finished_rows_on_ctrl_c(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Rows finished before Ctrl-C are printed and kept in --json; exit 130."""
+    import tickless.cli.table1
+    import tickless.measure.table1
+    from tickless.measure.runner import MeasurementInterrupted, MeasureSpec
+    from tickless.measure.runner import measure as real_measure
+
+    calls = []
+
+    def measure_then_interrupt(spec: MeasureSpec) -> object:
+        calls.append(spec)
+        if len(calls) == 3:
+            raise MeasurementInterrupted(None)
+        sim = MeasureSpec(timer="pv", interval_ns=spec.interval_ns, count=50, backend="sim")
+        return real_measure(sim)
+
+    monkeypatch.setattr(tickless.measure.table1, "measure", measure_then_interrupt)
+    monkeypatch.setattr(tickless.cli.table1, "require_kvm", lambda: None)
+    out = tmp_path / "t1.json"
+    result = CliRunner().invoke(main, ["table1", "--quick", "--json", str(out)])
+    assert result.exit_code == 130, result.output
+    assert "interrupted after 2 of" in result.output
+    assert len(load_results(out)) == 2

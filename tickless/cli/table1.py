@@ -51,6 +51,7 @@ def table1(
 ) -> None:
     """Run every timer path at the paper's intervals, idle and loaded, and print our
     Table 1 beside the paper's. Ctrl-C keeps the rows finished so far."""
+    from tickless.measure.runner import MeasurementInterrupted
     from tickless.measure.table1 import (
         PAPER_COUNT,
         QUICK_COUNT,
@@ -78,7 +79,7 @@ def table1(
     try:
         with progress_bar(f"table1: {plan.runs} runs", plan.runs, True) as update:
             run_table1(plan, keep, on_run_start=lambda spec: update(len(records)))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, MeasurementInterrupted):  # the run in progress is dropped
         interrupted = True
     except (GuestStopped, KvmError, LoadError, OSError, RuntimeError) as exc:
         if records:

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -58,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from tickless.atomicfile import write_bytes_atomic
+from tickless.jsonfields import StrictReader, json_type
 from tickless.measure.stats import IntervalStats, LatenessStats
 
 __all__ = [
@@ -209,124 +209,18 @@ def to_json_dict(record: ResultRecord) -> dict[str, Any]:
     }
 
 
-class _Reader:
-    """Typed access to one JSON object, naming the offending key (with its path) on error."""
-
-    def __init__(self, obj: dict[str, Any], prefix: str = "") -> None:
-        self.obj = obj
-        self.prefix = prefix
-        self.used: set[str] = set()
-
-    def fail(self, key: str, problem: str) -> SchemaError:
-        return SchemaError(f"key '{self.prefix}{key}' {problem}")
-
-    def get(self, key: str) -> Any:
-        if key not in self.obj:
-            raise self.fail(key, "is missing")
-        self.used.add(key)
-        return self.obj[key]
-
-    def int_(self, key: str, *, minimum: int | None = 0) -> int:
-        value = self.get(key)
-        if type(value) is not int:  # bool is an int subclass; reject it too
-            raise self.fail(key, f"must be an integer, got {_json_type(value)}")
-        if minimum is not None and value < minimum:
-            raise self.fail(key, f"must be >= {minimum}, got {value}")
-        return value
-
-    def optional_int(self, key: str) -> int | None:
-        if self.get(key) is None:
-            return None
-        return self.int_(key, minimum=1)
-
-    def float_(self, key: str) -> float:
-        return _as_float(self.get(key), lambda problem: self.fail(key, problem))
-
-    def str_(self, key: str, choices: tuple[str, ...] | None = None) -> str:
-        value = self.get(key)
-        if not isinstance(value, str) or not value:
-            raise self.fail(key, f"must be a non-empty string, got {_json_type(value)}")
-        if choices is not None and value not in choices:
-            raise self.fail(key, f"must be one of {', '.join(choices)}; got {value!r}")
-        return value
-
-    def optional_str(self, key: str) -> str | None:
-        return None if self.get(key) is None else self.str_(key)
-
-    def object_(self, key: str) -> _Reader:
-        value = self.get(key)
-        if not isinstance(value, dict):
-            raise self.fail(key, f"must be an object, got {_json_type(value)}")
-        return _Reader(value, f"{self.prefix}{key}.")
-
-    def list_(self, key: str) -> list[Any]:
-        value = self.get(key)
-        if not isinstance(value, list):
-            raise self.fail(key, f"must be a list, got {_json_type(value)}")
-        return value
-
-    def int_list(self, key: str) -> list[int]:
-        values = self.list_(key)
-        for i, item in enumerate(values):
-            if type(item) is not int:
-                raise self.fail(key, f"item {i} must be an integer, got {_json_type(item)}")
-        return list(values)
-
-    def str_list(self, key: str) -> list[str]:
-        values = self.list_(key)
-        for i, item in enumerate(values):
-            if not isinstance(item, str):
-                raise self.fail(key, f"item {i} must be a string, got {_json_type(item)}")
-        return list(values)
-
-    def str_dict(self, key: str) -> dict[str, str]:
-        value = self.get(key)
-        if not isinstance(value, dict):
-            raise self.fail(key, f"must be an object, got {_json_type(value)}")
-        for k, v in value.items():
-            if not isinstance(v, str):
-                raise self.fail(key, f"entry '{k}' must be a string, got {_json_type(v)}")
-        return dict(value)
-
-    def check_no_extra(self) -> None:
-        extra = sorted(set(self.obj) - self.used)
-        if extra:
-            raise self.fail(extra[0], "is not part of the schema (typo, or a newer writer?)")
+def _reader(obj: Any) -> StrictReader:
+    return StrictReader(obj, SchemaError, format_name="the schema")
 
 
-def _json_type(value: Any) -> str:
-    """Name a value by its JSON type, which is what the user sees in the file."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
-def _as_float(value: Any, fail: Callable[[str], SchemaError]) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise fail(f"must be a number, got {_json_type(value)}")
-    if not math.isfinite(value):
-        raise fail(f"must be finite, got {value}")
-    return float(value)
-
-
-def _check_rate(reader: _Reader, key: str, expected: float) -> None:
+def _check_rate(reader: StrictReader, key: str, expected: float) -> None:
     """Stored rates are derived; refuse a file whose rate disagrees rather than silently fix it."""
     stored = reader.float_(key)
     if not math.isclose(stored, expected, rel_tol=1e-9, abs_tol=1e-9):
         raise reader.fail(key, f"is {stored} but the counts give {expected}")
 
 
-def _iso8601(reader: _Reader, key: str) -> str:
+def _iso8601(reader: StrictReader, key: str) -> str:
     value = reader.str_(key)
     try:
         datetime.fromisoformat(value)
@@ -338,18 +232,18 @@ def _iso8601(reader: _Reader, key: str) -> str:
 def from_json_dict(d: Any) -> ResultRecord:
     """Validate an on-disk record and rebuild it; raises SchemaError naming the first bad key."""
     if not isinstance(d, dict):
-        raise SchemaError(f"a result record must be a JSON object, got {_json_type(d)}")
-    top = _Reader(d)
+        raise SchemaError(f"a result record must be a JSON object, got {json_type(d)}")
+    top = _reader(d)
     version = top.int_("schema_version")
     if version != SCHEMA_VERSION:
         raise SchemaError(
             f"key 'schema_version' is {version}; this tool reads version {SCHEMA_VERSION} only"
         )
 
-    ci = top.list_("ci99_ns")
+    ci = top.float_list("ci99_ns")
     if len(ci) != 2:
         raise top.fail("ci99_ns", f"must be a [low, high] pair, got {len(ci)} items")
-    ci_low, ci_high = (_as_float(v, lambda p: top.fail("ci99_ns", p)) for v in ci)
+    ci_low, ci_high = ci
     stats = IntervalStats(
         count=top.int_("count", minimum=1),
         mean_ns=top.float_("mean_ns"),
@@ -443,7 +337,7 @@ def load_results(path: Path) -> list[ResultRecord]:
         single = False
     else:
         raise SchemaError(
-            f"{path}: expected a result object or a list of them, got {_json_type(data)}"
+            f"{path}: expected a result object or a list of them, got {json_type(data)}"
         )
     records = []
     for i, item in enumerate(items):

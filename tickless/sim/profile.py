@@ -39,6 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tickless.guest.abi import MAX_DELTA_NS, MIN_DELTA_NS
+from tickless.jsonfields import StrictReader
 
 __all__ = [
     "DEFAULT_JITTER_SHAPE",
@@ -262,76 +263,13 @@ def profile_to_json(profile: PlatformProfile) -> dict[str, Any]:
     }
 
 
-class _Obj:
-    """Typed, strict access to one JSON object; errors name the key with its path."""
-
-    def __init__(self, obj: Any, prefix: str = "") -> None:
-        if not isinstance(obj, dict):
-            where = f"'{prefix[:-1]}'" if prefix else "a profile"
-            raise ProfileError(f"{where} must be a JSON object, got {_json_type(obj)}")
-        self.obj, self.prefix, self.used = obj, prefix, set[str]()
-
-    def get(self, key: str) -> Any:
-        if key not in self.obj:
-            raise ProfileError(f"key '{self.prefix}{key}' is missing")
-        self.used.add(key)
-        return self.obj[key]
-
-    def num(self, key: str) -> float:
-        value = self.get(key)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ProfileError(
-                f"key '{self.prefix}{key}' must be a number, got {_json_type(value)}"
-            )
-        if not math.isfinite(value):
-            raise ProfileError(f"key '{self.prefix}{key}' must be finite, got {value}")
-        if value < 0:
-            raise ProfileError(f"key '{self.prefix}{key}' must not be negative, got {value}")
-        return float(value)
-
-    def int_(self, key: str) -> int:
-        value = self.num(key)
-        if value != int(value):
-            raise ProfileError(f"key '{self.prefix}{key}' must be a whole number, got {value}")
-        return int(value)
-
-    def str_(self, key: str) -> str:
-        value = self.get(key)
-        if not isinstance(value, str):
-            raise ProfileError(
-                f"key '{self.prefix}{key}' must be a string, got {_json_type(value)}"
-            )
-        return value
-
-    def sub(self, key: str) -> _Obj:
-        return _Obj(self.get(key), f"{self.prefix}{key}.")
-
-    def done(self) -> None:
-        extra = sorted(set(self.obj) - self.used)
-        if extra:
-            raise ProfileError(f"key '{self.prefix}{extra[0]}' is not part of the profile format")
-
-
-def _json_type(value: Any) -> str:
-    """Name a value by its JSON type, which is what the user sees in the file."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
+def _reader(obj: Any) -> StrictReader:
+    return StrictReader(obj, ProfileError, format_name="the profile format")
 
 
 def profile_from_json(data: Any) -> PlatformProfile:
     """Validate a profile object and rebuild it; ProfileError names the first bad key."""
-    top = _Obj(data)
+    top = _reader(data)
     if top.get("format") != PROFILE_FORMAT:
         raise ProfileError(f"key 'format' must be {PROFILE_FORMAT!r}: not a tickless sim profile")
     version = top.get("version")
@@ -339,25 +277,25 @@ def profile_from_json(data: Any) -> PlatformProfile:
         raise ProfileError(
             f"key 'version' is {version!r}; this tool reads profile version {PROFILE_VERSION}"
         )
-    fit = top.sub("fitted_on")
+    fit = top.object_("fitted_on")
     fitted_on = FitSource(
         source=fit.str_("source"),
         interval_ns=fit.int_("interval_ns"),
         load=fit.str_("load"),
-        mean_ns=fit.num("mean_ns"),
-        sd_ns=fit.num("sd_ns"),
+        mean_ns=fit.float_("mean_ns", minimum=0),
+        sd_ns=fit.float_("sd_ns", minimum=0),
     )
-    fit.done()
-    dl = top.sub("delivery")
+    fit.check_no_extra()
+    dl = top.object_("delivery")
     delivery = DeliveryModel(
-        floor_ns=dl.num("floor_ns"),
-        shape=dl.num("shape"),
-        scale_ns=dl.num("scale_ns"),
-        stall_prob=dl.num("stall_prob"),
-        stall_mean_ns=dl.num("stall_mean_ns"),
-        stall_sd_ns=dl.num("stall_sd_ns"),
+        floor_ns=dl.float_("floor_ns", minimum=0),
+        shape=dl.float_("shape", minimum=0),
+        scale_ns=dl.float_("scale_ns", minimum=0),
+        stall_prob=dl.float_("stall_prob", minimum=0),
+        stall_mean_ns=dl.float_("stall_mean_ns", minimum=0),
+        stall_sd_ns=dl.float_("stall_sd_ns", minimum=0),
     )
-    dl.done()
+    dl.check_no_extra()
     profile = PlatformProfile(
         name=top.str_("name"),
         description=top.str_("description"),
@@ -366,10 +304,10 @@ def profile_from_json(data: Any) -> PlatformProfile:
         min_delta_ns=top.int_("min_delta_ns"),
         host_slop_ns=top.int_("host_slop_ns"),
         hold_back_ns=top.int_("hold_back_ns"),
-        irq_exits=top.num("irq_exits"),
-        exit_cost_ns=top.num("exit_cost_ns"),
+        irq_exits=top.float_("irq_exits", minimum=0),
+        exit_cost_ns=top.float_("exit_cost_ns", minimum=0),
     )
-    top.done()
+    top.check_no_extra()
     return profile
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 from matplotlib.image import imread
+from records import kvm_like_record
 
 from tickless.measure.figures import (
     FIGURE_DPI,
@@ -25,8 +26,7 @@ from tickless.measure.figures import (
     write_bytes_atomic,
     write_record_figures,
 )
-from tickless.measure.schema import HostCounts, ResultRecord
-from tickless.measure.stats import summarize, summarize_lateness
+from tickless.measure.schema import ResultRecord
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EXPECTED_SHAPE = (
@@ -37,33 +37,7 @@ EXPECTED_SHAPE = (
 
 def make_record(n: int = 300, seed: int = 1, **overrides: Any) -> ResultRecord:
     """A KVM-like run: ~15 µs late with a gamma tail, never early."""
-    rng = np.random.default_rng(seed)
-    lateness = (15_000 + rng.gamma(2.0, 800.0, n)).astype(int).tolist()
-    interval_ns = overrides.pop("interval_ns", 50_000)
-    intervals = [interval_ns + late for late in lateness]
-    fields: dict[str, Any] = {
-        "backend": "kvm",
-        "timer": "lapic",
-        "mode": "tickless",
-        "method": "relative",
-        "hz": None,
-        "interval_ns": interval_ns,
-        "stats": summarize(intervals),
-        "lateness": summarize_lateness(lateness),
-        "host": HostCounts(
-            exits=n,
-            hypercalls=0,
-            injections=n,
-            wakeups=n,
-            timer_events=n,
-            duration_s=1.0,
-            cpu_s=0.5,
-        ),
-        "intervals_ns": intervals,
-        "lateness_ns": lateness,
-    }
-    fields.update(overrides)
-    return ResultRecord(**fields)
+    return kvm_like_record(n, seed, overrides.pop("interval_ns", 50_000), 800.0, **overrides)
 
 
 def decode(png: bytes) -> Any:

@@ -8,9 +8,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
+from records import kvm_like_record
 
 from tickless.cli import main
 from tickless.measure.html_report import build_report
@@ -20,26 +20,17 @@ from tickless.measure.schema import (
     to_json_dict,
     write_json_atomic,
 )
-from tickless.measure.stats import summarize, summarize_lateness
+from tickless.measure.stats import summarize_lateness
 
 DATA_URI = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
 
 def make_record(n: int = 200, seed: int = 0, **overrides: Any) -> ResultRecord:
-    rng = np.random.default_rng(seed)
-    lateness = (15_000 + rng.gamma(2.0, 700.0, n)).astype(int).tolist()
-    interval_ns = overrides.pop("interval_ns", 50_000)
-    intervals = [interval_ns + late for late in lateness]
-    fields: dict[str, Any] = {
-        "backend": "kvm",
-        "timer": "lapic",
-        "mode": "tickless",
-        "method": "relative",
-        "hz": None,
-        "interval_ns": interval_ns,
-        "stats": summarize(intervals),
-        "lateness": summarize_lateness(lateness),
-        "host": HostCounts(
+    overrides.setdefault("created_utc", "2025-01-01T00:00:00+00:00")
+    overrides.setdefault("tool_version", "0.1.0")
+    overrides.setdefault(
+        "host",
+        HostCounts(
             exits=n,
             hypercalls=0,
             injections=n,
@@ -48,13 +39,8 @@ def make_record(n: int = 200, seed: int = 0, **overrides: Any) -> ResultRecord:
             duration_s=2.0,
             cpu_s=0.5,
         ),
-        "intervals_ns": intervals,
-        "lateness_ns": lateness,
-        "created_utc": "2025-01-01T00:00:00+00:00",
-        "tool_version": "0.1.0",
-    }
-    fields.update(overrides)
-    return ResultRecord(**fields)
+    )
+    return kvm_like_record(n, seed, overrides.pop("interval_ns", 50_000), 700.0, **overrides)
 
 
 def without_images(page: str) -> str:

@@ -4,40 +4,31 @@ from __future__ import annotations
 
 from typing import Any
 
+from records import record_from
 from rich.console import Console
 
 from tickless.measure.report import render_compare_paper, render_result
 from tickless.measure.schema import HostCounts, ResultRecord
-from tickless.measure.stats import summarize, summarize_lateness
 
 
 def make_record(**overrides: Any) -> ResultRecord:
     intervals = [50_120, 50_080, 49_990, 50_310, 50_045, 50_101, 50_222, 49_870]
     lateness = [120, 200, 190, 500, 545, 646, 868, 738]
-    fields: dict[str, Any] = {
-        "backend": "kvm",
-        "timer": "pv",
-        "mode": "tickless",
+    host = HostCounts(
+        exits=4321,
+        hypercalls=1234,
+        injections=8,
+        wakeups=16,
+        timer_events=8,
+        duration_s=2.0,
+        cpu_s=0.25,
+    )
+    defaults: dict[str, Any] = {
         "method": "absolute",
-        "hz": None,
-        "interval_ns": 50_000,
-        "stats": summarize(intervals),
-        "lateness": summarize_lateness(lateness),
-        "host": HostCounts(
-            exits=4321,
-            hypercalls=1234,
-            injections=8,
-            wakeups=16,
-            timer_events=8,
-            duration_s=2.0,
-            cpu_s=0.25,
-        ),
-        "intervals_ns": intervals,
-        "lateness_ns": lateness,
+        "host": host,
         "notes": ["3 events merged by the host"],
     }
-    fields.update(overrides)
-    return ResultRecord(**fields)
+    return record_from(intervals, lateness, **(defaults | overrides))
 
 
 def _line(text: str, label: str) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from records import record_from
 
 from tickless.measure import schema
 from tickless.measure.schema import (
@@ -21,7 +22,6 @@ from tickless.measure.schema import (
     to_json_dict,
     write_json_atomic,
 )
-from tickless.measure.stats import summarize, summarize_lateness
 
 REQUIRED_TOP_KEYS = [
     "schema_version",
@@ -69,31 +69,22 @@ HOST_KEYS = [
 def make_record(**overrides: Any) -> ResultRecord:
     intervals = [50_120, 50_080, 49_990, 50_310, 50_045, 50_101]
     lateness = [120, 200, 190, 500, 545, 646]
-    fields: dict[str, Any] = {
-        "backend": "kvm",
-        "timer": "pv",
-        "mode": "tickless",
+    host = HostCounts(
+        exits=40,
+        hypercalls=7,
+        injections=7,
+        wakeups=7,
+        timer_events=7,
+        duration_s=0.35,
+        cpu_s=0.01,
+    )
+    defaults: dict[str, Any] = {
         "method": "absolute",
-        "hz": None,
-        "interval_ns": 50_000,
-        "stats": summarize(intervals),
-        "lateness": summarize_lateness(lateness),
-        "host": HostCounts(
-            exits=40,
-            hypercalls=7,
-            injections=7,
-            wakeups=7,
-            timer_events=7,
-            duration_s=0.35,
-            cpu_s=0.01,
-        ),
-        "intervals_ns": intervals,
-        "lateness_ns": lateness,
+        "host": host,
         "machine": {"kernel": "6.8.0", "tsc_khz": "2400000"},
         "notes": ["synthetic record for tests"],
     }
-    fields.update(overrides)
-    return ResultRecord(**fields)
+    return record_from(intervals, lateness, **(defaults | overrides))
 
 
 def test_json_dict_has_the_documented_shape() -> None:

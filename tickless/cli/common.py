@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from fractions import Fraction
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -15,6 +16,8 @@ from tickless.kvm.system import kvm_problem
 from tickless.units import DurationParam
 
 DURATION_OR_ZERO = DurationParam(allow_zero=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 console = Console()
 err_console = Console(stderr=True)
@@ -59,3 +62,17 @@ def require_kvm() -> None:
     problem = kvm_problem()
     if problem is not None:
         raise click.ClickException(problem)
+
+
+def json_option(help_text: str) -> Callable[[F], F]:
+    """``--json FILE``: where a command writes its result (atomically)."""
+    return click.option(
+        "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help=help_text
+    )
+
+
+def slop_option(help_text: str) -> Callable[[F], F]:
+    """``--slop``: host timer slop, Xen ``timer_slop`` style (0 keeps every timer apart)."""
+    return click.option(
+        "--slop", "slop_ns", type=DURATION_OR_ZERO, default="0ns", show_default=True, help=help_text
+    )

@@ -13,8 +13,10 @@ from tickless.cli.common import (
     EXIT_INTERRUPTED,
     console,
     err_console,
+    json_option,
     progress_bar,
     require_kvm,
+    slop_option,
 )
 from tickless.kvm.errors import KvmError
 from tickless.measure.schema import write_json_atomic
@@ -40,14 +42,7 @@ from tickless.units import DURATION
     help="Tick rate of periodic guests.",
 )
 @click.option("--duration", "duration_ns", type=DURATION, default="2s", show_default=True)
-@click.option(
-    "--slop",
-    "slop_ns",
-    type=DURATION_OR_ZERO,
-    default="0ns",
-    show_default=True,
-    help="Host timer slop (coalesces timers of different guests).",
-)
+@slop_option("Host timer slop (coalesces timers of different guests).")
 @click.option(
     "--halt-poll",
     "halt_poll_ns",
@@ -55,12 +50,7 @@ from tickless.units import DURATION
     default=None,
     help="Cap KVM halt polling per guest (0ns turns it off). Default: host's.",
 )
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the idle result (kind 'idle') here.",
-)
+@json_option("Write the idle result (kind 'idle') here.")
 def idle(
     guests: int,
     mode: str,

@@ -14,8 +14,10 @@ from tickless.cli.common import (
     DilationParam,
     console,
     err_console,
+    json_option,
     progress_bar,
     require_kvm,
+    slop_option,
 )
 from tickless.host.load import LoadError
 from tickless.kvm.errors import KvmError
@@ -79,14 +81,7 @@ from tickless.units import DURATION, format_duration_ns
     show_default=True,
     help="How the guest waits for its interrupt: HLT (an idle guest) or spinning.",
 )
-@click.option(
-    "--slop",
-    "slop_ns",
-    type=DURATION_OR_ZERO,
-    default="0ns",
-    show_default=True,
-    help="Host timer slop: timers within it are coalesced (Xen's timer_slop).",
-)
+@slop_option("Host timer slop: timers within it are coalesced (Xen's timer_slop).")
 @click.option(
     "--dilation",
     "rate",
@@ -105,12 +100,7 @@ from tickless.units import DURATION, format_duration_ns
 @click.option(
     "--no-rt", is_flag=True, help="Run the host timer thread as a normal thread, not SCHED_FIFO."
 )
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the result record (schema: tickless/measure/schema.py) here.",
-)
+@json_option("Write the result record (schema: tickless/measure/schema.py) here.")
 @click.option(
     "--load",
     "loads",

@@ -16,11 +16,12 @@ import click
 from rich.table import Table
 
 from tickless.cli.common import (
-    DURATION_OR_ZERO,
     EXIT_INTERRUPTED,
     console,
     err_console,
+    json_option,
     progress_bar,
+    slop_option,
 )
 from tickless.measure.schema import write_json_atomic
 from tickless.units import DURATION, format_duration_ns, parse_duration_ns
@@ -95,14 +96,7 @@ def _spec(**kwargs: Any) -> FleetSpec:
 )
 @click.option("--duration", "duration_ns", type=DURATION, default="60s", show_default=True)
 @click.option("--cpus", type=int, default=2, show_default=True, help="Host CPUs.")
-@click.option(
-    "--slop",
-    "slop_ns",
-    type=DURATION_OR_ZERO,
-    default="0ns",
-    show_default=True,
-    help="Host timer slop per CPU queue (Xen's timer_slop).",
-)
+@slop_option("Host timer slop per CPU queue (Xen's timer_slop).")
 @click.option(
     "--workload",
     default="idle",
@@ -159,12 +153,7 @@ def _spec(**kwargs: Any) -> FleetSpec:
     show_default=True,
     help="Host CPU per timer event (see tickless/sim/cost.py).",
 )
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the result (kind 'fleet', idle-result fields) here.",
-)
+@json_option("Write the result (kind 'fleet', idle-result fields) here.")
 def fleet(
     guests: int,
     hz: int,

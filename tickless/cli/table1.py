@@ -7,7 +7,14 @@ from pathlib import Path
 
 import click
 
-from tickless.cli.common import EXIT_INTERRUPTED, console, err_console, progress_bar, require_kvm
+from tickless.cli.common import (
+    EXIT_INTERRUPTED,
+    console,
+    err_console,
+    json_option,
+    progress_bar,
+    require_kvm,
+)
 from tickless.host.load import LoadError
 from tickless.kvm.errors import KvmError
 from tickless.measure.schema import ResultRecord, to_json_dict, write_json_atomic
@@ -36,12 +43,7 @@ from tickless.measure.schema import ResultRecord, to_json_dict, write_json_atomi
     type=click.Choice(["idle", "cpu", "io"]),
     help="Only these loads (repeatable). Default: idle, cpu, io.",
 )
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write every row as a result record (a JSON list), rewritten after each run.",
-)
+@json_option("Write every row as a result record (a JSON list), rewritten after each run.")
 def table1(
     quick: bool,
     timers: tuple[str, ...],

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from tickless.guest.abi import TimerKind
+from tickless.axes import TimerPath
 from tickless.host.load import HostCpuLoad
 from tickless.measure.runner import MeasureSpec, measure
 from tickless.timers.injection import HoldBackWindow
@@ -56,7 +56,7 @@ def test_io_interrupts_compete_with_the_timer() -> None:
     with VmmHost() as host:
         machine = host.boot(
             GuestConfig(
-                timer=TimerKind.PRECISE,
+                timer=TimerPath.PRECISE,
                 interval_ns=10_000,
                 count=30_000,
                 io_rate_per_s=1733.0,

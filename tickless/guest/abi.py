@@ -32,6 +32,8 @@ import ctypes as C
 from enum import IntEnum
 from typing import Any
 
+from tickless.axes import Method, TickMode, TimerPath, Wait, wire_code
+
 ABI_VERSION = 1
 BOOT_MAGIC = 0x7469636B6C657373  # "tickless"
 
@@ -115,27 +117,6 @@ class Scenario(IntEnum):
     TRIPLE_FAULT = 6  # loads an empty IDT and faults
     BAD_LOG = 7  # LOG with a buffer outside guest memory
     EXCEPTION = 8  # divides by zero in ring 0
-
-
-class TimerKind(IntEnum):
-    PV = 0
-    LAPIC = 1
-    PRECISE = 2
-
-
-class Method(IntEnum):
-    RELATIVE = 0  # arm the next event d after the last one fired (the paper's method)
-    ABSOLUTE = 1  # deadlines on a fixed grid t0 + i*d (cyclictest's default)
-
-
-class Wait(IntEnum):
-    HALT = 0  # idle in HLT between events (a real idle guest)
-    SPIN = 1  # spin in ring 3 on the interrupt counter
-
-
-class TickMode(IntEnum):
-    TICKLESS = 0
-    PERIODIC = 1
 
 
 class Boot(C.Structure):
@@ -243,9 +224,12 @@ def render_c_header() -> str:
     consts = {k: v for k, v in globals().items() if k.isupper() and isinstance(v, int)}
     for key, value in consts.items():
         lines.append(f"#define {key} {value:#x}")
-    for enum in (Hypercall, Scenario, TimerKind, Method, Wait, TickMode):
+    for enum in (Hypercall, Scenario):
         for member in enum:
             lines.append(f"#define {enum.__name__.upper()}_{member.name} {int(member)}")
+    for axis in (TimerPath, Method, Wait, TickMode):  # user-facing axes the guest sees
+        for value in axis:
+            lines.append(f"#define {axis.__name__.upper()}_{value.name} {wire_code(value)}")
     for prefix, base, struct in (("SHARED", SHARED_GPA, Shared), ("BOOT_PARAM", BOOT_GPA, Boot)):
         for field_name, _ in struct._fields_:  # type: ignore[misc]
             offset = getattr(struct, field_name).offset

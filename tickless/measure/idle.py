@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tickless.guest.abi import Scenario, TickMode
+from tickless.axes import TickMode
+from tickless.guest.abi import Scenario
 from tickless.host.cputime import process_cpu_s, thread_cpu_ns
 from tickless.host.realtime import RealtimePolicy
 from tickless.measure.machine_info import machine_facts
@@ -108,7 +109,7 @@ def run_idle(spec: IdleSpec, progress: Callable[[float], None] | None = None) ->
     policy = RealtimePolicy() if spec.realtime else RealtimePolicy(fifo_priority=None)
     config = GuestConfig(
         scenario=Scenario.IDLE,
-        mode=TickMode[spec.mode.upper()],
+        mode=TickMode(spec.mode),
         hz=spec.hz,
         duration_ns=spec.duration_ns,
         housekeeping_ns=spec.housekeeping_ns,

@@ -18,7 +18,8 @@ from fractions import Fraction
 import numpy as np
 import numpy.typing as npt
 
-from tickless.guest.abi import Method, Scenario, TickMode, TimerKind, Wait
+from tickless.axes import Method, TickMode, TimerPath, Wait
+from tickless.guest.abi import Scenario
 from tickless.host.cputime import process_cpu_s
 from tickless.host.load import HostCpuLoad
 from tickless.host.realtime import RealtimePolicy
@@ -201,10 +202,10 @@ def _guest_config(spec: MeasureSpec) -> GuestConfig:
     precise = spec.timer == "precise"
     return GuestConfig(
         scenario=Scenario.MEASURE,
-        timer=TimerKind[spec.timer.upper()],
-        method=Method[spec.method.upper()],
-        wait=Wait[spec.wait.upper()],
-        mode=TickMode[spec.mode.upper()],
+        timer=TimerPath(spec.timer),
+        method=Method(spec.method),
+        wait=Wait(spec.wait),
+        mode=TickMode(spec.mode),
         interval_ns=spec.interval_ns,
         count=spec.count,
         hz=spec.hz,

@@ -5,15 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from tickless.guest.abi import (
-    MIN_MEMORY_BYTES,
-    RESULTS_GPA,
-    Method,
-    Scenario,
-    TickMode,
-    TimerKind,
-    Wait,
-)
+from tickless.axes import Method, TickMode, TimerPath, Wait
+from tickless.guest.abi import MIN_MEMORY_BYTES, RESULTS_GPA, Scenario
 from tickless.host.realtime import RealtimePolicy
 
 MAX_EVENTS = 10_000_000
@@ -24,7 +17,7 @@ SECOND_NS = 1_000_000_000
 @dataclass(frozen=True)
 class GuestConfig:
     scenario: Scenario = Scenario.MEASURE
-    timer: TimerKind = TimerKind.PV
+    timer: TimerPath = TimerPath.PV
     method: Method = Method.RELATIVE
     wait: Wait = Wait.HALT
     mode: TickMode = TickMode.TICKLESS

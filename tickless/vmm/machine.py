@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from tickless.axes import wire_code
 from tickless.devices.console import Console
 from tickless.devices.faults import GuestFault
 from tickless.devices.hypercall import HypercallPort, as_signed
@@ -191,10 +192,10 @@ class GuestMachine:
         boot.magic = abi.BOOT_MAGIC
         boot.abi_version = abi.ABI_VERSION
         boot.scenario = cfg.scenario
-        boot.timer = cfg.timer
-        boot.method = cfg.method
-        boot.wait = cfg.wait
-        boot.mode = cfg.mode
+        boot.timer = wire_code(cfg.timer)
+        boot.method = wire_code(cfg.method)
+        boot.wait = wire_code(cfg.wait)
+        boot.mode = wire_code(cfg.mode)
         boot.interval_ns = cfg.interval_ns
         boot.interval_tsc = self.clock.delta_ticks_at_least(cfg.interval_ns)
         boot.count = cfg.count

@@ -76,7 +76,7 @@ void kernel_main(void) {
 
     wrmsr(MSR_APIC_BASE, rdmsr(MSR_APIC_BASE) | (1 << 11) | (1 << 10)); /* x2APIC on */
     wrmsr(MSR_X2APIC_SVR, 0x100 | SPURIOUS_VECTOR);
-    if (BOOT->timer == TIMERKIND_LAPIC)
+    if (BOOT->timer == TIMERPATH_LAPIC)
         wrmsr(MSR_X2APIC_LVT_TIMER, LVT_TSC_DEADLINE_MODE | LAPIC_TIMER_VECTOR);
     if (BOOT->scenario == SCENARIO_EXCEPTION) /* #DE in ring 0 (C would fold 1/0 away) */
         __asm__ volatile("xorl %%ecx, %%ecx; divl %%ecx" ::: "eax", "ecx", "edx");

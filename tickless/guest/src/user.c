@@ -75,9 +75,9 @@ static void arm_lapic(uint64_t tsc_deadline) {
 }
 
 static volatile uint64_t *timer_counter(void) {
-    if (BOOT->timer == TIMERKIND_LAPIC)
+    if (BOOT->timer == TIMERPATH_LAPIC)
         return &SHARED->lapic_irq_count;
-    if (BOOT->timer == TIMERKIND_PRECISE)
+    if (BOOT->timer == TIMERPATH_PRECISE)
         return &SHARED->precise_irq_count;
     return &SHARED->irq_count;
 }
@@ -115,8 +115,8 @@ static void measure(void) {
     volatile uint64_t *counter = timer_counter();
     uint64_t d = BOOT->interval_ns, n = BOOT->count, d_tsc = BOOT->interval_tsc;
     int periodic = BOOT->mode == TICKMODE_PERIODIC;
-    int lapic = BOOT->timer == TIMERKIND_LAPIC;
-    int precise = BOOT->timer == TIMERKIND_PRECISE;
+    int lapic = BOOT->timer == TIMERPATH_LAPIC;
+    int precise = BOOT->timer == TIMERPATH_PRECISE;
     int absolute = BOOT->method == METHOD_ABSOLUTE;
 
     if (periodic && hypercall(HYPERCALL_SET_PERIODIC, BOOT->period_ns, 0) != 0)

@@ -1,0 +1,77 @@
+"""The axes a measurement varies along, one enum each.
+
+The values are what users type (``--timer pv``) and what result records store, so the
+CLI's choices, the JSON and the guest's boot parameters all come from here. Where a guest
+sees an axis, its wire code is the member's position (``wire_code``); ``guest/abi.py``
+renders those codes into the C header.
+"""
+
+from __future__ import annotations
+
+from enum import Enum, StrEnum
+from typing import TypeVar
+
+E = TypeVar("E", bound=Enum)
+
+
+class TimerPath(StrEnum):
+    """Which timer delivers the measured events."""
+
+    PV = "pv"  # our paravirtual clock-event device
+    LAPIC = "lapic"  # KVM's in-kernel LAPIC timer, TSC-deadline mode (the paper's "KVM")
+    PRECISE = "precise"  # the dedicated precise channel
+    HOST = "host"  # the same method on the host itself: the floor
+
+
+class TickMode(StrEnum):
+    TICKLESS = "tickless"  # one-shot events when needed
+    PERIODIC = "periodic"  # a fixed HZ tick drives the guest's timers
+
+
+class Method(StrEnum):
+    RELATIVE = "relative"  # arm the next event d after the last one fired (the paper's)
+    ABSOLUTE = "absolute"  # deadlines on a fixed grid t0 + i*d (cyclictest's)
+
+
+class Wait(StrEnum):
+    HALT = "halt"  # idle in HLT between events (a real idle guest)
+    SPIN = "spin"  # spin in ring 3 on the interrupt counter
+
+
+class Load(StrEnum):
+    IDLE = "idle"  # the paper's idle scenario
+    CPU = "cpu"  # stress-ng on every host CPU and a busy second vCPU
+    IO = "io"  # device interrupts into the timer's vCPU (the paper's heavy I/O)
+
+
+class Backend(StrEnum):
+    """Where a measurement ran (``host`` is the timer path run on bare Linux)."""
+
+    KVM = "kvm"
+    SIM = "sim"
+    HOST = "host"
+
+
+def choices(enum: type[E]) -> list[str]:
+    """The values of ``enum`` in declaration order, for ``click.Choice``."""
+    return [str(member.value) for member in enum]
+
+
+def wire_code(member: Enum) -> int:
+    """The integer the guest sees for ``member``: its position in its enum."""
+    return list(type(member)).index(member)
+
+
+def format_loads(loads: frozenset[Load]) -> str:
+    """A set of loads as records store it: sorted names joined by "+" ("cpu+io")."""
+    return "+".join(sorted(load.value for load in loads)) or Load.IDLE.value
+
+
+def parse_loads(text: str) -> frozenset[Load]:
+    """The inverse of ``format_loads``; raises ValueError naming the bad part."""
+    try:
+        return frozenset(Load(part) for part in text.split("+") if part)
+    except ValueError:
+        raise ValueError(
+            f"load must be {', '.join(choices(Load))} or a +-joined set, not {text!r}"
+        ) from None

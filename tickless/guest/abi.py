@@ -228,8 +228,8 @@ def render_c_header() -> str:
         for member in enum:
             lines.append(f"#define {enum.__name__.upper()}_{member.name} {int(member)}")
     for axis in (TimerPath, Method, Wait, TickMode):  # user-facing axes the guest sees
-        for value in axis:
-            lines.append(f"#define {axis.__name__.upper()}_{value.name} {wire_code(value)}")
+        for choice in axis:
+            lines.append(f"#define {axis.__name__.upper()}_{choice.name} {wire_code(choice)}")
     for prefix, base, struct in (("SHARED", SHARED_GPA, Shared), ("BOOT_PARAM", BOOT_GPA, Boot)):
         for field_name, _ in struct._fields_:  # type: ignore[misc]
             offset = getattr(struct, field_name).offset

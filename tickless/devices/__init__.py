@@ -1,3 +1,19 @@
-"""Devices a tickless guest sees: the hypercall port, the PV clock page, the PV
-clock-event timer, and a console. Every value a guest hands them is validated; a guest
-that breaks the rules raises ``GuestFault`` and is stopped with that message."""
+"""Devices a tickless guest sees, each one file that registers itself (``device.py``).
+
+Every value a guest hands a device is validated; a guest that breaks the rules raises
+``GuestFault`` and is stopped with that message. The imports below are the list of device
+types, in the order a machine creates them (kvmtool's ``dev_init``): to add a device, write
+its file and add it here.
+"""
+
+from tickless.devices import (
+    console,  # noqa: F401  (registers ConsoleDevice)
+    io_irq,  # noqa: F401  (registers IoInterruptDevice)
+    precise_timer,  # noqa: F401  (registers PreciseTimerDevice)
+    pv_clockevent,  # noqa: F401  (registers PvClockEventDevice)
+    pvclock,  # noqa: F401  (registers PvclockDevice)
+    results,  # noqa: F401  (registers ResultsDevice)
+)
+from tickless.devices.device import DEVICE_TYPES, Device, MachineContext, register_device
+
+__all__ = ["DEVICE_TYPES", "Device", "MachineContext", "register_device"]

@@ -12,8 +12,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tickless.devices.bus import BusDevice
 from tickless.devices.faults import GuestFault
-from tickless.guest.abi import ENOSYS, Hypercall
+from tickless.guest.abi import ENOSYS, HYPERCALL_PORT, Hypercall
+from tickless.kvm.vcpu import Vcpu
 
 HypercallHandler = Callable[[int, int], int]  # (arg0, arg1) -> rax
 
@@ -45,8 +47,12 @@ DEFAULT_MAX_RATE_PER_S = 50_000.0
 MAX_CONSECUTIVE_ERRORS = 10_000
 
 
-class HypercallPort:
-    """Dispatches hypercalls by number to registered handlers."""
+class HypercallPort(BusDevice):
+    """The device on ``HYPERCALL_PORT``: dispatches calls by number to the handlers the
+    other devices registered (each device registers its own calls)."""
+
+    name = "hypercall port"
+    port = HYPERCALL_PORT
 
     def __init__(self, max_rate_per_s: float = DEFAULT_MAX_RATE_PER_S) -> None:
         self.handlers: dict[int, HypercallHandler] = {}
@@ -56,7 +62,17 @@ class HypercallPort:
         self.register(Hypercall.NOP, lambda a0, a1: 0)
 
     def register(self, number: Hypercall, handler: HypercallHandler) -> None:
+        if int(number) in self.handlers:
+            raise ValueError(f"hypercall {number.name} is registered twice")
         self.handlers[int(number)] = handler
+
+    def io_write(self, port: int, data: bytes, vcpu: Vcpu) -> None:
+        """``out %eax`` to the port: the call number; arguments in rdi, rsi; result in rax."""
+        if len(data) != 4:
+            raise GuestFault(f"hypercall with a {len(data)}-byte out: the ABI is a 32-bit out")
+        regs = vcpu.exit_regs()
+        result = self.call(int.from_bytes(data, "little"), int(regs.rdi), int(regs.rsi))
+        vcpu.set_return_value(result)
 
     def call(self, number: int, arg0: int, arg1: int) -> int:
         self.calls += 1

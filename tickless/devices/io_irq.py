@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tickless.devices.device import Device, MachineContext, register_device
+from tickless.guest.abi import IO_VECTOR
 from tickless.timers.clock import GuestClock
 from tickless.timers.hrtimer import HostTimer, TimerBase
 from tickless.timers.injection import HoldBackWindow
@@ -143,3 +145,35 @@ class IoInterruptSource:
         self.inject()
         if self._backlog:
             self._retry(now_ticks, now_ns + RETRY_NS)
+
+
+@register_device
+class IoInterruptDevice(Device):
+    """The I/O load as a device of the machine: present when ``io_rate_per_s`` > 0."""
+
+    def __init__(self, source: IoInterruptSource) -> None:
+        self.source = source
+
+    @classmethod
+    def create(cls, ctx: MachineContext) -> IoInterruptDevice | None:
+        cfg, shared = ctx.config, ctx.shared
+        if cfg.io_rate_per_s <= 0:
+            return None
+        source = IoInterruptSource(
+            cfg.io_rate_per_s,
+            ctx.clock,
+            ctx.timers,
+            inject=lambda: ctx.inject(IO_VECTOR),
+            guest_handled=lambda: int(shared.io_irq_count),
+            guest_ready=lambda: bool(shared.ready),
+            precise_deadline_ns=lambda: int(shared.precise_deadline_ns),
+            hold_back=HoldBackWindow(cfg.hold_back_ns) if cfg.hold_back_ns else None,
+            seed=cfg.seed,
+        )
+        return cls(source)
+
+    def start(self, now_ticks: int) -> None:
+        self.source.start(now_ticks)
+
+    def stop(self, now_ticks: int) -> None:
+        self.source.stop(now_ticks)

@@ -6,11 +6,16 @@ the guest retries a read that saw an odd or changed version.
 
 from __future__ import annotations
 
-from tickless.guest.abi import PVCLOCK_TSC_STABLE_BIT, PvclockVcpuTimeInfo
+import ctypes
+
+from tickless.devices.device import Device, MachineContext, register_device
+from tickless.guest.abi import PVCLOCK_GPA, PVCLOCK_TSC_STABLE_BIT, PvclockVcpuTimeInfo
 from tickless.timers.clock import GuestClock
 
 
 class PvclockPage:
+    """The page in guest memory; ``publish`` writes a clock into it."""
+
     def __init__(self, page: memoryview) -> None:
         self.info = PvclockVcpuTimeInfo.from_buffer(page)
 
@@ -23,3 +28,18 @@ class PvclockPage:
         info.tsc_shift = clock.scale.shift
         info.flags = PVCLOCK_TSC_STABLE_BIT
         info.version += 1
+
+
+@register_device
+class PvclockDevice(Device):
+    """Publishes the guest's clock (dilation included) at ``PVCLOCK_GPA`` before boot."""
+
+    def __init__(self, page: PvclockPage) -> None:
+        self.page = page
+
+    @classmethod
+    def create(cls, ctx: MachineContext) -> PvclockDevice:
+        view = ctx.memory.view(PVCLOCK_GPA, ctypes.sizeof(PvclockVcpuTimeInfo), "pvclock")
+        device = cls(PvclockPage(view))
+        device.page.publish(ctx.clock)
+        return device

@@ -76,6 +76,17 @@ LAPIC_TIMER_VECTOR = 0xE1  # KVM's in-kernel LAPIC timer, TSC-deadline mode
 IO_VECTOR = 0x60  # device interrupts (I/O load)
 SPURIOUS_VECTOR = 0xFF
 
+# --- RFLAGS the guest runs ring 3 with -------------------------------------------------------
+RFLAGS_FIXED = 1 << 1  # bit 1 always reads 1
+RFLAGS_IF = 1 << 9  # interrupts enabled
+RFLAGS_IOPL3 = 3 << 12  # ring 3 may use port I/O (not honoured here for out: TSS bitmap is)
+USER_RFLAGS = RFLAGS_FIXED | RFLAGS_IF | RFLAGS_IOPL3  # the workload: interrupts on
+AP_USER_RFLAGS = RFLAGS_FIXED | RFLAGS_IOPL3  # the busy second vCPU: interrupts off
+
+# --- local APIC (x2APIC mode, through MSRs) --------------------------------------------------
+APIC_BASE_X2APIC_ENABLE = 1 << 10
+APIC_BASE_ENABLE = 1 << 11
+APIC_SVR_ENABLE = 1 << 8  # spurious-interrupt vector register: APIC software-enabled
 MSR_APIC_BASE = 0x1B
 MSR_TSC_DEADLINE = 0x6E0
 MSR_X2APIC_EOI = 0x80B
@@ -93,6 +104,15 @@ EINVAL = 22
 ENOSYS = 38
 ETIME = 62
 E2BIG = 7
+
+
+class Panic(IntEnum):
+    """PANIC(code, detail) codes beyond the CPU exception vectors (codes 0-31)."""
+
+    UNEXPECTED_VECTOR = 0x100  # detail: rip
+    BAD_ABI = 0x200  # detail: the abi_version the guest saw
+    SET_CLOCKEVENT_FAILED = 0x300  # detail: errno
+    SET_PERIODIC_REFUSED = 0x301  # detail: the period in ns
 
 
 class Hypercall(IntEnum):
@@ -224,7 +244,7 @@ def render_c_header() -> str:
     consts = {k: v for k, v in globals().items() if k.isupper() and isinstance(v, int)}
     for key, value in consts.items():
         lines.append(f"#define {key} {value:#x}")
-    for enum in (Hypercall, Scenario):
+    for enum in (Hypercall, Scenario, Panic):
         for member in enum:
             lines.append(f"#define {enum.__name__.upper()}_{member.name} {int(member)}")
     for axis in (TimerPath, Method, Wait, TickMode):  # user-facing axes the guest sees

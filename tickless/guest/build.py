@@ -9,11 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tickless.buildcache import BuildError, cache_dir, cached_build, require_tool, run_tool
-from tickless.buildcache import tool_version as _tool_version
+from tickless.buildcache import BuildError, cached_build, require_tool, run_tool, tool_version
 from tickless.guest import abi
-
-__all__ = ["CFLAGS", "SRC_DIR", "GuestBuildError", "build_image", "cache_dir"]
 
 SRC_DIR = Path(__file__).parent / "src"
 SOURCES = ("entry.S", "kernel.c", "user.c")
@@ -26,10 +23,6 @@ CFLAGS = (
 )
 # fmt: on
 
-# Kept for callers that catch the guest-specific name; every build failure is a BuildError.
-GuestBuildError = BuildError
-
-
 def build_image(force: bool = False) -> Path:
     """Return the path of the flat guest image, building it first when needed."""
     gcc, objcopy = require_tool("gcc"), require_tool("objcopy")
@@ -37,7 +30,7 @@ def build_image(force: bool = False) -> Path:
     inputs: list[bytes] = []
     for name in (*SOURCES, *HEADERS, "linker.ld"):
         inputs += [name.encode(), (SRC_DIR / name).read_bytes()]
-    inputs += [header.encode(), " ".join(CFLAGS).encode(), _tool_version(gcc)]
+    inputs += [header.encode(), " ".join(CFLAGS).encode(), tool_version(gcc)]
 
     def build(work: Path) -> None:
         (work / "tickless_abi.h").write_text(header)

@@ -1,6 +1,8 @@
-"""What the guest kernel's PANIC hypercall codes mean (see entry.S, kernel.c, user.c)."""
+"""What the guest kernel's PANIC hypercall codes mean (codes: ``abi.Panic``)."""
 
 from __future__ import annotations
+
+from tickless.guest.abi import Panic
 
 EXCEPTION_NAMES = {
     0: "#DE divide error",
@@ -28,12 +30,12 @@ EXCEPTION_NAMES = {
 def describe_panic(code: int, detail: int) -> str:
     if code in EXCEPTION_NAMES:
         return f"{EXCEPTION_NAMES[code]} at rip {detail:#x}"
-    if code == 0x100:
+    if code == Panic.UNEXPECTED_VECTOR:
         return f"interrupt on an unexpected vector at rip {detail:#x}"
-    if code == 0x200:
+    if code == Panic.BAD_ABI:
         return f"boot parameters of the wrong ABI (guest saw version {detail})"
-    if code == 0x300:
+    if code == Panic.SET_CLOCKEVENT_FAILED:
         return f"SET_CLOCKEVENT failed with errno {detail}"
-    if code == 0x301:
+    if code == Panic.SET_PERIODIC_REFUSED:
         return f"SET_PERIODIC refused period {detail} ns"
     return f"panic code {code:#x}, detail {detail:#x}"

@@ -1,9 +1,10 @@
-"""vCPU exit reasons, by name, and the decoded exits the VMM acts on."""
+"""vCPU exits: KVM's reasons by name, and the typed exits ``Vcpu.run()`` decodes once."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import ClassVar
 
 
 class ExitReason(IntEnum):
@@ -59,22 +60,100 @@ def exit_name(reason: int) -> str:
         return f"UNKNOWN_EXIT_{reason}"
 
 
-IO_IN = 0
+IO_IN = 0  # kvm_run.io.direction
 IO_OUT = 1
 
 
-@dataclass(frozen=True)
-class IoExit:
+# --- decoded exits: what ``Vcpu.run()`` returns (rust-vmm's ``VcpuExit``) -------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IoOut:
+    """``out``: the guest wrote ``data`` (``size`` bytes per access) to ``port``."""
+
     port: int
     size: int
-    is_write: bool
-    count: int
-    data_offset: int
-
-
-@dataclass(frozen=True)
-class MmioExit:
-    phys_addr: int
-    length: int
-    is_write: bool
     data: bytes
+    reason: ClassVar[ExitReason] = ExitReason.IO
+
+
+@dataclass(frozen=True, slots=True)
+class IoIn:
+    """``in``: the guest reads ``size`` bytes from ``port``; answer with ``complete_io_in``."""
+
+    port: int
+    size: int
+    count: int
+    reason: ClassVar[ExitReason] = ExitReason.IO
+
+
+@dataclass(frozen=True, slots=True)
+class MmioWrite:
+    addr: int
+    data: bytes
+    reason: ClassVar[ExitReason] = ExitReason.MMIO
+
+
+@dataclass(frozen=True, slots=True)
+class MmioRead:
+    """The guest reads ``length`` bytes at ``addr``; answer with ``complete_mmio_read``."""
+
+    addr: int
+    length: int
+    reason: ClassVar[ExitReason] = ExitReason.MMIO
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    """A triple fault (or a guest-requested shutdown)."""
+
+    reason: ClassVar[ExitReason] = ExitReason.SHUTDOWN
+
+
+@dataclass(frozen=True, slots=True)
+class FailEntry:
+    hardware_reason: int
+    reason: ClassVar[ExitReason] = ExitReason.FAIL_ENTRY
+
+
+@dataclass(frozen=True, slots=True)
+class InternalError:
+    suberror: int
+    reason: ClassVar[ExitReason] = ExitReason.INTERNAL_ERROR
+
+
+@dataclass(frozen=True, slots=True)
+class Interrupted:
+    """A signal or ``immediate_exit`` ended KVM_RUN: not an exit of the guest's doing."""
+
+    reason: ClassVar[ExitReason] = ExitReason.INTR
+
+
+@dataclass(frozen=True, slots=True)
+class OtherExit:
+    """Any exit this VMM does not handle; ``code`` is the raw ``KVM_EXIT_*``."""
+
+    code: int
+    reason: ClassVar[ExitReason] = ExitReason.UNKNOWN
+
+    @property
+    def name(self) -> str:
+        return exit_name(self.code)
+
+
+VcpuExit = (
+    IoOut
+    | IoIn
+    | MmioWrite
+    | MmioRead
+    | Shutdown
+    | FailEntry
+    | InternalError
+    | Interrupted
+    | OtherExit
+)
+
+
+def exit_label(exit_: VcpuExit) -> str:
+    """The exit's ``KVM_EXIT_*`` name, as exit counters are keyed."""
+    return exit_.name if isinstance(exit_, OtherExit) else exit_.reason.name

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes as C
 import errno
 import fcntl
 import os
@@ -92,11 +91,3 @@ class KvmSystem:
                     continue
                 raise KvmError(f"KVM_CREATE_VM failed: {exc.strerror}") from exc
         raise KvmError("KVM_CREATE_VM kept being interrupted")
-
-
-def sizeof_check() -> dict[str, int]:
-    """Sizes of the structures the ioctl numbers encode (compared with the kernel's in tests)."""
-    return {
-        name: C.sizeof(getattr(abi, name))
-        for name in ("Regs", "Sregs", "Msi", "EnableCap", "UserspaceMemoryRegion", "ClockData")
-    }

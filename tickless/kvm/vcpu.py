@@ -11,8 +11,24 @@ import os
 
 from tickless.kvm import abi
 from tickless.kvm.errors import KvmError
-from tickless.kvm.exits import IO_OUT, IoExit, MmioExit
+from tickless.kvm.exits import (
+    IO_OUT,
+    ExitReason,
+    FailEntry,
+    InternalError,
+    Interrupted,
+    IoIn,
+    IoOut,
+    MmioRead,
+    MmioWrite,
+    OtherExit,
+    Shutdown,
+    VcpuExit,
+)
 from tickless.kvm.vm import Vm
+
+INTERRUPTED = Interrupted()
+SHUTDOWN = Shutdown()
 
 
 class Vcpu:
@@ -61,17 +77,6 @@ class Vcpu:
     def set_cpuid(self, cpuid: abi.Cpuid2) -> None:
         self._ioctl(abi.SET_CPUID2, bytearray(cpuid), "KVM_SET_CPUID2")
 
-    def set_msrs(self, msrs: dict[int, int]) -> None:
-        table = abi.Msrs(nmsrs=len(msrs))
-        for i, (index, value) in enumerate(msrs.items()):
-            table.entries[i] = abi.MsrEntry(index=index, data=value)
-        try:
-            written = fcntl.ioctl(self.fd, abi.SET_MSRS, bytearray(table))
-        except OSError as exc:
-            raise KvmError(f"KVM_SET_MSRS failed: {exc.strerror}") from exc
-        if written != len(msrs):
-            raise KvmError(f"KVM_SET_MSRS wrote {written} of {len(msrs)} MSRs")
-
     def set_runnable(self) -> None:
         """Start an application processor without INIT/SIPI (the host sets its registers)."""
         state = abi.MpState(mp_state=abi.MP_STATE_RUNNABLE)
@@ -79,23 +84,20 @@ class Vcpu:
 
     # --- running ----------------------------------------------------------------------------
 
-    def run(self) -> int:
-        """Enter the guest until the next exit; return the exit reason.
-
-        Raises InterruptedError when a signal (or ``immediate_exit``) stopped the run.
-        """
+    def run(self) -> VcpuExit:
+        """Enter the guest until the next exit and decode it (``Interrupted`` when a signal
+        or ``immediate_exit`` stopped the run; ``immediate_exit`` is cleared again)."""
         page = self.run_page
         if self.sync_regs:
             page.kvm_valid_regs = abi.SYNC_X86_REGS
         try:
             fcntl.ioctl(self.fd, abi.RUN, 0)
-        except InterruptedError:
-            raise
         except OSError as exc:
             if exc.errno == errno.EINTR:
-                raise InterruptedError from exc
+                page.immediate_exit = 0
+                return INTERRUPTED
             raise KvmError(f"KVM_RUN failed: {exc.strerror}") from exc
-        return int(page.exit_reason)
+        return self._decode(int(page.exit_reason))
 
     def request_stop(self) -> None:
         """Make the next (or current, once signalled) KVM_RUN return at once."""
@@ -103,24 +105,41 @@ class Vcpu:
 
     # --- exit decoding ----------------------------------------------------------------------
 
-    def io_exit(self) -> IoExit:
+    def _decode(self, reason: int) -> VcpuExit:
+        exit_ = self.run_page.exit
+        if reason == ExitReason.IO:
+            io = exit_.io
+            size, count, offset = int(io.size), int(io.count), int(io.data_offset)
+            if io.direction == IO_OUT:
+                return IoOut(int(io.port), size, self._run_map[offset : offset + size * count])
+            return IoIn(int(io.port), size, count)
+        if reason == ExitReason.MMIO:
+            m = exit_.mmio
+            length = min(int(m.len), 8)
+            if m.is_write:
+                return MmioWrite(int(m.phys_addr), bytes(m.data)[:length])
+            return MmioRead(int(m.phys_addr), length)
+        if reason == ExitReason.SHUTDOWN:
+            return SHUTDOWN
+        if reason == ExitReason.FAIL_ENTRY:
+            return FailEntry(int(exit_.fail_entry.hardware_entry_failure_reason))
+        if reason == ExitReason.INTERNAL_ERROR:
+            return InternalError(int(exit_.internal.suberror))
+        return OtherExit(reason)
+
+    def complete_io_in(self, data: bytes) -> None:
+        """The bytes an ``in`` reads, placed where KVM takes them on the next KVM_RUN."""
         io = self.run_page.exit.io
-        return IoExit(
-            int(io.port), int(io.size), io.direction == IO_OUT, int(io.count), int(io.data_offset)
-        )
+        length = int(io.size) * int(io.count)
+        offset = int(io.data_offset)
+        self._run_map[offset : offset + length] = data[:length].ljust(length, b"\xff")
 
-    def io_data(self, io: IoExit) -> memoryview:
-        """The bytes of a port access, inside the shared run page (write them for IN)."""
-        length = io.size * io.count
-        return memoryview(self._run_map)[io.data_offset : io.data_offset + length]
-
-    def mmio_exit(self) -> MmioExit:
+    def complete_mmio_read(self, data: bytes) -> None:
         m = self.run_page.exit.mmio
-        length = int(m.len)
-        return MmioExit(int(m.phys_addr), length, bool(m.is_write), bytes(m.data)[:length])
+        length = min(int(m.len), 8)
+        C.memmove(C.addressof(m.data), data[:length].ljust(length, b"\xff"), length)
 
     # --- fast register access for hypercalls ------------------------------------------------
-
     def exit_regs(self) -> abi.Regs:
         """Registers at the last exit: from the sync-regs area when KVM offers it."""
         if self.sync_regs:

@@ -115,8 +115,5 @@ class Vm:
         except OSError as exc:
             raise KvmError(f"KVM_SIGNAL_MSI failed: {exc.strerror}") from exc
 
-    def irq_line(self, irq: int, level: int) -> None:
-        self._ioctl(abi.IRQ_LINE, bytes(abi.IrqLevel(irq=irq, level=level)), "KVM_IRQ_LINE")
-
     def create_vcpu_fd(self, vcpu_id: int) -> int:
         return self._ioctl(abi.CREATE_VCPU, vcpu_id, "KVM_CREATE_VCPU")

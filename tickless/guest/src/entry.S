@@ -18,7 +18,7 @@ boot_entry:
     /* Drop to ring 3 with IOPL=3 (port I/O for hypercalls) and interrupts enabled. */
     pushq $USER_DS
     pushq $USER_STACK_TOP
-    pushq $0x3202
+    pushq $USER_RFLAGS
     pushq $USER_CS
     pushq $user_main
     iretq
@@ -82,7 +82,7 @@ ap_start:
     lidt idt_pointer
     pushq $USER_DS
     pushq $AP_USER_STACK_TOP
-    pushq $0x3002
+    pushq $AP_USER_RFLAGS
     pushq $USER_CS
     pushq $ap_main
     iretq
@@ -175,7 +175,7 @@ EXC_NOERR 20
 
     .global isr_unexpected
 isr_unexpected:
-    movq $0x100, %rdi
+    movq $PANIC_UNEXPECTED_VECTOR, %rdi
     movq (%rsp), %rsi
     jmp panic_hypercall
 

@@ -60,7 +60,7 @@ void kernel_main(void) {
                             exc_14, isr_unexpected, exc_16, exc_17, exc_18, exc_19,
                             exc_20};
     if (BOOT->magic != BOOT_MAGIC || BOOT->abi_version != ABI_VERSION)
-        panic(0x200, BOOT->abi_version);
+        panic(PANIC_BAD_ABI, BOOT->abi_version);
     if (BOOT->scenario == SCENARIO_TRIPLE_FAULT) {
         load_idt(idt, 0);
         __asm__ volatile("ud2"); /* #UD -> no gate -> #GP -> no gate -> #DF -> shutdown */
@@ -74,8 +74,8 @@ void kernel_main(void) {
     set_gate(SPURIOUS_VECTOR, isr_spurious);
     load_idt(idt, sizeof(idt) - 1);
 
-    wrmsr(MSR_APIC_BASE, rdmsr(MSR_APIC_BASE) | (1 << 11) | (1 << 10)); /* x2APIC on */
-    wrmsr(MSR_X2APIC_SVR, 0x100 | SPURIOUS_VECTOR);
+    wrmsr(MSR_APIC_BASE, rdmsr(MSR_APIC_BASE) | APIC_BASE_ENABLE | APIC_BASE_X2APIC_ENABLE);
+    wrmsr(MSR_X2APIC_SVR, APIC_SVR_ENABLE | SPURIOUS_VECTOR);
     if (BOOT->timer == TIMERPATH_LAPIC)
         wrmsr(MSR_X2APIC_LVT_TIMER, LVT_TSC_DEADLINE_MODE | LAPIC_TIMER_VECTOR);
     if (BOOT->scenario == SCENARIO_EXCEPTION) /* #DE in ring 0 (C would fold 1/0 away) */

@@ -65,7 +65,7 @@ static void arm_pv(uint64_t deadline_ns) {
         if (ret == 0)
             return;
         if (ret != -ETIME)
-            panic(0x300, (uint64_t)-ret);
+            panic(PANIC_SET_CLOCKEVENT_FAILED, (uint64_t)-ret);
     }
 }
 
@@ -120,7 +120,7 @@ static void measure(void) {
     int absolute = BOOT->method == METHOD_ABSOLUTE;
 
     if (periodic && hypercall(HYPERCALL_SET_PERIODIC, BOOT->period_ns, 0) != 0)
-        panic(0x301, BOOT->period_ns);
+        panic(PANIC_SET_PERIODIC_REFUSED, BOOT->period_ns);
     uint64_t seen = *counter;
     uint64_t tsc0, tsc;
     uint64_t t0 = clock_read(&tsc0), t = t0;
@@ -161,7 +161,7 @@ static void idle(void) {
     uint64_t seen = SHARED->irq_count;
 
     if (periodic && hypercall(HYPERCALL_SET_PERIODIC, BOOT->period_ns, 0) != 0)
-        panic(0x301, BOOT->period_ns);
+        panic(PANIC_SET_PERIODIC_REFUSED, BOOT->period_ns);
     for (;;) {
         if (!periodic) {
             uint64_t next = next_a < next_b ? next_a : next_b;

@@ -1,0 +1,46 @@
+"""The workload's results: the timestamp buffer the guest fills, and its DONE call."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from tickless.devices.device import Device, MachineContext, register_device
+from tickless.devices.faults import GuestFault
+from tickless.errors import GuestStopped
+from tickless.guest.abi import RESULTS_GPA, Hypercall
+
+
+@register_device
+class ResultsDevice(Device):
+    """DONE(events) ends the workload; ``timestamps_ns`` reads what it recorded."""
+
+    def __init__(self, ctx: MachineContext) -> None:
+        self.ctx = ctx
+        self.capacity = ctx.config.results_capacity
+
+    @classmethod
+    def create(cls, ctx: MachineContext) -> ResultsDevice:
+        device = cls(ctx)
+        ctx.hypercalls.register(Hypercall.DONE, device.hc_done)
+        return device
+
+    def hc_done(self, events: int, _unused: int) -> int:
+        if events > self.capacity - 1:
+            raise GuestFault(
+                f"DONE reports {events} events, but the result buffer holds {self.capacity - 1}"
+            )
+        self.ctx.finish(events)
+        return 0
+
+    def timestamps_ns(self, events: int) -> npt.NDArray[np.int64]:
+        """The reference timestamp and one per recorded event, as the guest wrote them.
+
+        The guest is untrusted: a count beyond the buffer is clamped, and timestamps that
+        go backwards are refused."""
+        n = min(max(events, 0), self.capacity - 1) + 1
+        raw = self.ctx.memory.read(RESULTS_GPA, n * 8, "results")
+        stamps = np.frombuffer(raw, dtype=np.uint64).astype(np.int64)
+        if n > 1 and bool(np.any(np.diff(stamps) < 0)):
+            raise GuestStopped("guest reported event timestamps that go backwards")
+        return stamps

@@ -13,14 +13,18 @@ import argparse
 
 import numpy as np
 
-from tickless.measure.runner import MeasureSpec, measure
-from tickless.measure.schema import ResultRecord
-
-INTERVALS_US = (10, 50, 100, 150)
+from tickless.axes import parse_loads
+from tickless.backends import measure
+from tickless.results.paper import INTERVALS_US, PAPER_EVENTS
+from tickless.results.schema import ResultRecord
+from tickless.results.spec import MeasureSpec
 
 
 def run(timer: str, interval_us: int, count: int, load: str = "idle") -> ResultRecord:
-    return measure(MeasureSpec(timer=timer, interval_ns=interval_us * 1000, count=count, load=load))
+    spec = MeasureSpec(
+        timer=timer, interval_ns=interval_us * 1000, count=count, loads=parse_loads(load)
+    )
+    return measure(spec)
 
 
 def trimmed_sd_us(record: ResultRecord, keep: float = 0.99) -> float:
@@ -32,7 +36,7 @@ def trimmed_sd_us(record: ResultRecord, keep: float = 0.99) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=4500)
+    parser.add_argument("--count", type=int, default=PAPER_EVENTS)
     args = parser.parse_args()
     print(
         f"{'d us':>5} {'path':14} {'mean err us':>11} {'sd us':>8} {'sd p99-trim':>11} "

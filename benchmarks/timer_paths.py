@@ -11,8 +11,10 @@ import argparse
 
 import numpy as np
 
+from tickless.backends import measure
 from tickless.guest.abi import Scenario
-from tickless.measure.runner import MeasureSpec, measure
+from tickless.results.paper import PAPER_EVENTS
+from tickless.results.spec import MeasureSpec
 from tickless.units import parse_duration_ns
 from tickless.vmm.config import GuestConfig
 from tickless.vmm.host import VmmHost
@@ -33,7 +35,7 @@ def hypercall_round_trip_us(calls: int = 20_000) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--interval", default="50us")
-    parser.add_argument("--count", type=int, default=4500)
+    parser.add_argument("--count", type=int, default=PAPER_EVENTS)
     args = parser.parse_args()
     interval_ns = parse_duration_ns(args.interval)
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from tickless.measure.schema import HostCounts, ResultRecord
-from tickless.measure.stats import summarize, summarize_lateness
+from tickless.results.schema import HostCounts, ResultRecord
+from tickless.results.stats import summarize, summarize_lateness
 
 
 def record_from(intervals: list[int], lateness: list[int], /, **overrides: Any) -> ResultRecord:

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from tickless.cli import main
-from tickless.measure.schema import load_results
+from tickless.results.schema import load_results
 
 
 def test_help_lists_the_commands() -> None:
@@ -37,7 +37,7 @@ def test_bad_input_is_one_clear_error(args: list[str], message: str) -> None:
     assert "Traceback" not in result.output
 
 
-@pytest.mark.usefixtures("kvm")
+@pytest.mark.kvm
 def test_measure_writes_a_loadable_json_record(tmp_path: Path) -> None:
     out = tmp_path / "run.json"
     result = CliRunner().invoke(
@@ -53,7 +53,7 @@ def test_measure_writes_a_loadable_json_record(tmp_path: Path) -> None:
     assert raw["host"]["hypercalls"] == 201
 
 
-@pytest.mark.usefixtures("kvm")
+@pytest.mark.kvm
 def test_compare_paper_prints_the_papers_rows() -> None:
     result = CliRunner().invoke(
         main, ["measure", "--interval", "50us", "--count", "100", "--compare-paper"]
@@ -63,7 +63,7 @@ def test_compare_paper_prints_the_papers_rows() -> None:
     assert "tickless pv" in result.output
 
 
-@pytest.mark.usefixtures("kvm")
+@pytest.mark.kvm
 def test_idle_counts_host_wakeups(tmp_path: Path) -> None:
     out = tmp_path / "idle.json"
     result = CliRunner().invoke(
@@ -89,7 +89,7 @@ def test_idle_counts_host_wakeups(tmp_path: Path) -> None:
     assert 600 <= data["expiries_per_s"] <= 800
 
 
-@pytest.mark.usefixtures("kvm")
+@pytest.mark.kvm
 def test_tickless_idle_guests_wake_rarely(tmp_path: Path) -> None:
     """With a 1 s and a 4 s housekeeping timer, an idle tickless guest takes <= 2 IRQ/s."""
     out = tmp_path / "idle.json"
@@ -107,11 +107,11 @@ def test_auto_backend_falls_back_to_the_simulator_without_kvm(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """The README's main command on a machine without KVM: one line, then the simulator."""
+    import tickless.backends
     import tickless.cli.common
-    import tickless.measure.runner
 
     missing = "/dev/kvm does not exist: this machine has no KVM (load the kvm module)"
-    monkeypatch.setattr(tickless.measure.runner, "kvm_problem", lambda: missing)
+    monkeypatch.setattr(tickless.backends, "kvm_problem", lambda: missing)
     monkeypatch.setattr(tickless.cli.common, "kvm_problem", lambda: missing)
     out = tmp_path / "sim.json"
     result = CliRunner().invoke(
@@ -140,8 +140,8 @@ def test_table1_keeps_finished_rows_on_ctrl_c(
     """Rows finished before Ctrl-C are printed and kept in --json; exit 130."""
     import tickless.cli.table1
     import tickless.measure.table1
-    from tickless.measure.runner import MeasurementInterrupted, MeasureSpec
-    from tickless.measure.runner import measure as real_measure
+    from tickless.backends import measure as real_measure
+    from tickless.results.spec import MeasurementInterrupted, MeasureSpec
 
     calls = []
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from tickless.measure.cyclictest import cyclictest_histogram, latency_column
-from tickless.measure.schema import HostCounts, ResultRecord
-from tickless.measure.stats import summarize, summarize_lateness
+from tickless.report.cyclictest import cyclictest_histogram, latency_column
+from tickless.results.schema import HostCounts, ResultRecord
+from tickless.results.stats import summarize, summarize_lateness
 
 BUCKET_LINE = re.compile(r"^(\d{6}) (\d{6}(?:\t\d{6})*)$")
 

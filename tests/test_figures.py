@@ -14,7 +14,7 @@ import pytest
 from matplotlib.image import imread
 from records import kvm_like_record
 
-from tickless.measure.figures import (
+from tickless.report.figures import (
     FIGURE_DPI,
     FIGURE_SIZE_IN,
     _unit_for,
@@ -26,7 +26,7 @@ from tickless.measure.figures import (
     write_bytes_atomic,
     write_record_figures,
 )
-from tickless.measure.schema import ResultRecord
+from tickless.results.schema import ResultRecord
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EXPECTED_SHAPE = (
@@ -120,9 +120,9 @@ def test_rendering_does_not_import_pyplot() -> None:
     """pyplot would pick a global backend and keep a figure registry in the caller's process."""
     code = """
 import sys
-from tickless.measure.figures import record_figures
-from tickless.measure.schema import HostCounts, ResultRecord
-from tickless.measure.stats import summarize, summarize_lateness
+from tickless.report.figures import record_figures
+from tickless.results.schema import HostCounts, ResultRecord
+from tickless.results.stats import summarize, summarize_lateness
 late = [15_000 + k for k in range(50)]
 iv = [50_000 + x for x in late]
 record = ResultRecord(

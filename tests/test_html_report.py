@@ -13,14 +13,14 @@ from click.testing import CliRunner
 from records import kvm_like_record
 
 from tickless.cli import main
-from tickless.measure.html_report import build_report
-from tickless.measure.schema import (
+from tickless.report.html_report import build_report
+from tickless.results.schema import (
     HostCounts,
     ResultRecord,
     to_json_dict,
     write_json_atomic,
 )
-from tickless.measure.stats import summarize_lateness
+from tickless.results.stats import summarize_lateness
 
 DATA_URI = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 

@@ -9,12 +9,13 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from tickless.backends import measure
 from tickless.guest.abi import ETIME, RESULTS_GPA, Scenario
-from tickless.measure.runner import MeasureSpec, measure
+from tickless.results.spec import MeasureSpec
 from tickless.vmm.config import GuestConfig
 from tickless.vmm.host import VmmHost
 
-pytestmark = pytest.mark.usefixtures("kvm")
+pytestmark = pytest.mark.kvm
 
 
 @pytest.mark.parametrize("timer", ["pv", "lapic"])

@@ -8,14 +8,15 @@ import time
 import numpy as np
 import pytest
 
-from tickless.axes import TimerPath
+from tickless.axes import TimerPath, parse_loads
+from tickless.backends import measure
 from tickless.host.load import HostCpuLoad
-from tickless.measure.runner import MeasureSpec, measure
+from tickless.results.spec import MeasureSpec
 from tickless.timers.injection import HoldBackWindow
 from tickless.vmm.config import GuestConfig
 from tickless.vmm.host import VmmHost
 
-pytestmark = pytest.mark.usefixtures("kvm")
+pytestmark = pytest.mark.kvm
 
 
 PATHS_AND_LOADS = [
@@ -28,7 +29,8 @@ PATHS_AND_LOADS = [
 
 @pytest.mark.parametrize(("timer", "load"), PATHS_AND_LOADS)
 def test_never_early_on_any_path_under_any_load(timer: str, load: str) -> None:
-    record = measure(MeasureSpec(timer=timer, interval_ns=100_000, count=300, load=load))
+    spec = MeasureSpec(timer=timer, interval_ns=100_000, count=300, loads=parse_loads(load))
+    record = measure(spec)
     assert record.load == load
     assert record.stats.count == 300
     assert min(record.intervals_ns) >= 100_000
@@ -94,7 +96,7 @@ def test_cpu_load_is_visible_in_host_accounting() -> None:
 
 def test_hold_back_window_defers_io_interrupts() -> None:
     """With the precise channel, interrupts due just before a deadline wait for it."""
-    record = measure(MeasureSpec(timer="precise", interval_ns=150_000, count=2000, load="io"))
+    record = measure(MeasureSpec(timer="precise", interval_ns=150_000, count=2000, loads={"io"}))
     notes = " ".join(record.notes)
     assert "held back" in notes
     held = int(notes.split(" interrupts held back")[0].rsplit(" ", 1)[-1])

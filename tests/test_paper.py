@@ -13,7 +13,7 @@ import math
 import pytest
 from scipy import stats as sps
 
-from tickless.measure.paper import (
+from tickless.results.paper import (
     INTERVALS_US,
     LOADS,
     PAPER_EVENTS,
@@ -22,7 +22,7 @@ from tickless.measure.paper import (
     nearest_setting_us,
     paper_rows,
 )
-from tickless.measure.stats import implied_z
+from tickless.results.stats import implied_z
 
 CI_ROUNDING_US = 0.0005  # CI bounds are printed with 3 decimals
 

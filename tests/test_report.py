@@ -7,8 +7,8 @@ from typing import Any
 from records import record_from
 from rich.console import Console
 
-from tickless.measure.report import render_compare_paper, render_result
-from tickless.measure.schema import HostCounts, ResultRecord
+from tickless.report.console import render_compare_paper, render_result
+from tickless.results.schema import HostCounts, ResultRecord
 
 
 def make_record(**overrides: Any) -> ResultRecord:

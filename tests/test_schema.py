@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from records import record_from
 
-from tickless.measure import schema
-from tickless.measure.schema import (
+from tickless.atomicfile import OutputError
+from tickless.results import schema
+from tickless.results.schema import (
     SCHEMA_VERSION,
     HostCounts,
     ResultRecord,
@@ -259,7 +260,7 @@ def test_atomic_write_removes_temp_file_when_replace_fails(
         raise OSError("disk on fire")
 
     monkeypatch.setattr(os, "replace", fail_replace)
-    with pytest.raises(OSError, match="disk on fire"):
+    with pytest.raises(OutputError, match=r"cannot write .*result\.json: disk on fire"):
         write_json_atomic(path, [3, 4])
     assert json.loads(path.read_text()) == [1, 2]
     assert os.listdir(tmp_path) == ["result.json"]

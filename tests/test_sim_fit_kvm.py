@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tickless.backends import measure
 from tickless.cli import main
-from tickless.measure.runner import MeasureSpec, measure
-from tickless.measure.schema import to_json_dict, write_json_atomic
+from tickless.results.schema import to_json_dict, write_json_atomic
+from tickless.results.spec import MeasureSpec
 
 FIT_INTERVAL_NS = 100_000
 PREDICT_INTERVAL_NS = 200_000
@@ -47,7 +48,7 @@ def fit_and_predict(tmp_path: Path) -> tuple[float, float, float]:
     return fit_run.stats.mean_ns, target.stats.mean_ns, predicted.stats.mean_ns
 
 
-@pytest.mark.usefixtures("kvm")
+@pytest.mark.kvm
 def test_profile_fitted_at_100us_predicts_a_real_run_at_200us(tmp_path: Path) -> None:
     """Measure pv 100 us x 1000 on KVM, fit a profile, predict pv 200 us x 1000, measure it.
 

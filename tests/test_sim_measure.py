@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from tickless import backends
+from tickless.backends import measure
 from tickless.cli import main
-from tickless.measure import runner
-from tickless.measure.runner import MeasureSpec, measure
-from tickless.measure.schema import from_json_dict, load_results, to_json_dict
+from tickless.results.schema import from_json_dict, load_results, to_json_dict
+from tickless.results.spec import MeasureSpec
 from tickless.sim.measure import simulate, simulate_measurement
 from tickless.sim.platforms import builtin_profiles
 from tickless.sim.profile import SimInputError
@@ -35,9 +36,9 @@ def spec(**changes: object) -> MeasureSpec:
 
 
 def test_same_seed_same_run_other_seed_other_run() -> None:
-    a = simulate_measurement(spec(load="io", seed=7), None)
-    b = simulate_measurement(spec(load="io", seed=7), None)
-    c = simulate_measurement(spec(load="io", seed=8), None)
+    a = simulate_measurement(spec(loads={"io"}, seed=7), None)
+    b = simulate_measurement(spec(loads={"io"}, seed=7), None)
+    c = simulate_measurement(spec(loads={"io"}, seed=8), None)
     assert a.intervals_ns == b.intervals_ns
     assert a.intervals_ns != c.intervals_ns
 
@@ -48,15 +49,15 @@ def test_same_seed_same_run_other_seed_other_run() -> None:
     [
         {},
         {"method": "absolute"},
-        {"load": "io"},
-        {"load": "io", "method": "absolute", "interval_ns": 10 * US},
+        {"loads": {"io"}},
+        {"loads": {"io"}, "method": "absolute", "interval_ns": 10 * US},
         {"mode": "periodic", "hz": 10_000, "count": 300},
         {"mode": "periodic", "hz": 4000, "method": "absolute", "count": 300},
         {"rate": Fraction(1, 3)},
-        {"rate": Fraction(5, 2), "load": "io"},
+        {"rate": Fraction(5, 2), "loads": {"io"}},
         {"slop_ns": 20 * US, "interval_ns": 10 * US},
-        {"timer": "precise", "load": "io"},
-        {"timer": "precise", "load": "io", "interval_ns": 300 * US, "method": "absolute"},
+        {"timer": "precise", "loads": {"io"}},
+        {"timer": "precise", "loads": {"io"}, "interval_ns": 300 * US, "method": "absolute"},
         {"timer": "precise", "interval_ns": 400 * US, "rate": Fraction(1, 2)},
     ],
 )
@@ -117,7 +118,7 @@ def test_host_counts_follow_the_path() -> None:
 
 
 def test_record_is_a_sim_record_that_round_trips() -> None:
-    record = simulate_measurement(spec(count=300, load="io", platform="qemu", seed=3), None)
+    record = simulate_measurement(spec(count=300, loads={"io"}, platform="qemu", seed=3), None)
     assert record.backend == "sim" and record.platform == "QEMU" and record.load == "io"
     assert record.machine["machine"] == "simulated"
     assert record.stats.count == 300 and len(record.intervals_ns) == 300
@@ -127,27 +128,27 @@ def test_record_is_a_sim_record_that_round_trips() -> None:
 
 def test_io_load_delays_kvm_but_not_the_precise_channel() -> None:
     idle = simulate_measurement(spec(count=4500, platform="KVM"), None)
-    io = simulate_measurement(spec(count=4500, platform="KVM", load="io"), None)
+    io = simulate_measurement(spec(count=4500, platform="KVM", loads={"io"}), None)
     assert io.stats.mean_ns > idle.stats.mean_ns + 1 * US
     assert io.stats.sd_ns > 5 * idle.stats.sd_ns
     new = builtin_profiles()["new timers"]
-    held = simulate(spec(count=4500, load="io"), new)
+    held = simulate(spec(count=4500, loads={"io"}), new)
     assert held.stats.sd_ns < 1 * US
     assert any("held device interrupts back" in note for note in held.notes)
     # The same platform without its hold-back window is hit like plain Xen.
-    unheld = simulate(spec(count=4500, load="io"), dataclasses.replace(new, hold_back_ns=0))
+    unheld = simulate(spec(count=4500, loads={"io"}), dataclasses.replace(new, hold_back_ns=0))
     assert unheld.stats.sd_ns > 5 * US
 
 
 def test_precise_channel_wakes_early_and_spins_to_the_deadline() -> None:
     """Far deadlines: an early interrupt, then a spin; events land on their deadlines
     exactly, even under heavy IO, where the pv path on the same platform is hit."""
-    far = spec(timer="precise", interval_ns=500 * US, count=1000, load="io")
+    far = spec(timer="precise", interval_ns=500 * US, count=1000, loads={"io"})
     record = simulate_measurement(far, None)
     assert record.host.timer_events > 900  # woke by interrupt, not by spinning throughout
     assert record.lateness.p99_ns == 0 and record.stats.sd_ns < 1 * US
     assert any("precise:" in note for note in record.notes)
-    pv = simulate_measurement(spec(interval_ns=500 * US, count=1000, load="io"), None)
+    pv = simulate_measurement(spec(interval_ns=500 * US, count=1000, loads={"io"}), None)
     assert pv.stats.sd_ns > 20 * US
     near = simulate_measurement(spec(timer="precise", count=500), None)
     assert near.host.timer_events == 0 and near.stats.mean_ns == 50 * US  # spun to
@@ -155,8 +156,8 @@ def test_precise_channel_wakes_early_and_spins_to_the_deadline() -> None:
 
 def test_interrupt_rate_is_what_drives_interference() -> None:
     kvm = builtin_profiles()["KVM"]
-    light = simulate(spec(count=3000, load="io"), kvm, io_rate_per_s=100)
-    heavy = simulate(spec(count=3000, load="io"), kvm, io_rate_per_s=5000)
+    light = simulate(spec(count=3000, loads={"io"}), kvm, io_rate_per_s=100)
+    heavy = simulate(spec(count=3000, loads={"io"}), kvm, io_rate_per_s=5000)
     assert heavy.stats.mean_ns - light.stats.mean_ns > 10 * US
 
 
@@ -169,7 +170,7 @@ def test_min_delta_rounds_short_requests_up() -> None:
 
 def test_unsupported_load_and_timer_are_clear_value_errors() -> None:
     with pytest.raises(ValueError, match="not 'cpu'"):
-        simulate_measurement(spec(load="cpu"), None)
+        simulate_measurement(spec(loads={"cpu"}), None)
     with pytest.raises(SimInputError, match=r"unknown platform 'Hyper-V'.*VMware, VirtualBox"):
         simulate_measurement(spec(platform="Hyper-V"), None)
 
@@ -198,7 +199,7 @@ def test_cli_backend_sim_end_to_end(tmp_path: Path) -> None:
 
 
 def test_cli_falls_back_to_the_simulator_without_kvm(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runner, "kvm_problem", lambda: "no /dev/kvm: not found")
+    monkeypatch.setattr(backends, "kvm_problem", lambda: "no /dev/kvm: not found")
     result = CliRunner().invoke(main, ["measure", "--count", "200", "--compare-paper"])
     assert result.exit_code == 0, result.output
     assert result.output.count("running the simulator instead") == 1

@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from tickless.cli import main
-from tickless.measure.paper import PLATFORMS
-from tickless.measure.runner import MeasureSpec
-from tickless.measure.schema import to_json_dict, write_json_atomic
+from tickless.results.paper import PLATFORMS
+from tickless.results.schema import to_json_dict, write_json_atomic
+from tickless.results.spec import MeasureSpec
 from tickless.sim.measure import simulate_measurement
 from tickless.sim.platforms import builtin_profiles, fit_from_record, resolve_platform
 from tickless.sim.profile import (
@@ -181,13 +181,13 @@ def test_fit_refuses_runs_that_do_not_measure_delivery(tmp_path: Path) -> None:
     periodic = sim_record_file(tmp_path, mode="periodic", count=50)
     with pytest.raises(ProfileError, match="tickless run"):
         fit_from_record(json_record(periodic), "x", "x")
-    io = sim_record_file(tmp_path, load="io", count=50)
+    io = sim_record_file(tmp_path, loads={"io"}, count=50)
     with pytest.raises(ProfileError, match="idle run"):
         fit_from_record(json_record(io), "x", "x")
 
 
 def json_record(path: Path) -> Any:
-    from tickless.measure.schema import load_results
+    from tickless.results.schema import load_results
 
     return load_results(path)[0]
 

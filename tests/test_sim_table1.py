@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from tickless.cli import main
-from tickless.measure.paper import paper_rows
+from tickless.results.paper import paper_rows
 from tickless.sim.platforms import bare_disk_handler, builtin_profiles
 from tickless.sim.table1 import (
     Table1Row,

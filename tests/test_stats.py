@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from tickless.measure.stats import (
+from tickless.results.stats import (
     histogram,
     implied_z,
     summarize,

@@ -9,11 +9,33 @@ import stat
 import tempfile
 from pathlib import Path
 
+from tickless.errors import TicklessError
+
+
+class OutputError(TicklessError):
+    """An output file could not be written (no such directory, no permission, disk full)."""
+
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Temp file in the target directory (same filesystem, so ``os.replace`` is atomic),
-    fsync, rename over ``path``, then fsync the directory (best effort)."""
+    fsync, rename over ``path``, then fsync the directory (best effort). A failure is the
+    user's to fix, so it becomes an ``OutputError`` naming the path; the old file stays."""
     path = Path(path)
+    try:
+        _write(path, data)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def ensure_directory(path: Path) -> None:
+    """Create ``path`` (and its parents) for output files; failing is an ``OutputError``."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write to {path}: {exc.strerror or exc}") from exc
+
+
+def _write(path: Path, data: bytes) -> None:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as tmp:

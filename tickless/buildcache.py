@@ -16,11 +16,13 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from tickless.errors import TicklessError
+
 # apt package that provides each tool, for the "not found" message.
 _APT_PACKAGES = {"gcc": "gcc", "cc": "gcc", "objcopy": "binutils", "ld": "binutils"}
 
 
-class BuildError(RuntimeError):
+class BuildError(TicklessError):
     """A build tool is missing or failed; the message carries the tool's stderr."""
 
 

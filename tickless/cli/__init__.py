@@ -1,11 +1,32 @@
-"""The ``tickless`` command line: one module per command group."""
+"""The ``tickless`` command line: one module per command group.
+
+Errors: a ``TicklessError`` (bad input, no KVM, a guest that misbehaved, an unwritable
+file) is the user's to fix, so every command reports it as one line and exits 1; it is
+caught once, here, for all commands. Anything else is a bug in tickless and keeps its
+traceback.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
+from tickless.errors import TicklessError
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class TicklessGroup(click.Group):
+    """The root group: turns a ``TicklessError`` from any command into click's one-line
+    "Error: ..." and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TicklessError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=TicklessGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="tickless")
 def main() -> None:
     """tickless: tickless, high-resolution paravirtual timers for KVM guests, measured.

@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-from tickless.kvm.system import kvm_problem
+from tickless.backends import kvm_problem
 from tickless.units import DurationParam
 
 DURATION_OR_ZERO = DurationParam(allow_zero=True)

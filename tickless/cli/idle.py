@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from tickless.axes import TickMode, choices
 from tickless.cli.common import (
     DURATION_OR_ZERO,
     EXIT_INTERRUPTED,
@@ -18,21 +19,25 @@ from tickless.cli.common import (
     require_kvm,
     slop_option,
 )
-from tickless.kvm.errors import KvmError
-from tickless.measure.schema import write_json_atomic
+from tickless.errors import InputError
+from tickless.results.idle import MAX_GUESTS, IdleSpec
+from tickless.results.schema import write_json_atomic
 from tickless.units import DURATION
 
 
 @click.command()
 @click.option(
     "--guests",
-    type=click.IntRange(1, 64),
+    type=click.IntRange(1, MAX_GUESTS),
     default=10,
     show_default=True,
     help="Idle guests to run at once.",
 )
 @click.option(
-    "--mode", type=click.Choice(["tickless", "periodic"]), default="tickless", show_default=True
+    "--mode",
+    type=click.Choice(choices(TickMode)),
+    default=TickMode.TICKLESS.value,
+    show_default=True,
 )
 @click.option(
     "--hz",
@@ -61,19 +66,18 @@ def idle(
     json_path: Path | None,
 ) -> None:
     """Run idle guests, ticking or tickless, and count what their timers cost the host."""
-    from tickless.measure.idle import IdleSpec, run_idle
-    from tickless.vmm.machine import GuestStopped
+    from tickless.measure.idle import run_idle
 
     try:
         spec = IdleSpec(
             guests=guests,
-            mode=mode,
+            mode=TickMode(mode),
             hz=hz,
             duration_ns=duration_ns,
             slop_ns=slop_ns,
             halt_poll_ns=halt_poll_ns,
         )
-    except ValueError as exc:
+    except InputError as exc:
         raise click.UsageError(str(exc)) from None
     require_kvm()
     try:
@@ -82,11 +86,9 @@ def idle(
     except KeyboardInterrupt:
         err_console.print("interrupted: an idle run has no partial result")
         sys.exit(EXIT_INTERRUPTED)
-    except (GuestStopped, KvmError, OSError, RuntimeError) as exc:
-        raise click.ClickException(str(exc)) from None
     table = Table(
         title=f"{guests} idle guests, {mode}"
-        + (f" at {hz} HZ" if mode == "periodic" else "")
+        + (f" at {hz} HZ" if spec.mode is TickMode.PERIODIC else "")
         + f", {result.duration_s:.2f} s"
     )
     table.add_column("host-side count")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import sys
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from tickless.axes import Backend, Load, Method, TickMode, TimerPath, Wait, choices
 from tickless.cli.common import (
     DURATION_OR_ZERO,
     EXIT_INTERRUPTED,
@@ -19,18 +21,25 @@ from tickless.cli.common import (
     require_kvm,
     slop_option,
 )
-from tickless.host.load import LoadError
-from tickless.kvm.errors import KvmError
-from tickless.measure.report import render_compare_paper, render_result
-from tickless.measure.schema import to_json_dict, write_json_atomic
+from tickless.errors import InputError
+from tickless.report.console import render_compare_paper, render_result
+from tickless.results.paper import PAPER_EVENTS, PAPER_IO_RATE_PER_S
+from tickless.results.schema import to_json_dict, write_json_atomic
+from tickless.results.spec import MAX_EVENTS
 from tickless.units import DURATION, format_duration_ns
+
+if TYPE_CHECKING:
+    from tickless.results.schema import ResultRecord
+    from tickless.results.spec import MeasureSpec
+
+BACKEND_CHOICES = ["auto", Backend.KVM.value, Backend.SIM.value]  # host: --timer host
 
 
 @click.command()
 @click.option(
     "--timer",
-    type=click.Choice(["pv", "lapic", "precise", "host"]),
-    default="pv",
+    type=click.Choice(choices(TimerPath)),
+    default=TimerPath.PV.value,
     show_default=True,
     help="pv: our paravirtual clock-event device; lapic: KVM's in-kernel LAPIC "
     "TSC-deadline timer; precise: the dedicated precise channel (early wake-up, guest "
@@ -47,15 +56,15 @@ from tickless.units import DURATION, format_duration_ns
 )
 @click.option(
     "--count",
-    type=click.IntRange(1, 10_000_000),
-    default=4500,
+    type=click.IntRange(1, MAX_EVENTS),
+    default=PAPER_EVENTS,
     show_default=True,
     help="Number of timer events N.",
 )
 @click.option(
     "--mode",
-    type=click.Choice(["tickless", "periodic"]),
-    default="tickless",
+    type=click.Choice(choices(TickMode)),
+    default=TickMode.TICKLESS.value,
     show_default=True,
     help="tickless: one-shot events; periodic: a HZ tick drives the guest's timers.",
 )
@@ -68,16 +77,16 @@ from tickless.units import DURATION, format_duration_ns
 )
 @click.option(
     "--method",
-    type=click.Choice(["relative", "absolute"]),
-    default="relative",
+    type=click.Choice(choices(Method)),
+    default=Method.RELATIVE.value,
     show_default=True,
     help="relative: next event d after the last (the paper's); absolute: a fixed "
     "grid t0 + i*d (cyclictest's).",
 )
 @click.option(
     "--wait",
-    type=click.Choice(["halt", "spin"]),
-    default="halt",
+    type=click.Choice(choices(Wait)),
+    default=Wait.HALT.value,
     show_default=True,
     help="How the guest waits for its interrupt: HLT (an idle guest) or spinning.",
 )
@@ -100,13 +109,13 @@ from tickless.units import DURATION, format_duration_ns
 @click.option(
     "--no-rt", is_flag=True, help="Run the host timer thread as a normal thread, not SCHED_FIFO."
 )
-@json_option("Write the result record (schema: tickless/measure/schema.py) here.")
+@json_option("Write the result record (schema: tickless/results/schema.py) here.")
 @click.option(
     "--load",
     "loads",
     multiple=True,
-    type=click.Choice(["idle", "cpu", "io"]),
-    default=("idle",),
+    type=click.Choice(choices(Load)),
+    default=(Load.IDLE.value,),
     show_default=True,
     help="idle; cpu: stress-ng on every host CPU and a busy second vCPU; io: device "
     "interrupts into the timer's vCPU. Repeat to combine (--load cpu --load io).",
@@ -115,9 +124,9 @@ from tickless.units import DURATION, format_duration_ns
     "--io-rate",
     "io_rate_per_s",
     type=click.FloatRange(1, 100_000),
-    default=1733.0,
+    default=PAPER_IO_RATE_PER_S,
     show_default=True,
-    help="I/O interrupts per second with --load io (the paper measured 1733).",
+    help=f"I/O interrupts per second with --load io (the paper measured {PAPER_IO_RATE_PER_S:g}).",
 )
 @click.option(
     "--io-handler",
@@ -145,7 +154,7 @@ from tickless.units import DURATION, format_duration_ns
 )
 @click.option(
     "--backend",
-    type=click.Choice(["auto", "kvm", "sim"]),
+    type=click.Choice(BACKEND_CHOICES),
     default="auto",
     show_default=True,
     help="kvm: a real guest; sim: the simulator; auto: KVM where /dev/kvm is usable.",
@@ -192,60 +201,15 @@ def measure(
     compare_paper: bool,
 ) -> None:
     """Measure N timer events every d, the paper's way: mean, sd, 99% CI, percentiles."""
-    from tickless.measure.runner import MeasurementInterrupted, MeasureSpec, resolve_backend
-    from tickless.measure.runner import measure as run
-    from tickless.vmm.machine import GuestStopped
+    from tickless.backends import backend_for, resolve_backend
 
     resolved, fallback_note = resolve_backend(backend)
     if fallback_note:
         err_console.print(fallback_note)
-    try:
-        spec = MeasureSpec(
-            backend=resolved,
-            platform=platform,
-            seed=seed,
-            load="+".join(sorted(set(loads))),
-            io_rate_per_s=io_rate_per_s,
-            io_handler_ns=io_handler_ns,
-            hold_back_ns=hold_back_ns,
-            spin_threshold_ns=spin_threshold_ns,
-            timer=timer,
-            interval_ns=interval_ns,
-            count=count,
-            mode=mode,
-            hz=hz,
-            method=method,
-            wait=wait,
-            slop_ns=slop_ns,
-            realtime=not no_rt,
-            rate=rate,
-            halt_poll_ns=halt_poll_ns,
-        )
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
-    if resolved == "sim":
-        from tickless.sim.platforms import resolve_platform
-
-        try:
-            resolve_platform(platform)
-        except ValueError as exc:
-            raise click.UsageError(f"--platform: {exc}") from None
-    if resolved == "kvm" and timer != "host":
+    spec = _spec(resolved, click.get_current_context().params)
+    if backend_for(spec) is Backend.KVM:
         require_kvm()
-    label = f"{timer} {format_duration_ns(interval_ns)} x {count}"
-    try:
-        with progress_bar(label, count, spec.expected_duration_s > 1.0) as update:
-            record = run(spec, progress=update)
-    except MeasurementInterrupted as stop:
-        if stop.partial is not None:
-            render_result(stop.partial, console)
-            if json_path:
-                write_json_atomic(json_path, to_json_dict(stop.partial))
-                err_console.print(f"partial result written to {json_path}")
-        err_console.print("interrupted")
-        sys.exit(EXIT_INTERRUPTED)
-    except (GuestStopped, KvmError, LoadError, OSError, RuntimeError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
+    record = _run(spec, json_path)
     render_result(record, console)
     if compare_paper:
         render_compare_paper(record, console)
@@ -254,3 +218,60 @@ def measure(
         err_console.print(f"result written to {json_path}")
     if record.lateness.early_count:
         raise click.ClickException(f"{record.lateness.early_count} events fired early")
+
+
+def _spec(backend: Backend, options: dict[str, Any]) -> MeasureSpec:
+    """The spec the options ask for; a setting that cannot run is a usage error."""
+    from tickless.results.spec import MeasureSpec
+
+    try:
+        spec = MeasureSpec(
+            timer=TimerPath(options["timer"]),
+            interval_ns=options["interval_ns"],
+            count=options["count"],
+            mode=TickMode(options["mode"]),
+            hz=options["hz"],
+            method=Method(options["method"]),
+            wait=Wait(options["wait"]),
+            slop_ns=options["slop_ns"],
+            realtime=not options["no_rt"],
+            rate=options["rate"],
+            halt_poll_ns=options["halt_poll_ns"],
+            loads=frozenset(Load(load) for load in options["loads"]),
+            backend=backend,
+            platform=options["platform"],
+            seed=options["seed"],
+            io_rate_per_s=options["io_rate_per_s"],
+            io_handler_ns=options["io_handler_ns"],
+            hold_back_ns=options["hold_back_ns"],
+            spin_threshold_ns=options["spin_threshold_ns"],
+        )
+    except InputError as exc:
+        raise click.UsageError(str(exc)) from None
+    if backend is Backend.SIM:
+        from tickless.sim.platforms import resolve_platform
+
+        try:
+            resolve_platform(spec.platform)
+        except InputError as exc:
+            raise click.UsageError(f"--platform: {exc}") from None
+    return spec
+
+
+def _run(spec: MeasureSpec, json_path: Path | None) -> ResultRecord:
+    """Run with a progress bar; on Ctrl-C show and keep what was measured, exit 130."""
+    from tickless.backends import measure as run
+    from tickless.results.spec import MeasurementInterrupted
+
+    label = f"{spec.timer} {format_duration_ns(spec.interval_ns)} x {spec.count}"
+    try:
+        with progress_bar(label, spec.count, spec.expected_duration_s > 1.0) as update:
+            return run(spec, progress=update)
+    except MeasurementInterrupted as stop:
+        if stop.partial is not None:
+            render_result(stop.partial, console)
+            if json_path:
+                write_json_atomic(json_path, to_json_dict(stop.partial))
+                err_console.print(f"partial result written to {json_path}")
+        err_console.print("interrupted")
+        sys.exit(EXIT_INTERRUPTED)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from tickless.measure.schema import ResultRecord, SchemaError, load_results
+from tickless.atomicfile import ensure_directory, write_bytes_atomic
+from tickless.results.schema import ResultRecord, load_results
 
 _RESULT_PATH = click.Path(dir_okay=False, path_type=Path)
 
@@ -15,23 +16,11 @@ def _load_all(paths: tuple[Path, ...]) -> list[ResultRecord]:
     """Every record of every file, in order; the first unreadable file stops everything."""
     records: list[ResultRecord] = []
     for path in paths:
-        try:
-            loaded = load_results(path)
-        except SchemaError as exc:
-            raise click.ClickException(str(exc)) from None
+        loaded = load_results(path)
         if not loaded:
             raise click.ClickException(f"{path}: holds an empty list, no result records")
         records.extend(loaded)
     return records
-
-
-def _write(path: Path, data: bytes) -> None:
-    from tickless.measure.figures import write_bytes_atomic
-
-    try:
-        write_bytes_atomic(path, data)
-    except OSError as exc:
-        raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 @click.command()
@@ -92,9 +81,9 @@ def report(
       tickless report run.json --cyclictest-histogram run.hist --max-us 200
     """
     # Imported here so that 'tickless --help' does not pay for matplotlib.
-    from tickless.measure.cyclictest import cyclictest_histogram
-    from tickless.measure.figures import figure_stem, record_figures, write_record_figures
-    from tickless.measure.html_report import DEFAULT_TITLE, build_report
+    from tickless.report.cyclictest import cyclictest_histogram
+    from tickless.report.figures import figure_stem, record_figures, write_record_figures
+    from tickless.report.html_report import DEFAULT_TITLE, build_report
 
     records = _load_all(results)
     # Build everything before writing anything: a failure leaves no half-written set behind.
@@ -102,21 +91,16 @@ def report(
     page = build_report(records, title or DEFAULT_TITLE, figures=figures)
     histogram_text = cyclictest_histogram(records, max_us) if histogram_path else None
 
-    _write(out_path, page.encode("utf-8"))
+    write_bytes_atomic(out_path, page.encode("utf-8"))
     click.echo(f"report written to {out_path} ({len(records)} runs)")
     if figures_dir is not None:
-        try:
-            figures_dir.mkdir(parents=True, exist_ok=True)
-            written = [
-                p
-                for i, (record, figs) in enumerate(zip(records, figures, strict=True), start=1)
-                for p in write_record_figures(figs, figures_dir, figure_stem(record, i))
-            ]
-        except OSError as exc:
-            raise click.ClickException(
-                f"cannot write figures to {figures_dir}: {exc.strerror or exc}"
-            ) from None
+        ensure_directory(figures_dir)
+        written = [
+            p
+            for i, (record, figs) in enumerate(zip(records, figures, strict=True), start=1)
+            for p in write_record_figures(figs, figures_dir, figure_stem(record, i))
+        ]
         click.echo(f"{len(written)} figures written to {figures_dir}")
     if histogram_path is not None and histogram_text is not None:
-        _write(histogram_path, histogram_text.encode("ascii"))
+        write_bytes_atomic(histogram_path, histogram_text.encode("ascii"))
         click.echo(f"cyclictest histogram written to {histogram_path}")

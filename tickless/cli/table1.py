@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from tickless.axes import Load, TimerPath, choices
 from tickless.cli.common import (
     EXIT_INTERRUPTED,
     console,
@@ -15,18 +16,20 @@ from tickless.cli.common import (
     progress_bar,
     require_kvm,
 )
-from tickless.host.load import LoadError
-from tickless.kvm.errors import KvmError
-from tickless.measure.schema import ResultRecord, to_json_dict, write_json_atomic
+from tickless.errors import TicklessError
+from tickless.results.paper import INTERVALS_US, PAPER_EVENTS
+from tickless.results.schema import ResultRecord, to_json_dict, write_json_atomic
 
 
 @click.command()
-@click.option("--quick", is_flag=True, help="300 events per run instead of the paper's 4500.")
+@click.option(
+    "--quick", is_flag=True, help=f"300 events per run instead of the paper's {PAPER_EVENTS}."
+)
 @click.option(
     "--timer",
     "timers",
     multiple=True,
-    type=click.Choice(["host", "lapic", "pv", "precise"]),
+    type=click.Choice(choices(TimerPath)),
     help="Only these timer paths (repeatable). Default: all four.",
 )
 @click.option(
@@ -34,13 +37,15 @@ from tickless.measure.schema import ResultRecord, to_json_dict, write_json_atomi
     "intervals_us",
     multiple=True,
     type=click.IntRange(1, 1_000_000),
-    help="Only these intervals in µs (repeatable). Default: the paper's 10, 50, 100, 150.",
+    help="Only these intervals in µs (repeatable). Default: the paper's "
+    + ", ".join(map(str, INTERVALS_US))
+    + ".",
 )
 @click.option(
     "--load",
     "loads",
     multiple=True,
-    type=click.Choice(["idle", "cpu", "io"]),
+    type=click.Choice(choices(Load)),
     help="Only these loads (repeatable). Default: idle, cpu, io.",
 )
 @json_option("Write every row as a result record (a JSON list), rewritten after each run.")
@@ -53,21 +58,14 @@ def table1(
 ) -> None:
     """Run every timer path at the paper's intervals, idle and loaded, and print our
     Table 1 beside the paper's. Ctrl-C keeps the rows finished so far."""
-    from tickless.measure.runner import MeasurementInterrupted
-    from tickless.measure.table1 import (
-        PAPER_COUNT,
-        QUICK_COUNT,
-        Table1Plan,
-        render_table1,
-        run_table1,
-    )
-    from tickless.vmm.machine import GuestStopped
+    from tickless.measure.table1 import QUICK_COUNT, Table1Plan, render_table1, run_table1
+    from tickless.results.spec import MeasurementInterrupted
 
     plan = Table1Plan(
-        timers=timers or Table1Plan.timers,
+        timers=tuple(map(TimerPath, timers)) or Table1Plan.timers,
         intervals_us=intervals_us or Table1Plan.intervals_us,
-        loads=loads or Table1Plan.loads,
-        count=QUICK_COUNT if quick else PAPER_COUNT,
+        loads=tuple(map(Load, loads)) or Table1Plan.loads,
+        count=QUICK_COUNT if quick else PAPER_EVENTS,
     )
     require_kvm()
     records: list[ResultRecord] = []
@@ -83,7 +81,7 @@ def table1(
             run_table1(plan, keep, on_run_start=lambda spec: update(len(records)))
     except (KeyboardInterrupt, MeasurementInterrupted):  # the run in progress is dropped
         interrupted = True
-    except (GuestStopped, KvmError, LoadError, OSError, RuntimeError) as exc:
+    except TicklessError as exc:  # keep the finished rows, say how far it got
         if records:
             render_table1(records, console)
         raise click.ClickException(f"{exc} (after {len(records)} of {plan.runs} runs)") from None

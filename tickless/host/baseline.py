@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tickless.buildcache import cached_build, require_tool, run_tool, tool_version
+from tickless.errors import TicklessError
 from tickless.host.realtime import RealtimePolicy
 
 SRC = Path(__file__).parent / "src" / "hostbench.c"
@@ -30,7 +31,7 @@ MAX_COUNT = 10_000_000
 _PROGRESS_PERIOD_S = 0.1
 
 
-class HostBaselineError(RuntimeError):
+class HostBaselineError(TicklessError):
     """hostbench exited with an error; the message carries its stderr."""
 
 

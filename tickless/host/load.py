@@ -10,8 +10,10 @@ import time
 from dataclasses import dataclass
 from types import TracebackType
 
+from tickless.errors import TicklessError
 
-class LoadError(RuntimeError):
+
+class LoadError(TicklessError):
     """The load generator is missing or failed."""
 
 

@@ -1,7 +1,9 @@
 """Errors of the KVM layer, each carrying a message a user can act on."""
 
+from tickless.errors import TicklessError
 
-class KvmError(RuntimeError):
+
+class KvmError(TicklessError):
     """An ioctl on /dev/kvm, a VM or a vCPU failed."""
 
 

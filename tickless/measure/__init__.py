@@ -1,2 +1,3 @@
-"""Measurement side of the harness: statistics, the result file schema, the paper's reference
-table and console reports. Kept free of KVM code so results can be read and compared anywhere."""
+"""The real backends: a measurement in a KVM guest (``kvm``), the same method on the bare
+host (``host``), our Table 1 over any backend (``table1``) and idle guests (``idle``).
+Registered, with the simulator, in ``tickless.backends``."""

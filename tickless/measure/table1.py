@@ -13,24 +13,25 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.table import Table
 
-from tickless.measure.paper import paper_rows
-from tickless.measure.runner import MeasureSpec, measure
-from tickless.measure.schema import ResultRecord
+from tickless.axes import Backend, Load, TimerPath
+from tickless.backends import measure
+from tickless.results.paper import INTERVALS_US, PAPER_EVENTS, paper_rows
+from tickless.results.schema import ResultRecord
+from tickless.results.spec import MeasureSpec
 
-TIMERS = ("host", "lapic", "pv", "precise")
-INTERVALS_US = (10, 50, 100, 150)
-LOADS = ("idle", "cpu", "io")
-PAPER_COUNT = 4500
+# Row order within a setting: the floor first, then the paper's KVM, then ours.
+TIMERS = (TimerPath.HOST, TimerPath.LAPIC, TimerPath.PV, TimerPath.PRECISE)
+LOADS = (Load.IDLE, Load.CPU, Load.IO)
 QUICK_COUNT = 300
 
 
 @dataclass(frozen=True)
 class Table1Plan:
-    timers: tuple[str, ...] = TIMERS
+    timers: tuple[TimerPath, ...] = TIMERS
     intervals_us: tuple[int, ...] = INTERVALS_US
-    loads: tuple[str, ...] = LOADS
-    count: int = PAPER_COUNT
-    backend: str = "kvm"
+    loads: tuple[Load, ...] = LOADS
+    count: int = PAPER_EVENTS
+    backend: Backend = Backend.KVM
     platform: str = "KVM"
 
     def specs(self) -> Iterator[MeasureSpec]:
@@ -38,13 +39,13 @@ class Table1Plan:
         for interval_us in self.intervals_us:
             for load in self.loads:
                 for timer in self.timers:
-                    if timer == "host" and load == "io":
+                    if timer is TimerPath.HOST and load is Load.IO:
                         continue
                     yield MeasureSpec(
                         timer=timer,
                         interval_ns=interval_us * 1000,
                         count=self.count,
-                        load=load,
+                        loads=frozenset({load}),
                         backend=self.backend,
                         platform=self.platform,
                     )

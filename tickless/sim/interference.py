@@ -4,7 +4,7 @@ The paper's heavy-IO experiment pinned the disk interrupt to the timer's CPU: 17
 interrupts/s against 11.52 when idle (its Fig 7). Since Linux 2.6.35 interrupt handlers do
 not nest, so a timer interrupt that arrives while a disk handler runs waits for it to end.
 
-* Disk interrupts arrive as a Poisson process at ``IO_IRQ_RATE_PER_S`` on the timer's CPU.
+* Disk interrupts arrive as a Poisson process at ``PAPER_IO_RATE_PER_S`` on the timer's CPU.
 * Each one occupies the CPU, non-preemptibly, for the bare handler cost (``HandlerCost``, a
   gamma distribution: one global model for every platform) plus what the platform adds per
   interrupt (``PlatformProfile.irq_overhead_ns``: its round trips through the VMM).
@@ -32,11 +32,11 @@ import numpy.typing as npt
 from scipy import optimize, special
 from scipy import stats as sps
 
+from tickless.axes import Load
+from tickless.results.paper import PAPER_IO_RATE_PER_S
 from tickless.sim.profile import SimInputError
 
 __all__ = [
-    "IDLE_IRQ_RATE_PER_S",
-    "IO_IRQ_RATE_PER_S",
     "LOAD_IRQ_RATE_PER_S",
     "HandlerCost",
     "IrqSource",
@@ -46,9 +46,9 @@ __all__ = [
     "irq_rate_for_load",
 ]
 
-IO_IRQ_RATE_PER_S = 1733.35  # the paper's heavy-IO interrupt rate on the timer's CPU
-IDLE_IRQ_RATE_PER_S = 11.52  # the paper's idle rate: absorbed in each idle fit, not simulated
-LOAD_IRQ_RATE_PER_S: dict[str, float] = {"idle": 0.0, "io": IO_IRQ_RATE_PER_S}
+# The paper's idle background (PAPER_IDLE_IRQ_RATE_PER_S) is absorbed in each idle fit, so
+# the simulated idle load has no device interrupts.
+LOAD_IRQ_RATE_PER_S: dict[str, float] = {Load.IDLE: 0.0, Load.IO: PAPER_IO_RATE_PER_S}
 
 
 def irq_rate_for_load(load: str) -> float:

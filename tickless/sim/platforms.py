@@ -20,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from tickless.axes import Load, TickMode
 from tickless.guest.abi import MIN_DELTA_NS
-from tickless.measure.paper import PLATFORMS, PaperRow, paper_rows
-from tickless.measure.schema import ResultRecord
+from tickless.results.paper import PLATFORMS, PaperRow, paper_rows
+from tickless.results.schema import ResultRecord
 from tickless.sim.interference import HandlerCost
 from tickless.sim.profile import (
     DeliveryModel,
@@ -120,7 +121,7 @@ def is_fitted_row(row: PaperRow) -> bool:
     """Whether a Table 1 row was used for fitting (the rest are predictions)."""
     if row.interval_us != FIT_INTERVAL_US:
         return False
-    return row.load == "idle" or row.platform == HANDLER_FIT_PLATFORM
+    return row.load == Load.IDLE or row.platform == HANDLER_FIT_PLATFORM
 
 
 def _row(platform: str, load: str) -> PaperRow:
@@ -130,14 +131,14 @@ def _row(platform: str, load: str) -> PaperRow:
 
 def _idle_delivery(platform: str) -> DeliveryModel:
     """Delivery latency from the idle 50 µs row: mean interval - d, and its sd."""
-    row = _row(platform, "idle")
+    row = _row(platform, Load.IDLE)
     return DeliveryModel.from_moments((row.mean_us - row.interval_us) * 1000, row.sd_us * 1000)
 
 
 def handler_fit_row() -> tuple[PaperRow, DeliveryModel]:
     """The one heavy-IO row the bare handler cost is fitted on, and that platform's idle
     delivery model (the part of the row that is not interference)."""
-    return _row(HANDLER_FIT_PLATFORM, "io"), _idle_delivery(HANDLER_FIT_PLATFORM)
+    return _row(HANDLER_FIT_PLATFORM, Load.IO), _idle_delivery(HANDLER_FIT_PLATFORM)
 
 
 @functools.cache
@@ -184,7 +185,7 @@ def paper_profile(platform: str) -> PlatformProfile:
     through the VMM and an entry with an injection.
     """
     mech = MECHANISMS[platform]
-    row = _row(platform, "idle")
+    row = _row(platform, Load.IDLE)
     delivery = _idle_delivery(platform)
     exit_cost = delivery.mean_ns
     hold_back = hold_back_for(mech.irq_exits * exit_cost) if mech.precise_channel else 0
@@ -194,7 +195,7 @@ def paper_profile(platform: str) -> PlatformProfile:
         fitted_on=FitSource(
             source=f"{PAPER_SOURCE}, idle, {FIT_INTERVAL_US} us",
             interval_ns=row.interval_us * 1000,
-            load="idle",
+            load=Load.IDLE.value,
             mean_ns=row.mean_us * 1000,
             sd_ns=row.sd_us * 1000,
         ),
@@ -244,11 +245,11 @@ def fit_from_record(record: ResultRecord, name: str, source: str) -> PlatformPro
     interference components are KVM's (an emulated disk; a round trip costs the run's mean
     latency).
     """
-    if record.mode != "tickless":
+    if record.mode != TickMode.TICKLESS:
         raise ProfileError(
             "fit needs a tickless run: a periodic run measures the tick, not delivery"
         )
-    if record.load != "idle":
+    if record.load != Load.IDLE:
         raise ProfileError(f"fit needs an idle run, this one ran under {record.load!r} load")
     lateness = np.asarray(record.lateness_ns, dtype=np.float64)
     if lateness.size < 2:

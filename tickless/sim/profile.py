@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from tickless.errors import InputError
 from tickless.guest.abi import MAX_DELTA_NS, MIN_DELTA_NS
 from tickless.jsonfields import StrictReader
 
@@ -64,9 +65,8 @@ DEFAULT_JITTER_SHAPE = 4.0
 STALL_CUTOFF_SDS = 8.0
 
 
-class SimInputError(ValueError, RuntimeError):
-    """Bad input to the simulator (a ValueError); also a RuntimeError so that commands that
-    report runtime failures in one line report it the same way."""
+class SimInputError(InputError):
+    """Bad input to the simulator: a user error (and a ValueError, as callers expect)."""
 
 
 class ProfileError(SimInputError):

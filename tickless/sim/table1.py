@@ -13,10 +13,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tickless.measure.paper import PAPER_EVENTS, PaperRow, paper_rows
-from tickless.measure.runner import MeasureSpec
-from tickless.measure.stats import IntervalStats
-from tickless.sim.interference import IO_IRQ_RATE_PER_S, HandlerCost, fit_handler_cost
+from tickless.axes import Backend, Load, TimerPath
+from tickless.results.paper import PAPER_EVENTS, PAPER_IO_RATE_PER_S, PaperRow, paper_rows
+from tickless.results.spec import MeasureSpec
+from tickless.results.stats import IntervalStats
+from tickless.sim.interference import HandlerCost, fit_handler_cost
 from tickless.sim.measure import simulate
 from tickless.sim.platforms import (
     HANDLER_FIT_PLATFORM,
@@ -92,11 +93,11 @@ def simulate_table1(
     rows = []
     for i, paper in enumerate(paper_rows(), start=1):
         spec = MeasureSpec(
-            timer="pv",
+            timer=TimerPath.PV,
             interval_ns=paper.interval_us * 1000,
             count=count,
-            load=paper.load,
-            backend="sim",
+            loads=frozenset({Load(paper.load)}),
+            backend=Backend.SIM,
             platform=paper.platform,
             seed=seed,
         )
@@ -185,16 +186,19 @@ def calibrate_bare_handler(count: int = 200_000, iterations: int = 4, seed: int 
     want_var = (row.sd_us * 1000) ** 2 - delivery.sd_ns**2
     goal_mean, goal_var = want_mean, want_var
     spec = MeasureSpec(
-        timer="pv",
+        timer=TimerPath.PV,
         interval_ns=row.interval_us * 1000,
         count=count,
-        load="io",
-        backend="sim",
+        loads=frozenset({Load.IO}),
+        backend=Backend.SIM,
         platform=HANDLER_FIT_PLATFORM,
         seed=seed,
     )
     handler = fit_handler_cost(
-        step_ns=step, extra_mean_ns=goal_mean, extra_var_ns2=goal_var, rate_per_s=IO_IRQ_RATE_PER_S
+        step_ns=step,
+        extra_mean_ns=goal_mean,
+        extra_var_ns2=goal_var,
+        rate_per_s=PAPER_IO_RATE_PER_S,
     )
     for _ in range(iterations):
         stats = simulate(spec, profile, handler=handler).stats
@@ -210,6 +214,6 @@ def calibrate_bare_handler(count: int = 200_000, iterations: int = 4, seed: int 
             step_ns=step,
             extra_mean_ns=goal_mean,
             extra_var_ns2=goal_var,
-            rate_per_s=IO_IRQ_RATE_PER_S,
+            rate_per_s=PAPER_IO_RATE_PER_S,
         )
     return handler

@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from tickless.measure.paper import INTERVALS_US, LOADS, PAPER_EVENTS, nearest_setting_us, paper_rows
-from tickless.measure.schema import ResultRecord
+from tickless.results.paper import INTERVALS_US, LOADS, PAPER_EVENTS, nearest_setting_us, paper_rows
+from tickless.results.schema import ResultRecord
 from tickless.units import format_duration_ns
 
 __all__ = ["render_compare_paper", "render_result"]

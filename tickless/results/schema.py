@@ -57,8 +57,10 @@ from pathlib import Path
 from typing import Any
 
 from tickless.atomicfile import write_bytes_atomic
+from tickless.axes import Backend, Method, TickMode, choices
+from tickless.errors import TicklessError
 from tickless.jsonfields import StrictReader, json_type
-from tickless.measure.stats import IntervalStats, LatenessStats
+from tickless.results.stats import IntervalStats, LatenessStats
 
 __all__ = [
     "BACKENDS",
@@ -75,12 +77,13 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
-BACKENDS = ("kvm", "sim", "host")
-MODES = ("tickless", "periodic")
-METHODS = ("relative", "absolute")
+# The closed axes a record is checked against; "timer" and "load" stay open sets of strings.
+BACKENDS = tuple(choices(Backend))
+MODES = tuple(choices(TickMode))
+METHODS = tuple(choices(Method))
 
 
-class SchemaError(ValueError):
+class SchemaError(TicklessError, ValueError):
     """A result file or record that cannot be read; the message is one line naming the problem."""
 
 
@@ -148,13 +151,13 @@ class ResultRecord:
 
     def __post_init__(self) -> None:
         # Fail when the record is built, not later when someone tries to load the file.
-        for name, value, choices in (
+        for name, value, allowed in (
             ("backend", self.backend, BACKENDS),
             ("mode", self.mode, MODES),
             ("method", self.method, METHODS),
         ):
-            if value not in choices:
-                raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
         if self.interval_ns <= 0:
             raise ValueError(f"interval_ns must be positive, got {self.interval_ns}")
 
@@ -229,22 +232,12 @@ def _iso8601(reader: StrictReader, key: str) -> str:
     return value
 
 
-def from_json_dict(d: Any) -> ResultRecord:
-    """Validate an on-disk record and rebuild it; raises SchemaError naming the first bad key."""
-    if not isinstance(d, dict):
-        raise SchemaError(f"a result record must be a JSON object, got {json_type(d)}")
-    top = _reader(d)
-    version = top.int_("schema_version")
-    if version != SCHEMA_VERSION:
-        raise SchemaError(
-            f"key 'schema_version' is {version}; this tool reads version {SCHEMA_VERSION} only"
-        )
-
+def _stats(top: StrictReader) -> IntervalStats:
     ci = top.float_list("ci99_ns")
     if len(ci) != 2:
         raise top.fail("ci99_ns", f"must be a [low, high] pair, got {len(ci)} items")
     ci_low, ci_high = ci
-    stats = IntervalStats(
+    return IntervalStats(
         count=top.int_("count", minimum=1),
         mean_ns=top.float_("mean_ns"),
         sd_ns=top.float_("sd_ns"),
@@ -257,6 +250,8 @@ def from_json_dict(d: Any) -> ResultRecord:
         max_ns=top.float_("max_ns"),
     )
 
+
+def _lateness(top: StrictReader) -> LatenessStats:
     late = top.object_("lateness")
     lateness = LatenessStats(
         mean_ns=late.float_("mean_ns"),
@@ -266,7 +261,10 @@ def from_json_dict(d: Any) -> ResultRecord:
         early_count=late.int_("early_count"),
     )
     late.check_no_extra()
+    return lateness
 
+
+def _host_counts(top: StrictReader) -> HostCounts:
     h = top.object_("host")
     host = HostCounts(
         exits=h.int_("exits"),
@@ -281,7 +279,21 @@ def from_json_dict(d: Any) -> ResultRecord:
     _check_rate(h, "timer_events_per_s", host.timer_events_per_s)
     _check_rate(h, "injections_per_s", host.injections_per_s)
     h.check_no_extra()
+    return host
 
+
+def from_json_dict(d: Any) -> ResultRecord:
+    """Validate an on-disk record and rebuild it; raises SchemaError naming the first bad key."""
+    if not isinstance(d, dict):
+        raise SchemaError(f"a result record must be a JSON object, got {json_type(d)}")
+    top = _reader(d)
+    version = top.int_("schema_version")
+    if version != SCHEMA_VERSION:
+        raise SchemaError(
+            f"key 'schema_version' is {version}; this tool reads version {SCHEMA_VERSION} only"
+        )
+
+    stats, lateness, host = _stats(top), _lateness(top), _host_counts(top)
     record = ResultRecord(
         backend=top.str_("backend", BACKENDS),
         timer=top.str_("timer"),

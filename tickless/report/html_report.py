@@ -12,9 +12,9 @@ import base64
 import html
 from collections.abc import Iterable, Sequence
 
-from tickless.measure.figures import record_figures, record_title
-from tickless.measure.paper import LOADS, PAPER_EVENTS, PaperRow, nearest_setting_us, paper_rows
-from tickless.measure.schema import ResultRecord
+from tickless.report.figures import record_figures, record_title
+from tickless.results.paper import LOADS, PAPER_EVENTS, PaperRow, nearest_setting_us, paper_rows
+from tickless.results.schema import ResultRecord
 from tickless.units import format_duration_ns
 
 __all__ = ["DEFAULT_TITLE", "build_report"]

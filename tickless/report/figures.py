@@ -23,8 +23,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from tickless.atomicfile import write_bytes_atomic
-from tickless.measure.schema import ResultRecord
-from tickless.measure.stats import histogram
+from tickless.results.schema import ResultRecord
+from tickless.results.stats import histogram
 from tickless.units import format_duration_ns
 
 __all__ = [

@@ -14,10 +14,14 @@ import functools
 from dataclasses import dataclass
 from importlib import resources
 
+from tickless.axes import Load
+
 __all__ = [
     "INTERVALS_US",
     "LOADS",
     "PAPER_EVENTS",
+    "PAPER_IDLE_IRQ_RATE_PER_S",
+    "PAPER_IO_RATE_PER_S",
     "PLATFORMS",
     "PaperRow",
     "nearest_setting_us",
@@ -34,8 +38,11 @@ PLATFORMS: tuple[str, ...] = (
     "Linux",
 )
 INTERVALS_US: tuple[int, ...] = (10, 50, 100, 150)
-LOADS: tuple[str, ...] = ("idle", "io")
+LOADS: tuple[str, ...] = (Load.IDLE, Load.IO)
 PAPER_EVENTS = 4500  # timer events per setting, the n behind each mean and CI
+# Interrupts per second on the timer's CPU, as the paper's text gives them (its Fig 7):
+PAPER_IO_RATE_PER_S = 1733.35  # heavy disk reads pinned to the timer's CPU (load "io")
+PAPER_IDLE_IRQ_RATE_PER_S = 11.52  # the idle system's background
 
 _DATA_FILE = "data/paper_table1.csv"
 
@@ -56,7 +63,7 @@ class PaperRow:
 @functools.cache
 def _all_rows() -> tuple[PaperRow, ...]:
     """Parse the packaged CSV once; a tuple so the cached value cannot be mutated by callers."""
-    text = resources.files("tickless.measure").joinpath(_DATA_FILE).read_text(encoding="utf-8")
+    text = resources.files("tickless.results").joinpath(_DATA_FILE).read_text(encoding="utf-8")
     lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
     return tuple(
         PaperRow(

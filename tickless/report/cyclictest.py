@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tickless.measure.schema import ResultRecord
+from tickless.results.schema import ResultRecord
 
 __all__ = [
     "CYCLICTEST_FORMAT",

@@ -1,0 +1,249 @@
+"""The KVM backend: one measurement in a real guest, on a chosen timer path.
+
+N timer events every d; the measured interval is the time between consecutive events
+(relative method: each event arms the next d after itself, so the mean is d plus the
+delivery latency). Paths: ``pv`` (our paravirtual clock-event device), ``lapic`` (KVM's
+in-kernel LAPIC timer in TSC-deadline mode: the paper's "KVM" row) and ``precise`` (the
+dedicated precise channel). ``host`` runs no guest: see ``tickless.measure.host``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+from tickless.axes import Backend, Load, TimerPath
+from tickless.errors import GuestStopped
+from tickless.guest.abi import Scenario
+from tickless.host.cputime import process_cpu_s
+from tickless.host.load import HostCpuLoad
+from tickless.host.realtime import RealtimePolicy
+from tickless.host.timer_thread import HostTimerThread
+from tickless.measure.machine_info import machine_facts
+from tickless.results.schema import HostCounts, ResultRecord
+from tickless.results.spec import MeasurementInterrupted, MeasureSpec, Progress, build_record
+from tickless.vmm.config import GuestConfig
+from tickless.vmm.host import VmmHost
+from tickless.vmm.machine import GuestMachine
+
+__all__ = ["measure_kvm", "realtime_policy", "watch"]
+
+
+def realtime_policy(spec: MeasureSpec) -> RealtimePolicy:
+    """SCHED_FIFO for the host timer thread unless the spec asked for --no-rt."""
+    if spec.realtime:
+        return RealtimePolicy()
+    return RealtimePolicy(fifo_priority=None, hold_cpu_dma_latency=False)
+
+
+def _guest_config(spec: MeasureSpec) -> GuestConfig:
+    precise = spec.timer is TimerPath.PRECISE
+    return GuestConfig(
+        scenario=Scenario.MEASURE,
+        timer=spec.timer,
+        method=spec.method,
+        wait=spec.wait,
+        mode=spec.mode,
+        interval_ns=spec.interval_ns,
+        count=spec.count,
+        hz=spec.hz,
+        rate=spec.rate,
+        halt_poll_ns=spec.halt_poll_ns,
+        io_rate_per_s=spec.io_rate_per_s if Load.IO in spec.loads else 0.0,
+        io_handler_ns=spec.io_handler_ns,
+        hold_back_ns=spec.hold_back_window_ns if precise else 0,
+        spin_threshold_ns=spec.spin_threshold_ns,
+        second_vcpu_busy=Load.CPU in spec.loads,
+        vcpu_policy=VCPU_PRECISE_POLICY if precise else None,
+        seed=spec.seed,
+    )
+
+
+# The precise channel pins its vCPU and its host timer thread to different CPUs, as the
+# paper pinned the timer's VCPU to a physical CPU of its own.
+VCPU_PRECISE_POLICY = RealtimePolicy(fifo_priority=80, cpu=1)
+PRECISE_TIMER_POLICY = RealtimePolicy(fifo_priority=95, cpu=0)
+OTHER_TIMERS_WITH_PRECISE = RealtimePolicy(fifo_priority=90, cpu=0)  # off the vCPU's CPU
+
+
+def watch(
+    machine: GuestMachine, host: VmmHost, stall_timeout_s: float, progress: Progress | None
+) -> None:
+    """Wait for the guest, reporting progress; stop it if it stalls or the host fails."""
+    last_events, last_change = -1, time.monotonic()
+    while machine.running:
+        machine.join(0.1)
+        events = machine.events_recorded
+        if progress is not None:
+            progress(events)
+        now = time.monotonic()
+        if events != last_events:
+            last_events, last_change = events, now
+        elif now - last_change > stall_timeout_s:
+            machine.request_stop(f"guest made no progress for {stall_timeout_s:g} s")
+        if host.timers.error is not None:
+            machine.request_stop(f"host timer thread failed: {host.timers.error!r}")
+    machine.join(5)
+
+
+def measure_kvm(spec: MeasureSpec, progress: Progress | None = None) -> ResultRecord:
+    """Boot a guest for ``spec``, watch it run, and build its record from its timestamps."""
+    precise = spec.timer is TimerPath.PRECISE
+    with contextlib.ExitStack() as stack:
+        cpu_load = stack.enter_context(HostCpuLoad()) if Load.CPU in spec.loads else None
+        policy = OTHER_TIMERS_WITH_PRECISE if precise else realtime_policy(spec)
+        host = stack.enter_context(VmmHost(spec.slop_ns, policy))
+        precise_timers = host.dedicated_precise_timers(PRECISE_TIMER_POLICY) if precise else None
+        machine = host.boot(_guest_config(spec), precise_timers=precise_timers)
+        duration_s, cpu_s, interrupted = _run_guest(spec, host, machine, progress)
+        events = machine.outcome.events if machine.outcome.ok else machine.events_recorded
+        notes = [*host.timers.problems, *host.timers.callback_errors, *machine.vcpu_problems]
+        counts = _host_counts(spec, host, machine, duration_s, cpu_s, notes)
+        notes.extend(_guest_notes(spec, machine, duration_s))
+        if interrupted:
+            notes.append(f"interrupted after {events} of {spec.count} events")
+        facts = machine_facts(
+            tsc_khz=host.tsc_hz // 1000,
+            timer_thread="SCHED_FIFO 90" if spec.realtime else "SCHED_OTHER",
+            guest_wait=spec.wait,
+            dilation=str(spec.rate),
+            slop_ns=spec.slop_ns,
+        )
+        timestamps = machine.timestamps_ns(events) if events else None
+    if cpu_load is not None and cpu_load.report is not None:
+        r = cpu_load.report
+        notes.append(
+            f"cpu load: stress-ng --cpu {r.workers} used {r.cpu_s:.2f} CPU-s in {r.wall_s:.2f} s "
+            f"({r.cores_busy:.2f} cores busy)"
+        )
+    if timestamps is None:
+        if interrupted:
+            raise MeasurementInterrupted(None)
+        raise GuestStopped("no timer event was recorded")
+    record = build_record(spec, Backend.KVM, timestamps, counts, facts, notes)
+    if interrupted:
+        raise MeasurementInterrupted(record)
+    return record
+
+
+def _run_guest(
+    spec: MeasureSpec, host: VmmHost, machine: GuestMachine, progress: Progress | None
+) -> tuple[float, float, bool]:
+    """Run the guest to its end (or Ctrl-C); (wall s, VMM CPU s, interrupted). A guest that
+    stopped on its own without finishing is the user's problem to see: GuestStopped."""
+    cpu0, t0 = process_cpu_s(), time.monotonic()
+    machine.start()
+    interrupted = False
+    try:
+        watch(machine, host, spec.stall_timeout_s + spec.interval_ns / 1e9, progress)
+    except KeyboardInterrupt:
+        interrupted = True
+        machine.request_stop("interrupted (Ctrl-C)")
+        machine.join(5)
+    duration_s, cpu_s = time.monotonic() - t0, process_cpu_s() - cpu0
+    outcome = machine.outcome
+    if not outcome.ok and not interrupted:
+        console = f"; guest console: {outcome.console.strip()}" if outcome.console else ""
+        raise GuestStopped(f"guest stopped: {outcome.reason}{console}")
+    return duration_s, cpu_s, interrupted
+
+
+def _guest_notes(spec: MeasureSpec, machine: GuestMachine, duration_s: float) -> list[str]:
+    """What the guest's loads did: the I/O device's rate, the busy second vCPU."""
+    notes = []
+    if machine.io is not None:
+        notes.extend(_io_notes(spec, machine, duration_s))
+    if machine.ap is not None:
+        machine.join(5)
+        ap_cpu_s = machine.ap_cpu_ns / 1e9
+        notes.append(f"cpu load: guest vCPU 1 busy for {ap_cpu_s:.2f} CPU-s")
+        if machine.ap_error:
+            notes.append(machine.ap_error)
+    return notes
+
+
+def _host_counts(
+    spec: MeasureSpec,
+    host: VmmHost,
+    machine: GuestMachine,
+    duration_s: float,
+    cpu_s: float,
+    notes: list[str],
+) -> HostCounts:
+    """The host-side cost of the timer path just run; explanations go into ``notes``."""
+    shared, outcome = machine.shared, machine.outcome
+    hypercalls, exits = outcome.hypercalls, sum(outcome.exits.values())
+    if spec.timer is TimerPath.PV:
+        timer_events = int(shared.irq_count)
+        injections, wakeups = int(shared.host_fired), host.timers.stats.wakeups
+        merged = injections - timer_events
+        if merged > 0:
+            notes.append(f"{merged} host timer expiries merged into earlier interrupts")
+        notes.append(_lateness_note(host.timers, host.tsc_hz))
+    elif spec.timer is TimerPath.PRECISE:
+        timers = host.precise_timers
+        assert timers is not None
+        timer_events = int(shared.precise_irq_count)
+        injections, wakeups = machine.precise.stats.fired, timers.stats.wakeups
+        spin_s = int(shared.spin_ns) / 1e9
+        notes.append(
+            f"precise: {int(shared.precise_irq_events)} events by early interrupt, "
+            f"{int(shared.precise_spin_events)} spun to without one; the guest spun "
+            f"{spin_s:.3f} s ({100 * spin_s / duration_s:.0f} % of the run): the CPU cost "
+            f"of this precision"
+        )
+        notes.append(
+            f"precise: adaptive advance ended at {machine.precise.advance.advance_ns / 1000:.1f}"
+            f" us; host woke after the deadline {machine.precise.stats.late_wakeups} times"
+        )
+        notes.append(_lateness_note(timers, host.tsc_hz))
+    else:
+        timer_events = injections = wakeups = int(shared.lapic_irq_count)
+        notes.append("lapic: expiries and injections are KVM's in-kernel LAPIC timer's")
+    return HostCounts(
+        exits=exits,
+        hypercalls=hypercalls,
+        injections=injections,
+        wakeups=wakeups,
+        timer_events=timer_events,
+        duration_s=duration_s,
+        cpu_s=cpu_s,
+    )
+
+
+def _lateness_note(timers: HostTimerThread, tsc_hz: int) -> str:
+    stats = timers.stats
+    if not stats.wakeups:
+        return "host timer thread did not wake"
+    late_us = stats.late_ticks_total / stats.wakeups / tsc_hz * 1e6
+    max_us = stats.late_ticks_max / tsc_hz * 1e6
+    return f"host timer thread woke {late_us:.1f} us late on average (max {max_us:.1f} us)"
+
+
+def io_rate_achieved(machine: GuestMachine) -> float:
+    """Device interrupts the guest's handler actually ran, per second of the load."""
+    assert machine.io is not None
+    return machine.io.stats.rate_per_s(int(machine.shared.io_irq_count))
+
+
+def _io_notes(spec: MeasureSpec, machine: GuestMachine, duration_s: float) -> list[str]:
+    assert machine.io is not None
+    stats = machine.io.stats
+    notes = [
+        f"io load: requested {spec.io_rate_per_s:.0f} IRQ/s, achieved "
+        f"{io_rate_achieved(machine):.0f} IRQ/s in the guest "
+        f"(handler busy {spec.io_handler_ns / 1000:g} us each)"
+    ]
+    achieved = io_rate_achieved(machine)
+    if achieved < 0.9 * spec.io_rate_per_s:
+        notes.append(
+            f"io load: WARNING the guest took only {achieved:.0f} of {spec.io_rate_per_s:.0f} "
+            f"IRQ/s ({int(machine.shared.io_irq_count)} interrupts): this run was short or "
+            "the device fell behind, so it was less loaded than asked"
+        )
+    if machine.io.hold_back is not None:
+        notes.append(
+            f"io load: {stats.deferred} interrupts held back by the precise channel's "
+            f"{spec.hold_back_window_ns / 1000:g} us window, {stats.forced} forced in"
+        )
+    return notes

@@ -1,0 +1,194 @@
+"""What one measurement asks for, and how its timestamps become a result record.
+
+Shared by every backend (``tickless.backends``): the KVM runner, the host baseline and the
+simulator all take a ``MeasureSpec`` and hand back a ``ResultRecord`` built by
+``build_record``, so a record means the same whichever backend wrote it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+from fractions import Fraction
+from typing import TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from tickless.axes import Backend, Load, Method, TickMode, TimerPath, Wait, choices, format_loads
+from tickless.errors import GuestStopped, InputError
+from tickless.results.paper import PAPER_IO_RATE_PER_S
+from tickless.results.schema import HostCounts, ResultRecord
+from tickless.results.stats import summarize, summarize_lateness
+
+__all__ = [
+    "MAX_EVENTS",
+    "MeasureSpec",
+    "MeasurementInterrupted",
+    "Progress",
+    "build_record",
+    "intervals_and_lateness",
+]
+
+MAX_EVENTS = 10_000_000  # timer events one run may ask for (the guest's timestamp buffer)
+# An I/O interrupt stalls a spinning ring-3 guest 30-45 us beyond its handler's own busy
+# time here (world switch into emulated ring 0, entry, EOI, iret): measured, see README.
+HANDLER_ENTRY_EXIT_NS = 70_000
+ASSUMED_LATENCY_NS = 60_000  # only for progress estimates
+
+Progress = Callable[[int], None]
+E = TypeVar("E", bound=Enum)
+
+
+def _member(enum: type[E], value: object, option: str) -> E:
+    """``value`` as a member of ``enum``: callers outside Python's type checks (JSON, tests)
+    may pass the plain string, and a wrong one is the user's error, named by its option."""
+    try:
+        return enum(value)
+    except ValueError:
+        allowed = ", ".join(choices(enum))
+        raise InputError(f"--{option} must be one of {allowed}, not {value!r}") from None
+
+
+def _loads(value: Iterable[Load | str]) -> frozenset[Load]:
+    if isinstance(value, str):  # a bare string would iterate by character
+        value = (value,)
+    try:
+        return frozenset(Load(part) for part in value)
+    except ValueError:
+        raise InputError(
+            f"--load takes {', '.join(choices(Load))} (combine them), not {sorted(value)!r}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class MeasureSpec:
+    timer: TimerPath
+    interval_ns: int
+    count: int
+    mode: TickMode = TickMode.TICKLESS
+    hz: int = 1000
+    method: Method = Method.RELATIVE
+    wait: Wait = Wait.HALT
+    slop_ns: int = 0
+    realtime: bool = True
+    rate: Fraction = Fraction(1)
+    halt_poll_ns: int | None = None
+    stall_timeout_s: float = 10.0
+    loads: frozenset[Load] = field(default_factory=lambda: frozenset({Load.IDLE}))
+    backend: Backend = Backend.KVM  # resolve "auto" with backends.resolve_backend first
+    platform: str = "KVM"  # the simulator's platform profile
+    seed: int = 0  # the simulator's random seed (runs are deterministic for a seed)
+    io_rate_per_s: float = PAPER_IO_RATE_PER_S  # with load "io"
+    io_handler_ns: int = 20_000  # busy time of the guest's I/O interrupt handler
+    hold_back_ns: int | None = None  # precise: hold-back window; None: handler cost + 70 us
+    spin_threshold_ns: int = 200_000  # precise: nearer deadlines are spun to directly
+
+    def __post_init__(self) -> None:
+        for name, enum in (
+            ("timer", TimerPath),
+            ("mode", TickMode),
+            ("method", Method),
+            ("wait", Wait),
+            ("backend", Backend),
+        ):
+            object.__setattr__(self, name, _member(enum, getattr(self, name), name))
+        object.__setattr__(self, "loads", _loads(self.loads))
+        self._check_numbers()
+        self._check_combinations()
+
+    def _check_numbers(self) -> None:
+        if self.interval_ns <= 0:
+            raise InputError("--interval must be positive")
+        if not 1 <= self.count <= MAX_EVENTS:
+            raise InputError(f"--count must be between 1 and {MAX_EVENTS:,}")
+        if not 1 <= self.hz <= 100_000:
+            raise InputError("--hz must be between 1 and 100000")
+        if self.slop_ns < 0:
+            raise InputError("--slop must not be negative")
+        if self.rate <= 0:
+            raise InputError("--dilation must be positive")
+        if self.io_rate_per_s <= 0 or self.io_handler_ns < 0:
+            raise InputError("--io-rate must be positive and --io-handler not negative")
+
+    def _check_combinations(self) -> None:
+        if self.mode is TickMode.PERIODIC and self.timer is not TimerPath.PV:
+            raise InputError("--mode periodic is offered by the pv timer only")
+        if not self.loads:
+            raise InputError(f"--load takes {', '.join(choices(Load))} (combine them)")
+        if Load.IDLE in self.loads and len(self.loads) > 1:
+            raise InputError("--load idle cannot be combined with other loads")
+        if self.timer is TimerPath.HOST and Load.IO in self.loads:
+            raise InputError("--load io is a device in the guest: --timer host has no guest")
+        if self.backend is Backend.HOST and self.timer is not TimerPath.HOST:
+            raise InputError("the host backend runs --timer host only")
+
+    @property
+    def load(self) -> str:
+        """The loads as records store them ("idle", "io", "cpu+io")."""
+        return format_loads(self.loads)
+
+    @property
+    def hold_back_window_ns(self) -> int:
+        """Long enough for one I/O handler (plus its emulated entry and EOI) to finish
+        before the deadline, and no longer: a wider window only makes interrupts wait."""
+        if self.hold_back_ns is not None:
+            return self.hold_back_ns
+        return self.io_handler_ns + HANDLER_ENTRY_EXIT_NS
+
+    @property
+    def expected_duration_s(self) -> float:
+        step_ns = self.interval_ns + ASSUMED_LATENCY_NS
+        if self.mode is TickMode.PERIODIC:
+            step_ns = max(step_ns, 1_000_000_000 // self.hz)
+        return self.count * step_ns / 1e9
+
+
+class MeasurementInterrupted(Exception):
+    """Ctrl-C during a run; ``partial`` holds what was measured up to then."""
+
+    def __init__(self, partial: ResultRecord | None) -> None:
+        super().__init__("interrupted")
+        self.partial = partial
+
+
+def intervals_and_lateness(
+    timestamps_ns: npt.NDArray[np.int64], interval_ns: int, method: Method
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Measured intervals, and each event's lateness against the deadline it asked for."""
+    intervals = np.diff(timestamps_ns)
+    if method is Method.ABSOLUTE:
+        grid = timestamps_ns[0] + interval_ns * np.arange(1, len(timestamps_ns), dtype=np.int64)
+        return intervals, timestamps_ns[1:] - grid
+    return intervals, intervals - interval_ns
+
+
+def build_record(
+    spec: MeasureSpec,
+    backend: Backend,
+    timestamps_ns: npt.NDArray[np.int64],
+    host: HostCounts,
+    machine: dict[str, str],
+    notes: list[str],
+) -> ResultRecord:
+    """The record of a run that produced ``timestamps_ns``; the strings come from the enums."""
+    if len(timestamps_ns) < 2:
+        raise GuestStopped("no timer event was recorded")
+    intervals, lateness = intervals_and_lateness(timestamps_ns, spec.interval_ns, spec.method)
+    return ResultRecord(
+        backend=backend.value,
+        timer=spec.timer.value,
+        mode=spec.mode.value,
+        method=spec.method.value,
+        hz=spec.hz if spec.mode is TickMode.PERIODIC else None,
+        load=spec.load,
+        interval_ns=spec.interval_ns,
+        stats=summarize(intervals),
+        lateness=summarize_lateness(lateness),
+        host=host,
+        intervals_ns=intervals.tolist(),
+        lateness_ns=lateness.tolist(),
+        machine=machine,
+        notes=notes,
+    )

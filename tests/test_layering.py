@@ -130,3 +130,50 @@ def test_the_graph_sees_lazy_and_relative_imports(tmp_path: Path) -> None:
     assert "tickless.measure.kvm" in graph["tickless.backends"]  # imported inside a function
     assert "tickless.sim.measure" in graph["tickless.backends"]
     assert "tickless.results.spec" in graph["tickless.sim.measure"]
+
+
+VOCABULARY = (
+    "tickless.axes",
+    "tickless.errors",
+    "tickless.units",
+    "tickless.atomicfile",
+    "tickless.jsonfields",
+    "tickless.buildcache",
+)
+# docs/architecture.md's table, for the layers whose rule is checked (✔ there).
+MAY_IMPORT = {
+    "tickless.timers": (*VOCABULARY, "tickless.timers", "tickless.guest.abi"),
+    "tickless.kvm": (*VOCABULARY, "tickless.kvm"),
+    "tickless.results": (
+        *VOCABULARY,
+        "tickless.results",
+        "tickless.guest.abi",
+        "tickless.timers.clock",
+    ),
+    "tickless.devices": (
+        *VOCABULARY,
+        "tickless.devices",
+        "tickless.kvm",
+        "tickless.timers",
+        "tickless.host",
+        "tickless.guest",
+        "tickless.vmm.config",
+    ),
+}
+
+
+def _within(module: str, prefixes: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+def test_each_layer_imports_only_what_the_architecture_allows() -> None:
+    graph = import_graph()
+    bad = [
+        f"{module} -> {target}"
+        for layer, allowed in MAY_IMPORT.items()
+        for module, targets in graph.items()
+        if _within(module, (layer,))
+        for target in sorted(targets)
+        if not _within(target, allowed)
+    ]
+    assert bad == [], "imports across the layering of docs/architecture.md: " + ", ".join(bad)

@@ -55,6 +55,7 @@ IMAGE_GPA = 0x100000  # kernel image load address and entry point
 AP_ENTRY_GPA = 0x100010  # the second vCPU's entry point, at a fixed place in the image
 IMAGE_MAX_BYTES = 0x100000
 RESULTS_GPA = 0x200000  # u64 timestamps written by the workload
+MAX_EVENTS = 10_000_000  # timer events one run may record (sizes the results buffer)
 MIN_MEMORY_BYTES = 4 << 20
 KVM_TSS_GPA = 0x7FFF_D000  # three pages KVM keeps for itself (ioctl takes a C int)
 

@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from tickless.axes import Method, choices
 from tickless.buildcache import cached_build, require_tool, run_tool, tool_version
 from tickless.errors import TicklessError
 from tickless.host.realtime import RealtimePolicy
 
 SRC = Path(__file__).parent / "src" / "hostbench.c"
 CFLAGS = ("-O2", "-std=gnu11", "-Wall", "-Wextra", "-Werror")
-METHODS = ("relative", "absolute")
 MAX_COUNT = 10_000_000
 _PROGRESS_PERIOD_S = 0.1
 
@@ -103,8 +103,8 @@ def _validate(interval_ns: int, count: int, method: str) -> None:
         raise ValueError(f"interval_ns must be positive, got {interval_ns}")
     if not 1 <= count <= MAX_COUNT:
         raise ValueError(f"count must be between 1 and {MAX_COUNT}, got {count}")
-    if method not in METHODS:
-        raise ValueError(f"method must be 'relative' or 'absolute', got {method!r}")
+    if method not in choices(Method):
+        raise ValueError(f"method must be {' or '.join(choices(Method))}, got {method!r}")
     if interval_ns * count > 2**62:
         raise ValueError(f"interval_ns * count = {interval_ns * count} ns is absurdly long")
 

@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from tickless.axes import Backend, Load, Method, TickMode, TimerPath, Wait, choices, format_loads
 from tickless.errors import GuestStopped, InputError
+from tickless.guest.abi import MAX_EVENTS
 from tickless.results.paper import PAPER_IO_RATE_PER_S
 from tickless.results.schema import HostCounts, ResultRecord
 from tickless.results.stats import summarize, summarize_lateness
@@ -31,7 +32,6 @@ __all__ = [
     "intervals_and_lateness",
 ]
 
-MAX_EVENTS = 10_000_000  # timer events one run may ask for (the guest's timestamp buffer)
 # An I/O interrupt stalls a spinning ring-3 guest 30-45 us beyond its handler's own busy
 # time here (world switch into emulated ring 0, entry, EOI, iret): measured, see README.
 HANDLER_ENTRY_EXIT_NS = 70_000

@@ -6,10 +6,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from tickless.axes import Method, TickMode, TimerPath, Wait
-from tickless.guest.abi import MIN_MEMORY_BYTES, RESULTS_GPA, Scenario
+from tickless.guest.abi import MAX_EVENTS, MIN_MEMORY_BYTES, RESULTS_GPA, Scenario
 from tickless.host.realtime import RealtimePolicy
 
-MAX_EVENTS = 10_000_000
 HUGE_PAGE = 2 << 20
 SECOND_NS = 1_000_000_000
 

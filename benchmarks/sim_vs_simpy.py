@@ -3,27 +3,31 @@
     python benchmarks/sim_vs_simpy.py            # 200 guests x 2 s at 1000 HZ, both, ratio
     python benchmarks/sim_vs_simpy.py --big      # plus 10,000 guests x 60 s (600 M events)
 
-The SimPy side is ``tickless.sim.reference``: one SimPy process per host CPU running the
-real ``TimerQueue`` and each guest's real ``ClockEventDevice``, guests as Python objects;
-both sides must count the same events (checked). A leaner SimPy program (one process per
-guest sleeping a period, no host queue, no slop: it can only do periodic ticks) is timed
-too, as the floor of what SimPy costs per event. Events are host timer expiries; the
-engine's compile (or cache load) time is printed and not counted. The last line is
-``ratio: X`` (engine events/s over the same-model SimPy's).
+The SimPy side is the test suite's oracle, ``tests/sim_reference.py``: one SimPy process
+per host CPU running the real ``TimerQueue`` and each guest's real ``ClockEventDevice``,
+guests as Python objects; both sides must count the same events (checked). A leaner SimPy
+program (one process per guest sleeping a period, no host queue, no slop: it can only do
+periodic ticks) is timed too, as the floor of what SimPy costs per event. Events are host
+timer expiries; the engine's compile (or cache load) time is printed and not counted. The
+last line is ``ratio: X`` (engine events/s over the same-model SimPy's).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from collections.abc import Generator
+from pathlib import Path
 
 import simpy
 
 from tickless.sim import fleet
-from tickless.sim.reference import run_reference
 from tickless.units import parse_duration_ns
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from sim_reference import run_reference  # the oracle lives with the tests
 
 SECOND_NS = 1_000_000_000
 MIN_ENGINE_WALL_S = 1.0  # repeat the (fast) engine run until this much wall time is timed

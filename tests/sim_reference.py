@@ -4,8 +4,8 @@ One SimPy process per host CPU runs a real ``TimerQueue`` (with slop); each gues
 real ``ClockEventDevice`` on an identity ``GuestClock`` (rate 1: host ticks are ns), and a
 guest kernel written plainly as a Python object, independently of ``guest_model``. It is
 slow by design. The engine must agree with it exactly, wake-up by wake-up
-(``tests/test_sim_fleet.py``), and ``benchmarks/sim_vs_simpy.py`` races the two. It needs
-``simpy`` (a development dependency).
+(``tests/test_sim_fleet.py``), and ``benchmarks/sim_vs_simpy.py`` races the two. It lives
+with the tests because it needs ``simpy``, a development dependency.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 import simpy
 
 from tickless.guest.abi import MAX_DELTA_NS, MIN_DELTA_NS
-from tickless.sim import engine
 from tickless.sim import guest_model as gm
+from tickless.sim import layout
 from tickless.sim.fleet import FleetSpec, build
 from tickless.timers.clock import GuestClock
 from tickless.timers.clockevents import ClockEventDevice
@@ -179,7 +179,7 @@ def run_reference(spec: FleetSpec) -> Reference:
     guests, (arrays, cpu_of) = _guests(spec)
     cpus = []
     for c in range(spec.cpus):
-        lo, hi = arrays.cpu[c, engine.C_IO_NEXT], arrays.cpu[c, engine.C_IO_END]
+        lo, hi = arrays.cpu[c, layout.C_IO_NEXT], arrays.cpu[c, layout.C_IO_END]
         times, handlers = arrays.io_t_ns[lo:hi].tolist(), arrays.io_handler_ns[lo:hi].tolist()
         io = list(zip(times, handlers, strict=True))
         cpus.append(RefCpu(TimerQueue(spec.slop_ns), io))

@@ -12,12 +12,12 @@ import pytest
 from click.testing import CliRunner
 
 from tickless.cli import main
-from tickless.measure.idle import GuestIdleCounts, IdleResult
-from tickless.sim import cost, engine, fleet
+from tickless.results.idle import GuestIdleCounts, IdleResult
+from tickless.sim import cost, fleet, layout
 from tickless.sim import guest_model as gm
 
 pytest.importorskip("simpy")
-from tickless.sim.reference import Reference, run_reference
+from sim_reference import Reference, run_reference
 
 SECOND_NS = 1_000_000_000
 MIXED = fleet.FleetSpec(
@@ -42,17 +42,17 @@ def _engine_view(spec: fleet.FleetSpec, sorted_runs: bool) -> dict[str, Any]:
     _, a = fleet.run_fleet(spec, trace_capacity=100_000, sorted_runs=sorted_runs)
     view: dict[str, Any] = {"cpu": [], "guest": []}
     for c in range(spec.cpus):
-        n = int(a.cpu[c, engine.C_TRACE_N])
+        n = int(a.cpu[c, layout.C_TRACE_N])
         assert n < 100_000, "trace truncated"
         counters = [
             int(a.cpu[c, f])
-            for f in (engine.C_WAKEUPS, engine.C_EXPIRIES, engine.C_IO_IRQS, engine.C_DELAYED)
+            for f in (layout.C_WAKEUPS, layout.C_EXPIRIES, layout.C_IO_IRQS, layout.C_DELAYED)
         ]
         trace = list(zip(a.trace_ns[c, :n].tolist(), a.trace_count[c, :n].tolist(), strict=True))
         view["cpu"].append((counters, trace))
     for g in range(spec.guests):
         device = [
-            int(a.dev[g, f]) for f in (engine.D_EXPIRIES, engine.D_OVERRUNS, engine.D_REJECTED)
+            int(a.dev[g, f]) for f in (layout.D_EXPIRIES, layout.D_OVERRUNS, layout.D_REJECTED)
         ]
         view["guest"].append((device, [int(a.rows[g, f]) for f in GUEST_FIELDS]))
     return view
@@ -122,8 +122,8 @@ def test_tickless_idle_guests_take_one_or_two_interrupts(mode: str) -> None:
     r = _fleet(guests=10, mode=mode)
     assert 1.0 <= r.interrupts_per_guest_per_s <= 2.0
     for g in r.per_guest:
-        assert g["useful_interrupts"] == g["timer_interrupts"]
-        assert g["hypercalls"] == g["timer_interrupts"]
+        assert g.useful_interrupts == g.timer_interrupts
+        assert g.hypercalls == g.timer_interrupts
 
 
 def test_nohz_idle_wakes_on_the_tick_grid() -> None:
@@ -132,7 +132,7 @@ def test_nohz_idle_wakes_on_the_tick_grid() -> None:
     _, a = fleet.run_fleet(spec, trace_capacity=1000)
     anchors = {int(a.rows[g, gm.ANCHOR]) % spec.period_ns for g in range(spec.guests)}
     for c in range(spec.cpus):  # round-robin on 2 CPUs: CPU 0 holds the nohz-idle guests
-        times = a.trace_ns[c, : a.cpu[c, engine.C_TRACE_N]]
+        times = a.trace_ns[c, : a.cpu[c, layout.C_TRACE_N]]
         on_grid = {int(t) % spec.period_ns in anchors for t in times}
         assert on_grid == ({True} if c == 0 else {False})
 
@@ -162,25 +162,15 @@ def test_box_model_reproduces_our_real_runs() -> None:
     4.9 % of a core for 10 guests) at their rates, and ~20x between them (above 10-15x:
     our ticks are dear, the baseline cheap)."""
     box = cost.COST_MODELS["box"]
-    periodic = 10 * box.idle_guest_ns_per_s(cost.BOX_PERIODIC_EXPIRIES_PER_S / 10, 0)
+    periodic = 10 * box.guest_cpu_ns(cost.BOX_PERIODIC_EXPIRIES_PER_S / 10, 0, SECOND_NS)
     tickless_rate = cost.BOX_TICKLESS_EXPIRIES_PER_S / 10
-    tickless = 10 * box.idle_guest_ns_per_s(tickless_rate, tickless_rate)
+    tickless = 10 * box.guest_cpu_ns(tickless_rate, tickless_rate, SECOND_NS)
     assert periodic / SECOND_NS == pytest.approx(0.94)
     assert tickless / SECOND_NS == pytest.approx(0.049)
     assert 35_000 < box.per_interrupt_ns < 120_000
     r = _fleet(guests=10, mode="periodic")
     assert 0.93 <= r.process_cpu_s / r.duration_s <= 0.97
     assert 15 < _per_guest_cost_ratio("box") < 25
-
-
-def test_baseline_for_ratio_inverts_the_model() -> None:
-    """The baseline that baseline_for_ratio names does give that ratio."""
-    model = cost.COST_MODELS["box"]
-    for ratio in (10.0, 15.0):
-        b = model.baseline_for_ratio(ratio, 1000.0, 1.0)
-        m = dataclasses.replace(model, baseline_ns_per_s=b)
-        got = m.idle_guest_ns_per_s(1000.0, 0) / m.idle_guest_ns_per_s(1.0, 1.0)
-        assert got == pytest.approx(ratio)
 
 
 # --- runs and results --------------------------------------------------------------------------
@@ -227,6 +217,25 @@ def test_json_has_the_idle_result_fields() -> None:
     assert (d["kind"], d["backend"], d["hz"]) == ("fleet", "sim", None)
     assert {"per_cpu", "model", "partial"} <= set(d)
     json.dumps(d, allow_nan=False)
+
+
+def test_json_per_guest_and_per_cpu_keep_their_shape() -> None:
+    """The per-guest and per-CPU dataclasses write the keys ``--json`` always wrote, in
+    order: a real idle guest's first, then the simulation's."""
+    d = _fleet(guests=2, mode="nohz-full,periodic", duration_ns=SECOND_NS).to_json_dict()
+    idle_guest = [f.name for f in dataclasses.fields(GuestIdleCounts)]
+    assert list(d["per_guest"][0]) == [
+        *idle_guest,
+        *("cpu", "mode", "workload", "useful_interrupts", "overruns", "measure_events"),
+        *("mean_lateness_ns", "max_lateness_ns"),
+    ]
+    assert list(d["per_cpu"][0]) == [
+        *("cpu", "guests", "host_timer_wakeups", "host_timer_expiries", "injections"),
+        *("io_interrupts", "io_busy_s", "wakeups_delayed_by_io", "io_delay_s"),
+        *("wakeups_per_s", "expiries_per_s", "timer_thread_cpu_s", "modelled_cpu_s"),
+        "cpu_percent_of_core",
+    ]
+    assert d["per_guest"][1]["mode"] == "periodic" and d["per_guest"][0]["max_lateness_ns"] is None
 
 
 def test_memory_estimate_refuses_what_does_not_fit() -> None:

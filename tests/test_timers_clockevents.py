@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from tickless.guest.abi import EINVAL, ETIME, MAX_DELTA_NS, MIN_DELTA_NS, MIN_PERIOD_NS
 from tickless.timers.clock import GuestClock
-from tickless.timers.clockevents import ClockEventDevice, ClockEventMode, check_delta
+from tickless.timers.clockevents import ClockEventDevice, ClockEventState, check_delta
 from tickless.timers.hrtimer import TimerQueue
 
 TICK_HZ = 10**9
@@ -87,11 +87,11 @@ def test_set_next_event_codes(delta: int, code: int) -> None:
     assert sim.dev.set_next_event(delta, sim.now) == code
     if code:
         assert sim.dev.timer.expires == armed_at
-        assert sim.dev.mode is ClockEventMode.ONESHOT
+        assert sim.dev.state is ClockEventState.ONESHOT
         assert sim.dev.stats.rejected == 1
     elif delta == 0:
         assert sim.dev.timer.expires is None
-        assert sim.dev.mode is ClockEventMode.SHUTDOWN
+        assert sim.dev.state is ClockEventState.SHUTDOWN
         assert len(sim.queue) == 0
     else:
         assert sim.dev.next_event_ns == sim.now_ns + delta
@@ -137,7 +137,7 @@ def test_oneshot_fires_once_never_early(delta: int, tsc0: int, later: int, rate:
     assert sim.clock.ns_at(t) >= deadline_ns
     assert sim.clock.ns_at(t - 1) < deadline_ns
     assert sim.dev.stats.expiries == 1
-    assert sim.dev.mode is ClockEventMode.SHUTDOWN
+    assert sim.dev.state is ClockEventState.SHUTDOWN
     assert sim.dev.next_event_ns is None
     assert len(sim.queue) == 0
 
@@ -194,7 +194,7 @@ def test_periodic_on_grid(period: int, tsc0: int, rate: Fraction) -> None:
     assert sim.dev.stats.overruns == 0
     assert sim.dev.stats.expiries == n
     assert sim.dev.next_event_ns == start_ns + (n + 1) * period
-    assert sim.dev.mode is ClockEventMode.PERIODIC
+    assert sim.dev.state is ClockEventState.PERIODIC
 
 
 @given(
@@ -231,7 +231,7 @@ def test_set_periodic_rejects_bad_period(period: int) -> None:
     """Periods below MIN_PERIOD_NS (or negative, or above an hour) get -EINVAL."""
     sim = Sim(0)
     assert sim.dev.set_periodic(period, 0) == -EINVAL
-    assert sim.dev.mode is ClockEventMode.SHUTDOWN
+    assert sim.dev.state is ClockEventState.SHUTDOWN
     assert len(sim.queue) == 0
     assert sim.dev.stats.rejected == 1
 
@@ -244,7 +244,7 @@ def test_set_periodic_zero_stops() -> None:
     assert sim.dev.set_periodic(0, sim.now) == 0
     sim.run_until(10**9)
     assert sim.fired == [MIN_PERIOD_NS]
-    assert sim.dev.mode is ClockEventMode.SHUTDOWN
+    assert sim.dev.state is ClockEventState.SHUTDOWN
 
 
 def test_shutdown_cancels_periodic() -> None:
@@ -255,7 +255,7 @@ def test_shutdown_cancels_periodic() -> None:
     assert len(sim.fired) == 3
     sim.dev.shutdown()
     assert len(sim.queue) == 0
-    assert sim.dev.mode is ClockEventMode.SHUTDOWN
+    assert sim.dev.state is ClockEventState.SHUTDOWN
     assert sim.dev.next_event_ns is None
     sim.run_until(10**9)
     assert len(sim.fired) == 3
@@ -268,4 +268,4 @@ def test_oneshot_replaces_periodic() -> None:
     sim.dev.set_next_event(MIN_PERIOD_NS * 5, 100)
     sim.run_until(10**9)
     assert sim.fired == [100 + MIN_PERIOD_NS * 5]
-    assert sim.dev.mode is ClockEventMode.SHUTDOWN
+    assert sim.dev.state is ClockEventState.SHUTDOWN

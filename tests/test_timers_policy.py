@@ -17,6 +17,7 @@ from tickless.timers.clock import GuestClock
 from tickless.timers.clockevents import ClockEventDevice
 from tickless.timers.hrtimer import HostTimer, TimerQueue
 from tickless.timers.injection import HoldBackWindow
+from tickless.timers.precise import PreciseTimerChannel
 
 
 class Heap:
@@ -108,14 +109,14 @@ def test_slop_choice_is_xens_rule(expiries: list[int], slop: int, limit: int) ->
     st.integers(MIN_PERIOD_NS, 10**9),
     st.integers(0, 10**12),
 )
-def test_periodic_next_on_grid(last: int, period: int, late: int) -> None:
+def test_hrtimer_forward_stays_on_grid(last: int, period: int, late: int) -> None:
     """The next tick lies after now, on the grid last + k*period, no more than a period
-    ahead; the ticks skipped in between are counted."""
+    ahead; the ticks skipped in between are counted (Linux's overrun count minus one)."""
     now = last + late
-    nxt, missed = policy.periodic_next_ns(last, period, now)
+    nxt, skipped = policy.hrtimer_forward(last, now, period)
     assert now < nxt <= now + period
     assert (nxt - last) % period == 0
-    assert missed == (nxt - last) // period - 1
+    assert skipped == (nxt - last) // period - 1
 
 
 @pytest.mark.parametrize(
@@ -139,9 +140,26 @@ def test_check_delta_edges() -> None:
     assert policy.check_delta(-1) == -EINVAL
 
 
+@pytest.mark.parametrize(
+    ("delta", "code"),
+    [
+        (-(10**9), -ETIME),
+        (0, -ETIME),
+        (1, 0),
+        (MIN_DELTA_NS - 1, 0),  # no minimum: the guest spins to the deadline
+        (MAX_DELTA_NS, 0),
+        (MAX_DELTA_NS + 1, -EINVAL),
+    ],
+)
+def test_check_deadline(delta: int, code: int) -> None:
+    """An absolute deadline: past or now is -ETIME, beyond the maximum delta -EINVAL."""
+    now_ns = 7 * 10**12
+    assert policy.check_deadline(now_ns + delta, now_ns) == code
+
+
 def test_classes_call_the_shared_functions(monkeypatch: pytest.MonkeyPatch) -> None:
-    """TimerQueue, ClockEventDevice and HoldBackWindow decide through ``policy``: replace
-    its functions and the classes' answers change with them."""
+    """TimerQueue, ClockEventDevice, PreciseTimerChannel and HoldBackWindow decide through
+    ``policy``: replace its functions and the classes' answers change with them."""
     calls: list[str] = []
 
     def spy(name: str):  # type: ignore[no-untyped-def]
@@ -156,8 +174,9 @@ def test_classes_call_the_shared_functions(monkeypatch: pytest.MonkeyPatch) -> N
     for name in (
         "check_delta",
         "check_period",
+        "check_deadline",
         "oneshot_deadline_ns",
-        "periodic_next_ns",
+        "hrtimer_forward",
         "hold_back_release_ns",
         "heap_push",
         "heap_remove",
@@ -174,12 +193,14 @@ def test_classes_call_the_shared_functions(monkeypatch: pytest.MonkeyPatch) -> N
     for timer in queue.expire(MIN_PERIOD_NS):
         timer.callback(MIN_PERIOD_NS)
     dev.set_next_event(1000, MIN_PERIOD_NS)
+    PreciseTimerChannel(clock, queue, lambda now: None).set_deadline(10**6, 0, None)
     HoldBackWindow(100).release_at(950, 1000)
     assert set(calls) == {
         "check_delta",
         "check_period",
+        "check_deadline",
         "oneshot_deadline_ns",
-        "periodic_next_ns",
+        "hrtimer_forward",
         "hold_back_release_ns",
         "heap_push",
         "heap_remove",
@@ -197,7 +218,7 @@ def test_timers_import_without_numba() -> None:
         "            raise ImportError('numba blocked')\n"
         "sys.meta_path.insert(0, Block())\n"
         "import tickless.timers.policy, tickless.timers.hrtimer, tickless.timers.clockevents\n"
-        "import tickless.timers.injection\n"
+        "import tickless.timers.injection, tickless.timers.precise\n"
         "assert 'numba' not in sys.modules\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -23,7 +23,7 @@ from tickless.cli.common import (
     progress_bar,
     slop_option,
 )
-from tickless.measure.schema import write_json_atomic
+from tickless.results.schema import write_json_atomic
 from tickless.units import DURATION, format_duration_ns, parse_duration_ns
 
 if TYPE_CHECKING:
@@ -224,9 +224,9 @@ def _print(r: FleetResult) -> None:
     table = Table(title=title)
     table.add_column("host-side count")
     table.add_column("value", justify="right")
-    irqs = [g["timer_interrupts"] / r.duration_s for g in r.per_guest]
-    useful = sum(g["useful_interrupts"] for g in r.per_guest)
-    total = sum(g["timer_interrupts"] for g in r.per_guest)
+    irqs = [g.timer_interrupts / r.duration_s for g in r.per_guest]
+    useful = sum(g.useful_interrupts for g in r.per_guest)
+    total = sum(g.timer_interrupts for g in r.per_guest)
     table.add_row("host timer events/s (expiries)", f"{r.expiries_per_s:,.1f}")
     table.add_row("injections/s", f"{r.injections_per_s:,.1f}")
     table.add_row("host timer wake-ups/s", f"{r.wakeups_per_s:,.1f}")
@@ -239,10 +239,10 @@ def _print(r: FleetResult) -> None:
     table.add_row(cost_label, f"{r.cpu_percent_of_core:,.1f} % of a core")
     per_guest_ms = 1000 * r.vcpu_cpu_s / s.guests / r.duration_s
     table.add_row("  per guest", f"{per_guest_ms:.3f} ms/s")
-    measured = [g for g in r.per_guest if g["measure_events"]]
+    measured = [g for g in r.per_guest if g.measure_events]
     if measured:
-        events = sum(g["measure_events"] for g in measured)
-        late_ns = sum(g["mean_lateness_ns"] * g["measure_events"] for g in measured) / events
+        events = sum(g.measure_events for g in measured)
+        late_ns = sum((g.mean_lateness_ns or 0.0) * g.measure_events for g in measured) / events
         table.add_row(
             "measure: events, mean lateness", f"{events:,}, {format_duration_ns(late_ns)}"
         )
@@ -252,12 +252,12 @@ def _print(r: FleetResult) -> None:
         cpus.add_column(name, justify="right")
     for c in r.per_cpu[:32]:
         cpus.add_row(
-            str(c["cpu"]),
-            f"{c['guests']:,}",
-            f"{c['wakeups_per_s']:,.1f}",
-            f"{c['expiries_per_s']:,.1f}",
-            f"{c['io_interrupts'] / r.duration_s:,.1f}",
-            f"{c['cpu_percent_of_core']:,.1f} %",
+            str(c.cpu),
+            f"{c.guests:,}",
+            f"{c.wakeups_per_s:,.1f}",
+            f"{c.expiries_per_s:,.1f}",
+            f"{c.io_interrupts / r.duration_s:,.1f}",
+            f"{c.cpu_percent_of_core:,.1f} %",
         )
     console.print(cpus)
     if len(r.per_cpu) > 32:

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import os
 import resource
 
 
@@ -19,14 +18,6 @@ def thread_cpu_ns(native_id: int) -> int:
 
 
 def process_cpu_s() -> float:
+    """User and system CPU of the whole process (every thread, the timer thread included)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def children_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def online_cpus() -> int:
-    return os.cpu_count() or 1

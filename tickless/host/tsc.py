@@ -25,14 +25,15 @@ def _make_rdtsc() -> tuple[Callable[[], int], mmap.mmap]:
     return func, page
 
 
-rdtsc, _code_page = _make_rdtsc()
+rdtsc, _code_page = _make_rdtsc()  # the page must live as long as the function
 
 
 class TscMonotonicMap:
     """Converts TSC ticks to CLOCK_MONOTONIC ns (to arm timerfds) from a recent pairing.
 
-    CLOCK_MONOTONIC is slewed by NTP against the TSC (at most 500 ppm), so the pairing is
-    refreshed on every use; callers still check the TSC itself before acting.
+    CLOCK_MONOTONIC is slewed by NTP against the TSC (at most 500 ppm), so the timer thread
+    refreshes the pairing often (every 64 wake-ups, and whenever it woke too early) and
+    still checks the TSC itself before running a timer.
     """
 
     def __init__(self, tsc_hz: int) -> None:
@@ -40,8 +41,9 @@ class TscMonotonicMap:
         self.refresh()
 
     def refresh(self) -> None:
+        """Pair the two clocks again, from the tightest of a few bracketed readings."""
         best: tuple[int, int, int] | None = None
-        for _ in range(5):  # keep the tightest of a few bracketed readings
+        for _ in range(5):
             t0 = rdtsc()
             mono = time.monotonic_ns()
             t1 = rdtsc()
@@ -51,15 +53,5 @@ class TscMonotonicMap:
         _, self.tsc_ref, self.mono_ref_ns = best
 
     def monotonic_ns_at(self, tsc: int) -> int:
+        """When CLOCK_MONOTONIC reads what the TSC reads at ``tsc`` (to arm a timerfd)."""
         return self.mono_ref_ns + (tsc - self.tsc_ref) * 1_000_000_000 // self.tsc_hz
-
-    def tsc_at(self, monotonic_ns: int) -> int:
-        return self.tsc_ref + (monotonic_ns - self.mono_ref_ns) * self.tsc_hz // 1_000_000_000
-
-
-def calibrate_tsc_hz(seconds: float = 0.05) -> int:
-    """TSC rate against CLOCK_MONOTONIC, for when KVM cannot tell us (KVM_GET_TSC_KHZ)."""
-    t0, m0 = rdtsc(), time.monotonic_ns()
-    time.sleep(seconds)
-    t1, m1 = rdtsc(), time.monotonic_ns()
-    return (t1 - t0) * 1_000_000_000 // (m1 - m0)

@@ -10,7 +10,7 @@
 * ``baseline_ns_per_s``: per guest, whatever does not depend on its ticks (the VMM's own
   loop, housekeeping threads, memory management). The periodic / tickless ratio of an idle
   guest is set by it: with ``r`` tickless events/s,
-  ``ratio = (B + HZ*c) / (B + r*(c + h))``, so ``baseline_for_ratio`` gives the B that
+  ``ratio = (B + HZ*c) / (B + r*(c + h))``, so ``B = (HZ*c - ratio*r*(c + h)) / (ratio - 1)``
   yields a given ratio.
 
 Two calibrations:
@@ -76,23 +76,6 @@ class CostModel:
 
     def wakeup_cpu_ns(self, wakeups: int) -> float:
         return self.per_wakeup_ns * wakeups
-
-    def idle_guest_ns_per_s(self, interrupts_per_s: float, hypercalls_per_s: float) -> float:
-        """Host CPU per second of one guest at these rates."""
-        return (
-            self.baseline_ns_per_s
-            + self.per_interrupt_ns * interrupts_per_s
-            + self.per_hypercall_ns * hypercalls_per_s
-        )
-
-    def baseline_for_ratio(
-        self, ratio: float, ticking_irqs_per_s: float, tickless_irqs_per_s: float
-    ) -> float:
-        """The per-guest baseline (ns/s) at which ticking / tickless costs ``ratio``
-        (a tickless guest makes one hypercall per interrupt, a ticking one none)."""
-        ticking = self.per_interrupt_ns * ticking_irqs_per_s
-        tickless = (self.per_interrupt_ns + self.per_hypercall_ns) * tickless_irqs_per_s
-        return (ticking - ratio * tickless) / (ratio - 1)
 
     def to_json_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -6,5 +6,7 @@ simulator (the way Linux keeps ``kernel/time/`` apart from the drivers that feed
 * ``hrtimer``: host high-resolution timers in a queue with Xen-style slop (coalescing,
   never early).
 * ``clockevents``: the host side of a guest's paravirtual clock-event device.
+* ``precise``: the host side of the dedicated precise timer channel.
 * ``injection``: when an expired timer's interrupt may be injected.
+* ``policy``: the decision arithmetic all of these call, which the simulator compiles.
 """

@@ -4,7 +4,12 @@ As in lguest: the guest asks for an interrupt ``delta_ns`` from now; the host, w
 "now" on the guest's clock because it is in the guest's hypercall context, turns the delta
 into an absolute deadline on the guest's clock, then into a host tick, and arms a host
 high-resolution timer. When that fires, the device asks for the guest's timer interrupt.
-A periodic mode gives the classic HZ tick, so ticking and tickless guests can be compared.
+A periodic state gives the classic HZ tick, so ticking and tickless guests can be compared.
+
+Threads: the guest programs the device from its vCPU thread; the expiry runs on the host
+timer thread. Every state change first cancels the host timer, and ``cancel`` waits for a
+running expiry (``hrtimer_cancel``), so the expiry's state check and periodic re-arm never
+interleave with a change (a ``SET_PERIODIC(0)`` cannot leave a periodic timer armed).
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ from tickless.timers.clock import GuestClock
 from tickless.timers.hrtimer import HostTimer, TimerBase
 from tickless.timers.policy import check_delta
 
-__all__ = ["ClockEventDevice", "ClockEventMode", "ClockEventStats", "check_delta"]
+__all__ = ["ClockEventDevice", "ClockEventState", "ClockEventStats", "check_delta"]
 
 
-class ClockEventMode(Enum):
+class ClockEventState(Enum):
+    """Linux's ``enum clock_event_state`` (the states this device has)."""
+
     SHUTDOWN = "shutdown"
     ONESHOT = "oneshot"
     PERIODIC = "periodic"
@@ -53,7 +60,7 @@ class ClockEventDevice:
         self.clock = clock
         self.timers = timers
         self.raise_interrupt = raise_interrupt
-        self.mode = ClockEventMode.SHUTDOWN
+        self.state = ClockEventState.SHUTDOWN
         self.period_ns = 0
         self.next_event_ns: int | None = None  # deadline on the guest's clock
         self.stats = ClockEventStats()
@@ -73,12 +80,11 @@ class ClockEventDevice:
         code = policy.check_delta(delta_ns)
         if code:
             return self._result(code)
-        if delta_ns == 0:
-            self.shutdown()
-            return self._result(0)
-        deadline_ns = policy.oneshot_deadline_ns(self.clock.ns_at(now_ticks), delta_ns)
-        self.mode = ClockEventMode.ONESHOT
-        self._arm(deadline_ns)
+        self.shutdown()
+        if delta_ns:
+            deadline_ns = policy.oneshot_deadline_ns(self.clock.ns_at(now_ticks), delta_ns)
+            self.state = ClockEventState.ONESHOT
+            self._program_event(deadline_ns)
         return self._result(0)
 
     def set_periodic(self, period_ns: int, now_ticks: int) -> int:
@@ -86,33 +92,37 @@ class ClockEventDevice:
         code = policy.check_period(period_ns)
         if code:
             return self._result(code)
-        if period_ns == 0:
-            self.shutdown()
-            return self._result(0)
-        self.mode = ClockEventMode.PERIODIC
-        self.period_ns = period_ns
-        self._arm(policy.oneshot_deadline_ns(self.clock.ns_at(now_ticks), period_ns))
+        self.shutdown()
+        if period_ns:
+            self.state = ClockEventState.PERIODIC
+            self.period_ns = period_ns
+            self._program_event(policy.oneshot_deadline_ns(self.clock.ns_at(now_ticks), period_ns))
         return self._result(0)
 
     def shutdown(self) -> None:
-        self.mode = ClockEventMode.SHUTDOWN
-        self.next_event_ns = None
+        """Stop the device; when this returns its expiry is not running and will not run."""
         self.timers.cancel(self.timer)
+        self.state = ClockEventState.SHUTDOWN
+        self.next_event_ns = None
 
-    def _arm(self, deadline_ns: int) -> None:
+    def _program_event(self, deadline_ns: int) -> None:
+        """Arm the host timer for ``deadline_ns`` on the guest's clock (as
+        ``clockevents_program_event`` takes an absolute expiry)."""
         self.next_event_ns = deadline_ns
         self.timers.arm(self.timer, self.clock.ticks_at_or_after(deadline_ns))
 
     def _expired(self, now_ticks: int) -> None:
+        """The host timer fired: forward a periodic tick (``tick_handle_periodic``), then
+        ask for the guest's interrupt. Runs on the timer thread; state changes wait for it."""
         self.stats.expiries += 1
-        if self.mode is ClockEventMode.PERIODIC and self.next_event_ns is not None:
+        if self.state is ClockEventState.PERIODIC and self.next_event_ns is not None:
             # Next tick on the period grid after now; ticks missed while late are skipped.
-            next_ns, missed = policy.periodic_next_ns(
-                self.next_event_ns, self.period_ns, self.clock.ns_at(now_ticks)
+            next_ns, skipped = policy.hrtimer_forward(
+                self.next_event_ns, self.clock.ns_at(now_ticks), self.period_ns
             )
-            self.stats.overruns += missed
-            self._arm(next_ns)
+            self.stats.overruns += skipped
+            self._program_event(next_ns)
         else:
-            self.mode = ClockEventMode.SHUTDOWN
+            self.state = ClockEventState.SHUTDOWN
             self.next_event_ns = None
         self.raise_interrupt(now_ticks)

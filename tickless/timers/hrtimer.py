@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from tickless.timers import policy
@@ -19,17 +19,24 @@ from tickless.timers import policy
 
 @dataclass(eq=False)
 class HostTimer:
-    """One host timer; ``callback(now_ticks)`` runs when it expires."""
+    """One host timer (Linux's ``struct hrtimer``); ``callback(now_ticks)`` runs when it
+    expires."""
 
     callback: Callable[[int], None]
     name: str = ""
     expires: int | None = None
-    _generation: int = field(default=0, repr=False)  # bumped on every arm and disarm
 
 
 class TimerBase(Protocol):
     """Where a device arms its host timer: the bare queue (simulator) or a real-time
-    timer thread that also reprograms its wake-up."""
+    timer thread that also reprograms its wake-up.
+
+    ``arm`` is Linux's ``hrtimer_start`` (absolute expiry; re-arming moves the timer).
+    ``cancel`` is ``hrtimer_cancel``: when it returns, the timer is disarmed and its
+    callback is not running, so a device may change its state and re-arm without racing
+    its own expiry (the timer thread waits for a running callback; the bare queue runs
+    none). Unlike Linux, a callback may cancel its own timer: it cannot wait for itself, so
+    it only disarms (all it needs, since nothing else runs that timer meanwhile)."""
 
     def arm(self, timer: HostTimer, expires: int) -> None: ...
 
@@ -66,7 +73,6 @@ class TimerQueue:
             policy.heap_push(self._exp, self._seq, self._ref, self._pos, n, expires, order, timer)
         else:
             policy.heap_rekey(self._exp, self._seq, self._ref, self._pos, n, slot, expires, order)
-        timer._generation += 1
         timer.expires = expires
 
     def _take(self, slot: int) -> HostTimer:
@@ -76,20 +82,17 @@ class TimerQueue:
         self._exp.pop()
         self._seq.pop()
         self._ref.pop()
-        timer._generation += 1
         timer.expires = None
         return timer
 
     def cancel(self, timer: HostTimer) -> bool:
-        """Disarm; returns whether it was armed."""
+        """Disarm; returns whether it was armed. The queue runs no callbacks (its owner
+        does, on one thread), so there is no running callback to wait for."""
         slot = self._pos.get(timer)
         if slot is None:
             return False
         self._take(slot)
         return True
-
-    def earliest(self) -> int | None:
-        return self._exp[0] if self._exp else None
 
     def next_wakeup(self) -> int | None:
         """When the host should wake: the latest expiry within slop of the earliest."""

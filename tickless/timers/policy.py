@@ -1,11 +1,12 @@
 """The decision arithmetic of the host timer logic, as plain functions.
 
 One source of truth for two callers: the classes of ``tickless.timers`` (``TimerQueue``,
-``ClockEventDevice``, ``HoldBackWindow``) call these functions on Python ints and lists, and
-the simulator compiles the very same function objects with ``numba.njit`` and calls them on
-int64 numpy arrays. So everything here is integers, tuples and indexable containers: no
-classes, no ``None`` (flags instead), no allocation, no imports beyond constants. numba is
-never imported here; ``tickless.timers`` must stay importable without it.
+``ClockEventDevice``, ``PreciseTimerChannel``, ``HoldBackWindow``) call these functions on
+Python ints and lists, and the simulator compiles the very same function objects with
+``numba.njit`` and calls them on int64 numpy arrays. So everything here is integers, tuples
+and indexable containers: no classes, no ``None`` (flags instead), no allocation, no imports
+beyond constants. numba is never imported here; ``tickless.timers`` must stay importable
+without it.
 
 The timer queue is an *indexed* binary min-heap in parallel slots: ``exp[i]`` (expiry),
 ``seq[i]`` (arming order, the tie-break: equal expiries run in arming order), ``ref[i]``
@@ -13,6 +14,10 @@ The timer queue is an *indexed* binary min-heap in parallel slots: ``exp[i]`` (e
 (timer -> slot, a dict in Python, an array in the simulator), so re-arming and cancelling
 are O(log n) and every armed timer is in the heap exactly once (no stale entries, so the
 slop walk needs no liveness test).
+
+Names follow Linux's ``kernel/time/`` where it has the same operation (``hrtimer_forward``);
+the rest are ours: Linux clamps deltas where the guest ABI refuses them, and keeps timers
+in an rbtree (``timerqueue``) where we keep a heap that numba can compile.
 """
 
 from __future__ import annotations
@@ -39,25 +44,43 @@ class Positions(Protocol[K_contra]):
     def __setitem__(self, key: K_contra, value: int, /) -> None: ...
 
 
-# --- the clock-event device -----------------------------------------------------------------
+# --- the clock-event device and the precise channel ------------------------------------------
+
+
+def check_max_delta(delta_ns: int) -> int:
+    """-EINVAL for an interval longer than a device may be programmed for, else 0 (Linux
+    clamps to ``max_delta_ns`` instead; refusing tells the guest its request was odd)."""
+    return -EINVAL if delta_ns > MAX_DELTA_NS else 0
 
 
 def check_delta(delta_ns: int) -> int:
-    """0 when ``delta_ns`` may be programmed, else the negative errno the guest gets."""
-    if delta_ns < 0 or delta_ns > MAX_DELTA_NS:
+    """0 when ``delta_ns`` may be programmed (0 cancels), else the negative errno the guest
+    gets: -EINVAL out of range, -ETIME below ``MIN_DELTA_NS`` (lguest's answer)."""
+    if delta_ns < 0:
         return -EINVAL
     if 0 < delta_ns < MIN_DELTA_NS:
         return -ETIME
-    return 0
+    return check_max_delta(delta_ns)
 
 
 def check_period(period_ns: int) -> int:
     """0 when a periodic tick of ``period_ns`` may be programmed (0 stops it), else -EINVAL."""
     if period_ns == 0:
         return 0
-    if period_ns < MIN_PERIOD_NS or period_ns > MAX_DELTA_NS:
+    if period_ns < MIN_PERIOD_NS:
         return -EINVAL
-    return 0
+    return check_max_delta(period_ns)
+
+
+def check_deadline(deadline_ns: int, now_ns: int) -> int:
+    """0 when an absolute deadline may be programmed, else the negative errno: -ETIME when
+    it is not in the future (as ``clockevents_program_event`` answers; the guest runs the
+    event itself), -EINVAL when it is further than ``MAX_DELTA_NS``. No minimum: the
+    precise channel wakes early and the guest spins to the deadline."""
+    delta_ns = deadline_ns - now_ns
+    if delta_ns <= 0:
+        return -ETIME
+    return check_max_delta(delta_ns)
 
 
 def oneshot_deadline_ns(now_ns: int, delta_ns: int) -> int:
@@ -68,17 +91,21 @@ def oneshot_deadline_ns(now_ns: int, delta_ns: int) -> int:
     return now_ns + delta_ns
 
 
-def periodic_next_ns(last_deadline_ns: int, period_ns: int, now_ns: int) -> tuple[int, int]:
-    """(next deadline, ticks skipped) after a periodic expiry handled at ``now_ns``.
+def hrtimer_forward(expires_ns: int, now_ns: int, interval_ns: int) -> tuple[int, int]:
+    """Linux's ``hrtimer_forward(timer, now, interval)`` for a periodic expiry handled at
+    ``now_ns``: (the next expiry, ticks skipped).
 
-    The next tick stays on the grid ``last + k*period`` and lies after now; ticks the host
-    missed while late are skipped (and counted), not delivered in a burst."""
-    next_ns = last_deadline_ns + period_ns
-    missed = 0
+    The next expiry stays on the grid ``expires + k * interval`` and lies after now; ticks
+    the host missed while late are skipped (and counted), not delivered in a burst. Linux
+    returns the overrun count ``orun``, the number of intervals the expiry moved (1 when
+    on time); the ticks skipped are ``orun - 1``. Unlike Linux, an expiry still in the
+    future moves by one interval too (a device calls this only once it has expired)."""
+    next_ns = expires_ns + interval_ns
+    skipped = 0
     if next_ns <= now_ns:
-        missed = (now_ns - next_ns) // period_ns + 1
-        next_ns += missed * period_ns
-    return next_ns, missed
+        skipped = (now_ns - next_ns) // interval_ns + 1
+        next_ns += skipped * interval_ns
+    return next_ns, skipped
 
 
 # --- injection ------------------------------------------------------------------------------

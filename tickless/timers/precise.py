@@ -7,6 +7,10 @@ is therefore never early; the early interrupt is only the wake-up. The advance a
 how early the guest actually woke: too late and it grows fast, needlessly early and it
 shrinks slowly — every microsecond of advance is a microsecond of guest spinning, so the
 precision it buys has a visible CPU cost.
+
+The guest programs the channel from its vCPU thread and the expiry runs on a host timer
+thread: as the clock-event device does, every change cancels first, and ``cancel`` waits
+for a running expiry.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tickless.guest.abi import EINVAL, ETIME, MAX_DELTA_NS
+from tickless.timers import policy
 from tickless.timers.clock import GuestClock
 from tickless.timers.hrtimer import HostTimer, TimerBase
 
@@ -70,19 +74,18 @@ class PreciseTimerChannel:
         self.timer = HostTimer(self._expired, name=name)
 
     def set_deadline(self, deadline_ns: int, now_ticks: int, last_margin_ns: int | None) -> int:
-        """SET_PRECISE: 0 cancels; a past deadline gets -ETIME; too far, -EINVAL."""
+        """SET_PRECISE: 0 cancels; a past deadline gets -ETIME; too far, -EINVAL
+        (``policy.check_deadline``)."""
         if deadline_ns == 0:
             self.cancel()
             return 0
-        now_ns = self.clock.ns_at(now_ticks)
-        if deadline_ns <= now_ns:
+        code = policy.check_deadline(deadline_ns, self.clock.ns_at(now_ticks))
+        if code:
             self.stats.rejected += 1
-            return -ETIME
-        if deadline_ns - now_ns > MAX_DELTA_NS:
-            self.stats.rejected += 1
-            return -EINVAL
+            return code
         if last_margin_ns is not None:
             self.advance.update(last_margin_ns)
+        self.cancel()  # waits for a running expiry, which would clear the new deadline
         deadline_ticks = self.clock.ticks_at_or_after(deadline_ns)
         wake = deadline_ticks - self.clock.delta_ticks_at_least(self.advance.advance_ns)
         self.deadline_ns = deadline_ns
@@ -91,8 +94,9 @@ class PreciseTimerChannel:
         return 0
 
     def cancel(self) -> None:
-        self.deadline_ns = None
+        """Disarm; when this returns the expiry is not running and will not run."""
         self.timers.cancel(self.timer)
+        self.deadline_ns = None
 
     def _expired(self, now_ticks: int) -> None:
         self.stats.fired += 1

@@ -1,0 +1,259 @@
+"""What a fleet run found: counts per guest and per host CPU, and the run's totals, with
+the cost model applied; written as the fields of an idle record (``tickless idle --json``)
+plus what only a simulation has.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numba
+import numpy as np
+import numpy.typing as npt
+
+from tickless.results.idle import IDLE_SCHEMA_VERSION, GuestIdleCounts
+from tickless.sim import guest_model as gm
+from tickless.sim import layout
+from tickless.sim.fleet_spec import SECOND_NS, FleetSpec
+from tickless.sim.layout import FleetArrays, Int64Array
+
+
+@dataclass
+class FleetGuestCounts(GuestIdleCounts):
+    """One simulated guest: the fields of a real idle run's guest, then the simulation's."""
+
+    cpu: int  # the host CPU its vCPU runs on
+    mode: str
+    workload: str
+    useful_interrupts: int  # timer interrupts with something to do
+    overruns: int  # periodic ticks its device skipped
+    measure_events: int
+    mean_lateness_ns: float | None  # None: no measurement events
+    max_lateness_ns: int | None
+
+
+@dataclass
+class CpuCounts:
+    """One host CPU: its timer queue's work, the I/O that delayed it, the modelled CPU."""
+
+    cpu: int
+    guests: int
+    host_timer_wakeups: int
+    host_timer_expiries: int
+    injections: int
+    io_interrupts: int
+    io_busy_s: float
+    wakeups_delayed_by_io: int
+    io_delay_s: float
+    wakeups_per_s: float
+    expiries_per_s: float
+    timer_thread_cpu_s: float
+    modelled_cpu_s: float
+    cpu_percent_of_core: float
+
+
+@dataclass
+class FleetResult:
+    """One simulated fleet run, in the fields of ``IdleResult`` (``tickless idle --json``)
+    plus what only a simulation has: ``per_cpu``, the model parameters, the cost model."""
+
+    spec: FleetSpec
+    duration_s: float  # virtual time simulated (less than asked when interrupted)
+    host_timer_wakeups: int
+    host_timer_expiries: int
+    injections: int
+    timer_thread_cpu_s: float  # modelled: host timer wake-ups
+    vcpu_cpu_s: float  # modelled: per-guest timer work and baseline
+    process_cpu_s: float  # modelled: all of it, I/O handlers included
+    per_guest: list[FleetGuestCounts]
+    per_cpu: list[CpuCounts]
+    wall_s: float
+    compile_s: float
+    partial: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def wakeups_per_s(self) -> float:
+        return self.host_timer_wakeups / self.duration_s
+
+    @property
+    def expiries_per_s(self) -> float:
+        return self.host_timer_expiries / self.duration_s
+
+    @property
+    def injections_per_s(self) -> float:
+        return self.injections / self.duration_s
+
+    @property
+    def interrupts_per_guest_per_s(self) -> float:
+        total = sum(g.timer_interrupts for g in self.per_guest)
+        return total / len(self.per_guest) / self.duration_s
+
+    @property
+    def cpu_percent_of_core(self) -> float:
+        return 100.0 * self.process_cpu_s / self.duration_s
+
+    @property
+    def events_per_wall_s(self) -> float:
+        """Simulation speed: host timer events per second of wall time (compile excluded)."""
+        return self.host_timer_expiries / self.wall_s if self.wall_s > 0 else 0.0
+
+    def to_json_dict(self) -> dict[str, Any]:
+        s = self.spec
+        return {
+            "schema_version": IDLE_SCHEMA_VERSION,
+            "kind": "fleet",
+            "backend": "sim",
+            "guests": s.guests,
+            "mode": s.mode,
+            "hz": s.hz if any(m != "nohz-full" for m in s.modes) else None,
+            "duration_s": self.duration_s,
+            "host_timer_wakeups": self.host_timer_wakeups,
+            "host_timer_expiries": self.host_timer_expiries,
+            "injections": self.injections,
+            "timer_thread_cpu_s": self.timer_thread_cpu_s,
+            "vcpu_cpu_s": self.vcpu_cpu_s,
+            "process_cpu_s": self.process_cpu_s,
+            "per_guest": [asdict(g) for g in self.per_guest],
+            "machine": {"simulator": "tickless.sim.engine", "numba": numba.__version__},
+            "notes": self.notes,
+            "wakeups_per_s": self.wakeups_per_s,
+            "expiries_per_s": self.expiries_per_s,
+            "injections_per_s": self.injections_per_s,
+            "interrupts_per_guest_per_s": self.interrupts_per_guest_per_s,
+            "cpu_percent_of_core": self.cpu_percent_of_core,
+            "per_cpu": [asdict(c) for c in self.per_cpu],
+            "partial": self.partial,
+            "requested_duration_s": s.duration_ns / SECOND_NS,
+            "model": {
+                "cpus": s.cpus,
+                "slop_ns": s.slop_ns,
+                "workload": s.workload,
+                "placement": s.placement,
+                "period_ns": s.period_ns,
+                "housekeeping_ns": list(s.housekeeping_ns),
+                "measure_count": s.measure_count,
+                "measure_interval_ns": s.measure_interval_ns,
+                "io": [src.to_json_dict() for src in s.io],
+                "seed": s.seed,
+                "cost_model": s.cost.to_json_dict(),
+            },
+            "simulation": {
+                "wall_s": self.wall_s,
+                "compile_s": self.compile_s,
+                "events_per_wall_s": self.events_per_wall_s,
+            },
+        }
+
+
+def _guest_counts(
+    spec: FleetSpec, a: FleetArrays, cpu_of: Int64Array, guest_cpu_ns: npt.NDArray[np.float64]
+) -> list[FleetGuestCounts]:
+    rows, dev = a.rows, a.dev
+    irqs = rows[:, gm.IRQS]
+    busy = rows[:, gm.WORKLOAD] == gm.CPU
+    out = []
+    for g in range(spec.guests):
+        events = int(rows[g, gm.MEAS_EVENTS])
+        out.append(
+            FleetGuestCounts(
+                name=f"guest{g}",
+                timer_interrupts=int(irqs[g]),
+                wakeups=0 if busy[g] else int(irqs[g]),
+                housekeeping_runs=int(rows[g, gm.HK_RUNS]),
+                hypercalls=int(rows[g, gm.HYPERCALLS]),
+                exits=int(rows[g, gm.HYPERCALLS] + irqs[g]),
+                vcpu_cpu_s=float(guest_cpu_ns[g]) / SECOND_NS,
+                cpu=int(cpu_of[g]),
+                mode=spec.modes[g % len(spec.modes)],
+                workload=spec.workloads[g % len(spec.workloads)],
+                useful_interrupts=int(rows[g, gm.USEFUL]),
+                overruns=int(dev[g, layout.D_OVERRUNS]),
+                measure_events=events,
+                mean_lateness_ns=float(rows[g, gm.LATE_SUM_NS]) / events if events else None,
+                max_lateness_ns=int(rows[g, gm.LATE_MAX_NS]) if events else None,
+            )
+        )
+    return out
+
+
+def _cpu_counts(
+    spec: FleetSpec,
+    a: FleetArrays,
+    cpu_of: Int64Array,
+    guest_cpu_ns: npt.NDArray[np.float64],
+    duration_ns: int,
+) -> tuple[list[CpuCounts], list[str]]:
+    """Each CPU's counts, and a note for each CPU a real host could not have kept up with."""
+    duration_s = duration_ns / SECOND_NS
+    out, notes = [], []
+    for c in range(spec.cpus):
+        row = a.cpu[c]
+        mine = cpu_of == c
+        wakeups, expiries = int(row[layout.C_WAKEUPS]), int(row[layout.C_EXPIRIES])
+        wake_ns = spec.cost.wakeup_cpu_ns(wakeups)
+        cpu_ns = float(guest_cpu_ns[mine].sum()) + wake_ns + int(row[layout.C_IO_BUSY_NS])
+        out.append(
+            CpuCounts(
+                cpu=c,
+                guests=int(mine.sum()),
+                host_timer_wakeups=wakeups,
+                host_timer_expiries=expiries,
+                injections=expiries,
+                io_interrupts=int(row[layout.C_IO_IRQS]),
+                io_busy_s=int(row[layout.C_IO_BUSY_NS]) / SECOND_NS,
+                wakeups_delayed_by_io=int(row[layout.C_DELAYED]),
+                io_delay_s=int(row[layout.C_DELAY_NS]) / SECOND_NS,
+                wakeups_per_s=wakeups / duration_s,
+                expiries_per_s=expiries / duration_s,
+                timer_thread_cpu_s=wake_ns / SECOND_NS,
+                modelled_cpu_s=cpu_ns / SECOND_NS,
+                cpu_percent_of_core=100.0 * cpu_ns / duration_ns,
+            )
+        )
+        if cpu_ns > duration_ns:
+            notes.append(
+                f"cpu {c}: modelled load {100.0 * cpu_ns / duration_ns:,.0f} % of a core: a real "
+                "host could not keep up, the simulation assumes it does (no feedback)"
+            )
+    return out, notes
+
+
+def summarize(
+    spec: FleetSpec,
+    a: FleetArrays,
+    cpu_of: Int64Array,
+    wall_s: float,
+    compile_s: float,
+    partial: bool,
+) -> FleetResult:
+    """Counts of a (possibly partial) run, with the cost model applied."""
+    duration_ns = a.now_ns if partial else spec.duration_ns
+    duration_s = duration_ns / SECOND_NS
+    rows = a.rows
+    guest_cpu_ns = spec.cost.guest_cpu_ns(rows[:, gm.IRQS], rows[:, gm.HYPERCALLS], duration_ns)
+    per_cpu, notes = _cpu_counts(spec, a, cpu_of, guest_cpu_ns, duration_ns)
+    if partial:
+        notes.insert(
+            0,
+            f"interrupted: simulated {duration_s:.3f} s of {spec.duration_ns / SECOND_NS:g} s; "
+            "rates are over the simulated part",
+        )
+    expiries = int(a.cpu[:, layout.C_EXPIRIES].sum())
+    return FleetResult(
+        spec=spec,
+        duration_s=duration_s,
+        host_timer_wakeups=int(a.cpu[:, layout.C_WAKEUPS].sum()),
+        host_timer_expiries=expiries,
+        injections=expiries,
+        timer_thread_cpu_s=sum(c.timer_thread_cpu_s for c in per_cpu),
+        vcpu_cpu_s=float(guest_cpu_ns.sum()) / SECOND_NS,
+        process_cpu_s=sum(c.modelled_cpu_s for c in per_cpu),
+        per_guest=_guest_counts(spec, a, cpu_of, guest_cpu_ns),
+        per_cpu=per_cpu,
+        wall_s=wall_s,
+        compile_s=compile_s,
+        partial=partial,
+        notes=notes,
+    )

@@ -7,6 +7,7 @@ Shared by the real idle runner (``tickless.measure.idle``) and the simulated fle
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -55,25 +56,15 @@ class GuestIdleCounts:
     vcpu_cpu_s: float  # host CPU of its vCPU thread (guest code included)
 
 
-@dataclass
-class IdleResult:
-    """One idle run; written as JSON by ``tickless idle --json`` (``kind`` = "idle")."""
+class IdleRates:
+    """The per-second rates of an idle run, real (``IdleResult``) or simulated (the
+    simulator's ``FleetResult``), from the counts both carry."""
 
-    guests: int
-    mode: str
-    hz: int | None
     duration_s: float
-    host_timer_wakeups: int  # returns of the host timer thread from its timerfd
-    host_timer_expiries: int  # guest timer events the host ran (one per injection)
-    injections: int
-    timer_thread_cpu_s: float
-    vcpu_cpu_s: float
+    host_timer_wakeups: int
+    host_timer_expiries: int
     process_cpu_s: float
-    per_guest: list[GuestIdleCounts]
-    machine: dict[str, str] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    schema_version: int = IDLE_SCHEMA_VERSION
-    kind: str = "idle"
+    per_guest: Sequence[GuestIdleCounts]
 
     @property
     def wakeups_per_s(self) -> float:
@@ -91,6 +82,27 @@ class IdleResult:
     @property
     def cpu_percent_of_core(self) -> float:
         return 100.0 * self.process_cpu_s / self.duration_s
+
+
+@dataclass
+class IdleResult(IdleRates):
+    """One idle run; written as JSON by ``tickless idle --json`` (``kind`` = "idle")."""
+
+    guests: int
+    mode: str
+    hz: int | None
+    duration_s: float
+    host_timer_wakeups: int  # returns of the host timer thread from its timerfd
+    host_timer_expiries: int  # guest timer events the host ran (one per injection)
+    injections: int
+    timer_thread_cpu_s: float
+    vcpu_cpu_s: float
+    process_cpu_s: float
+    per_guest: list[GuestIdleCounts]
+    machine: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    schema_version: int = IDLE_SCHEMA_VERSION
+    kind: str = "idle"
 
     def to_json_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -12,7 +12,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from tickless.results.idle import IDLE_SCHEMA_VERSION, GuestIdleCounts
+from tickless.results.idle import IDLE_SCHEMA_VERSION, GuestIdleCounts, IdleRates
 from tickless.sim import guest_model as gm
 from tickless.sim import layout
 from tickless.sim.fleet_spec import SECOND_NS, FleetSpec
@@ -54,7 +54,7 @@ class CpuCounts:
 
 
 @dataclass
-class FleetResult:
+class FleetResult(IdleRates):
     """One simulated fleet run, in the fields of ``IdleResult`` (``tickless idle --json``)
     plus what only a simulation has: ``per_cpu``, the model parameters, the cost model."""
 
@@ -74,25 +74,8 @@ class FleetResult:
     notes: list[str] = field(default_factory=list)
 
     @property
-    def wakeups_per_s(self) -> float:
-        return self.host_timer_wakeups / self.duration_s
-
-    @property
-    def expiries_per_s(self) -> float:
-        return self.host_timer_expiries / self.duration_s
-
-    @property
     def injections_per_s(self) -> float:
         return self.injections / self.duration_s
-
-    @property
-    def interrupts_per_guest_per_s(self) -> float:
-        total = sum(g.timer_interrupts for g in self.per_guest)
-        return total / len(self.per_guest) / self.duration_s
-
-    @property
-    def cpu_percent_of_core(self) -> float:
-        return 100.0 * self.process_cpu_s / self.duration_s
 
     @property
     def events_per_wall_s(self) -> float:

@@ -59,7 +59,7 @@ from typing import Any
 from tickless.atomicfile import write_bytes_atomic
 from tickless.axes import Backend, Method, TickMode, choices
 from tickless.errors import TicklessError
-from tickless.jsonfields import StrictReader, json_type
+from tickless.jsonfields import StrictReader, json_type, read_json_file
 from tickless.results.stats import IntervalStats, LatenessStats
 
 __all__ = [
@@ -327,20 +327,7 @@ def write_json_atomic(path: Path, payload: Any) -> None:
 def load_results(path: Path) -> list[ResultRecord]:
     """Read a file holding one record or a list of records; errors are one line naming the file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SchemaError(f"{path}: no such file") from None
-    except UnicodeDecodeError as exc:
-        raise SchemaError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise SchemaError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise SchemaError(
-            f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-        ) from None
+    data = read_json_file(path, SchemaError)
     if isinstance(data, dict):
         items: list[Any] = [data]
         single = True

@@ -29,7 +29,6 @@ required, unknown keys refused; times are nanoseconds::
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,7 @@ import numpy.typing as npt
 
 from tickless.errors import InputError
 from tickless.guest.abi import MAX_DELTA_NS, MIN_DELTA_NS
-from tickless.jsonfields import StrictReader
+from tickless.jsonfields import StrictReader, read_json_file
 
 __all__ = [
     "DEFAULT_JITTER_SHAPE",
@@ -314,20 +313,7 @@ def profile_from_json(data: Any) -> PlatformProfile:
 def load_profile(path: Path) -> PlatformProfile:
     """Read a profile JSON file; every failure is a ProfileError of one line naming the file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ProfileError(f"{path}: no such profile file") from None
-    except UnicodeDecodeError as exc:
-        raise ProfileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise ProfileError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ProfileError(
-            f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-        ) from None
+    data = read_json_file(path, ProfileError, "no such profile file")
     try:
         return profile_from_json(data)
     except ProfileError as exc:

@@ -57,7 +57,24 @@ IMAGE_MAX_BYTES = 0x100000
 RESULTS_GPA = 0x200000  # u64 timestamps written by the workload
 MAX_EVENTS = 10_000_000  # timer events one run may record (sizes the results buffer)
 MIN_MEMORY_BYTES = 4 << 20
-KVM_TSS_GPA = 0x7FFF_D000  # three pages KVM keeps for itself (ioctl takes a C int)
+KVM_TSS_GPA = 0x7FFF_D000
+
+# --- the Linux guest (tickless/guest/linux): where its drivers find the host ---------------
+# The host reserves a window at the top of RAM (e820 "reserved") and names it on the kernel
+# command line, ``tickless.window=<gpa>``; inside it the same structures as the small
+# guest's, at these offsets. The PV clock-event device's interrupt is an ISA IRQ (an IOAPIC
+# pin, described in the MP table), since a Linux driver cannot claim a raw vector.
+LINUX_RAM_BYTES = 128 << 20  # Linux sets memory up in 128 MiB sections: less is slower
+LINUX_WINDOW_BYTES = 2 << 20
+LINUX_WINDOW_GPA = LINUX_RAM_BYTES - LINUX_WINDOW_BYTES
+WINDOW_BOOT_OFFSET = 0x0000  # struct tickless_boot
+WINDOW_PVCLOCK_OFFSET = 0x1000  # struct pvclock_vcpu_time_info
+WINDOW_SHARED_OFFSET = 0x2000  # struct tickless_shared
+WINDOW_INFO_OFFSET = 0x3000  # struct tickless_linux_info (written by the guest)
+WINDOW_RESULTS_OFFSET = 0x4000  # u64 timestamps, to the end of the window
+LINUX_MAX_EVENTS = (LINUX_WINDOW_BYTES - WINDOW_RESULTS_OFFSET) // 8 - 1
+LINUX_TIMER_IRQ = 5  # ISA IRQ of the PV clock-event device
+LINUX_NAME_BYTES = 32  # three pages KVM keeps for itself (ioctl takes a C int)
 
 # --- GDT selectors ------------------------------------------------------------------------
 KERNEL_CS = 0x08
@@ -190,7 +207,22 @@ class Shared(C.Structure):
             "precise_spin_events",  # precise events too close for an interrupt: spun to
             "spin_ns",  # guest time spent spinning to precise deadlines
             "ready",  # guest: 1 once it takes interrupts (ring 3 has started)
+            "ce_etime",  # Linux driver: set_next_event calls the host answered -ETIME
+            "ce_min_delta_retries",  # Linux: clockevents_program_min_delta retries seen
         )
+    ]
+
+
+class LinuxInfo(C.Structure):
+    """struct tickless_linux_info in the Linux window: what the kernel chose, written once
+    by the workload before it starts (NUL-terminated strings)."""
+
+    _fields_ = [
+        ("clockevent", C.c_uint8 * 32),  # tick_cpu_device's clock_event_device name
+        ("clocksource", C.c_uint8 * 32),  # the current clocksource's name
+        ("release", C.c_uint8 * 64),  # utsname()->release
+        ("hz", C.c_uint64),  # CONFIG_HZ
+        ("written", C.c_uint64),  # 1 once the fields above are filled
     ]
 
 
@@ -259,5 +291,6 @@ def render_c_header() -> str:
     lines += _c_struct("tickless_boot", Boot)
     lines += _c_struct("tickless_shared", Shared)
     lines += _c_struct("pvclock_vcpu_time_info", PvclockVcpuTimeInfo)
+    lines += _c_struct("tickless_linux_info", LinuxInfo)
     lines += ["#endif", ""]
     return "\n".join(lines)

@@ -107,6 +107,9 @@ def build_checks() -> list[Check]:
     checks += _struct_checks("kvm_cpuid_entry2", abi.CpuidEntry2)
     checks += _struct_checks("kvm_msr_entry", abi.MsrEntry)
     checks += _struct_checks("kvm_irq_level", abi.IrqLevel)
+    checks += _struct_checks("kvm_pit_config", abi.PitConfig)
+    checks += _struct_checks("kvm_vcpu_events", abi.VcpuEvents)
+    checks += _struct_checks("kvm_translation", abi.Translation)
     # Variable-length tables: the ioctl size is the header's; entries follow it.
     checks += _struct_checks("kvm_cpuid2", abi.Cpuid2Header)
     checks += _struct_checks("kvm_msrs", abi.MsrsHeader)
@@ -143,6 +146,10 @@ def build_checks() -> list[Check]:
         "KVM_SET_IDENTITY_MAP_ADDR": abi.SET_IDENTITY_MAP_ADDR,
         "KVM_CREATE_IRQCHIP": abi.CREATE_IRQCHIP,
         "KVM_IRQ_LINE": abi.IRQ_LINE,
+        "KVM_CREATE_PIT2": abi.CREATE_PIT2,
+        "KVM_TRANSLATE": abi.TRANSLATE,
+        "KVM_GET_VCPU_EVENTS": abi.GET_VCPU_EVENTS,
+        "KVM_SET_VCPU_EVENTS": abi.SET_VCPU_EVENTS,
         "KVM_GET_CLOCK": abi.GET_CLOCK,
         "KVM_RUN": abi.RUN,
         "KVM_GET_REGS": abi.GET_REGS,

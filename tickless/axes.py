@@ -23,6 +23,13 @@ class TimerPath(StrEnum):
     HOST = "host"  # the same method on the host itself: the floor
 
 
+class GuestKind(StrEnum):
+    """What runs inside the VM."""
+
+    SMALL = "small"  # tickless's own freestanding kernel (tickless/guest/src)
+    LINUX = "linux"  # a Linux kernel on our PV clocksource and clock-event device
+
+
 class TickMode(StrEnum):
     TICKLESS = "tickless"  # one-shot events when needed
     PERIODIC = "periodic"  # a fixed HZ tick drives the guest's timers

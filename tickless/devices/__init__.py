@@ -9,10 +9,12 @@ its file and add it here.
 from tickless.devices import (
     console,  # noqa: F401  (registers ConsoleDevice)
     io_irq,  # noqa: F401  (registers IoInterruptDevice)
+    legacy_ports,  # noqa: F401  (registers LegacyPortsDevice)
     precise_timer,  # noqa: F401  (registers PreciseTimerDevice)
     pv_clockevent,  # noqa: F401  (registers PvClockEventDevice)
     pvclock,  # noqa: F401  (registers PvclockDevice)
     results,  # noqa: F401  (registers ResultsDevice)
+    uart,  # noqa: F401  (registers UartDevice)
 )
 from tickless.devices.device import DEVICE_TYPES, Device, MachineContext, register_device
 

@@ -78,6 +78,12 @@ class Bus:
         self.ram_bytes = ram_bytes
         self._io = _Ranges("port")
         self._mmio = _Ranges("MMIO")
+        self._unclaimed_io: BusDevice | None = None  # None: an unclaimed port is a fault
+
+    def set_unclaimed_io(self, device: BusDevice) -> None:
+        """Where port accesses that no device claimed go (a PC's floating bus), instead of
+        stopping the guest: a real OS probes ports of hardware it may not have."""
+        self._unclaimed_io = device
 
     def add_io(self, first_port: int, count: int, device: BusDevice) -> None:
         self._io.add(first_port, count, device)
@@ -88,12 +94,12 @@ class Bus:
     def dispatch(self, exit_: BusExit, vcpu: Vcpu) -> None:
         """Hand one decoded exit to its device (answers to reads go back to the vCPU)."""
         if isinstance(exit_, IoOut):
-            device = self._io.find(exit_.port, 1)  # a port, whatever the width
+            device = self._io.find(exit_.port, 1) or self._unclaimed_io  # a port, any width
             if device is None:
                 raise self._unclaimed_port(exit_.port, "out", exit_.size)
             device.io_write(exit_.port, exit_.data, vcpu)
         elif isinstance(exit_, IoIn):
-            device = self._io.find(exit_.port, 1)  # a port, whatever the width
+            device = self._io.find(exit_.port, 1) or self._unclaimed_io
             if device is None:
                 raise self._unclaimed_port(exit_.port, "in", exit_.size)
             vcpu.complete_io_in(device.io_read(exit_.port, exit_.size, vcpu) * exit_.count)

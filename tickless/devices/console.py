@@ -6,8 +6,6 @@ in one place (the outcome's console text).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from tickless.devices.bus import BusDevice
 from tickless.devices.device import Device, MachineContext, register_device
 from tickless.devices.faults import GuestFault
@@ -15,27 +13,7 @@ from tickless.guest.abi import CONSOLE_PORT, Hypercall
 from tickless.guest.panic import describe_panic
 from tickless.kvm.vcpu import Vcpu
 
-MAX_CONSOLE_BYTES = 64 * 1024
 MAX_LOG_BYTES = 4096
-
-
-class Console:
-    """Collects what the guest prints, bounded so a chatty guest cannot eat host memory."""
-
-    def __init__(self, echo: Callable[[str], None] | None = None) -> None:
-        self.buffer = bytearray()
-        self.dropped = 0
-        self.echo = echo
-
-    def write(self, data: bytes) -> None:
-        room = MAX_CONSOLE_BYTES - len(self.buffer)
-        self.buffer += data[:room]
-        self.dropped += max(0, len(data) - room)
-        if self.echo is not None:
-            self.echo(data.decode("utf-8", "replace"))
-
-    def text(self) -> str:
-        return self.buffer.decode("utf-8", "replace")
 
 
 @register_device
@@ -47,7 +25,7 @@ class ConsoleDevice(Device, BusDevice):
 
     def __init__(self, ctx: MachineContext) -> None:
         self.ctx = ctx
-        self.console = Console()
+        self.console = ctx.console
 
     @classmethod
     def create(cls, ctx: MachineContext) -> ConsoleDevice:

@@ -10,10 +10,11 @@ when the guest's configuration does not want the device.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from tickless.devices.bus import Bus
+from tickless.devices.console_buffer import Console
 from tickless.devices.hypercall import HypercallPort
 from tickless.devices.memory import GuestMemory
 from tickless.guest import abi
@@ -23,12 +24,37 @@ from tickless.timers.hrtimer import TimerBase
 from tickless.vmm.config import GuestConfig
 
 
+@dataclass(frozen=True)
+class GuestLayout:
+    """Where the structures the host and the guest share live in guest-physical memory."""
+
+    boot_gpa: int  # struct tickless_boot: what to run
+    pvclock_gpa: int  # the PV clock page
+    shared_gpa: int  # struct tickless_shared: counters
+    results_gpa: int  # u64 timestamps
+
+    @classmethod
+    def small_guest(cls) -> GuestLayout:
+        return cls(abi.BOOT_GPA, abi.PVCLOCK_GPA, abi.SHARED_GPA, abi.RESULTS_GPA)
+
+    @classmethod
+    def linux_window(cls, window_gpa: int) -> GuestLayout:
+        """Inside the window the host reserves for a Linux guest's drivers."""
+        return cls(
+            window_gpa + abi.WINDOW_BOOT_OFFSET,
+            window_gpa + abi.WINDOW_PVCLOCK_OFFSET,
+            window_gpa + abi.WINDOW_SHARED_OFFSET,
+            window_gpa + abi.WINDOW_RESULTS_OFFSET,
+        )
+
+
 @dataclass
 class MachineContext:
     """What a device may use of the machine it is part of."""
 
     name: str  # the machine's, for timer names and messages
     config: GuestConfig
+    layout: GuestLayout
     vm: Vm
     memory: GuestMemory
     clock: GuestClock  # the guest's PV clock
@@ -37,13 +63,21 @@ class MachineContext:
     precise_timers: TimerBase  # the precise channel's own timer thread (or ``timers``)
     bus: Bus
     hypercalls: HypercallPort
+    console: Console  # everything the guest prints, whichever device it uses
     finish: Callable[[int], None]  # the workload is done, having recorded N events
+    irq_routes: dict[int, int] = field(default_factory=dict)  # vector -> GSI (see inject)
     injections: int = 0  # interrupts injected into the guest, by every device
 
     def inject(self, vector: int) -> None:
-        """Raise ``vector`` in the guest's boot vCPU (an MSI into the in-kernel LAPIC)."""
+        """Raise a device's interrupt: an MSI with ``vector`` into the boot vCPU's LAPIC,
+        or, where the guest routes it through its IOAPIC (a Linux driver cannot claim a raw
+        vector), an edge on that pin."""
         self.injections += 1
-        self.vm.signal_msi(vector)
+        gsi = self.irq_routes.get(vector)
+        if gsi is None:
+            self.vm.signal_msi(vector)
+        else:
+            self.vm.pulse_irq(gsi)
 
 
 class Device:

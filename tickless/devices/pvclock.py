@@ -9,7 +9,7 @@ from __future__ import annotations
 import ctypes
 
 from tickless.devices.device import Device, MachineContext, register_device
-from tickless.guest.abi import PVCLOCK_GPA, PVCLOCK_TSC_STABLE_BIT, PvclockVcpuTimeInfo
+from tickless.guest.abi import PVCLOCK_TSC_STABLE_BIT, PvclockVcpuTimeInfo
 from tickless.timers.clock import GuestClock
 
 
@@ -32,14 +32,16 @@ class PvclockPage:
 
 @register_device
 class PvclockDevice(Device):
-    """Publishes the guest's clock (dilation included) at ``PVCLOCK_GPA`` before boot."""
+    """Publishes the guest's clock (dilation included) at the layout's PV clock
+    page before boot."""
 
     def __init__(self, page: PvclockPage) -> None:
         self.page = page
 
     @classmethod
     def create(cls, ctx: MachineContext) -> PvclockDevice:
-        view = ctx.memory.view(PVCLOCK_GPA, ctypes.sizeof(PvclockVcpuTimeInfo), "pvclock")
+        size = ctypes.sizeof(PvclockVcpuTimeInfo)
+        view = ctx.memory.view(ctx.layout.pvclock_gpa, size, "pvclock")
         device = cls(PvclockPage(view))
         device.page.publish(ctx.clock)
         return device

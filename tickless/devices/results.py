@@ -8,7 +8,7 @@ import numpy.typing as npt
 from tickless.devices.device import Device, MachineContext, register_device
 from tickless.devices.faults import GuestFault
 from tickless.errors import GuestStopped
-from tickless.guest.abi import RESULTS_GPA, Hypercall
+from tickless.guest.abi import Hypercall
 
 
 @register_device
@@ -39,7 +39,7 @@ class ResultsDevice(Device):
         The guest is untrusted: a count beyond the buffer is clamped, and timestamps that
         go backwards are refused."""
         n = min(max(events, 0), self.capacity - 1) + 1
-        raw = self.ctx.memory.read(RESULTS_GPA, n * 8, "results")
+        raw = self.ctx.memory.read(self.ctx.layout.results_gpa, n * 8, "results")
         stamps = np.frombuffer(raw, dtype=np.uint64).astype(np.int64)
         if n > 1 and bool(np.any(np.diff(stamps) < 0)):
             raise GuestStopped("guest reported event timestamps that go backwards")

@@ -171,6 +171,50 @@ class IrqLevel(C.Structure):
     _fields_ = [("irq", u32), ("level", u32)]
 
 
+class PitConfig(C.Structure):
+    _fields_ = [("flags", u32), ("pad", u32 * 15)]
+
+
+class VcpuEventsException(C.Structure):
+    _fields_ = [
+        ("injected", u8),
+        ("nr", u8),
+        ("has_error_code", u8),
+        ("pending", u8),
+        ("error_code", u32),
+    ]
+
+
+class VcpuEvents(C.Structure):
+    """struct kvm_vcpu_events (x86): pending exceptions, interrupts, NMI, SMI."""
+
+    _fields_ = [
+        ("exception", VcpuEventsException),
+        ("interrupt", u8 * 4),
+        ("nmi", u8 * 4),
+        ("sipi_vector", u32),
+        ("flags", u32),
+        ("smi", u8 * 4),
+        ("triple_fault", u8),
+        ("reserved", u8 * 26),
+        ("exception_has_payload", u8),
+        ("exception_payload", u64),
+    ]
+
+
+class Translation(C.Structure):
+    """struct kvm_translation: a guest-virtual address through the vCPU's page tables."""
+
+    _fields_ = [
+        ("linear_address", u64),
+        ("physical_address", u64),
+        ("valid", u8),
+        ("writeable", u8),
+        ("usermode", u8),
+        ("pad", u8 * 5),
+    ]
+
+
 class EnableCap(C.Structure):
     _fields_ = [("cap", u32), ("flags", u32), ("args", u64 * 4), ("pad", u8 * 64)]
 
@@ -280,6 +324,10 @@ GET_TSC_KHZ = _io(0xA3)
 ENABLE_CAP = _iow(0xA3, EnableCap)
 SIGNAL_MSI = _iow(0xA5, Msi)
 SET_MP_STATE = _iow(0x99, MpState)
+CREATE_PIT2 = _iow(0x77, PitConfig)
+TRANSLATE = _iowr(0x85, Translation)
+GET_VCPU_EVENTS = _ior(0x9F, VcpuEvents)
+SET_VCPU_EVENTS = _iow(0xA0, VcpuEvents)
 
 # --- capabilities ---------------------------------------------------------------------------
 

@@ -77,6 +77,31 @@ class Vcpu:
     def set_cpuid(self, cpuid: abi.Cpuid2) -> None:
         self._ioctl(abi.SET_CPUID2, bytearray(cpuid), "KVM_SET_CPUID2")
 
+    def translate(self, virtual: int) -> int | None:
+        """The guest-physical address of a guest-virtual one (None: not mapped)."""
+        buf = bytearray(abi.Translation(linear_address=virtual))
+        try:
+            fcntl.ioctl(self.fd, abi.TRANSLATE, buf, True)
+        except OSError as exc:
+            raise KvmError(f"KVM_TRANSLATE failed: {exc.strerror}") from exc
+        result = abi.Translation.from_buffer_copy(buf)
+        return int(result.physical_address) if result.valid else None
+
+    def inject_exception(self, vector: int) -> None:
+        """Queue a CPU exception (no error code) for the next entry: emulator assists."""
+        buf = bytearray(C.sizeof(abi.VcpuEvents))
+        try:
+            fcntl.ioctl(self.fd, abi.GET_VCPU_EVENTS, buf, True)
+        except OSError as exc:
+            raise KvmError(f"KVM_GET_VCPU_EVENTS failed: {exc.strerror}") from exc
+        events = abi.VcpuEvents.from_buffer(buf)
+        events.exception.injected = 1
+        events.exception.nr = vector
+        events.exception.has_error_code = 0
+        events.exception.pending = 0
+        events.flags = 0
+        self._ioctl(abi.SET_VCPU_EVENTS, buf, "KVM_SET_VCPU_EVENTS")
+
     def set_runnable(self) -> None:
         """Start an application processor without INIT/SIPI (the host sets its registers)."""
         state = abi.MpState(mp_state=abi.MP_STATE_RUNNABLE)

@@ -81,6 +81,14 @@ class Vm:
                 return region
         return None
 
+    def read(self, gpa: int, length: int) -> bytes | None:
+        """Guest-physical memory, or None where the guest has none."""
+        region = self.region_for(gpa, length)
+        if region is None:
+            return None
+        start = gpa - region.guest_phys_addr
+        return bytes(region.mapping[start : start + length])
+
     def set_tss_addr(self, gpa: int) -> None:
         self._ioctl(abi.SET_TSS_ADDR, gpa, "KVM_SET_TSS_ADDR")
 
@@ -114,6 +122,19 @@ class Vm:
             return int(fcntl.ioctl(self.fd, abi.SIGNAL_MSI, buf, True))
         except OSError as exc:
             raise KvmError(f"KVM_SIGNAL_MSI failed: {exc.strerror}") from exc
+
+    def create_pit2(self) -> None:
+        """KVM's in-kernel i8254 PIT (Linux calibrates with it and probes for it)."""
+        self._ioctl(abi.CREATE_PIT2, bytes(abi.PitConfig()), "KVM_CREATE_PIT2")
+
+    def irq_line(self, gsi: int, level: int) -> None:
+        """Drive an in-kernel irqchip input (IOAPIC pin / PIC line) high or low."""
+        self._ioctl(abi.IRQ_LINE, bytes(abi.IrqLevel(irq=gsi, level=level)), "KVM_IRQ_LINE")
+
+    def pulse_irq(self, gsi: int) -> None:
+        """An edge on ``gsi``: high, then low. Safe from any thread."""
+        self.irq_line(gsi, 1)
+        self.irq_line(gsi, 0)
 
     def create_vcpu_fd(self, vcpu_id: int) -> int:
         return self._ioctl(abi.CREATE_VCPU, vcpu_id, "KVM_CREATE_VCPU")

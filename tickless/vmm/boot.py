@@ -1,41 +1,56 @@
-"""What the host writes into a new guest before its first instruction: long-mode page
-tables, GDT and TSS, the kernel image, and the boot parameters (``struct tickless_boot``)."""
+"""How a guest is put in memory and started: one ``GuestBoot`` per kind of guest.
+
+The machine (``vmm/machine.py``) is the same for every guest; what differs is here: the
+memory it needs, where it shares structures with the host (``GuestLayout``), what the host
+writes before the first instruction, the vCPU's entry state, how device interrupts reach
+it, and which emulator gaps of these hosts it needs help with. The small guest's boot is
+below; Linux's is ``vmm/linux_boot.py``.
+"""
 
 from __future__ import annotations
 
+import ctypes
+from typing import Protocol
+
 from tickless.axes import wire_code
+from tickless.devices.device import GuestLayout
 from tickless.devices.memory import GuestMemory
 from tickless.guest import abi
 from tickless.kvm import abi as kvm_abi
 from tickless.kvm.errors import KvmError
+from tickless.kvm.exits import VcpuExit
 from tickless.kvm.longmode import LongModeLayout, gdt_and_tss, long_mode_sregs, page_tables
 from tickless.kvm.system import KvmSystem
 from tickless.kvm.vcpu import Vcpu
+from tickless.kvm.vm import Vm
 from tickless.timers.clock import GuestClock
 from tickless.vmm.config import GuestConfig
 
-LAYOUT = LongModeLayout(
-    pml4=abi.PML4_GPA,
-    pdpt=abi.PDPT_GPA,
-    pd=abi.PD_GPA,
-    gdt=abi.GDT_GPA,
-    tss=abi.TSS_GPA,
-    kernel_stack_top=abi.KERNEL_STACK_TOP,
-    user_ports=(abi.CONSOLE_PORT, abi.HYPERCALL_PORT),
-    selectors=(abi.KERNEL_CS, abi.KERNEL_DS, abi.USER_DS, abi.USER_CS, abi.TSS_SEL),
-)
+
+class GuestBoot(Protocol):
+    """What the machine needs to know of one kind of guest."""
+
+    layout: GuestLayout
+    irq_routes: dict[int, int]  # device vector -> GSI, for guests that route through the IOAPIC
+
+    def prepare_vm(self, vm: Vm) -> None:
+        """Extra VM-wide setup (beyond the irqchip and memory)."""
+
+    def load(self, memory: GuestMemory, config: GuestConfig, clock: GuestClock) -> None:
+        """Write the kernel, its boot data and the boot parameters into guest memory."""
+
+    def start_vcpu(self, system: KvmSystem, vcpu: Vcpu) -> None:
+        """The boot vCPU's registers at its first instruction."""
+
+    def assist(self, exit_: VcpuExit, vcpu: Vcpu) -> str | None:
+        """Complete what this host's emulator cannot (``None``: not ours to fix); returns
+        the assist's name, which the machine counts."""
 
 
-def load_image(memory: GuestMemory, image: bytes) -> None:
-    """Long-mode structures and the kernel image, at the addresses of ``guest/abi.py``."""
-    for gpa, blob in (*page_tables(LAYOUT).items(), *gdt_and_tss(LAYOUT).items()):
-        memory.view(gpa, len(blob), "setup")[:] = blob
-    if len(image) > abi.IMAGE_MAX_BYTES:
-        raise KvmError(f"guest image of {len(image)} bytes does not fit")
-    memory.view(abi.IMAGE_GPA, len(image), "image")[:] = image
-
-
-def write_boot_params(boot: abi.Boot, cfg: GuestConfig, clock: GuestClock) -> None:
+def write_boot_params(
+    boot: abi.Boot, cfg: GuestConfig, clock: GuestClock, layout: GuestLayout
+) -> None:
+    """``struct tickless_boot``: what the guest's workload runs (both kinds of guest)."""
     boot.magic = abi.BOOT_MAGIC
     boot.abi_version = abi.ABI_VERSION
     boot.scenario = cfg.scenario
@@ -49,7 +64,7 @@ def write_boot_params(boot: abi.Boot, cfg: GuestConfig, clock: GuestClock) -> No
     boot.period_ns = cfg.period_ns
     boot.duration_ns = cfg.duration_ns
     boot.housekeeping_a_ns, boot.housekeeping_b_ns = cfg.housekeeping_ns
-    boot.results_gpa = abi.RESULTS_GPA
+    boot.results_gpa = layout.results_gpa
     boot.results_capacity = cfg.results_capacity
     boot.memory_bytes = cfg.memory_bytes
     boot.io_handler_tsc = clock.delta_ticks_at_least(cfg.io_handler_ns)
@@ -57,9 +72,71 @@ def write_boot_params(boot: abi.Boot, cfg: GuestConfig, clock: GuestClock) -> No
     boot.second_vcpu_busy = int(cfg.second_vcpu_busy)
 
 
-def long_mode_vcpu(system: KvmSystem, vcpu: Vcpu, rip: int, rsp: int) -> Vcpu:
-    """A vCPU that starts at ``rip`` in 64-bit ring 0, ``rdi`` pointing at the boot block."""
+def write_boot_block(
+    memory: GuestMemory, cfg: GuestConfig, clock: GuestClock, layout: GuestLayout
+) -> None:
+    view = memory.view(layout.boot_gpa, ctypes.sizeof(abi.Boot), "boot")
+    boot = abi.Boot.from_buffer(view)
+    write_boot_params(boot, cfg, clock, layout)
+    del boot  # a live view would keep the mapping open after close()
+
+
+SMALL_GUEST_LONG_MODE = LongModeLayout(
+    pml4=abi.PML4_GPA,
+    pdpt=abi.PDPT_GPA,
+    pd=abi.PD_GPA,
+    gdt=abi.GDT_GPA,
+    tss=abi.TSS_GPA,
+    kernel_stack_top=abi.KERNEL_STACK_TOP,
+    user_ports=(abi.CONSOLE_PORT, abi.HYPERCALL_PORT),
+    selectors=(abi.KERNEL_CS, abi.KERNEL_DS, abi.USER_DS, abi.USER_CS, abi.TSS_SEL),
+)
+
+
+def enter_long_mode(
+    system: KvmSystem, vcpu: Vcpu, layout: LongModeLayout, regs: kvm_abi.Regs
+) -> None:
+    """A vCPU that starts in 64-bit ring 0 with paging on, at ``regs``."""
     vcpu.set_cpuid(system.supported_cpuid)
-    vcpu.set_sregs(long_mode_sregs(vcpu.get_sregs(), LAYOUT))
-    vcpu.set_regs(kvm_abi.Regs(rip=rip, rsp=rsp, rdi=abi.BOOT_GPA, rflags=abi.RFLAGS_FIXED))
-    return vcpu
+    vcpu.set_sregs(long_mode_sregs(vcpu.get_sregs(), layout))
+    vcpu.set_regs(regs)
+
+
+def write_long_mode_tables(memory: GuestMemory, layout: LongModeLayout) -> None:
+    for gpa, blob in (*page_tables(layout).items(), *gdt_and_tss(layout).items()):
+        memory.view(gpa, len(blob), "setup")[:] = blob
+
+
+class SmallGuestBoot:
+    """tickless's own kernel: a flat image at ``IMAGE_GPA``, entered in long mode with
+    ``rdi`` = the boot block; interrupts arrive as MSIs on the ABI's vectors."""
+
+    def __init__(self, image: bytes) -> None:
+        if len(image) > abi.IMAGE_MAX_BYTES:
+            raise KvmError(f"guest image of {len(image)} bytes does not fit")
+        self.image = image
+        self.layout = GuestLayout.small_guest()
+        self.irq_routes: dict[int, int] = {}
+
+    def prepare_vm(self, vm: Vm) -> None:
+        pass
+
+    def load(self, memory: GuestMemory, config: GuestConfig, clock: GuestClock) -> None:
+        write_long_mode_tables(memory, SMALL_GUEST_LONG_MODE)
+        memory.view(abi.IMAGE_GPA, len(self.image), "image")[:] = self.image
+        write_boot_block(memory, config, clock, self.layout)
+
+    def start_vcpu(self, system: KvmSystem, vcpu: Vcpu) -> None:
+        self._enter(system, vcpu, abi.IMAGE_GPA, abi.KERNEL_STACK_TOP)
+
+    def start_second_vcpu(self, system: KvmSystem, vcpu: Vcpu) -> None:
+        """vCPU 1 (the CPU-load scenario): its own entry point and stack."""
+        self._enter(system, vcpu, abi.AP_ENTRY_GPA, abi.AP_KERNEL_STACK_TOP)
+        vcpu.set_runnable()
+
+    def _enter(self, system: KvmSystem, vcpu: Vcpu, rip: int, rsp: int) -> None:
+        regs = kvm_abi.Regs(rip=rip, rsp=rsp, rdi=abi.BOOT_GPA, rflags=abi.RFLAGS_FIXED)
+        enter_long_mode(system, vcpu, SMALL_GUEST_LONG_MODE, regs)
+
+    def assist(self, exit_: VcpuExit, vcpu: Vcpu) -> str | None:
+        return None  # the small guest avoids every instruction this host cannot emulate

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 
-from tickless.axes import Method, TickMode, TimerPath, Wait
-from tickless.guest.abi import MAX_EVENTS, MIN_MEMORY_BYTES, RESULTS_GPA, Scenario
+from tickless.axes import GuestKind, Method, TickMode, TimerPath, Wait
+from tickless.errors import InputError
+from tickless.guest.abi import (
+    LINUX_MAX_EVENTS,
+    LINUX_RAM_BYTES,
+    MAX_EVENTS,
+    MIN_MEMORY_BYTES,
+    RESULTS_GPA,
+    Scenario,
+)
 from tickless.host.realtime import RealtimePolicy
 
 HUGE_PAGE = 2 << 20
@@ -15,6 +24,8 @@ SECOND_NS = 1_000_000_000
 
 @dataclass(frozen=True)
 class GuestConfig:
+    guest: GuestKind = GuestKind.SMALL
+    kernel_path: Path | None = None  # Linux: a user's vmlinux (None: the one we build)
     scenario: Scenario = Scenario.MEASURE
     timer: TimerPath = TimerPath.PV
     method: Method = Method.RELATIVE
@@ -37,20 +48,22 @@ class GuestConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.guest is GuestKind.LINUX and self.count > LINUX_MAX_EVENTS:
+            raise InputError(f"a Linux guest records at most {LINUX_MAX_EVENTS:,} events")
         if not 0 <= self.count <= MAX_EVENTS:
-            raise ValueError(f"count must be between 1 and {MAX_EVENTS:,}")
+            raise InputError(f"count must be between 1 and {MAX_EVENTS:,}")
         if self.interval_ns <= 0:
-            raise ValueError("interval must be positive")
+            raise InputError("interval must be positive")
         if self.hz <= 0 or self.hz > 100_000:
-            raise ValueError("hz must be between 1 and 100000")
+            raise InputError("hz must be between 1 and 100000")
         if self.rate <= 0:
-            raise ValueError("time dilation rate must be positive")
+            raise InputError("time dilation rate must be positive")
         if self.io_rate_per_s < 0 or self.io_rate_per_s > 100_000:
-            raise ValueError("the I/O interrupt rate must be between 0 and 100000/s")
+            raise InputError("the I/O interrupt rate must be between 0 and 100000/s")
         if self.io_handler_ns < 0 or self.hold_back_ns < 0 or self.spin_threshold_ns < 0:
-            raise ValueError("handler cost, hold-back window and spin threshold must be >= 0")
+            raise InputError("handler cost, hold-back window and spin threshold must be >= 0")
         if self.max_hypercall_rate < 100:
-            raise ValueError("the hypercall rate limit must be at least 100/s")
+            raise InputError("the hypercall rate limit must be at least 100/s")
 
     @property
     def period_ns(self) -> int:
@@ -63,5 +76,7 @@ class GuestConfig:
 
     @property
     def memory_bytes(self) -> int:
+        if self.guest is GuestKind.LINUX:
+            return LINUX_RAM_BYTES
         need = RESULTS_GPA + self.results_capacity * 8
         return max(MIN_MEMORY_BYTES, -(-need // HUGE_PAGE) * HUGE_PAGE)

@@ -4,14 +4,19 @@ shared by every guest (as one hrtimer base serves every VM on a host CPU)."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from types import TracebackType
 
+from tickless.axes import GuestKind
+from tickless.devices.console_buffer import Console
 from tickless.guest.build import build_image
 from tickless.host.realtime import RealtimePolicy
 from tickless.host.timer_thread import HostTimerThread
 from tickless.kvm.system import KvmSystem
 from tickless.kvm.vm import Vm
+from tickless.vmm.boot import GuestBoot, SmallGuestBoot
 from tickless.vmm.config import GuestConfig
+from tickless.vmm.linux_boot import LinuxBoot
 from tickless.vmm.machine import GuestMachine, install_stop_signal
 
 GIL_SWITCH_INTERVAL_S = 0.0002  # hand the GIL to the woken timer thread quickly
@@ -33,6 +38,7 @@ class VmmHost:
             self.tsc_hz, slop_ticks=slop_ns * self.tsc_hz // 1_000_000_000, policy=policy
         )
         self.machines: list[GuestMachine] = []
+        self._vmlinux: dict[int, Path] = {}  # HZ -> the vmlinux we built
         self.precise_timers: HostTimerThread | None = None  # started on first use
         self._old_switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
@@ -51,17 +57,31 @@ class VmmHost:
         config: GuestConfig,
         name: str | None = None,
         precise_timers: HostTimerThread | None = None,
+        console: Console | None = None,
     ) -> GuestMachine:
         machine = GuestMachine(
             self.system,
             self.timers,
             config,
-            self.image,
+            self._guest_boot(config),
             name or f"guest{len(self.machines)}",
             precise_timers=precise_timers,
+            console=console,
         )
         self.machines.append(machine)
         return machine
+
+    def _guest_boot(self, config: GuestConfig) -> GuestBoot:
+        if config.guest is GuestKind.SMALL:
+            return SmallGuestBoot(self.image)
+        kernel = config.kernel_path
+        if kernel is None:
+            kernel = self._vmlinux.get(config.hz)
+            if kernel is None:  # built (or found in the cache) on first use only
+                from tickless.guest.linux_build import build_vmlinux
+
+                kernel = self._vmlinux[config.hz] = build_vmlinux(config.hz)
+        return LinuxBoot(kernel)
 
     def stop_all(self, reason: str) -> None:
         for machine in self.machines:

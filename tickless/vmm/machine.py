@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from tickless.devices import DEVICE_TYPES, Device, MachineContext
 from tickless.devices.bus import Bus
-from tickless.devices.console import ConsoleDevice
+from tickless.devices.console_buffer import Console
 from tickless.devices.faults import GuestFault
 from tickless.devices.hypercall import HypercallPort
 from tickless.devices.io_irq import IoInterruptDevice, IoInterruptSource
@@ -50,7 +50,7 @@ from tickless.kvm.vm import Vm
 from tickless.timers.clock import GuestClock
 from tickless.timers.hrtimer import TimerBase
 from tickless.timers.precise import PreciseTimerChannel
-from tickless.vmm.boot import load_image, long_mode_vcpu, write_boot_params
+from tickless.vmm.boot import GuestBoot, SmallGuestBoot
 from tickless.vmm.config import GuestConfig
 
 STOP_SIGNAL = signal.SIGUSR1
@@ -82,6 +82,7 @@ class GuestOutcome:
     injections: int = 0
     console: str = ""
     vcpu_cpu_ns: int = 0
+    assists: Counter[str] = field(default_factory=Counter)  # emulator gaps the VMM filled
 
 
 def describe_stop(exit_: VcpuExit, vcpu: Vcpu) -> str:
@@ -104,12 +105,15 @@ class GuestMachine:
         system: KvmSystem,
         timers: TimerBase,
         config: GuestConfig,
-        image: bytes,
+        boot: GuestBoot,
         name: str = "guest0",
         precise_timers: TimerBase | None = None,
+        console: Console | None = None,
     ) -> None:
         self.config = config
+        self.boot = boot
         self.name = name
+        self.console = console or Console()
         self.ap: Vcpu | None = None
         self._ap_thread: threading.Thread | None = None
         self.ap_error: str | None = None
@@ -121,30 +125,25 @@ class GuestMachine:
         self._thread: threading.Thread | None = None
         self.vm = Vm(system)
         try:
-            self._setup(system, image, timers, precise_timers or timers)
+            self._setup(system, timers, precise_timers or timers)
         except BaseException:
             self.close()
             raise
 
-    def _setup(
-        self, system: KvmSystem, image: bytes, timers: TimerBase, precise_timers: TimerBase
-    ) -> None:
-        cfg, vm = self.config, self.vm
+    def _setup(self, system: KvmSystem, timers: TimerBase, precise_timers: TimerBase) -> None:
+        cfg, vm, boot = self.config, self.vm, self.boot
         vm.set_tss_addr(abi.KVM_TSS_GPA)
         vm.create_irqchip()
+        boot.prepare_vm(vm)
         if cfg.halt_poll_ns is not None:
             vm.set_halt_poll_ns(cfg.halt_poll_ns)
         vm.add_memory(0, cfg.memory_bytes)
         self.memory = GuestMemory(vm)
-        load_image(self.memory, image)
         self.tsc_hz = vm.tsc_khz() * 1000
         self.clock = GuestClock.create(self.tsc_hz, rdtsc(), rate=cfg.rate)
-        self.shared = abi.Shared.from_buffer(
-            self.memory.view(abi.SHARED_GPA, ctypes.sizeof(abi.Shared), "shared")
-        )
-        boot = abi.Boot.from_buffer(self.memory.view(abi.BOOT_GPA, ctypes.sizeof(abi.Boot), "boot"))
-        write_boot_params(boot, cfg, self.clock)
-        del boot  # a live view would keep the mapping open after close()
+        boot.load(self.memory, cfg, self.clock)
+        shared_view = self.memory.view(boot.layout.shared_gpa, ctypes.sizeof(abi.Shared), "shared")
+        self.shared = abi.Shared.from_buffer(shared_view)
 
         self.bus = Bus(cfg.memory_bytes)
         self.hypercalls = HypercallPort(cfg.max_hypercall_rate)
@@ -152,6 +151,7 @@ class GuestMachine:
         self.context = MachineContext(
             name=self.name,
             config=cfg,
+            layout=boot.layout,
             vm=vm,
             memory=self.memory,
             clock=self.clock,
@@ -160,18 +160,22 @@ class GuestMachine:
             precise_timers=precise_timers,
             bus=self.bus,
             hypercalls=self.hypercalls,
+            console=self.console,
             finish=self._finish,
+            irq_routes=dict(boot.irq_routes),
         )
         for device_type in DEVICE_TYPES:
             device = device_type.create(self.context)
             if device is not None:
                 self.devices.append(device)
 
-        self.vcpu = long_mode_vcpu(system, Vcpu(vm, 0), abi.IMAGE_GPA, abi.KERNEL_STACK_TOP)
+        self.vcpu = Vcpu(vm, 0)
+        boot.start_vcpu(system, self.vcpu)
         if cfg.second_vcpu_busy:
-            ap = Vcpu(vm, 1)
-            self.ap = long_mode_vcpu(system, ap, abi.AP_ENTRY_GPA, abi.AP_KERNEL_STACK_TOP)
-            self.ap.set_runnable()
+            if not isinstance(boot, SmallGuestBoot):
+                raise KvmError("a busy second vCPU (CPU load) is offered by the small guest only")
+            self.ap = Vcpu(vm, 1)
+            boot.start_second_vcpu(system, self.ap)
 
     # --- devices ----------------------------------------------------------------------------
 
@@ -281,7 +285,7 @@ class GuestMachine:
             self.outcome.vcpu_cpu_ns = thread_cpu_ns(native_id)
             self.outcome.hypercalls = self.hypercalls.calls
             self.outcome.injections = self.context.injections
-            self.outcome.console = self._required(ConsoleDevice).console.text()
+            self.outcome.console = self.console.text()
 
     def _run_loop(self) -> None:
         """Enter the guest; hand port I/O and MMIO to the bus; any other exit stops it."""
@@ -293,8 +297,11 @@ class GuestMachine:
             exits[exit_label(exit_)] += 1
             if isinstance(exit_, IoOut | IoIn | MmioWrite | MmioRead):
                 bus.dispatch(exit_, vcpu)
-            else:
+                continue
+            assist = self.boot.assist(exit_, vcpu)
+            if assist is None:
                 raise GuestFault(describe_stop(exit_, vcpu))
+            self.outcome.assists[assist] += 1
 
     # --- results ----------------------------------------------------------------------------
 

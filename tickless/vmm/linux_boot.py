@@ -1,0 +1,196 @@
+"""Booting a Linux kernel: the x86-64 boot protocol, entered directly in 64-bit mode.
+
+As Firecracker and kvmtool do for a ``vmlinux``: load the ELF's segments at their physical
+addresses, write ``struct boot_params`` (the "zero page": setup header, command line,
+e820 map), an MP table for the IOAPIC, long-mode page tables and a GDT, and enter
+``startup_64`` with ``rsi`` pointing at the zero page (Documentation/arch/x86/boot.rst,
+"64-bit boot protocol"). Real mode is never run: it is emulated, and very slow, here.
+
+The window the host shares with our drivers sits at the top of RAM, reserved in the e820
+map and named on the command line (``tickless.window=``), see ``guest/abi.py``.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+from tickless.devices.device import GuestLayout
+from tickless.devices.memory import GuestMemory
+from tickless.errors import InputError
+from tickless.guest import abi
+from tickless.kvm import abi as kvm_abi
+from tickless.kvm.exits import InternalError, VcpuExit
+from tickless.kvm.longmode import LongModeLayout
+from tickless.kvm.system import KvmSystem
+from tickless.kvm.vcpu import Vcpu
+from tickless.kvm.vm import Vm
+from tickless.timers.clock import GuestClock
+from tickless.vmm.boot import enter_long_mode, write_boot_block, write_long_mode_tables
+from tickless.vmm.config import GuestConfig
+from tickless.vmm.mptable import MPTABLE_BYTES, MPTABLE_GPA, mp_table
+
+ZERO_PAGE_GPA = 0x7000
+CMDLINE_GPA = 0x20000
+CMDLINE_MAX_BYTES = 2048
+BOOT_STACK_TOP = 0x8FF0
+HIMEM_GPA = 0x10_0000
+LINUX_LONG_MODE = LongModeLayout(
+    pml4=0x9000,
+    pdpt=0xA000,
+    pd=0xB000,
+    gdt=0x500,
+    tss=0x600,
+    kernel_stack_top=BOOT_STACK_TOP,
+    user_ports=(),
+    selectors=(0x08, 0x10, 0x18 | 3, 0x20 | 3, 0x28),
+)
+
+# struct boot_params offsets (arch/x86/include/uapi/asm/bootparam.h)
+E820_ENTRIES_OFFSET = 0x1E8
+SETUP_HEADER_OFFSET = 0x1F1
+E820_TABLE_OFFSET = 0x2D0
+E820_MAX_ENTRIES = 128
+E820_RAM, E820_RESERVED = 1, 2
+BOOT_FLAG, HDRS_MAGIC, BOOT_PROTOCOL = 0xAA55, 0x53726448, 0x020F
+LOADER_UNDEFINED = 0xFF
+LOADED_HIGH = 0x01
+KERNEL_ALIGNMENT = 0x100_0000
+
+INT3 = 0xCC
+BP_VECTOR = 3
+
+# What these hosts need on the command line (../shared/notes/linux-guest-on-this-host.md):
+# the emulated ring 0 lacks xrstor, popcnt and clac; the serial console is ttyS0.
+BASE_CMDLINE = (
+    "console=ttyS0 earlyprintk=serial,ttyS0,115200 clearcpuid=smap,xsave,popcnt "
+    "tsc=reliable panic=-1"
+)
+
+PT_LOAD = 1
+ELF_MAGIC = b"\x7fELF"
+EM_X86_64 = 62
+
+
+def elf_segments(image: bytes) -> tuple[int, list[tuple[int, int, int, int]]]:
+    """The entry point (physical) and the PT_LOAD segments (paddr, offset, filesz, memsz)
+    of a 64-bit x86 ELF executable; raises InputError for anything else."""
+    if len(image) < 64 or image[:4] != ELF_MAGIC or image[4] != 2 or image[5] != 1:
+        raise InputError("the kernel is not a 64-bit little-endian ELF file (want a vmlinux)")
+    (machine,) = struct.unpack_from("<H", image, 18)
+    if machine != EM_X86_64:
+        raise InputError(f"the kernel is an ELF for machine {machine}, not x86-64")
+    entry, phoff = struct.unpack_from("<QQ", image, 24)
+    phentsize, phnum = struct.unpack_from("<HH", image, 54)
+    segments: list[tuple[int, int, int, int]] = []
+    entry_phys = None
+    for i in range(phnum):
+        base = phoff + i * phentsize
+        if base + 56 > len(image):
+            raise InputError("the kernel's ELF program headers run past the file's end")
+        p_type, _flags, offset, vaddr, paddr, filesz, memsz = struct.unpack_from(
+            "<IIQQQQQ", image, base
+        )
+        if p_type != PT_LOAD:
+            continue
+        if offset + filesz > len(image) or filesz > memsz:
+            raise InputError("the kernel's ELF segment lies outside the file")
+        segments.append((paddr, offset, filesz, memsz))
+        if vaddr <= entry < vaddr + memsz:
+            entry_phys = entry - vaddr + paddr
+    if not segments or entry_phys is None:
+        raise InputError("the kernel's ELF has no loadable segment holding its entry point")
+    return entry_phys, segments
+
+
+def e820_map(ram_bytes: int, window_gpa: int) -> list[tuple[int, int, int]]:
+    """(start, size, type): low RAM, the MP table reserved, high RAM, the window reserved."""
+    return [
+        (0, MPTABLE_GPA, E820_RAM),
+        (MPTABLE_GPA, MPTABLE_BYTES, E820_RESERVED),
+        (HIMEM_GPA, window_gpa - HIMEM_GPA, E820_RAM),
+        (window_gpa, ram_bytes - window_gpa, E820_RESERVED),
+    ]
+
+
+def zero_page(cmdline_len: int, e820: list[tuple[int, int, int]]) -> bytes:
+    """struct boot_params with the setup header a 64-bit entry needs, and the e820 map."""
+    page = bytearray(4096)
+    page[E820_ENTRIES_OFFSET] = len(e820)
+    struct.pack_into("<H", page, 0x1FE, BOOT_FLAG)
+    struct.pack_into("<I", page, 0x202, HDRS_MAGIC)
+    struct.pack_into("<H", page, 0x206, BOOT_PROTOCOL)
+    page[0x210] = LOADER_UNDEFINED
+    page[0x211] = LOADED_HIGH
+    struct.pack_into("<I", page, 0x228, CMDLINE_GPA)
+    struct.pack_into("<I", page, 0x230, KERNEL_ALIGNMENT)
+    struct.pack_into("<I", page, 0x238, cmdline_len)
+    for i, (start, size, kind) in enumerate(e820):
+        struct.pack_into("<QQI", page, E820_TABLE_OFFSET + 20 * i, start, size, kind)
+    return bytes(page)
+
+
+class LinuxBoot:
+    """A vmlinux, its command line, and the window our drivers find the host in."""
+
+    def __init__(self, vmlinux: Path, extra_cmdline: str = "") -> None:
+        try:
+            self.image = vmlinux.read_bytes()
+        except OSError as exc:
+            raise InputError(f"cannot read kernel {vmlinux}: {exc.strerror}") from None
+        self.vmlinux = vmlinux
+        self.entry, self.segments = elf_segments(self.image)
+        self.window_gpa = abi.LINUX_WINDOW_GPA
+        self.layout = GuestLayout.linux_window(self.window_gpa)
+        self.irq_routes = {abi.TIMER_VECTOR: abi.LINUX_TIMER_IRQ}
+        self.cmdline = (
+            f"{BASE_CMDLINE} tickless.window={self.window_gpa:#x} {extra_cmdline}".strip()
+        )
+        if len(self.cmdline) + 1 > CMDLINE_MAX_BYTES:
+            raise InputError(f"kernel command line over {CMDLINE_MAX_BYTES} bytes")
+
+    def prepare_vm(self, vm: Vm) -> None:
+        vm.create_pit2()  # Linux calibrates against it and expects one on a PC
+
+    def load(self, memory: GuestMemory, config: GuestConfig, clock: GuestClock) -> None:
+        ram = config.memory_bytes
+        for paddr, offset, filesz, memsz in self.segments:
+            if paddr < HIMEM_GPA or paddr + memsz > self.window_gpa:
+                raise InputError(
+                    f"the kernel's segment at {paddr:#x}+{memsz:#x} does not fit in "
+                    f"{ram >> 20} MiB below the tickless window"
+                )
+            view = memory.view(paddr, memsz, "kernel")
+            view[:filesz] = self.image[offset : offset + filesz]
+            view[filesz:] = bytes(memsz - filesz)
+        write_long_mode_tables(memory, LINUX_LONG_MODE)
+        cmdline = self.cmdline.encode() + b"\0"
+        memory.view(CMDLINE_GPA, len(cmdline), "cmdline")[:] = cmdline
+        page = zero_page(len(cmdline) - 1, e820_map(ram, self.window_gpa))
+        memory.view(ZERO_PAGE_GPA, len(page), "zero page")[:] = page
+        table = mp_table(MPTABLE_GPA)
+        memory.view(MPTABLE_GPA, len(table), "MP table")[:] = table
+        window = memory.view(self.window_gpa, abi.LINUX_WINDOW_BYTES, "window")
+        window[:] = bytes(abi.LINUX_WINDOW_BYTES)
+        write_boot_block(memory, config, clock, self.layout)
+
+    def start_vcpu(self, system: KvmSystem, vcpu: Vcpu) -> None:
+        regs = kvm_abi.Regs(
+            rip=self.entry, rsp=BOOT_STACK_TOP, rsi=ZERO_PAGE_GPA, rflags=abi.RFLAGS_FIXED
+        )
+        enter_long_mode(system, vcpu, LINUX_LONG_MODE, regs)
+
+    def assist(self, exit_: VcpuExit, vcpu: Vcpu) -> str | None:
+        """The kernel's boot-time int3 self-test stops this host's emulator (an internal
+        error at the ``int3``): step over it and deliver the #BP the CPU would have."""
+        if not isinstance(exit_, InternalError):
+            return None
+        rip = int(vcpu.get_regs().rip)
+        phys = vcpu.translate(rip)
+        if phys is None or vcpu.vm.read(phys, 1) != bytes([INT3]):
+            return None
+        regs = vcpu.get_regs()
+        regs.rip = rip + 1
+        vcpu.set_regs(regs)
+        vcpu.inject_exception(BP_VECTOR)
+        return "int3"

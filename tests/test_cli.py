@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from tickless.cli import main
-from tickless.results.schema import load_results
+from tickless.results.schema import SCHEMA_VERSION, load_results
 
 
 def test_help_lists_the_commands() -> None:
@@ -49,7 +49,7 @@ def test_measure_writes_a_loadable_json_record(tmp_path: Path) -> None:
     assert record.backend == "kvm" and record.timer == "pv"
     assert record.stats.count == 200
     raw = json.loads(out.read_text())
-    assert raw["schema_version"] == 1
+    assert raw["schema_version"] == SCHEMA_VERSION
     assert raw["host"]["hypercalls"] == 201
 
 

@@ -51,7 +51,13 @@ REQUIRED_TOP_KEYS = [
     "tool_version",
     "intervals_ns",
     "lateness_ns",
+    "guest",
+    "guest_kernel",
+    "guest_clockevent",
+    "guest_clocksource",
+    "assists",
 ]
+VERSION_2_KEYS = REQUIRED_TOP_KEYS[-5:]
 LATENESS_KEYS = ["mean_ns", "sd_ns", "p99_ns", "max_ns", "early_count"]
 HOST_KEYS = [
     "exits",
@@ -93,7 +99,7 @@ def test_json_dict_has_the_documented_shape() -> None:
     assert set(d) == set(REQUIRED_TOP_KEYS)
     assert set(d["lateness"]) == set(LATENESS_KEYS)
     assert set(d["host"]) == set(HOST_KEYS)
-    assert d["schema_version"] == SCHEMA_VERSION == 1
+    assert d["schema_version"] == SCHEMA_VERSION == 2
     assert d["ci99_ns"][0] < d["mean_ns"] < d["ci99_ns"][1]
     assert d["host"]["wakeups_per_s"] == pytest.approx(20.0)
     assert d["load"] == "idle"
@@ -162,7 +168,7 @@ def test_missing_nested_key(section: str, key: str) -> None:
         from_json_dict(d)
 
 
-@pytest.mark.parametrize("version", [0, 2, "1", 1.0, None])
+@pytest.mark.parametrize("version", [0, 3, "1", 1.0, None])
 def test_wrong_schema_version(version: object) -> None:
     d = _good()
     d["schema_version"] = version
@@ -319,3 +325,30 @@ def test_load_empty_list(tmp_path: Path) -> None:
     path = tmp_path / "none.json"
     path.write_text("[]")
     assert load_results(path) == []
+
+
+def test_a_version_1_file_still_loads() -> None:
+    """Records written before the Linux guest: no guest keys; a kvm one ran the small guest."""
+    d = _good()
+    for key in VERSION_2_KEYS:
+        del d[key]
+    d["schema_version"] = 1
+    record = from_json_dict(d)
+    assert record.guest == ("small" if record.backend == "kvm" else None)
+    assert record.guest_clockevent is None
+    assert record.assists == {}
+    d["guest"] = "linux"  # a version 1 file cannot carry version 2 keys
+    with pytest.raises(SchemaError, match="'guest'"):
+        from_json_dict(d)
+
+
+def test_linux_guest_fields_round_trip() -> None:
+    record = make_record()
+    record.guest, record.guest_kernel = "linux", "6.12.117"
+    record.guest_clockevent, record.guest_clocksource = "tickless", "tickless"
+    record.assists = {"int3": 1}
+    assert from_json_dict(json.loads(json.dumps(to_json_dict(record)))) == record
+    bad = to_json_dict(record)
+    bad["assists"] = {"int3": -1}
+    with pytest.raises(SchemaError, match="'assists'"):
+        from_json_dict(bad)

@@ -149,6 +149,16 @@ class StrictReader:
                 raise self.fail(key, f"entry '{k}' must be a string, got {json_type(v)}")
         return dict(value)
 
+    def int_dict(self, key: str) -> dict[str, int]:
+        """An object of non-negative integer counts, by name."""
+        value = self.get(key)
+        if not isinstance(value, dict):
+            raise self.fail(key, f"must be an object, got {json_type(value)}")
+        for k, v in value.items():
+            if type(v) is not int or v < 0:
+                raise self.fail(key, f"entry '{k}' must be a count, got {v!r}")
+        return dict(value)
+
     def check_no_extra(self) -> None:
         extra = sorted(set(self.obj) - self.used)
         if extra:

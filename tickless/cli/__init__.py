@@ -37,10 +37,12 @@ def main() -> None:
       tickless measure --timer lapic        the same through KVM's LAPIC timer (the paper's KVM)
       tickless measure --timer host         the same method on the host itself (the floor)
       tickless idle --mode periodic         what 10 idle 1000 HZ guests cost the host
+      tickless console --guest linux        boot Linux on our PV timer, stream its console
     """
 
 
 def _register() -> None:
+    from tickless.cli.console import console_command
     from tickless.cli.idle import idle
     from tickless.cli.measure import measure
     from tickless.cli.report import report
@@ -52,6 +54,7 @@ def _register() -> None:
     main.add_command(sim)
     main.add_command(table1)
     main.add_command(report)
+    main.add_command(console_command)
 
 
 _register()

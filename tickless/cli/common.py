@@ -12,6 +12,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
+from tickless.axes import GuestKind, choices
 from tickless.backends import kvm_problem
 from tickless.units import DurationParam
 
@@ -69,6 +70,47 @@ def json_option(help_text: str) -> Callable[[F], F]:
     return click.option(
         "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help=help_text
     )
+
+
+LINUX_DEFAULT_HZ = 100  # a tick costs ~2 ms of emulated ring 0 here: 1000 HZ cannot keep up
+
+
+def guest_options(f: F) -> F:
+    """``--guest`` and ``--kernel``: what runs in the VM."""
+    f = click.option(
+        "--kernel",
+        "kernel_path",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        default=None,
+        help="--guest linux: boot this vmlinux (an x86-64 ELF with our drivers) instead of "
+        "the one tickless builds from linux-source-6.12.",
+    )(f)
+    return click.option(
+        "--guest",
+        type=click.Choice(choices(GuestKind)),
+        default=GuestKind.SMALL.value,
+        show_default=True,
+        help="small: tickless's own kernel; linux: a Linux 6.12 kernel running tickless on "
+        "our PV clocksource and clock-event device (built on first use, ~2 min).",
+    )(f)
+
+
+def console_option(f: F) -> F:
+    """``--console FILE``: keep what the guest printed."""
+    return click.option(
+        "--console",
+        "console_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Save the guest's console output here (also shown when a guest fails).",
+    )(f)
+
+
+def guest_hz(guest: str, hz: int | None, default: int) -> int:
+    """--hz as given, else the guest's default: a Linux kernel is built for HZ=100 here."""
+    if hz is not None:
+        return hz
+    return LINUX_DEFAULT_HZ if guest == GuestKind.LINUX.value else default
 
 
 def slop_option(help_text: str) -> Callable[[F], F]:

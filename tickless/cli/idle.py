@@ -8,12 +8,14 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from tickless.axes import TickMode, choices
+from tickless.axes import GuestKind, TickMode, choices
 from tickless.cli.common import (
     DURATION_OR_ZERO,
     EXIT_INTERRUPTED,
     console,
     err_console,
+    guest_hz,
+    guest_options,
     json_option,
     progress_bar,
     require_kvm,
@@ -42,10 +44,11 @@ from tickless.units import DURATION
 @click.option(
     "--hz",
     type=click.IntRange(1, 10_000),
-    default=1000,
-    show_default=True,
-    help="Tick rate of periodic guests.",
+    default=None,
+    help="Tick rate of periodic guests (default 1000; --guest linux: the kernel's HZ, "
+    "default 100).",
 )
+@guest_options
 @click.option("--duration", "duration_ns", type=DURATION, default="2s", show_default=True)
 @slop_option("Host timer slop (coalesces timers of different guests).")
 @click.option(
@@ -59,7 +62,9 @@ from tickless.units import DURATION
 def idle(
     guests: int,
     mode: str,
-    hz: int,
+    hz: int | None,
+    guest: str,
+    kernel_path: Path | None,
     duration_ns: int,
     slop_ns: int,
     halt_poll_ns: int | None,
@@ -71,8 +76,10 @@ def idle(
     try:
         spec = IdleSpec(
             guests=guests,
+            guest=GuestKind(guest),
+            kernel_path=kernel_path,
             mode=TickMode(mode),
-            hz=hz,
+            hz=guest_hz(guest, hz, 1000),
             duration_ns=duration_ns,
             slop_ns=slop_ns,
             halt_poll_ns=halt_poll_ns,
@@ -87,8 +94,8 @@ def idle(
         err_console.print("interrupted: an idle run has no partial result")
         sys.exit(EXIT_INTERRUPTED)
     table = Table(
-        title=f"{guests} idle guests, {mode}"
-        + (f" at {hz} HZ" if spec.mode is TickMode.PERIODIC else "")
+        title=f"{guests} idle {guest} guests, {mode}"
+        + (f" at {spec.hz} HZ" if spec.mode is TickMode.PERIODIC else "")
         + f", {result.duration_s:.2f} s"
     )
     table.add_column("host-side count")
@@ -101,6 +108,11 @@ def idle(
     table.add_row("  of it: vCPU threads (guest included)", f"{result.vcpu_cpu_s:.3f} s")
     per_guest_ms = 1000 * result.process_cpu_s / guests / result.duration_s
     table.add_row("host CPU per guest", f"{per_guest_ms:.2f} ms/s")
+    if result.guest_kernel:
+        table.add_row("guest kernel", result.guest_kernel)
+        table.add_row("guest clock-event device", str(result.guest_clockevent))
+        table.add_row("guest clocksource", str(result.guest_clocksource))
+        table.add_row("boot (not in the rates)", f"{result.boot_s:.1f} s")
     console.print(table)
     for note in result.notes:
         console.print(f"note: {note}")

@@ -9,13 +9,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from tickless.axes import Backend, Load, Method, TickMode, TimerPath, Wait, choices
+from tickless.axes import Backend, GuestKind, Load, Method, TickMode, TimerPath, Wait, choices
 from tickless.cli.common import (
     DURATION_OR_ZERO,
     EXIT_INTERRUPTED,
     DilationParam,
     console,
+    console_option,
     err_console,
+    guest_hz,
+    guest_options,
     json_option,
     progress_bar,
     require_kvm,
@@ -71,10 +74,12 @@ BACKEND_CHOICES = ["auto", Backend.KVM.value, Backend.SIM.value]  # host: --time
 @click.option(
     "--hz",
     type=click.IntRange(1, 100_000),
-    default=1000,
-    show_default=True,
-    help="Tick rate for --mode periodic.",
+    default=None,
+    help="Tick rate for --mode periodic (default 1000); --guest linux: the kernel's HZ "
+    "(default 100).",
 )
+@guest_options
+@console_option
 @click.option(
     "--method",
     type=click.Choice(choices(Method)),
@@ -182,7 +187,10 @@ def measure(
     interval_ns: int,
     count: int,
     mode: str,
-    hz: int,
+    hz: int | None,
+    guest: str,
+    kernel_path: Path | None,
+    console_path: Path | None,
     method: str,
     wait: str,
     slop_ns: int,
@@ -230,7 +238,10 @@ def _spec(backend: Backend, options: dict[str, Any]) -> MeasureSpec:
             interval_ns=options["interval_ns"],
             count=options["count"],
             mode=TickMode(options["mode"]),
-            hz=options["hz"],
+            hz=guest_hz(options["guest"], options["hz"], 1000),
+            guest=GuestKind(options["guest"]),
+            kernel_path=options["kernel_path"],
+            console_path=options["console_path"],
             method=Method(options["method"]),
             wait=Wait(options["wait"]),
             slop_ns=options["slop_ns"],

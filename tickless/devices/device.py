@@ -32,6 +32,7 @@ class GuestLayout:
     pvclock_gpa: int  # the PV clock page
     shared_gpa: int  # struct tickless_shared: counters
     results_gpa: int  # u64 timestamps
+    info_gpa: int | None = None  # struct tickless_linux_info (Linux guests)
 
     @classmethod
     def small_guest(cls) -> GuestLayout:
@@ -45,6 +46,7 @@ class GuestLayout:
             window_gpa + abi.WINDOW_PVCLOCK_OFFSET,
             window_gpa + abi.WINDOW_SHARED_OFFSET,
             window_gpa + abi.WINDOW_RESULTS_OFFSET,
+            window_gpa + abi.WINDOW_INFO_OFFSET,
         )
 
 

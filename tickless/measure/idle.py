@@ -10,11 +10,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from tickless.axes import TickMode
+from tickless.axes import GuestKind, TickMode
 from tickless.errors import GuestStopped
 from tickless.guest.abi import Scenario
 from tickless.host.cputime import process_cpu_s, thread_cpu_ns
 from tickless.host.realtime import RealtimePolicy
+from tickless.measure.linux_idle import LINUX_IDLE_UNTIL_STOPPED_NS, run_linux_idle
 from tickless.measure.machine_info import machine_facts
 from tickless.results.idle import GuestIdleCounts, IdleResult, IdleSpec
 from tickless.vmm.config import GuestConfig
@@ -25,16 +26,22 @@ from tickless.vmm.machine import GuestMachine
 def run_idle(spec: IdleSpec, progress: Callable[[float], None] | None = None) -> IdleResult:
     """Boot ``spec.guests`` idle guests at once, let them idle, count what the host did."""
     policy = RealtimePolicy() if spec.realtime else RealtimePolicy(fifo_priority=None)
+    linux = spec.guest is GuestKind.LINUX
     config = GuestConfig(
+        guest=spec.guest,
+        kernel_path=spec.kernel_path,
         scenario=Scenario.IDLE,
         mode=spec.mode,
         hz=spec.hz,
-        duration_ns=spec.duration_ns,
+        # A Linux guest idles until the host ends the run (after its boot, see below).
+        duration_ns=LINUX_IDLE_UNTIL_STOPPED_NS if linux else spec.duration_ns,
         housekeeping_ns=spec.housekeeping_ns,
         halt_poll_ns=spec.halt_poll_ns,
     )
     with VmmHost(spec.slop_ns, policy) as host:
         machines = [host.boot(config, f"guest{i}") for i in range(spec.guests)]
+        if linux:
+            return run_linux_idle(spec, host, machines, progress)
         timers = host.timers
         wake0, exp0 = timers.stats.wakeups, timers.stats.expiries
         thread_cpu0 = thread_cpu_ns(timers.native_id) if timers.native_id else 0

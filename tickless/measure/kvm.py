@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
-from tickless.axes import Backend, Load, TimerPath
+from tickless.atomicfile import write_bytes_atomic
+from tickless.axes import Backend, GuestKind, Load, TimerPath
+from tickless.devices.legacy_ports import LegacyPortsDevice
 from tickless.errors import GuestStopped
 from tickless.guest.abi import Scenario
 from tickless.host.cputime import process_cpu_s
@@ -24,6 +28,7 @@ from tickless.results.schema import HostCounts, ResultRecord
 from tickless.results.spec import MeasurementInterrupted, MeasureSpec, Progress, build_record
 from tickless.vmm.config import GuestConfig
 from tickless.vmm.host import VmmHost
+from tickless.vmm.linux_boot import read_linux_info
 from tickless.vmm.machine import GuestMachine
 
 __all__ = ["measure_kvm", "realtime_policy", "watch"]
@@ -39,6 +44,8 @@ def realtime_policy(spec: MeasureSpec) -> RealtimePolicy:
 def _guest_config(spec: MeasureSpec) -> GuestConfig:
     precise = spec.timer is TimerPath.PRECISE
     return GuestConfig(
+        guest=spec.guest,
+        kernel_path=spec.kernel_path,
         scenario=Scenario.MEASURE,
         timer=spec.timer,
         method=spec.method,
@@ -66,17 +73,40 @@ PRECISE_TIMER_POLICY = RealtimePolicy(fifo_priority=95, cpu=0)
 OTHER_TIMERS_WITH_PRECISE = RealtimePolicy(fifo_priority=90, cpu=0)  # off the vCPU's CPU
 
 
+@dataclass
+class Watched:
+    """When the guest's workload started (``shared.ready``): wall and VMM CPU seconds."""
+
+    ready_at_s: float | None = None
+    ready_cpu_s: float | None = None
+
+
 def watch(
-    machine: GuestMachine, host: VmmHost, stall_timeout_s: float, progress: Progress | None
-) -> None:
-    """Wait for the guest, reporting progress; stop it if it stalls or the host fails."""
-    last_events, last_change = -1, time.monotonic()
+    machine: GuestMachine,
+    host: VmmHost,
+    stall_timeout_s: float,
+    progress: Progress | None,
+    boot_timeout_s: float = 120.0,
+) -> Watched:
+    """Wait for the guest, reporting progress; stop it if it does not reach its workload in
+    ``boot_timeout_s``, stalls after that, or the host fails. Notes when the workload began
+    (a Linux guest boots for seconds first: its rates count from then)."""
+    watched = Watched()
+    start = last_change = time.monotonic()
+    last_events = -1
     while machine.running:
-        machine.join(0.1)
+        machine.join(0.1 if watched.ready_at_s is not None else 0.01)
+        now = time.monotonic()
+        if watched.ready_at_s is None:
+            if int(machine.shared.ready):
+                watched.ready_at_s, watched.ready_cpu_s = now, process_cpu_s()
+                last_change = now
+            elif now - start > boot_timeout_s:
+                machine.request_stop(f"guest did not start its workload in {boot_timeout_s:g} s")
+            continue
         events = machine.events_recorded
         if progress is not None:
             progress(events)
-        now = time.monotonic()
         if events != last_events:
             last_events, last_change = events, now
         elif now - last_change > stall_timeout_s:
@@ -84,6 +114,7 @@ def watch(
         if host.timers.error is not None:
             machine.request_stop(f"host timer thread failed: {host.timers.error!r}")
     machine.join(5)
+    return watched
 
 
 def measure_kvm(spec: MeasureSpec, progress: Progress | None = None) -> ResultRecord:
@@ -110,6 +141,9 @@ def measure_kvm(spec: MeasureSpec, progress: Progress | None = None) -> ResultRe
             slop_ns=spec.slop_ns,
         )
         timestamps = machine.timestamps_ns(events) if events else None
+        linux = read_linux_info(machine.memory, machine.boot.layout)
+        notes.extend(linux_notes(machine))
+        assists = dict(machine.outcome.assists)
     if cpu_load is not None and cpu_load.report is not None:
         r = cpu_load.report
         notes.append(
@@ -121,6 +155,11 @@ def measure_kvm(spec: MeasureSpec, progress: Progress | None = None) -> ResultRe
             raise MeasurementInterrupted(None)
         raise GuestStopped("no timer event was recorded")
     record = build_record(spec, Backend.KVM, timestamps, counts, facts, notes)
+    record.assists = assists
+    if linux is not None:
+        record.guest_kernel = linux.release
+        record.guest_clockevent = linux.clockevent
+        record.guest_clocksource = linux.clocksource
     if interrupted:
         raise MeasurementInterrupted(record)
     return record
@@ -134,18 +173,34 @@ def _run_guest(
     cpu0, t0 = process_cpu_s(), time.monotonic()
     machine.start()
     interrupted = False
+    watched = Watched()
     try:
-        watch(machine, host, spec.stall_timeout_s + spec.interval_ns / 1e9, progress)
+        stall_s = spec.stall_timeout_s + spec.interval_ns / 1e9
+        watched = watch(machine, host, stall_s, progress, spec.boot_timeout_s)
     except KeyboardInterrupt:
         interrupted = True
         machine.request_stop("interrupted (Ctrl-C)")
         machine.join(5)
+    if spec.guest is GuestKind.LINUX and watched.ready_at_s is not None:
+        t0, cpu0 = watched.ready_at_s, watched.ready_cpu_s or cpu0  # its boot is not the timer's
     duration_s, cpu_s = time.monotonic() - t0, process_cpu_s() - cpu0
     outcome = machine.outcome
+    if spec.console_path is not None:
+        save_console(spec.console_path, outcome.console)
     if not outcome.ok and not interrupted:
-        console = f"; guest console: {outcome.console.strip()}" if outcome.console else ""
-        raise GuestStopped(f"guest stopped: {outcome.reason}{console}")
+        raise GuestStopped(f"guest stopped: {outcome.reason}{console_tail(outcome.console)}")
     return duration_s, cpu_s, interrupted
+
+
+def save_console(path: Path, text: str) -> None:
+    """Keep the guest's console (atomically: a failed write leaves the old file)."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def console_tail(console: str, lines: int = 15) -> str:
+    """The guest's last words, for a failure message (the whole of it: --console FILE)."""
+    tail = console.strip().splitlines()[-lines:]
+    return "; guest console (last lines):\n" + "\n".join(tail) if tail else ""
 
 
 def _guest_notes(spec: MeasureSpec, machine: GuestMachine, duration_s: float) -> list[str]:
@@ -197,6 +252,9 @@ def _host_counts(
             f" us; host woke after the deadline {machine.precise.stats.late_wakeups} times"
         )
         notes.append(_lateness_note(timers, host.tsc_hz))
+    elif spec.guest is GuestKind.LINUX:  # Linux's own LAPIC driver counts nothing for us
+        timer_events = injections = wakeups = machine.events_recorded
+        notes.append("lapic: Linux's lapic-deadline device; counts are the workload's events")
     else:
         timer_events = injections = wakeups = int(shared.lapic_irq_count)
         notes.append("lapic: expiries and injections are KVM's in-kernel LAPIC timer's")
@@ -246,4 +304,23 @@ def _io_notes(spec: MeasureSpec, machine: GuestMachine, duration_s: float) -> li
             f"io load: {stats.deferred} interrupts held back by the precise channel's "
             f"{spec.hold_back_window_ns / 1000:g} us window, {stats.forced} forced in"
         )
+    return notes
+
+
+def linux_notes(machine: GuestMachine) -> list[str]:
+    """What a Linux guest's drivers and this host's emulator gaps did (none for the small
+    guest)."""
+    if machine.config.guest is not GuestKind.LINUX:
+        return []
+    shared, notes = machine.shared, []
+    if machine.outcome.assists:
+        done = ", ".join(f"{name} x{n}" for name, n in sorted(machine.outcome.assists.items()))
+        notes.append(f"emulator assists (this host's gaps, filled by the VMM): {done}")
+    notes.append(
+        f"linux driver: {int(shared.ce_etime)} set_next_event calls got -ETIME, "
+        f"{int(shared.ce_min_delta_retries)} clockevents min-delta retries"
+    )
+    legacy = machine.device(LegacyPortsDevice)
+    if legacy is not None:
+        notes.append(legacy.summary())
     return notes

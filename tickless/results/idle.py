@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
-from tickless.axes import TickMode
+from tickless.axes import GuestKind, TickMode
 from tickless.errors import InputError
 from tickless.timers.clock import NSEC_PER_SEC
 
@@ -24,6 +25,8 @@ MAX_GUESTS = 64
 @dataclass(frozen=True)
 class IdleSpec:
     guests: int = 10
+    guest: GuestKind = GuestKind.SMALL
+    kernel_path: Path | None = None  # --guest linux: a user's vmlinux (None: ours)
     mode: TickMode = TickMode.TICKLESS
     hz: int = 1000
     duration_ns: int = 2 * NSEC_PER_SEC
@@ -39,6 +42,9 @@ class IdleSpec:
             object.__setattr__(self, "mode", TickMode(self.mode))
         except ValueError:
             raise InputError("--mode must be periodic or tickless") from None
+        object.__setattr__(self, "guest", GuestKind(self.guest))
+        if self.kernel_path is not None and self.guest is not GuestKind.LINUX:
+            raise InputError("--kernel needs --guest linux")
         if not 1 <= self.hz <= 10_000:
             raise InputError("--hz must be between 1 and 10000")
         if self.duration_ns < 10_000_000:
@@ -103,6 +109,12 @@ class IdleResult(IdleRates):
     notes: list[str] = field(default_factory=list)
     schema_version: int = IDLE_SCHEMA_VERSION
     kind: str = "idle"
+    guest: str = GuestKind.SMALL.value
+    guest_kernel: str | None = None  # Linux: the kernel release
+    guest_clockevent: str | None = None  # Linux: the tick's clock-event device
+    guest_clocksource: str | None = None  # Linux: the clocksource it chose
+    boot_s: float = 0.0  # until every guest ran its workload (Linux: excluded from the rates)
+    assists: dict[str, int] = field(default_factory=dict)  # emulator gaps filled, all guests
 
     def to_json_dict(self) -> dict[str, Any]:
         d = asdict(self)

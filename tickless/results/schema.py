@@ -1,7 +1,8 @@
 """Versioned JSON result record, shared by real KVM runs and the simulator.
 
 One measurement run becomes one JSON object; multi-run commands write a JSON list of them.
-The on-disk shape (``SCHEMA_VERSION`` = 1) is flat so that ``jq`` and spreadsheets can read it.
+The on-disk shape (``SCHEMA_VERSION`` = 2; version 1 files still load) is flat so that ``jq``
+and spreadsheets can read it.
 Durations are integer or float nanoseconds (``_ns``), host totals are seconds (``_s``), rates are
 per second of wall-clock run time (``_per_s``). Every key below is always written, and
 ``from_json_dict`` requires every key and rejects unknown ones, so a record survives a
@@ -44,6 +45,17 @@ Top level
                            not installed).
     intervals_ns    [int]  Raw measured intervals, ns, in event order (for figures).
     lateness_ns     [int]  Raw lateness of each event, ns, in event order.
+
+Added in version 2 (a version 1 file reads as: guest "small" for kvm records, else null; the
+rest null or empty):
+    guest            str?   What ran in the VM: "small" (tickless's own kernel) or "linux";
+                            null when no guest ran (host, sim).
+    guest_kernel     str?   The Linux guest's kernel release (utsname), else null.
+    guest_clockevent str?   The clock-event device the guest kernel's tick used ("tickless",
+                            "lapic-deadline", ...); null for the small guest.
+    guest_clocksource str?  The clocksource the guest kernel chose; null for the small guest.
+    assists          object str -> int: emulator gaps of this host the VMM filled, by name
+                            (e.g. "int3": the kernel's int3 self-test).
 """
 
 from __future__ import annotations
@@ -76,7 +88,8 @@ __all__ = [
     "write_json_atomic",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 # The closed axes a record is checked against; "timer" and "load" stay open sets of strings.
 BACKENDS = tuple(choices(Backend))
 MODES = tuple(choices(TickMode))
@@ -148,6 +161,11 @@ class ResultRecord:
     notes: list[str] = field(default_factory=list)
     created_utc: str = field(default_factory=_now_utc)
     tool_version: str = field(default_factory=_tool_version)
+    guest: str | None = None
+    guest_kernel: str | None = None
+    guest_clockevent: str | None = None
+    guest_clocksource: str | None = None
+    assists: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Fail when the record is built, not later when someone tries to load the file.
@@ -209,6 +227,11 @@ def to_json_dict(record: ResultRecord) -> dict[str, Any]:
         "tool_version": record.tool_version,
         "intervals_ns": list(record.intervals_ns),
         "lateness_ns": list(record.lateness_ns),
+        "guest": record.guest,
+        "guest_kernel": record.guest_kernel,
+        "guest_clockevent": record.guest_clockevent,
+        "guest_clocksource": record.guest_clocksource,
+        "assists": dict(record.assists),
     }
 
 
@@ -288,9 +311,10 @@ def from_json_dict(d: Any) -> ResultRecord:
         raise SchemaError(f"a result record must be a JSON object, got {json_type(d)}")
     top = _reader(d)
     version = top.int_("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         raise SchemaError(
-            f"key 'schema_version' is {version}; this tool reads version {SCHEMA_VERSION} only"
+            f"key 'schema_version' is {version}; this tool reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}"
         )
 
     stats, lateness, host = _stats(top), _lateness(top), _host_counts(top)
@@ -313,8 +337,17 @@ def from_json_dict(d: Any) -> ResultRecord:
         intervals_ns=top.int_list("intervals_ns"),
         lateness_ns=top.int_list("lateness_ns"),
     )
+    if version >= 2:
+        record.guest = top.optional_str("guest")
+        record.guest_kernel = top.optional_str("guest_kernel")
+        record.guest_clockevent = top.optional_str("guest_clockevent")
+        record.guest_clocksource = top.optional_str("guest_clocksource")
+        record.assists = top.int_dict("assists")
+    elif record.backend == "kvm":
+        record.guest = "small"  # version 1 knew no other guest
     top.check_no_extra()
     return record
+
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:

@@ -11,14 +11,25 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from fractions import Fraction
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
-from tickless.axes import Backend, Load, Method, TickMode, TimerPath, Wait, choices, format_loads
+from tickless.axes import (
+    Backend,
+    GuestKind,
+    Load,
+    Method,
+    TickMode,
+    TimerPath,
+    Wait,
+    choices,
+    format_loads,
+)
 from tickless.errors import GuestStopped, InputError
-from tickless.guest.abi import MAX_EVENTS
+from tickless.guest.abi import LINUX_MAX_EVENTS, MAX_EVENTS
 from tickless.results.paper import PAPER_IO_RATE_PER_S
 from tickless.results.schema import HostCounts, ResultRecord
 from tickless.results.stats import summarize, summarize_lateness
@@ -84,9 +95,14 @@ class MeasureSpec:
     io_handler_ns: int = 20_000  # busy time of the guest's I/O interrupt handler
     hold_back_ns: int | None = None  # precise: hold-back window; None: handler cost + 70 us
     spin_threshold_ns: int = 200_000  # precise: nearer deadlines are spun to directly
+    guest: GuestKind = GuestKind.SMALL  # what runs in the VM (kvm backend)
+    kernel_path: Path | None = None  # --guest linux: a user's vmlinux (None: ours)
+    console_path: Path | None = None  # where to save what the guest printed
+    boot_timeout_s: float = 120.0  # a guest that is not running its workload by then stops
 
     def __post_init__(self) -> None:
         for name, enum in (
+            ("guest", GuestKind),
             ("timer", TimerPath),
             ("mode", TickMode),
             ("method", Method),
@@ -123,6 +139,25 @@ class MeasureSpec:
             raise InputError("--load io is a device in the guest: --timer host has no guest")
         if self.backend is Backend.HOST and self.timer is not TimerPath.HOST:
             raise InputError("the host backend runs --timer host only")
+        if self.kernel_path is not None and self.guest is not GuestKind.LINUX:
+            raise InputError("--kernel needs --guest linux")
+        if self.guest is GuestKind.LINUX:
+            self._check_linux()
+
+    def _check_linux(self) -> None:
+        """What the Linux guest's in-kernel workload offers (``guest/linux``)."""
+        if self.backend is not Backend.KVM:
+            raise InputError("--guest linux runs on the kvm backend only")
+        if self.timer not in (TimerPath.PV, TimerPath.LAPIC):
+            raise InputError("--guest linux measures --timer pv or lapic")
+        if self.loads != {Load.IDLE}:
+            raise InputError("--guest linux runs with --load idle only")
+        if self.mode is not TickMode.TICKLESS or self.method is not Method.RELATIVE:
+            raise InputError("--guest linux measures the paper's way: tickless, relative")
+        if self.wait is not Wait.HALT:
+            raise InputError("--guest linux waits the kernel's way (--wait halt)")
+        if self.count > LINUX_MAX_EVENTS:
+            raise InputError(f"--guest linux records at most {LINUX_MAX_EVENTS:,} events")
 
     @property
     def load(self) -> str:
@@ -191,4 +226,5 @@ def build_record(
         lateness_ns=lateness.tolist(),
         machine=machine,
         notes=notes,
+        guest=spec.guest.value if backend is Backend.KVM else None,
     )

@@ -106,6 +106,12 @@ class FleetResult(IdleRates):
             "injections_per_s": self.injections_per_s,
             "interrupts_per_guest_per_s": self.interrupts_per_guest_per_s,
             "cpu_percent_of_core": self.cpu_percent_of_core,
+            "guest": "model",  # guests are the model's (see "model"), not a kernel that ran
+            "guest_kernel": None,
+            "guest_clockevent": None,
+            "guest_clocksource": None,
+            "boot_s": 0.0,
+            "assists": {},
             "per_cpu": [asdict(c) for c in self.per_cpu],
             "partial": self.partial,
             "requested_duration_s": s.duration_ns / SECOND_NS,

@@ -12,7 +12,9 @@ map and named on the command line (``tickless.window=``), see ``guest/abi.py``.
 
 from __future__ import annotations
 
+import ctypes
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 from tickless.devices.device import GuestLayout
@@ -194,3 +196,36 @@ class LinuxBoot:
         vcpu.set_regs(regs)
         vcpu.inject_exception(BP_VECTOR)
         return "int3"
+
+
+@dataclass(frozen=True)
+class LinuxGuestInfo:
+    """What the Linux guest's workload reported about the kernel (``struct
+    tickless_linux_info``). The guest is untrusted: strings are cut at their NUL, limited
+    to their field and decoded with replacement."""
+
+    clockevent: str
+    clocksource: str
+    release: str
+    hz: int
+
+
+def _c_string(raw: bytes) -> str:
+    text = raw.split(b"\0", 1)[0].decode("ascii", "replace")
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
+
+
+def read_linux_info(memory: GuestMemory, layout: GuestLayout) -> LinuxGuestInfo | None:
+    """The kernel's choices, once the guest has written them (else None)."""
+    if layout.info_gpa is None:
+        return None
+    raw = memory.read(layout.info_gpa, ctypes.sizeof(abi.LinuxInfo), "linux info")
+    info = abi.LinuxInfo.from_buffer_copy(raw)
+    if not info.written:
+        return None
+    return LinuxGuestInfo(
+        clockevent=_c_string(bytes(info.clockevent)),
+        clocksource=_c_string(bytes(info.clocksource)),
+        release=_c_string(bytes(info.release)),
+        hz=int(info.hz),
+    )

@@ -123,6 +123,7 @@ class GuestMachine:
         self.devices: list[Device] = []
         self._stop_requested = False
         self._thread: threading.Thread | None = None
+        self._vcpu_native_id: int | None = None
         self.vm = Vm(system)
         try:
             self._setup(system, timers, precise_timers or timers)
@@ -263,8 +264,16 @@ class GuestMachine:
         finally:
             self.ap_cpu_ns = thread_cpu_ns(native_id)
 
+    def vcpu_cpu_ns(self) -> int:
+        """CPU time of the boot vCPU's thread so far (guest code included)."""
+        if self._vcpu_native_id is None:
+            return 0
+        if not self.running:
+            return self.outcome.vcpu_cpu_ns
+        return thread_cpu_ns(self._vcpu_native_id)
+
     def _vcpu_thread(self) -> None:
-        native_id = threading.get_native_id()
+        native_id = self._vcpu_native_id = threading.get_native_id()
         self.outcome.reason = "running"
         if self.config.vcpu_policy is not None:
             self.vcpu_problems = apply_to_current_thread(self.config.vcpu_policy)

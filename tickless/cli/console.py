@@ -1,0 +1,103 @@
+"""tickless console: boot a guest and stream what it prints."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from tickless.axes import GuestKind, TickMode, TimerPath, choices
+from tickless.cli.common import (
+    EXIT_INTERRUPTED,
+    console_option,
+    err_console,
+    guest_hz,
+    guest_options,
+    require_kvm,
+)
+from tickless.units import DURATION
+
+
+def _write_through(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+@click.command("console")
+@guest_options
+@click.option(
+    "--timer",
+    type=click.Choice([TimerPath.PV.value, TimerPath.LAPIC.value]),
+    default=TimerPath.PV.value,
+    show_default=True,
+    help="pv: the guest ticks on our clock-event device; lapic: on KVM's LAPIC timer.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(choices(TickMode)),
+    default=TickMode.TICKLESS.value,
+    show_default=True,
+)
+@click.option("--hz", type=click.IntRange(1, 10_000), default=None, help="The kernel's HZ.")
+@click.option(
+    "--duration",
+    "duration_ns",
+    type=DURATION,
+    default="30s",
+    show_default=True,
+    help="Stop the guest after this long (Ctrl-C stops it sooner).",
+)
+@console_option
+def console_command(
+    guest: str,
+    kernel_path: Path | None,
+    timer: str,
+    mode: str,
+    hz: int | None,
+    duration_ns: int,
+    console_path: Path | None,
+) -> None:
+    """Boot an idle guest and stream its console: watch a Linux guest come up tickless.
+
+    \b
+      tickless console --guest linux              boot messages, then the idle workload
+      tickless console --guest linux --timer lapic the same kernel on KVM's LAPIC timer
+    """
+    from tickless.atomicfile import write_bytes_atomic
+    from tickless.devices.console_buffer import Console
+    from tickless.guest.abi import Scenario
+    from tickless.vmm.config import GuestConfig
+    from tickless.vmm.host import VmmHost
+
+    require_kvm()
+    config = GuestConfig(
+        guest=GuestKind(guest),
+        kernel_path=kernel_path,
+        scenario=Scenario.IDLE,
+        timer=TimerPath(timer),
+        mode=TickMode(mode),
+        hz=guest_hz(guest, hz, 1000),
+        duration_ns=duration_ns,
+    )
+    stream = Console(echo=_write_through)
+    interrupted = False
+    with VmmHost() as host:
+        machine = host.boot(config, console=stream)
+        machine.start()
+        end = time.monotonic() + duration_ns / 1e9
+        try:
+            while machine.running and time.monotonic() < end:
+                machine.join(0.1)
+        except KeyboardInterrupt:
+            interrupted = True
+        machine.request_stop("interrupted (Ctrl-C)" if interrupted else "end of the console run")
+        machine.join(5)
+    if console_path is not None:
+        write_bytes_atomic(console_path, stream.text().encode("utf-8"))
+        err_console.print(f"console written to {console_path}")
+    outcome = machine.outcome
+    err_console.print(f"guest stopped: {outcome.reason}")
+    if interrupted:
+        sys.exit(EXIT_INTERRUPTED)

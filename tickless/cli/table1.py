@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from tickless.axes import Load, TimerPath, choices
+from tickless.axes import GuestKind, Load, TimerPath, choices
 from tickless.cli.common import (
     EXIT_INTERRUPTED,
     console,
@@ -48,12 +48,21 @@ from tickless.results.schema import ResultRecord, to_json_dict, write_json_atomi
     type=click.Choice(choices(Load)),
     help="Only these loads (repeatable). Default: idle, cpu, io.",
 )
+@click.option(
+    "--guest",
+    "guests",
+    multiple=True,
+    type=click.Choice(choices(GuestKind)),
+    help="Which guests' rows (repeatable). Default: small. linux adds a Linux kernel's pv "
+    "and lapic rows (idle load), booting one guest per row.",
+)
 @json_option("Write every row as a result record (a JSON list), rewritten after each run.")
 def table1(
     quick: bool,
     timers: tuple[str, ...],
     intervals_us: tuple[int, ...],
     loads: tuple[str, ...],
+    guests: tuple[str, ...],
     json_path: Path | None,
 ) -> None:
     """Run every timer path at the paper's intervals, idle and loaded, and print our
@@ -66,6 +75,7 @@ def table1(
         intervals_us=intervals_us or Table1Plan.intervals_us,
         loads=tuple(map(Load, loads)) or Table1Plan.loads,
         count=QUICK_COUNT if quick else PAPER_EVENTS,
+        guests=tuple(map(GuestKind, guests)) or Table1Plan.guests,
     )
     require_kvm()
     records: list[ResultRecord] = []

@@ -23,6 +23,7 @@ CFLAGS = (
 )
 # fmt: on
 
+
 def build_image(force: bool = False) -> Path:
     """Return the path of the flat guest image, building it first when needed."""
     gcc, objcopy = require_tool("gcc"), require_tool("objcopy")

@@ -24,6 +24,7 @@ def _title(record: ResultRecord) -> str:
     parts = [
         f"backend {record.backend}",
         f"timer {record.timer}",
+        *([f"guest linux {record.guest_kernel or ''}".strip()] if record.guest == "linux" else []),
         record.mode if record.hz is None else f"{record.mode} ({record.hz} Hz)",
         f"{record.method} deadlines",
         f"interval {format_duration_ns(record.interval_ns)}",
@@ -78,7 +79,7 @@ def render_result(record: ResultRecord, console: Console) -> None:
 
 def _our_label(record: ResultRecord) -> str:
     where = "this run" if record.backend == "kvm" else f"this run, {record.backend}"
-    return f"tickless {record.timer} ({where})"
+    return f"tickless {record.path_label} ({where})"
 
 
 def render_compare_paper(record: ResultRecord, console: Console) -> None:

@@ -54,7 +54,7 @@ def record_title(record: ResultRecord) -> str:
     """One line naming what was measured; shared by figure titles and the HTML report."""
     platform = record.platform if record.platform is not None else "real"  # null = a real run
     return (
-        f"timer {record.timer} · backend {record.backend} · platform {platform} · "
+        f"timer {record.path_label} · backend {record.backend} · platform {platform} · "
         f"load {record.load} · d = {format_duration_ns(record.interval_ns)}"
     )
 

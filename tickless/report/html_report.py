@@ -98,7 +98,7 @@ def _our_row(index: int, record: ResultRecord) -> str:
     early = record.lateness.early_count
     cells = [
         (f'<a href="#run-{index}">run {index}</a>', False),
-        (_e(record.timer), False),
+        (_e(record.path_label), False),
         (_e(record.backend), False),
         (_e(record.platform if record.platform is not None else "real"), False),
         (_e(record.load), False),

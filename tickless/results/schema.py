@@ -167,6 +167,11 @@ class ResultRecord:
     guest_clocksource: str | None = None
     assists: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def path_label(self) -> str:
+        """The timer path as tables name it: "pv", or "pv (linux)" for a Linux guest's."""
+        return f"{self.timer} (linux)" if self.guest == "linux" else self.timer
+
     def __post_init__(self) -> None:
         # Fail when the record is built, not later when someone tries to load the file.
         for name, value, allowed in (
@@ -347,7 +352,6 @@ def from_json_dict(d: Any) -> ResultRecord:
         record.guest = "small"  # version 1 knew no other guest
     top.check_no_extra()
     return record
-
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:

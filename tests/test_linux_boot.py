@@ -55,6 +55,12 @@ def _elf(entry: int, segments: list[tuple[int, int, bytes, int]], machine: int =
     return bytes(header) + phdrs + blobs
 
 
+def test_a_physical_entry_point_is_taken_as_it_is() -> None:
+    """vmlinux's e_entry is startup_64's physical address, not its link address."""
+    image = _elf(0x100_0000, [(0xFFFF_FFFF_8100_0000, 0x100_0000, b"\x90" * 64, 128)])
+    assert lb.elf_segments(image)[0] == 0x100_0000
+
+
 def test_elf_segments_and_physical_entry() -> None:
     image = _elf(0xFFFF_FFFF_8100_0040, [(0xFFFF_FFFF_8100_0000, 0x100_0000, b"\x90" * 64, 128)])
     entry, segments = lb.elf_segments(image)

@@ -76,7 +76,8 @@ EM_X86_64 = 62
 
 def elf_segments(image: bytes) -> tuple[int, list[tuple[int, int, int, int]]]:
     """The entry point (physical) and the PT_LOAD segments (paddr, offset, filesz, memsz)
-    of a 64-bit x86 ELF executable; raises InputError for anything else."""
+    of a 64-bit x86 ELF executable; raises InputError for anything else. The entry may be
+    virtual or, as in a vmlinux, already physical."""
     if len(image) < 64 or image[:4] != ELF_MAGIC or image[4] != 2 or image[5] != 1:
         raise InputError("the kernel is not a 64-bit little-endian ELF file (want a vmlinux)")
     (machine,) = struct.unpack_from("<H", image, 18)
@@ -98,8 +99,10 @@ def elf_segments(image: bytes) -> tuple[int, list[tuple[int, int, int, int]]]:
         if offset + filesz > len(image) or filesz > memsz:
             raise InputError("the kernel's ELF segment lies outside the file")
         segments.append((paddr, offset, filesz, memsz))
-        if vaddr <= entry < vaddr + memsz:
+        if vaddr <= entry < vaddr + memsz:  # a virtual entry point
             entry_phys = entry - vaddr + paddr
+        elif paddr <= entry < paddr + memsz:  # vmlinux gives startup_64's physical address
+            entry_phys = entry
     if not segments or entry_phys is None:
         raise InputError("the kernel's ELF has no loadable segment holding its entry point")
     return entry_phys, segments

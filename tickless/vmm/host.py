@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from types import TracebackType
 
-from tickless.axes import GuestKind
+from tickless.axes import GuestKind, TickMode
 from tickless.devices.console_buffer import Console
 from tickless.guest.build import build_image
 from tickless.host.realtime import RealtimePolicy
@@ -81,7 +81,10 @@ class VmmHost:
                 from tickless.guest.linux_build import build_vmlinux
 
                 kernel = self._vmlinux[config.hz] = build_vmlinux(config.hz)
-        return LinuxBoot(kernel)
+        # Periodic: no dynticks and no high-resolution mode, so the tick runs on the
+        # clock-event device's PERIODIC state (SET_PERIODIC), as a HZ kernel's does.
+        periodic = "nohz=off highres=off" if config.mode is TickMode.PERIODIC else ""
+        return LinuxBoot(kernel, periodic)
 
     def stop_all(self, reason: str) -> None:
         for machine in self.machines:

@@ -181,6 +181,8 @@ def _run_guest(
         interrupted = True
         machine.request_stop("interrupted (Ctrl-C)")
         machine.join(5)
+    if watched.ready_at_s is not None:
+        machine.boot_s = watched.ready_at_s - t0
     if spec.guest is GuestKind.LINUX and watched.ready_at_s is not None:
         t0, cpu0 = watched.ready_at_s, watched.ready_cpu_s or cpu0  # its boot is not the timer's
     duration_s, cpu_s = time.monotonic() - t0, process_cpu_s() - cpu0
@@ -313,6 +315,8 @@ def linux_notes(machine: GuestMachine) -> list[str]:
     if machine.config.guest is not GuestKind.LINUX:
         return []
     shared, notes = machine.shared, []
+    if machine.boot_s is not None:
+        notes.append(f"boot: {machine.boot_s:.1f} s until the workload ran (not in the rates)")
     if machine.outcome.assists:
         done = ", ".join(f"{name} x{n}" for name, n in sorted(machine.outcome.assists.items()))
         notes.append(f"emulator assists (this host's gaps, filled by the VMM): {done}")

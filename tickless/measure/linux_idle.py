@@ -142,6 +142,7 @@ def _result(
         for m, a, b in zip(machines, after.guests, before.guests, strict=True)
     ]
     info = read_linux_info(machines[0].memory, machines[0].boot.layout)
+    machines[0].boot_s = None  # the boot note below is every guest's, not guest0's
     notes = [*host.timers.problems, *host.timers.callback_errors, *linux_notes(machines[0])]
     notes.append(f"boot: {boot_s:.1f} s until every guest ran its workload (not in the rates)")
     assists: dict[str, int] = {}

@@ -124,6 +124,7 @@ class GuestMachine:
         self._stop_requested = False
         self._thread: threading.Thread | None = None
         self._vcpu_native_id: int | None = None
+        self.boot_s: float | None = None  # start to workload (shared.ready), set by watchers
         self.vm = Vm(system)
         try:
             self._setup(system, timers, precise_timers or timers)

@@ -57,7 +57,7 @@ IMAGE_MAX_BYTES = 0x100000
 RESULTS_GPA = 0x200000  # u64 timestamps written by the workload
 MAX_EVENTS = 10_000_000  # timer events one run may record (sizes the results buffer)
 MIN_MEMORY_BYTES = 4 << 20
-KVM_TSS_GPA = 0x7FFF_D000
+KVM_TSS_GPA = 0x7FFF_D000  # three pages KVM keeps for itself (ioctl takes a C int)
 
 # --- the Linux guest (tickless/guest/linux): where its drivers find the host ---------------
 # The host reserves a window at the top of RAM (e820 "reserved") and names it on the kernel
@@ -74,7 +74,8 @@ WINDOW_INFO_OFFSET = 0x3000  # struct tickless_linux_info (written by the guest)
 WINDOW_RESULTS_OFFSET = 0x4000  # u64 timestamps, to the end of the window
 LINUX_MAX_EVENTS = (LINUX_WINDOW_BYTES - WINDOW_RESULTS_OFFSET) // 8 - 1
 LINUX_TIMER_IRQ = 5  # ISA IRQ of the PV clock-event device
-LINUX_NAME_BYTES = 32  # three pages KVM keeps for itself (ioctl takes a C int)
+LINUX_NAME_BYTES = 32  # clock-event device and clocksource names in LinuxInfo
+LINUX_RELEASE_BYTES = 64
 
 # --- GDT selectors ------------------------------------------------------------------------
 KERNEL_CS = 0x08
@@ -218,9 +219,9 @@ class LinuxInfo(C.Structure):
     by the workload before it starts (NUL-terminated strings)."""
 
     _fields_ = [
-        ("clockevent", C.c_uint8 * 32),  # tick_cpu_device's clock_event_device name
-        ("clocksource", C.c_uint8 * 32),  # the current clocksource's name
-        ("release", C.c_uint8 * 64),  # utsname()->release
+        ("clockevent", C.c_uint8 * LINUX_NAME_BYTES),  # tick_cpu_device's clock_event_device name
+        ("clocksource", C.c_uint8 * LINUX_NAME_BYTES),  # the current clocksource's name
+        ("release", C.c_uint8 * LINUX_RELEASE_BYTES),  # utsname()->release
         ("hz", C.c_uint64),  # CONFIG_HZ
         ("written", C.c_uint64),  # 1 once the fields above are filled
     ]

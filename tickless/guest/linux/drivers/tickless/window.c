@@ -1,0 +1,137 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The host's window and the "tickless" clocksource.
+ *
+ * The host reserves a window at the top of RAM (e820 reserved) and names it with
+ * tickless.window=<gpa>. It holds what the host asks for (struct tickless_boot), the PV
+ * clock page, the counters both sides read, what this kernel chose, and the results.
+ * The clocksource reads the same PV clock page the host keeps its timers on, so what
+ * the host does to that clock (dilation) reaches Linux's timekeeping; it is rated above
+ * kvm-clock (400) and tsc (300) so that timekeeping picks it.
+ */
+#define pr_fmt(fmt) "tickless: " fmt
+
+#include <linux/clocksource.h>
+#include <linux/init.h>
+#include <linux/io.h>
+#include <linux/moduleparam.h>
+#include <linux/printk.h>
+#include <linux/timekeeping.h>
+#include <asm/pvclock.h>
+
+#include "tickless.h"
+
+static_assert(sizeof(struct pvclock_vcpu_time_info) == 32);
+
+static unsigned long window_gpa;
+module_param_named(window, window_gpa, ulong, 0444);
+MODULE_PARM_DESC(window, "guest-physical address of the tickless host's window");
+
+struct tickless_boot *tickless_boot;
+struct pvclock_vcpu_time_info *tickless_pvclock;
+struct tickless_shared *tickless_shared;
+struct tickless_linux_info *tickless_info;
+u64 *tickless_results;
+
+/* Our own read of the page: pvclock_clocksource_read() keeps a monotonic floor shared
+ * with kvm-clock, which would tie the two clocks together. */
+u64 tickless_clock_ns(void)
+{
+	const struct pvclock_vcpu_time_info *src = tickless_pvclock;
+	unsigned int version;
+	u64 ns;
+
+	do {
+		version = pvclock_read_begin(src);
+		ns = __pvclock_read_cycles(src, rdtsc_ordered());
+	} while (pvclock_read_retry(src, version));
+	return ns;
+}
+
+static u64 tickless_cs_read(struct clocksource *cs)
+{
+	return tickless_clock_ns();
+}
+
+/* Timekeeping calls enable/disable when it switches to/away from a clocksource. */
+static bool cs_current;
+
+static int tickless_cs_enable(struct clocksource *cs)
+{
+	cs_current = true;
+	return 0;
+}
+
+static void tickless_cs_disable(struct clocksource *cs)
+{
+	cs_current = false;
+}
+
+static struct clocksource tickless_cs = {
+	.name = "tickless",
+	.rating = 450,
+	.read = tickless_cs_read,
+	.mask = CLOCKSOURCE_MASK(64),
+	.flags = CLOCK_SOURCE_IS_CONTINUOUS,
+	.enable = tickless_cs_enable,
+	.disable = tickless_cs_disable,
+};
+
+/* No interface names the current clocksource; ours knows, the others by their id. */
+const char *tickless_current_clocksource(void)
+{
+	struct system_time_snapshot snap;
+
+	if (cs_current)
+		return tickless_cs.name;
+	ktime_get_snapshot(&snap);
+	switch (snap.cs_id) {
+	case CSID_X86_KVM_CLK:
+		return "kvm-clock";
+	case CSID_X86_TSC:
+		return "tsc";
+	case CSID_X86_TSC_EARLY:
+		return "tsc-early";
+	default:
+		return "other";
+	}
+}
+
+static int __init tickless_init(void)
+{
+	void *window;
+	u64 version;
+
+	if (!window_gpa)
+		return 0; /* not a tickless guest */
+	window = memremap(window_gpa, TICKLESS_LINUX_WINDOW_BYTES, MEMREMAP_WB);
+	if (!window) {
+		pr_err("cannot map the window at %#lx\n", window_gpa);
+		return -ENOMEM;
+	}
+	tickless_boot = window + TICKLESS_WINDOW_BOOT_OFFSET;
+	version = tickless_boot->abi_version;
+	if (tickless_boot->magic != TICKLESS_BOOT_MAGIC || version != TICKLESS_ABI_VERSION) {
+		pr_err("window at %#lx: bad magic or ABI version %llu (want %d)\n", window_gpa,
+		       version, TICKLESS_ABI_VERSION);
+		tickless_hypercall(TICKLESS_HYPERCALL_PANIC, TICKLESS_PANIC_BAD_ABI, version);
+		tickless_boot = NULL;
+		return -EINVAL;
+	}
+	tickless_pvclock = window + TICKLESS_WINDOW_PVCLOCK_OFFSET;
+	tickless_shared = window + TICKLESS_WINDOW_SHARED_OFFSET;
+	tickless_info = window + TICKLESS_WINDOW_INFO_OFFSET;
+	tickless_results = window + TICKLESS_WINDOW_RESULTS_OFFSET;
+	pr_info("window at %#lx, ABI %llu\n", window_gpa, version);
+
+	if (!READ_ONCE(tickless_pvclock->tsc_to_system_mul)) {
+		pr_err("the PV clock page is empty: no clocksource, no clock-event device\n");
+		return -ENODEV;
+	}
+	clocksource_register_hz(&tickless_cs, NSEC_PER_SEC);
+	if (tickless_boot->timer != TICKLESS_TIMERPATH_PV)
+		return 0; /* --timer lapic: Linux stays on lapic-deadline, the comparison row */
+	return tickless_clockevent_init();
+}
+/* Early: timekeeping chooses among clocksources at fs_initcall. */
+core_initcall(tickless_init);

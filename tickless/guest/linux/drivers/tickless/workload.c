@@ -1,0 +1,171 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The workloads, built in because user space cannot run on these hosts. They run from
+ * the last initcall and never return (after them the kernel would look for init):
+ * first what the kernel chose goes to the host (struct tickless_linux_info), then
+ *
+ * MEASURE: the paper's method, an hrtimer re-armed interval_ns after each event's own
+ *   ktime_get(), count events; each event's PV clock time goes to results[i], the
+ *   reference to results[0]; then DONE(events).
+ * IDLE: two housekeeping hrtimers (periods housekeeping_a_ns and _b_ns) while the
+ *   workload sleeps, so the CPU idles and NO_HZ stops the tick; after duration_ns,
+ *   DONE(0).
+ */
+#define pr_fmt(fmt) "tickless: " fmt
+
+#include <linux/completion.h>
+#include <linux/hrtimer.h>
+#include <linux/init.h>
+#include <linux/minmax.h>
+#include <linux/printk.h>
+#include <linux/sched.h>
+#include <linux/string.h>
+#include <linux/utsname.h>
+
+#include "../../kernel/time/tick-internal.h"
+#include "tickless.h"
+
+static DECLARE_COMPLETION(measure_done);
+static struct hrtimer measure_timer;
+static u64 measure_interval, measure_count, measure_seen;
+static ktime_t measure_start;
+static bool measure_absolute;
+
+static enum hrtimer_restart measure_event(struct hrtimer *timer)
+{
+	/* The timestamp first: the next deadline, from ktime_get() after it, is then never
+	 * before this event's time plus the interval on the host's clock. */
+	u64 stamp = tickless_clock_ns();
+	ktime_t now = ktime_get();
+
+	measure_seen++;
+	WRITE_ONCE(tickless_results[measure_seen], stamp);
+	WRITE_ONCE(tickless_shared->events_recorded, measure_seen);
+	if (measure_seen >= measure_count) {
+		complete(&measure_done);
+		return HRTIMER_NORESTART;
+	}
+	if (measure_absolute) /* cyclictest's grid */
+		now = ktime_add_ns(measure_start, measure_seen * measure_interval);
+	hrtimer_set_expires(timer, ktime_add_ns(now, measure_interval));
+	return HRTIMER_RESTART;
+}
+
+static u64 measure(const char *clockevent)
+{
+	struct tickless_boot *boot = tickless_boot;
+	u64 room = min_t(u64, boot->results_capacity, TICKLESS_LINUX_MAX_EVENTS + 1);
+
+	measure_interval = boot->interval_ns;
+	measure_count = min_t(u64, boot->count, room ? room - 1 : 0);
+	measure_absolute = boot->method == TICKLESS_METHOD_ABSOLUTE;
+	if (!measure_interval || !measure_count) {
+		pr_err("measure: nothing to do (interval %llu ns, %llu events)\n",
+		       measure_interval, measure_count);
+		return 0;
+	}
+	pr_info("measure %llu x %llu ns on clockevent %s\n", measure_count, measure_interval,
+		clockevent);
+	hrtimer_init(&measure_timer, CLOCK_MONOTONIC, HRTIMER_MODE_ABS);
+	measure_timer.function = measure_event;
+	WRITE_ONCE(tickless_results[0], tickless_clock_ns());
+	measure_start = ktime_get();
+	hrtimer_start(&measure_timer, ktime_add_ns(measure_start, measure_interval),
+		      HRTIMER_MODE_ABS);
+	wait_for_completion_state(&measure_done, TASK_IDLE);
+	return measure_seen;
+}
+
+static struct hrtimer housekeeping_a, housekeeping_b;
+static u64 period_a, period_b;
+
+/* A housekeeping timer does its work in the interrupt. Waking a thread instead would
+ * cost two more interrupts a second: the tick while it runs, and the replenishment
+ * timer of the fair-class deadline server its wake-up arms. */
+static enum hrtimer_restart housekeeping(struct hrtimer *timer)
+{
+	u64 period = timer == &housekeeping_a ? period_a : period_b;
+
+	tickless_count(timer_callbacks);
+	hrtimer_forward_now(timer, ns_to_ktime(period));
+	return HRTIMER_RESTART;
+}
+
+static void housekeeping_start(struct hrtimer *timer, u64 period)
+{
+	hrtimer_init(timer, CLOCK_MONOTONIC, HRTIMER_MODE_REL);
+	timer->function = housekeeping;
+	if (period)
+		hrtimer_start(timer, ns_to_ktime(period), HRTIMER_MODE_REL);
+}
+
+static void idle(const char *clockevent)
+{
+	struct tickless_boot *boot = tickless_boot;
+	ktime_t end = ktime_add_ns(ktime_get(), boot->duration_ns);
+
+	pr_info("idle %llu ns, housekeeping every %llu and %llu ns, on clockevent %s\n",
+		boot->duration_ns, boot->housekeeping_a_ns, boot->housekeeping_b_ns, clockevent);
+	period_a = boot->housekeeping_a_ns;
+	period_b = boot->housekeeping_b_ns;
+	housekeeping_start(&housekeeping_a, period_a);
+	housekeeping_start(&housekeeping_b, period_b);
+	do { /* one sleep to the end: the CPU idles, NO_HZ stops the tick */
+		set_current_state(TASK_IDLE);
+		schedule_hrtimeout(&end, HRTIMER_MODE_ABS);
+	} while (ktime_before(ktime_get(), end));
+	hrtimer_cancel(&housekeeping_a);
+	hrtimer_cancel(&housekeeping_b);
+}
+
+/* What the kernel chose, for the record; the host reads it once written is 1. */
+static const char *publish_choices(void)
+{
+	struct clock_event_device *evt = tick_get_device(0)->evtdev;
+	const char *clockevent = evt ? evt->name : "none";
+	struct tickless_linux_info *info = tickless_info;
+
+	strscpy((char *)info->clockevent, clockevent, sizeof(info->clockevent));
+	strscpy((char *)info->clocksource, tickless_current_clocksource(),
+		sizeof(info->clocksource));
+	strscpy((char *)info->release, init_utsname()->release, sizeof(info->release));
+	info->hz = HZ;
+	virt_wmb(); /* the fields before the flag */
+	WRITE_ONCE(info->written, 1);
+	pr_info("Linux %s, HZ=%d, clockevent %s (%s), clocksource %s\n", (char *)info->release, HZ,
+		clockevent, tick_get_device(0)->mode == TICKDEV_MODE_ONESHOT ? "oneshot" : "periodic",
+		(char *)info->clocksource);
+	return clockevent;
+}
+
+static int __init tickless_workload(void)
+{
+	const char *clockevent;
+	u64 events = 0;
+
+	if (!tickless_boot)
+		return 0; /* no host window: an ordinary kernel */
+	clockevent = publish_choices();
+	WRITE_ONCE(tickless_shared->ready, 1);
+	switch (tickless_boot->scenario) {
+	case TICKLESS_SCENARIO_MEASURE:
+		events = measure(clockevent);
+		break;
+	case TICKLESS_SCENARIO_IDLE:
+		idle(clockevent);
+		break;
+	default:
+		pr_err("scenario %llu is not one for Linux\n", tickless_boot->scenario);
+		break;
+	}
+	pr_info("done: %llu events, %llu timer interrupts, %llu -ETIME\n", events,
+		READ_ONCE(tickless_shared->irq_count), READ_ONCE(tickless_shared->ce_etime));
+	tickless_hypercall(TICKLESS_HYPERCALL_DONE, events, 0);
+	for (;;) { /* the host stops us; until then, sleep */
+		set_current_state(TASK_IDLE);
+		schedule();
+	}
+	return 0;
+}
+/* The last initcall level: every clocksource and clock-event device is in place. */
+late_initcall_sync(tickless_workload);

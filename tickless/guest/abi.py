@@ -156,6 +156,8 @@ class Scenario(IntEnum):
     TRIPLE_FAULT = 6  # loads an empty IDT and faults
     BAD_LOG = 7  # LOG with a buffer outside guest memory
     EXCEPTION = 8  # divides by zero in ring 0
+    RUNAWAY_RING3 = 9  # loops in ring 3 with no timer armed: no exit, ever (watchdog)
+    RUNAWAY_RING0 = 10  # loops in ring 0 with interrupts off (watchdog)
 
 
 class Boot(C.Structure):

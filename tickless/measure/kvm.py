@@ -30,6 +30,7 @@ from tickless.vmm.config import GuestConfig
 from tickless.vmm.host import VmmHost
 from tickless.vmm.linux_boot import read_linux_info
 from tickless.vmm.machine import GuestMachine
+from tickless.vmm.watchdog import DEFAULT_BOUND_S
 
 __all__ = ["measure_kvm", "realtime_policy", "watch"]
 
@@ -47,6 +48,8 @@ def _guest_config(spec: MeasureSpec) -> GuestConfig:
         guest=spec.guest,
         kernel_path=spec.kernel_path,
         scenario=Scenario.MEASURE,
+        # A guest spinning to a far deadline shows no progress until it: not a runaway.
+        watchdog_s=max(DEFAULT_BOUND_S, 3 * spec.interval_ns / 1e9),
         timer=spec.timer,
         method=spec.method,
         wait=spec.wait,

@@ -46,6 +46,7 @@ class GuestConfig:
     second_vcpu_busy: bool = False  # CPU load inside the VM: vCPU 1 runs a busy loop
     vcpu_policy: RealtimePolicy | None = None  # pin / SCHED_FIFO the vCPU thread
     seed: int = 0
+    watchdog_s: float | None = None  # stop it after this long busy without progress
 
     def __post_init__(self) -> None:
         if self.guest is GuestKind.LINUX and self.count > LINUX_MAX_EVENTS:

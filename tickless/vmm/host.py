@@ -18,6 +18,7 @@ from tickless.vmm.boot import GuestBoot, SmallGuestBoot
 from tickless.vmm.config import GuestConfig
 from tickless.vmm.linux_boot import LinuxBoot
 from tickless.vmm.machine import GuestMachine, install_stop_signal
+from tickless.vmm.watchdog import DEFAULT_BOUND_S, Watchdog
 
 GIL_SWITCH_INTERVAL_S = 0.0002  # hand the GIL to the woken timer thread quickly
 
@@ -25,7 +26,12 @@ GIL_SWITCH_INTERVAL_S = 0.0002  # hand the GIL to the woken timer thread quickly
 class VmmHost:
     """Owns KVM, the timer thread and the guests booted on it; close() stops them all."""
 
-    def __init__(self, slop_ns: int = 0, policy: RealtimePolicy | None = None) -> None:
+    def __init__(
+        self,
+        slop_ns: int = 0,
+        policy: RealtimePolicy | None = None,
+        watchdog_s: float | None = DEFAULT_BOUND_S,
+    ) -> None:
         install_stop_signal()
         self.image = build_image().read_bytes()
         self.system = KvmSystem()
@@ -43,6 +49,9 @@ class VmmHost:
         self._old_switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         self.timers.start()
+        self.watchdog = None if watchdog_s is None else Watchdog(lambda: self.machines, watchdog_s)
+        if self.watchdog is not None:
+            self.watchdog.start()
 
     def dedicated_precise_timers(self, policy: RealtimePolicy) -> HostTimerThread:
         """The precise channel's own host timer thread (pinned, highest RT priority), so
@@ -93,6 +102,8 @@ class VmmHost:
             machine.join(timeout=5)
 
     def close(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.stop()
         self.stop_all("host shutting down")
         self.timers.stop()
         if self.precise_timers is not None:

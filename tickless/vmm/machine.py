@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import signal
+import struct
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from tickless.axes import GuestKind
 from tickless.devices import DEVICE_TYPES, Device, MachineContext
 from tickless.devices.bus import Bus
 from tickless.devices.console_buffer import Console
@@ -54,6 +56,7 @@ from tickless.vmm.boot import GuestBoot, SmallGuestBoot
 from tickless.vmm.config import GuestConfig
 
 STOP_SIGNAL = signal.SIGUSR1
+LINUX_WATCHDOG_S = 30.0
 D = TypeVar("D", bound=Device)
 
 
@@ -124,6 +127,7 @@ class GuestMachine:
         self._stop_requested = False
         self._thread: threading.Thread | None = None
         self._vcpu_native_id: int | None = None
+        self._exit_count = 0  # every exit, for the watchdog (outcome.exits has them by name)
         self.boot_s: float | None = None  # start to workload (shared.ready), set by watchers
         self.vm = Vm(system)
         try:
@@ -265,6 +269,24 @@ class GuestMachine:
         finally:
             self.ap_cpu_ns = thread_cpu_ns(native_id)
 
+    @property
+    def watchdog_s(self) -> float | None:
+        """The watchdog's bound for this guest: its config's (None: the host's); a Linux
+        guest's boot has long busy stretches without an exit (ring 0 is emulated here), so
+        at least 30 s for it."""
+        bound = self.config.watchdog_s
+        if self.config.guest is GuestKind.LINUX:
+            bound = max(bound or 0.0, LINUX_WATCHDOG_S)
+        return bound
+
+    def activity(self) -> bytes:
+        """Everything the host can see the guest do, as one value that changes when it
+        does: exits, hypercalls, injected interrupts and the shared counters."""
+        counts = struct.pack(
+            "<QQQ", self._exit_count, self.hypercalls.calls, self.context.injections
+        )
+        return counts + bytes(self.shared)
+
     def vcpu_cpu_ns(self) -> int:
         """CPU time of the boot vCPU's thread so far (guest code included)."""
         if self._vcpu_native_id is None:
@@ -305,6 +327,7 @@ class GuestMachine:
             if isinstance(exit_, Interrupted):
                 continue
             exits[exit_label(exit_)] += 1
+            self._exit_count += 1
             if isinstance(exit_, IoOut | IoIn | MmioWrite | MmioRead):
                 bus.dispatch(exit_, vcpu)
                 continue

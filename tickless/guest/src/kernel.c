@@ -78,6 +78,9 @@ void kernel_main(void) {
     wrmsr(MSR_X2APIC_SVR, APIC_SVR_ENABLE | SPURIOUS_VECTOR);
     if (BOOT->timer == TIMERPATH_LAPIC)
         wrmsr(MSR_X2APIC_LVT_TIMER, LVT_TSC_DEADLINE_MODE | LAPIC_TIMER_VECTOR);
+    if (BOOT->scenario == SCENARIO_RUNAWAY_RING0)
+        for (;;)
+            __asm__ volatile("cli" ::: "memory");
     if (BOOT->scenario == SCENARIO_EXCEPTION) /* #DE in ring 0 (C would fold 1/0 away) */
         __asm__ volatile("xorl %%ecx, %%ecx; divl %%ecx" ::: "eax", "ecx", "edx");
 }

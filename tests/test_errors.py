@@ -3,6 +3,8 @@ is a bug in tickless and must keep its traceback."""
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import pytest
@@ -96,13 +98,34 @@ def test_a_user_error_in_table1_says_how_far_it_got(monkeypatch: pytest.MonkeyPa
     assert line.startswith("Error: stress-ng is not installed (after 0 of")
 
 
-def test_an_unwritable_result_file_is_one_line_naming_it(tmp_path: Path) -> None:
-    """The result is printed first; writing it then fails with one line naming the file."""
+def test_an_unwritable_result_file_is_refused_before_the_run(tmp_path: Path) -> None:
+    """A --json in a missing directory is refused as the command line is read: nothing
+    runs (nothing on stdout), one Error line naming the option and the directory."""
     out = tmp_path / "no-such-dir" / "run.json"
     result = CliRunner().invoke(main, [*SIM_RUN, "--json", str(out)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stdout == ""
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: Invalid value for '--json'") and str(out.parent) in last
+
+
+def test_a_write_that_fails_after_the_run_is_one_line_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The path passed the check but the write fails (here: the disk fills up): the result
+    is printed first, then one line naming the file and saying nothing was written."""
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    out = tmp_path / "run.json"
+    monkeypatch.setattr(os, "fsync", full)
+    result = CliRunner().invoke(main, [*SIM_RUN, "--json", str(out)])
     assert result.exit_code == 1 and "Traceback" not in result.output
-    last = result.output.strip().splitlines()[-1]
-    assert last.startswith("Error: cannot write") and str(out) in last
+    assert "mean" in result.stdout
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == f"Error: cannot write {out}: No space left on device; no file was written"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_an_unreadable_result_file_is_one_line(tmp_path: Path) -> None:

@@ -252,8 +252,9 @@ def test_bad_input_is_one_line_and_writes_nothing(
 def test_unwritable_output_is_a_clear_error(tmp_path: Path, result_files: list[Path]) -> None:
     out = tmp_path / "missing-dir" / "report.html"
     result = CliRunner().invoke(main, ["report", str(result_files[0]), "--out", str(out)])
-    assert result.exit_code == 1
-    assert f"cannot write {out}" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2  # refused as the command line is read, before any work
+    assert f"directory {out.parent} does not exist" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_report_needs_results_and_is_listed_in_help() -> None:

@@ -18,13 +18,18 @@ class OutputError(TicklessError):
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Temp file in the target directory (same filesystem, so ``os.replace`` is atomic),
-    fsync, rename over ``path``, then fsync the directory (best effort). A failure is the
-    user's to fix, so it becomes an ``OutputError`` naming the path; the old file stays."""
+    fsync, rename over ``path``, then fsync the directory (best effort). A failure (a full
+    disk included) removes the temp file and becomes an ``OutputError`` naming the path and
+    saying whether an old file was kept, so the user knows what is on disk."""
     path = Path(path)
+    existed = path.exists()
+    if existed and not path.is_file():  # renaming over /dev/null or a FIFO would replace it
+        raise OutputError(f"cannot write {path}: it exists and is not a regular file")
     try:
         _write(path, data)
     except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        kept = f"the old {path} was kept" if existed else "no file was written"
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}; {kept}") from exc
 
 
 def ensure_directory(path: Path) -> None:
@@ -48,7 +53,7 @@ def _write(path: Path, data: bytes) -> None:
             tmp.flush()
             os.fsync(tmp.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException:  # a full disk, Ctrl-C or SIGTERM: no temp file is left behind
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise

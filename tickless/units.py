@@ -100,21 +100,26 @@ class DurationParam(_DurationBase):
 
     name = "duration"
 
-    def __init__(self, *, allow_zero: bool = False) -> None:
+    def __init__(self, *, allow_zero: bool = False, max_ns: int | None = None) -> None:
         self.allow_zero = allow_zero
+        self.max_ns = max_ns  # None: no upper bound
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
         if isinstance(value, int) and not isinstance(value, bool):
             # Already nanoseconds: a programmatic default, or a value converted once already.
             if value < 0 or (value == 0 and not self.allow_zero):
                 self.fail(f"duration {value} ns must be positive", param, ctx)
-            return value
-        if not isinstance(value, str):
+            ns = value
+        elif not isinstance(value, str):
             self.fail(f"expected a duration such as '50us', got {value!r}", param, ctx)
-        try:
-            return parse_duration_ns(value, allow_zero=self.allow_zero)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+        else:
+            try:
+                ns = parse_duration_ns(value, allow_zero=self.allow_zero)
+            except ValueError as exc:
+                self.fail(str(exc), param, ctx)
+        if self.max_ns is not None and ns > self.max_ns:
+            self.fail(f"{value} is longer than {format_duration_ns(self.max_ns)}", param, ctx)
+        return ns
 
 
 DURATION = DurationParam()

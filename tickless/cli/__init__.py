@@ -3,7 +3,12 @@
 Errors: a ``TicklessError`` (bad input, no KVM, a guest that misbehaved, an unwritable
 file) is the user's to fix, so every command reports it as one line and exits 1; it is
 caught once, here, for all commands. Anything else is a bug in tickless and keeps its
-traceback.
+traceback. Bad command-line values (and output paths that cannot be written, checked
+before anything runs) are click usage errors: one "Error:" line, exit 2.
+
+Interruptions: SIGTERM is turned into the KeyboardInterrupt Ctrl-C raises, so a command
+keeps its partial result either way; it then exits 130 after Ctrl-C and 143 after SIGTERM
+(``tickless.cli.common.exit_interrupted``). A command with nothing to keep just exits.
 """
 
 from __future__ import annotations
@@ -12,18 +17,24 @@ from typing import Any
 
 import click
 
+from tickless.cli.common import err_console, exit_interrupted, sigterm_as_interrupt
 from tickless.errors import TicklessError
 
 
 class TicklessGroup(click.Group):
     """The root group: turns a ``TicklessError`` from any command into click's one-line
-    "Error: ..." and exit status 1."""
+    "Error: ..." and exit status 1, and an interruption no command kept anything from into
+    exit status 130 or 143 (click's own handling would print "Aborted!" and exit 1)."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except TicklessError as exc:
-            raise click.ClickException(str(exc)) from None
+        with sigterm_as_interrupt():
+            try:
+                return super().invoke(ctx)
+            except TicklessError as exc:
+                raise click.ClickException(str(exc)) from None
+            except KeyboardInterrupt:
+                err_console.print("interrupted")
+                exit_interrupted()
 
 
 @click.group(cls=TicklessGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -43,6 +54,7 @@ def main() -> None:
 
 def _register() -> None:
     from tickless.cli.console import console_command
+    from tickless.cli.fuzz import fuzz
     from tickless.cli.idle import idle
     from tickless.cli.measure import measure
     from tickless.cli.report import report
@@ -55,6 +67,7 @@ def _register() -> None:
     main.add_command(table1)
     main.add_command(report)
     main.add_command(console_command)
+    main.add_command(fuzz)
 
 
 _register()

@@ -1,12 +1,20 @@
-"""Shared pieces of the command line: consoles, progress, parameter types."""
+"""Shared pieces of the command line: consoles, progress, parameter types, output paths
+checked before a run, and how an interrupted command exits."""
 
 from __future__ import annotations
 
+import math
+import os
+import signal
+import sys
+import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, TypeVar
+from types import FrameType
+from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
@@ -16,13 +24,124 @@ from tickless.axes import GuestKind, choices
 from tickless.backends import kvm_problem
 from tickless.units import DurationParam
 
-DURATION_OR_ZERO = DurationParam(allow_zero=True)
+SECOND_NS = 1_000_000_000
+# Every zero-or-more duration option is a short setting (slop, halt polling, a handler's
+# cost, hold-back, spin threshold): past a second none of them means anything.
+DURATION_OR_ZERO = DurationParam(allow_zero=True, max_ns=SECOND_NS)
+RUN_DURATION = DurationParam(max_ns=24 * 3600 * SECOND_NS)  # how long real guests run
+SEED = click.IntRange(0, 2**63 - 1)  # numpy's generators and numba take an int64
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 console = Console()
-err_console = Console(stderr=True)
-EXIT_INTERRUPTED = 130
+err_console = Console(stderr=True, soft_wrap=True)  # a message stays one line in a log
+EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130: Ctrl-C, as a shell reports it
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143: SIGTERM (a service manager, kill, a CI timeout)
+
+
+class _Interruption:
+    """Which signal interrupted the command: SIGTERM sets it, Ctrl-C leaves it None."""
+
+    signum: int | None = None
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM as Ctrl-C: a KeyboardInterrupt in the main thread, so every command keeps
+    its partial result the way it does for Ctrl-C. A second SIGTERM while the first is
+    being handled is ignored, so it cannot tear the partial result being saved."""
+    if _Interruption.signum is None:
+        _Interruption.signum = signum
+        raise KeyboardInterrupt
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Install the SIGTERM handler for one command (the main thread only; restored after,
+    so an in-process caller such as a test keeps its own handler)."""
+    _Interruption.signum = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    else:
+        yield
+
+
+def interrupted_status() -> int:
+    """The exit status of an interrupted command: 143 after SIGTERM, else 130 (Ctrl-C)."""
+    return EXIT_TERMINATED if _Interruption.signum == signal.SIGTERM else EXIT_INTERRUPTED
+
+
+def exit_interrupted() -> NoReturn:
+    """End an interrupted command (its partial result already kept) with 130 or 143."""
+    sys.exit(interrupted_status())
+
+
+def output_path_problem(path: Path, directory: bool = False) -> str | None:
+    """Why ``path`` cannot take an output file (``directory``: a directory of them, created
+    if missing), or None. Checked before a run, so that a result is never computed and then
+    lost; writing a probe file catches what ``os.access`` misses (a read-only mount, root on
+    a directory that accepts no files)."""
+    path = Path(path)
+    if path.exists():
+        if directory and not path.is_dir():
+            return f"{path} exists and is not a directory"
+        if not directory and path.is_dir():
+            return f"{path} is a directory, not a file"
+        if not directory and not path.is_file():
+            return f"{path} exists and is not a regular file"
+        where = path if directory else path.parent
+    else:
+        where = path.parent
+        if directory:  # created on use, with its parents: the nearest existing one counts
+            while not where.exists() and where != where.parent:
+                where = where.parent
+        elif not where.exists():
+            return f"directory {where} does not exist"
+        if not where.is_dir():
+            return f"{where} is not a directory"
+    return _unwritable(where)
+
+
+def _unwritable(directory: Path) -> str | None:
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"directory {directory} is not writable"
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".tickless-probe-", dir=directory)
+    except OSError as exc:
+        return f"cannot create files in {directory} ({exc.strerror or exc})"
+    os.close(fd)
+    os.unlink(probe)
+    return None
+
+
+def check_output_path(path: Path, option: str, directory: bool = False) -> None:
+    """Refuse an output path before the run, as one line naming the option."""
+    problem = output_path_problem(path, directory)
+    if problem is not None:
+        raise click.BadParameter(problem, param_hint=f"'{option}'")
+
+
+class OutputPath(click.Path):
+    """An output file (``directory=True``: a directory for output files) checked when the
+    command line is parsed, before anything runs: see ``output_path_problem``."""
+
+    def __init__(self, directory: bool = False) -> None:
+        super().__init__(file_okay=not directory, dir_okay=directory, path_type=Path)
+        self.directory = directory
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        path = Path(os.fsdecode(super().convert(value, param, ctx)))
+        problem = output_path_problem(path, self.directory)
+        if problem is not None:
+            self.fail(problem, param, ctx)
+        return path
+
+
+OUTPUT_FILE = OutputPath()
+OUTPUT_DIRECTORY = OutputPath(directory=True)
 
 
 class DilationParam(click.ParamType):  # type: ignore[type-arg]
@@ -42,11 +161,49 @@ class DilationParam(click.ParamType):  # type: ignore[type-arg]
         return rate
 
 
+class FiniteFloatRange(click.FloatRange):
+    """``click.FloatRange`` that also refuses nan and inf, which compare false with any
+    bound and so pass it."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+class KernelPath(click.Path):
+    """``--kernel``: a vmlinux that ``LinuxBoot`` can load (an x86-64 ELF whose segments fit
+    the guest's memory), checked as the command line is read, so that a wrong file is
+    refused before KVM is opened."""
+
+    def __init__(self) -> None:
+        super().__init__(exists=True, dir_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from tickless.errors import InputError
+        from tickless.vmm.linux_boot import LinuxBoot
+
+        path = Path(os.fsdecode(super().convert(value, param, ctx)))
+        try:
+            LinuxBoot(path)
+        except InputError as exc:
+            self.fail(f"{path}: {exc}", param, ctx)
+        return path
+
+
 @contextmanager
 def progress_bar(label: str, total: float, show: bool) -> Iterator[Callable[[float], None]]:
-    """A rich progress bar for runs expected to take over a second; a no-op otherwise."""
+    """A rich progress bar for runs expected to take over a second; a no-op otherwise.
+
+    When stderr is not a terminal (a log, CI, a service) a bar would print nothing, so a
+    line per 10 % done is printed instead: the log shows the run is alive, and a caller
+    waiting to interrupt it knows that something has been measured."""
     if not show:
         yield lambda done: None
+        return
+    if not err_console.is_terminal:
+        yield _progress_lines(label, total)
         return
     columns = (
         TextColumn("{task.description}"),
@@ -59,6 +216,19 @@ def progress_bar(label: str, total: float, show: bool) -> Iterator[Callable[[flo
         yield lambda done: bar.update(task, completed=done)
 
 
+def _progress_lines(label: str, total: float) -> Callable[[float], None]:
+    printed = 0
+
+    def update(done: float) -> None:
+        nonlocal printed
+        tenth = min(10, int(10 * done / total)) if total > 0 else 10
+        if tenth > printed:
+            printed = tenth
+            err_console.print(f"{label}: {10 * tenth} %", highlight=False)
+
+    return update
+
+
 def require_kvm() -> None:
     problem = kvm_problem()
     if problem is not None:
@@ -67,9 +237,7 @@ def require_kvm() -> None:
 
 def json_option(help_text: str) -> Callable[[F], F]:
     """``--json FILE``: where a command writes its result (atomically)."""
-    return click.option(
-        "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help=help_text
-    )
+    return click.option("--json", "json_path", type=OUTPUT_FILE, help=help_text)
 
 
 LINUX_DEFAULT_HZ = 100  # a tick costs ~2 ms of emulated ring 0 here: 1000 HZ cannot keep up
@@ -80,7 +248,7 @@ def guest_options(f: F) -> F:
     f = click.option(
         "--kernel",
         "kernel_path",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        type=KernelPath(),
         default=None,
         help="--guest linux: boot this vmlinux (an x86-64 ELF with our drivers) instead of "
         "the one tickless builds from linux-source-6.12.",
@@ -100,7 +268,7 @@ def console_option(f: F) -> F:
     return click.option(
         "--console",
         "console_path",
-        type=click.Path(dir_okay=False, path_type=Path),
+        type=OUTPUT_FILE,
         default=None,
         help="Save the guest's console output here (also shown when a guest fails).",
     )(f)

@@ -10,14 +10,14 @@ import click
 
 from tickless.axes import GuestKind, TickMode, TimerPath, choices
 from tickless.cli.common import (
-    EXIT_INTERRUPTED,
+    RUN_DURATION,
     console_option,
     err_console,
+    exit_interrupted,
     guest_hz,
     guest_options,
     require_kvm,
 )
-from tickless.units import DURATION
 
 
 def _write_through(text: str) -> None:
@@ -44,7 +44,7 @@ def _write_through(text: str) -> None:
 @click.option(
     "--duration",
     "duration_ns",
-    type=DURATION,
+    type=RUN_DURATION,
     default="30s",
     show_default=True,
     help="Stop the guest after this long (Ctrl-C stops it sooner).",
@@ -100,4 +100,4 @@ def console_command(
     outcome = machine.outcome
     err_console.print(f"guest stopped: {outcome.reason}")
     if interrupted:
-        sys.exit(EXIT_INTERRUPTED)
+        exit_interrupted()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -11,9 +10,10 @@ from rich.table import Table
 from tickless.axes import GuestKind, TickMode, choices
 from tickless.cli.common import (
     DURATION_OR_ZERO,
-    EXIT_INTERRUPTED,
+    RUN_DURATION,
     console,
     err_console,
+    exit_interrupted,
     guest_hz,
     guest_options,
     json_option,
@@ -24,7 +24,6 @@ from tickless.cli.common import (
 from tickless.errors import InputError
 from tickless.results.idle import MAX_GUESTS, IdleSpec
 from tickless.results.schema import write_json_atomic
-from tickless.units import DURATION
 
 
 @click.command()
@@ -49,7 +48,7 @@ from tickless.units import DURATION
     "default 100).",
 )
 @guest_options
-@click.option("--duration", "duration_ns", type=DURATION, default="2s", show_default=True)
+@click.option("--duration", "duration_ns", type=RUN_DURATION, default="2s", show_default=True)
 @slop_option("Host timer slop (coalesces timers of different guests).")
 @click.option(
     "--halt-poll",
@@ -92,7 +91,7 @@ def idle(
             result = run_idle(spec, progress=update)
     except KeyboardInterrupt:
         err_console.print("interrupted: an idle run has no partial result")
-        sys.exit(EXIT_INTERRUPTED)
+        exit_interrupted()
     table = Table(
         title=f"{guests} idle {guest} guests, {mode}"
         + (f" at {spec.hz} HZ" if spec.mode is TickMode.PERIODIC else "")

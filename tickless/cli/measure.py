@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,11 +11,13 @@ import click
 from tickless.axes import Backend, GuestKind, Load, Method, TickMode, TimerPath, Wait, choices
 from tickless.cli.common import (
     DURATION_OR_ZERO,
-    EXIT_INTERRUPTED,
+    SEED,
     DilationParam,
+    FiniteFloatRange,
     console,
     console_option,
     err_console,
+    exit_interrupted,
     guest_hz,
     guest_options,
     json_option,
@@ -25,11 +26,12 @@ from tickless.cli.common import (
     slop_option,
 )
 from tickless.errors import InputError
+from tickless.guest.abi import MAX_DELTA_NS
 from tickless.report.console import render_compare_paper, render_result
 from tickless.results.paper import PAPER_EVENTS, PAPER_IO_RATE_PER_S
 from tickless.results.schema import to_json_dict, write_json_atomic
 from tickless.results.spec import MAX_EVENTS
-from tickless.units import DURATION, format_duration_ns
+from tickless.units import DurationParam, format_duration_ns
 
 if TYPE_CHECKING:
     from tickless.results.schema import ResultRecord
@@ -52,7 +54,7 @@ BACKEND_CHOICES = ["auto", Backend.KVM.value, Backend.SIM.value]  # host: --time
 @click.option(
     "--interval",
     "interval_ns",
-    type=DURATION,
+    type=DurationParam(max_ns=MAX_DELTA_NS),
     default="50us",
     show_default=True,
     help="Time d between events (ns, us, ms, s).",
@@ -128,7 +130,7 @@ BACKEND_CHOICES = ["auto", Backend.KVM.value, Backend.SIM.value]  # host: --time
 @click.option(
     "--io-rate",
     "io_rate_per_s",
-    type=click.FloatRange(1, 100_000),
+    type=FiniteFloatRange(1, 100_000),
     default=PAPER_IO_RATE_PER_S,
     show_default=True,
     help=f"I/O interrupts per second with --load io (the paper measured {PAPER_IO_RATE_PER_S:g}).",
@@ -172,7 +174,7 @@ BACKEND_CHOICES = ["auto", Backend.KVM.value, Backend.SIM.value]  # host: --time
 )
 @click.option(
     "--seed",
-    type=int,
+    type=SEED,
     default=0,
     show_default=True,
     help="Simulator seed: a simulated run is deterministic for a given seed.",
@@ -259,13 +261,12 @@ def _spec(backend: Backend, options: dict[str, Any]) -> MeasureSpec:
         )
     except InputError as exc:
         raise click.UsageError(str(exc)) from None
-    if backend is Backend.SIM:
-        from tickless.sim.platforms import resolve_platform
+    from tickless.sim.platforms import resolve_platform
 
-        try:
-            resolve_platform(spec.platform)
-        except InputError as exc:
-            raise click.UsageError(f"--platform: {exc}") from None
+    try:  # on any backend: a mistyped profile is refused even where it would not be used
+        resolve_platform(spec.platform)
+    except InputError as exc:
+        raise click.UsageError(f"--platform: {exc}") from None
     return spec
 
 
@@ -285,4 +286,4 @@ def _run(spec: MeasureSpec, json_path: Path | None) -> ResultRecord:
                 write_json_atomic(json_path, to_json_dict(stop.partial))
                 err_console.print(f"partial result written to {json_path}")
         err_console.print("interrupted")
-        sys.exit(EXIT_INTERRUPTED)
+        exit_interrupted()

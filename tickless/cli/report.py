@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from tickless.atomicfile import ensure_directory, write_bytes_atomic
+from tickless.cli.common import OUTPUT_DIRECTORY, OUTPUT_FILE
 from tickless.results.schema import ResultRecord, load_results
 
 _RESULT_PATH = click.Path(dir_okay=False, path_type=Path)
@@ -28,7 +29,7 @@ def _load_all(paths: tuple[Path, ...]) -> list[ResultRecord]:
 @click.option(
     "--out",
     "out_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OUTPUT_FILE,
     default="report.html",
     show_default=True,
     help="The HTML page to write (replaced atomically).",
@@ -37,14 +38,14 @@ def _load_all(paths: tuple[Path, ...]) -> list[ResultRecord]:
 @click.option(
     "--figures",
     "figures_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=OUTPUT_DIRECTORY,
     help="Also write each run's two PNGs here (created if missing): "
     "NN-TIMER-BACKEND-INTERVAL-LOAD-{difference,latency}.png.",
 )
 @click.option(
     "--cyclictest-histogram",
     "histogram_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OUTPUT_FILE,
     help="Also write the latencies as cyclictest -h text (rt-tests 1.x format), "
     "one column per run.",
 )

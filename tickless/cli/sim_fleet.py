@@ -7,8 +7,6 @@ than a real machine here can hold.
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,14 +14,16 @@ import click
 from rich.table import Table
 
 from tickless.cli.common import (
-    EXIT_INTERRUPTED,
+    SEED,
     console,
     err_console,
+    exit_interrupted,
     json_option,
     progress_bar,
     slop_option,
 )
 from tickless.results.schema import write_json_atomic
+from tickless.results.spec import MAX_EVENTS
 from tickless.units import DURATION, format_duration_ns, parse_duration_ns
 
 if TYPE_CHECKING:
@@ -43,14 +43,16 @@ def _parse_io(text: str) -> IoSource:
 
     parts = [p.strip() for p in text.split(",")]
     if len(parts) not in (2, 3):
-        raise click.BadParameter(f"{text!r}: expected RATE,HANDLER[,CPU] such as 1733/s,5us,0")
+        raise click.BadParameter(
+            f"{text!r}: expected RATE,HANDLER[,CPU] such as 1733/s,5us,0", param_hint="'--io'"
+        )
     rate_text = parts[0].removesuffix("/s")
     try:
         rate = float(rate_text)
         handler_ns = parse_duration_ns(parts[1], allow_zero=True)
         cpu = int(parts[2]) if len(parts) == 3 else 0
     except ValueError as exc:
-        raise click.BadParameter(f"{text!r}: {exc}") from None
+        raise click.BadParameter(f"{text!r}: {exc}", param_hint="'--io'") from None
     return IoSource(rate_per_s=rate, handler_ns=handler_ns, cpu=cpu)
 
 
@@ -60,18 +62,7 @@ def _parse_housekeeping(text: str) -> tuple[int, ...]:
     try:
         return tuple(parse_duration_ns(p.strip()) for p in text.split(","))
     except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
-def _check_json_path(path: Path | None) -> None:
-    """Refuse an unwritable --json target before simulating, not after."""
-    if path is None:
-        return
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise click.UsageError(f"--json: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise click.UsageError(f"--json: directory {parent} is not writable")
+        raise click.BadParameter(str(exc), param_hint="'--housekeeping'") from None
 
 
 def _spec(**kwargs: Any) -> FleetSpec:
@@ -119,7 +110,7 @@ def _spec(**kwargs: Any) -> FleetSpec:
 @click.option(
     "--count",
     "measure_count",
-    type=int,
+    type=click.IntRange(1, MAX_EVENTS),
     default=4500,
     show_default=True,
     help="measure workload: events per guest.",
@@ -141,7 +132,7 @@ def _spec(**kwargs: Any) -> FleetSpec:
 )
 @click.option(
     "--seed",
-    type=int,
+    type=SEED,
     default=0,
     show_default=True,
     help="Phases and I/O arrivals are drawn from it: a run is deterministic.",
@@ -195,7 +186,6 @@ def fleet(
         seed=seed,
         cost_model=cost_model,
     )
-    _check_json_path(json_path)
     try:
         with err_console.status("compiling the simulator (cached after the first run)"):
             compile_s = compile_engine()
@@ -204,13 +194,13 @@ def fleet(
             result, _ = run_fleet(spec, progress=update, compile_s=compile_s)
     except KeyboardInterrupt:
         err_console.print("interrupted before anything was simulated")
-        sys.exit(EXIT_INTERRUPTED)
+        exit_interrupted()
     _print(result)
     if json_path:
         write_json_atomic(json_path, result.to_json_dict())
         err_console.print(f"result written to {json_path}")
     if result.partial:
-        sys.exit(EXIT_INTERRUPTED)
+        exit_interrupted()
 
 
 def _print(r: FleetResult) -> None:

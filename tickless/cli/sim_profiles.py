@@ -11,7 +11,7 @@ import click
 from rich import box
 from rich.table import Table
 
-from tickless.cli.common import console, err_console, progress_bar
+from tickless.cli.common import OUTPUT_FILE, SEED, console, err_console, progress_bar
 from tickless.results.paper import PAPER_EVENTS, paper_rows
 from tickless.results.schema import load_results, write_json_atomic
 from tickless.results.spec import MAX_EVENTS
@@ -19,7 +19,6 @@ from tickless.results.spec import MAX_EVENTS
 if TYPE_CHECKING:
     from tickless.sim.table1 import Table1Row
 
-OUT_PATH = click.Path(dir_okay=False, path_type=Path)
 WIDE_TABLE_COLUMNS = 150
 
 
@@ -42,8 +41,8 @@ def _paper_sd(sd_us: float) -> str:
     show_default=True,
     help=f"Timer events per simulated row (the paper used {PAPER_EVENTS}).",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Simulator seed.")
-@click.option("--json", "json_path", type=OUT_PATH, help="Write every row and the summary here.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Simulator seed.")
+@click.option("--json", "json_path", type=OUTPUT_FILE, help="Write every row and the summary here.")
 def table1(count: int, seed: int, json_path: Path | None) -> None:
     """Simulate every row of the paper's Table 1 and print it beside the paper's.
 
@@ -125,7 +124,7 @@ def _table1_table(rows: list[Table1Row], count: int, seed: int) -> Table:
     type=click.IntRange(0),
     help="Which record of a multi-record result file to fit on (0 is the first).",
 )
-@click.option("--out", type=OUT_PATH, help="Write the profile here (default: print it).")
+@click.option("--out", type=OUTPUT_FILE, help="Write the profile here (default: print it).")
 def fit(result: Path, name: str | None, index: int | None, out: Path | None) -> None:
     """Build a platform profile from the JSON result of a real `tickless measure` run.
 
@@ -167,7 +166,7 @@ def fit(result: Path, name: str | None, index: int | None, out: Path | None) -> 
 
 @click.command()
 @click.argument("platform", required=False)
-@click.option("--out", type=OUT_PATH, help="Write the chosen profile's JSON here.")
+@click.option("--out", type=OUTPUT_FILE, help="Write the chosen profile's JSON here.")
 def profiles(platform: str | None, out: Path | None) -> None:
     """List the built-in platform profiles, or show one (a name or a JSON file) as JSON."""
     from tickless.sim.platforms import builtin_profiles, resolve_platform

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
 from tickless.axes import GuestKind, Load, TimerPath, choices
 from tickless.cli.common import (
-    EXIT_INTERRUPTED,
     console,
     err_console,
+    exit_interrupted,
     json_option,
     progress_bar,
     require_kvm,
@@ -101,4 +100,4 @@ def table1(
         err_console.print(f"{len(records)} rows written to {json_path}")
     if interrupted:
         err_console.print(f"interrupted after {len(records)} of {plan.runs} runs")
-        sys.exit(EXIT_INTERRUPTED)
+        exit_interrupted()

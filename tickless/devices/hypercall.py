@@ -9,6 +9,7 @@ in ``rax``.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -45,6 +46,7 @@ class TokenBucket:
 
 DEFAULT_MAX_RATE_PER_S = 50_000.0
 MAX_CONSECUTIVE_ERRORS = 10_000
+UNKNOWN_CALL = -1  # the key every unregistered call number shares in ``rejected``
 
 
 class HypercallPort(BusDevice):
@@ -59,6 +61,9 @@ class HypercallPort(BusDevice):
         self.bucket = TokenBucket(max_rate_per_s, burst=max_rate_per_s)
         self.calls = 0
         self.consecutive_errors = 0
+        # (call, negative result) -> how often: what the guest got wrong (the fuzzer's
+        # count). Unknown numbers share one key, so a guest cannot make it grow.
+        self.rejected: Counter[tuple[int, int]] = Counter()
         self.register(Hypercall.NOP, lambda a0, a1: 0)
 
     def register(self, number: Hypercall, handler: HypercallHandler) -> None:
@@ -84,6 +89,7 @@ class HypercallPort(BusDevice):
         handler = self.handlers.get(number)
         result = -ENOSYS if handler is None else handler(arg0, arg1)
         if result < 0:
+            self.rejected[number if handler is not None else UNKNOWN_CALL, result] += 1
             self.consecutive_errors += 1
             if self.consecutive_errors >= MAX_CONSECUTIVE_ERRORS:
                 raise GuestFault(

@@ -158,6 +158,37 @@ class Scenario(IntEnum):
     EXCEPTION = 8  # divides by zero in ring 0
     RUNAWAY_RING3 = 9  # loops in ring 3 with no timer armed: no exit, ever (watchdog)
     RUNAWAY_RING0 = 10  # loops in ring 0 with interrupts off (watchdog)
+    FUZZ = 11  # random actions from (fuzz_seed, call index): guest/src/fuzz.c
+
+
+# --- the fuzzing guest (Scenario.FUZZ) ------------------------------------------------------
+FUZZ_TSS_GPA = 0x20000  # its own TSS, whose I/O bitmap (zeroed memory) opens every port
+FUZZ_FLAG_RUNAWAY = 1 << 0  # some calls end in a loop only the watchdog can stop
+FUZZ_FLAG_RUNAWAY_ARMED = 1 << 1  # ... in ring 0, interrupts off, timers and I/O load left on
+
+
+class FuzzAction(IntEnum):
+    """What one fuzz call does (``fuzz.c``); published in ``Shared.fuzz_action``."""
+
+    HYPERCALL = 0  # a valid call number, random and boundary arguments
+    BAD_HYPERCALL = 1  # an unknown call number
+    LOG = 2  # LOG of a buffer inside guest memory
+    SCRIBBLE_SHARED = 3  # random values into the shared counters the host reads
+    SCRIBBLE_RESULTS = 4  # random values into the results buffer
+    SCRIBBLE_PVCLOCK = 5  # random bytes over the host-written PV clock page
+    CONSOLE = 6  # out / rep outs to the console port
+    HALT = 7  # a short one-shot timer, then hlt until it fires
+    TSC_DEADLINE = 8  # wrmsr TSC_DEADLINE (through the ring-0 #GP handler)
+    PIC = 9  # the in-kernel PIC and ELCR ports
+    DONE = 10  # DONE(events), valid or beyond the results buffer
+    BAD_LOG = 11  # LOG straddling the end of memory, outside it, or too long
+    PANIC = 12  # PANIC(code, detail) with random values
+    HYPERCALL_WIDTH = 13  # the hypercall port with a 1- or 2-byte out, an in, or rep outs
+    PORT = 14  # a random port, width and direction
+    MMIO = 15  # a load or store outside guest memory (or straddling its end)
+    EXCEPTION = 16  # #UD, #DE, #GP, #PF, #SS, #XM, #DB raised in ring 3
+    BAD_HALT = 17  # hlt with a counter address the ring-0 handler cannot read
+    RUNAWAY = 18  # a loop in ring 0, interrupts off, or ring 3 (FUZZ_FLAG_RUNAWAY); else nothing
 
 
 class Boot(C.Structure):
@@ -186,6 +217,11 @@ class Boot(C.Structure):
             "io_handler_tsc",  # busy time of the guest's I/O interrupt handler, TSC ticks
             "spin_threshold_ns",  # precise: spin without an interrupt below this
             "second_vcpu_busy",  # 1: vCPU 1 runs a CPU-bound loop (CPU load)
+            "fuzz_seed",  # FUZZ: the run's seed
+            "fuzz_first_call",  # FUZZ: the index of this guest's first call
+            "fuzz_end_call",  # FUZZ: stop (DONE) before this index
+            "fuzz_flags",  # FUZZ: FUZZ_FLAG_*
+            "fuzz_only",  # FUZZ: 0, or 1 + the one FuzzAction to make (tests)
         )
     ]
 
@@ -212,6 +248,8 @@ class Shared(C.Structure):
             "ready",  # guest: 1 once it takes interrupts (ring 3 has started)
             "ce_etime",  # Linux driver: set_next_event calls the host answered -ETIME
             "ce_min_delta_retries",  # Linux: clockevents_program_min_delta retries seen
+            "fuzz_call",  # FUZZ: index of the call in progress (the guest never scribbles it)
+            "fuzz_action",  # FUZZ: that call's FuzzAction
         )
     ]
 
@@ -284,7 +322,7 @@ def _c_struct(name: str, struct: type[C.Structure], types: dict[Any, str] = _C_T
 def _c_defines() -> list[tuple[str, str]]:
     """Every constant (hex), enum member and axis code (decimal) above, as (name, value)."""
     consts = [(k, f"{v:#x}") for k, v in globals().items() if k.isupper() and isinstance(v, int)]
-    for enum in (Hypercall, Scenario, Panic):
+    for enum in (Hypercall, Scenario, Panic, FuzzAction):
         consts += [(f"{enum.__name__.upper()}_{m.name}", str(int(m))) for m in enum]
     for axis in (TimerPath, Method, Wait, TickMode):  # user-facing axes the guest sees
         consts += [(f"{axis.__name__.upper()}_{c.name}", str(wire_code(c))) for c in axis]

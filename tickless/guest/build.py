@@ -13,8 +13,8 @@ from tickless.buildcache import BuildError, cached_build, require_tool, run_tool
 from tickless.guest import abi
 
 SRC_DIR = Path(__file__).parent / "src"
-SOURCES = ("entry.S", "kernel.c", "user.c")
-HEADERS = ("guest.h",)
+SOURCES = ("entry.S", "kernel.c", "user.c", "fuzz.c", "fuzz_stop.c")
+HEADERS = ("guest.h", "fuzz.h")
 # fmt: off
 CFLAGS = (
     "-O2", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-ffreestanding", "-nostdlib",

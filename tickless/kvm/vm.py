@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import ctypes as C
 import fcntl
 import mmap
@@ -45,8 +44,13 @@ class Vm:
             os.close(self.fd)
             self.fd = -1
         for region in self.regions:
-            with contextlib.suppress(BufferError):  # still viewed: freed with the last view
+            try:
                 region.mapping.close()
+            except BufferError:
+                # Still viewed: a device's ctypes object in a reference cycle outlives the
+                # machine until the garbage collector runs. Give the pages back now (a late
+                # read sees zeros, never freed memory); the address range goes with the view.
+                region.mapping.madvise(mmap.MADV_DONTNEED)
         self.regions.clear()
 
     def _ioctl(self, request: int, arg: int | bytes | bytearray, what: str) -> int:

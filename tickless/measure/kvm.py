@@ -132,6 +132,8 @@ def measure_kvm(spec: MeasureSpec, progress: Progress | None = None) -> ResultRe
         duration_s, cpu_s, interrupted = _run_guest(spec, host, machine, progress)
         events = machine.outcome.events if machine.outcome.ok else machine.events_recorded
         notes = [*host.timers.problems, *host.timers.callback_errors, *machine.vcpu_problems]
+        if host.watchdog is not None:
+            notes.extend(f"watchdog failed: {e}" for e in host.watchdog.errors)
         counts = _host_counts(spec, host, machine, duration_s, cpu_s, notes)
         notes.extend(_guest_notes(spec, machine, duration_s))
         if interrupted:

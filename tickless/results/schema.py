@@ -60,6 +60,7 @@ rest null or empty):
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -133,6 +134,9 @@ def _now_utc() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+# Once per process: a lookup scans sys.path and keeps a cache per directory mtime, which,
+# once per record, grew the heap of a long-lived process (the lifecycle soak found it).
+@functools.cache
 def _tool_version() -> str:
     try:
         return metadata.version("tickless")

@@ -35,7 +35,7 @@ import numpy as np
 
 from tickless.axes import Backend, TimerPath, Wait
 from tickless.results.schema import HostCounts, ResultRecord
-from tickless.results.spec import MeasureSpec, Progress, build_record
+from tickless.results.spec import MeasurementInterrupted, MeasureSpec, Progress, build_record
 from tickless.sim.guest_run import SimCounts, SimulatedGuest
 from tickless.sim.interference import HandlerCost, irq_rate_for_load
 from tickless.sim.platforms import (
@@ -59,8 +59,9 @@ def profile_for(spec: MeasureSpec) -> PlatformProfile:
 
 
 def simulate_measurement(spec: MeasureSpec, progress: Progress | None = None) -> ResultRecord:
-    """``tickless measure --backend sim``: the spec's run on its platform profile."""
-    return simulate(spec, profile_for(spec), progress=progress)
+    """``tickless measure --backend sim``: the spec's run on its platform profile. Ctrl-C
+    (or SIGTERM) keeps what was simulated, as the KVM backend keeps what was measured."""
+    return simulate(spec, profile_for(spec), progress=progress, keep_partial=True)
 
 
 def simulate(
@@ -70,17 +71,38 @@ def simulate(
     progress: Progress | None = None,
     io_rate_per_s: float | None = None,
     handler: HandlerCost | None = None,
+    keep_partial: bool = False,
 ) -> ResultRecord:
     """One simulated run on ``profile``; ``io_rate_per_s`` overrides the load's interrupt
-    rate and ``handler`` the bare disk-handler cost (both for what-if runs and fitting)."""
+    rate and ``handler`` the bare disk-handler cost (both for what-if runs and fitting).
+    ``keep_partial``: a KeyboardInterrupt becomes ``MeasurementInterrupted`` carrying the
+    events simulated so far (callers running many rows let it propagate instead)."""
     if io_rate_per_s is None:  # the load's rate (validates the load), at the spec's --io-rate
         io_rate_per_s = spec.io_rate_per_s if irq_rate_for_load(spec.load) > 0 else 0.0
     rate = io_rate_per_s
     if rate < 0:
         raise SimInputError(f"interrupt rate must not be negative, got {rate}")
     run = SimulatedGuest(spec, profile, rate, handler or bare_disk_handler())
-    timestamps = run.execute(progress)
+    try:
+        timestamps = run.execute(progress)
+    except KeyboardInterrupt:
+        if not keep_partial:
+            raise
+        raise _interrupted(spec, profile, run, rate) from None
     return _record(spec, profile, run, timestamps, rate)
+
+
+def _interrupted(
+    spec: MeasureSpec, profile: PlatformProfile, run: SimulatedGuest, rate: float
+) -> MeasurementInterrupted:
+    """What an interrupted run keeps: a record of the events simulated so far, if any."""
+    timestamps = list(run.timestamps)
+    if len(timestamps) < 2:
+        return MeasurementInterrupted(None)
+    run.counts.end_ticks = run.clock.ticks_at_or_after(timestamps[-1])
+    record = _record(spec, profile, run, timestamps, rate)
+    record.notes.append(f"interrupted after {len(timestamps) - 1} of {spec.count} events")
+    return MeasurementInterrupted(record)
 
 
 def _record(

@@ -35,21 +35,27 @@ class VmmHost:
         install_stop_signal()
         self.image = build_image().read_bytes()
         self.system = KvmSystem()
-        probe = Vm(self.system)
-        try:
-            self.tsc_hz = probe.tsc_khz() * 1000
-        finally:
-            probe.close()
-        self.timers = HostTimerThread(
-            self.tsc_hz, slop_ticks=slop_ns * self.tsc_hz // 1_000_000_000, policy=policy
-        )
+        try:  # a failure here must not leak the /dev/kvm descriptor
+            probe = Vm(self.system)
+            try:
+                self.tsc_hz = probe.tsc_khz() * 1000
+            finally:
+                probe.close()
+            self.timers = HostTimerThread(
+                self.tsc_hz, slop_ticks=slop_ns * self.tsc_hz // 1_000_000_000, policy=policy
+            )
+        except BaseException:
+            self.system.close()
+            raise
         self.machines: list[GuestMachine] = []
         self._vmlinux: dict[int, Path] = {}  # HZ -> the vmlinux we built
         self.precise_timers: HostTimerThread | None = None  # started on first use
         self._old_switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         self.timers.start()
-        self.watchdog = None if watchdog_s is None else Watchdog(lambda: self.machines, watchdog_s)
+        # The list's own copy method, not a closure over self: a VmmHost <-> Watchdog cycle
+        # would leave every closed host (KVM's CPUID table and all) to the cyclic GC.
+        self.watchdog = None if watchdog_s is None else Watchdog(self.machines.copy, watchdog_s)
         if self.watchdog is not None:
             self.watchdog.start()
 
@@ -94,6 +100,16 @@ class VmmHost:
         # clock-event device's PERIODIC state (SET_PERIODIC), as a HZ kernel's does.
         periodic = "nohz=off highres=off" if config.mode is TickMode.PERIODIC else ""
         return LinuxBoot(kernel, periodic)
+
+    def destroy(self, machine: GuestMachine, reason: str = "destroyed") -> None:
+        """Stop ``machine`` and free it now (VM and vCPU descriptors, KVM's per-VM kernel
+        thread, guest memory), not when the host closes: a long-lived host booting guest
+        after guest holds only the guests it still runs."""
+        machine.request_stop(reason)
+        machine.join(timeout=5)
+        if machine in self.machines:
+            self.machines.remove(machine)
+        machine.close()
 
     def stop_all(self, reason: str) -> None:
         for machine in self.machines:

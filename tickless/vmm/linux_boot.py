@@ -150,6 +150,12 @@ class LinuxBoot:
         self.vmlinux = vmlinux
         self.entry, self.segments = elf_segments(self.image)
         self.window_gpa = abi.LINUX_WINDOW_GPA
+        for paddr, _offset, _filesz, memsz in self.segments:  # known now: refuse before KVM
+            if paddr < HIMEM_GPA or paddr + memsz > self.window_gpa:
+                raise InputError(
+                    f"the kernel's segment at {paddr:#x}+{memsz:#x} does not fit in "
+                    f"{abi.LINUX_RAM_BYTES >> 20} MiB below the tickless window"
+                )
         self.layout = GuestLayout.linux_window(self.window_gpa)
         self.irq_routes = {abi.TIMER_VECTOR: abi.LINUX_TIMER_IRQ}
         self.cmdline = (
@@ -163,12 +169,7 @@ class LinuxBoot:
 
     def load(self, memory: GuestMemory, config: GuestConfig, clock: GuestClock) -> None:
         ram = config.memory_bytes
-        for paddr, offset, filesz, memsz in self.segments:
-            if paddr < HIMEM_GPA or paddr + memsz > self.window_gpa:
-                raise InputError(
-                    f"the kernel's segment at {paddr:#x}+{memsz:#x} does not fit in "
-                    f"{ram >> 20} MiB below the tickless window"
-                )
+        for paddr, offset, filesz, memsz in self.segments:  # placement checked in __init__
             view = memory.view(paddr, memsz, "kernel")
             view[:filesz] = self.image[offset : offset + filesz]
             view[filesz:] = bytes(memsz - filesz)

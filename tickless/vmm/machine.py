@@ -217,6 +217,11 @@ class GuestMachine:
     # --- running ----------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Start the devices, then the vCPU thread(s): a guest that stops at once must
+        find its devices started, so that stopping them cancels their timers for good."""
+        now = rdtsc()
+        for device in self.devices:
+            device.start(now)
         self._thread = threading.Thread(target=self._vcpu_thread, name=self.name, daemon=True)
         self._thread.start()
         if self.ap is not None:
@@ -224,9 +229,6 @@ class GuestMachine:
                 target=self._ap_vcpu_thread, name=f"{self.name}-vcpu1", daemon=True
             )
             self._ap_thread.start()
-        now = rdtsc()
-        for device in self.devices:
-            device.start(now)
 
     def request_stop(self, reason: str) -> None:
         """Stop the vCPUs from another thread (Ctrl-C, watchdog, end of an idle run)."""
@@ -281,11 +283,17 @@ class GuestMachine:
 
     def activity(self) -> bytes:
         """Everything the host can see the guest do, as one value that changes when it
-        does: exits, hypercalls, injected interrupts and the shared counters."""
-        counts = struct.pack(
-            "<QQQ", self._exit_count, self.hypercalls.calls, self.context.injections
-        )
-        return counts + bytes(self.shared)
+        does: exits, hypercalls and the counters it writes in the shared page (nothing once
+        the machine is closed: the watchdog may look while another thread closes it)."""
+        context, shared = getattr(self, "context", None), getattr(self, "shared", None)
+        if context is None or shared is None:
+            return b""
+        # Only what the guest did: interrupts the host injects (and the host's own counter
+        # of them) move while a guest loops with interrupts off.
+        guest_written = bytearray(bytes(shared))
+        offset = abi.Shared.host_fired.offset
+        guest_written[offset : offset + 8] = bytes(8)
+        return struct.pack("<QQ", self._exit_count, self.hypercalls.calls) + bytes(guest_written)
 
     def vcpu_cpu_ns(self) -> int:
         """CPU time of the boot vCPU's thread so far (guest code included)."""

@@ -1,7 +1,8 @@
 """The watchdog: a guest that burns its vCPU without making any progress is stopped.
 
-Progress is anything the host can see the guest do: an exit (a hypercall, port I/O, MMIO),
-an interrupt the host injected, or a change in the counters it shares with the host. A
+Progress is anything the host can see the guest do: an exit (a hypercall, port I/O, MMIO) or
+a change in the counters it writes in the shared page (an interrupt the host injects is not
+the guest's doing: a guest looping with interrupts off still gets them injected). A
 guest that idles in HLT shows none of that either, for as long as its next timer is far
 off, but it costs no CPU; so the rule is both: no progress *and* its vCPU thread busy for
 at least ``BUSY_FRACTION`` of ``bound_s``. That is a runaway loop, in ring 3 or in ring 0
@@ -63,6 +64,7 @@ class Watchdog:
         self.bound_s = bound_s
         self.clock = clock
         self.stopped: list[str] = []  # one line per guest it stopped
+        self.errors: list[str] = []  # its own failures (reported, the checks go on)
         self._seen: dict[int, _Seen] = {}
         self._quit = threading.Event()
         self._thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
@@ -77,7 +79,10 @@ class Watchdog:
 
     def _run(self) -> None:
         while not self._quit.wait(self.bound_s / 4):
-            self.check()
+            try:
+                self.check()
+            except Exception as exc:  # a bug here must not leave every guest unwatched
+                self.errors.append(repr(exc))
 
     def check(self) -> None:
         now = self.clock()

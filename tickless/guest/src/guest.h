@@ -21,5 +21,8 @@ static inline __attribute__((noreturn)) void panic(uint64_t code, uint64_t detai
         __asm__ volatile("pause");
 }
 
+void fuzz_open_ports(void); /* fuzz.c: ring 0, at boot */
+void fuzz_main(void);       /* fuzz.c: ring 3 */
+
 void *memset(void *dst, int c, unsigned long n);
 void *memcpy(void *dst, const void *src, unsigned long n);

@@ -78,6 +78,8 @@ void kernel_main(void) {
     wrmsr(MSR_X2APIC_SVR, APIC_SVR_ENABLE | SPURIOUS_VECTOR);
     if (BOOT->timer == TIMERPATH_LAPIC)
         wrmsr(MSR_X2APIC_LVT_TIMER, LVT_TSC_DEADLINE_MODE | LAPIC_TIMER_VECTOR);
+    if (BOOT->scenario == SCENARIO_FUZZ)
+        fuzz_open_ports();
     if (BOOT->scenario == SCENARIO_RUNAWAY_RING0)
         for (;;)
             __asm__ volatile("cli" ::: "memory");

@@ -226,6 +226,9 @@ void user_main(void) {
     case SCENARIO_BAD_LOG:
         hypercall(HYPERCALL_LOG, BOOT->memory_bytes - 16, 4096);
         break;
+    case SCENARIO_FUZZ:
+        fuzz_main();
+        break;
     case SCENARIO_RUNAWAY_RING3:
         for (;;)
             __asm__ volatile("" ::: "memory");

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import pytest
+from cli_signals import interrupt_once_under_way
 from click.testing import CliRunner
 
 from tickless.cli import main
@@ -177,25 +175,9 @@ def test_the_watchdog_stops_a_loop_the_host_keeps_injecting_into() -> None:
 def test_ctrl_c_keeps_the_partial_record(tmp_path: Path, signum: int, status: int) -> None:
     """Interrupted once the first 10 % is made (a line on stderr: it is not a terminal)."""
     out = tmp_path / "fuzz.json"
-    args = [sys.executable, "-m", "tickless", "fuzz", "--calls", "50000", "--json", str(out)]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    killer = threading.Timer(120, proc.kill)  # a hung run fails, it does not hang
-    killer.start()
-    try:
-        assert proc.stderr is not None
-        seen = []
-        for line in proc.stderr:
-            seen.append(line)
-            if line.rstrip().endswith(" %"):
-                proc.send_signal(signum)
-                break
-        seen.append(proc.stderr.read())
-        exit_status = proc.wait()
-    finally:
-        killer.cancel()
-        proc.kill()
-        proc.wait()
-    stderr = "".join(seen)
+    exit_status, stderr = interrupt_once_under_way(
+        ["fuzz", "--calls", "50000", "--json", str(out)], signum
+    )
     assert exit_status == status, stderr
     assert "Traceback" not in stderr and f"partial record written to {out}" in stderr
     record = json.loads(out.read_text())

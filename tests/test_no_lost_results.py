@@ -7,13 +7,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_signals import interrupt_once_under_way
 from click.testing import CliRunner
 
 import tickless.backends
@@ -177,37 +176,10 @@ def test_sigterm_in_a_command_with_nothing_to_keep_exits_143(
 # --- SIGTERM, a real process --------------------------------------------------------------
 
 
-def _terminate_once_under_way(args: list[str], timeout_s: float = 120) -> tuple[int, str]:
-    """Start ``tickless ARGS``, wait for its first progress line on stderr (something has
-    been measured), send SIGTERM; returns its exit status and its whole stderr."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tickless", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    killer = threading.Timer(timeout_s, proc.kill)  # a hung run fails, it does not hang
-    killer.start()
-    try:
-        assert proc.stderr is not None
-        seen = []
-        for line in proc.stderr:
-            seen.append(line)
-            if line.rstrip().endswith(" %"):
-                proc.send_signal(signal.SIGTERM)
-                break
-        seen.append(proc.stderr.read())
-        return proc.wait(), "".join(seen)
-    finally:
-        killer.cancel()
-        proc.kill()
-        proc.wait()
-
-
 def test_sigterm_stops_a_simulated_run_and_keeps_its_events(tmp_path: Path) -> None:
     out = tmp_path / "run.json"
     args = ["measure", "--backend", "sim", "--count", "3000000", "--json", str(out)]
-    status, stderr = _terminate_once_under_way(args)
+    status, stderr = interrupt_once_under_way(args)
     assert status == 143, stderr
     assert "Traceback" not in stderr and f"partial result written to {out}" in stderr
     (record,) = load_results(out)
@@ -219,7 +191,7 @@ def test_sigterm_stops_a_simulated_run_and_keeps_its_events(tmp_path: Path) -> N
 def test_sigterm_stops_a_guest_and_keeps_its_events(tmp_path: Path) -> None:
     out = tmp_path / "run.json"
     args = ["measure", "--backend", "kvm", "--interval", "100us", "--count", "200000"]
-    status, stderr = _terminate_once_under_way([*args, "--json", str(out)])
+    status, stderr = interrupt_once_under_way([*args, "--json", str(out)])
     assert status == 143, stderr
     assert "Traceback" not in stderr and f"partial result written to {out}" in stderr
     (record,) = load_results(out)
@@ -228,7 +200,7 @@ def test_sigterm_stops_a_guest_and_keeps_its_events(tmp_path: Path) -> None:
 
 @pytest.mark.kvm
 def test_sigterm_stops_idle_guests_with_one_line(tmp_path: Path) -> None:
-    status, stderr = _terminate_once_under_way(["idle", "--guests", "2", "--duration", "20s"])
+    status, stderr = interrupt_once_under_way(["idle", "--guests", "2", "--duration", "20s"])
     assert status == 143, stderr
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1] == "interrupted: an idle run has no partial result"

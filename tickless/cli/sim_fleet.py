@@ -22,6 +22,7 @@ from tickless.cli.common import (
     progress_bar,
     slop_option,
 )
+from tickless.results.paper import PAPER_EVENTS
 from tickless.results.schema import write_json_atomic
 from tickless.results.spec import MAX_EVENTS
 from tickless.units import DURATION, format_duration_ns, parse_duration_ns
@@ -111,7 +112,7 @@ def _spec(**kwargs: Any) -> FleetSpec:
     "--count",
     "measure_count",
     type=click.IntRange(1, MAX_EVENTS),
-    default=4500,
+    default=PAPER_EVENTS,
     show_default=True,
     help="measure workload: events per guest.",
 )

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tickless.guest.abi import MAX_DELTA_NS, MIN_DELTA_NS, MIN_PERIOD_NS
+from tickless.results.paper import PAPER_EVENTS
 from tickless.sim import guest_model as gm
 from tickless.sim.cost import COST_MODELS, CostModel
 from tickless.sim.layout import BYTES_PER_GUEST, N_CPU_FIELDS
@@ -49,7 +50,7 @@ class FleetSpec:
     workload: str = "idle"
     placement: str = "round-robin"  # round-robin | block | cpu:N (all vCPUs pinned to N)
     housekeeping_ns: tuple[int, ...] = (1 * SECOND_NS, 4 * SECOND_NS)
-    measure_count: int = 4500
+    measure_count: int = PAPER_EVENTS
     measure_interval_ns: int = 1_000_000
     io: tuple[IoSource, ...] = ()
     seed: int = 0

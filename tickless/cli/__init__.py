@@ -59,6 +59,7 @@ def _register() -> None:
     from tickless.cli.measure import measure
     from tickless.cli.report import report
     from tickless.cli.sim import sim
+    from tickless.cli.sweep import sweep
     from tickless.cli.table1 import table1
 
     main.add_command(measure)
@@ -68,6 +69,7 @@ def _register() -> None:
     main.add_command(report)
     main.add_command(console_command)
     main.add_command(fuzz)
+    main.add_command(sweep)
 
 
 _register()

@@ -75,12 +75,20 @@ def report(
     the paper's figure (measured interval minus d per measurement) and a latency histogram
     on a log scale. Images are embedded, so the page needs nothing else to open.
 
+    A sweep's table (a .parquet file from 'tickless sweep') gives instead a page of the
+    sweep's figures: host wake-ups/s and CPU against guests for each combination of the
+    other swept settings (mode, slop...), lateness against the interval for each timer.
+
     \b
     Examples:
       tickless report run.json
+      tickless report fleet.parquet --out fleet.html --figures figs/
       tickless report pv.json lapic.json --out table1.html --figures figs/
       tickless report run.json --cyclictest-histogram run.hist --max-us 200
     """
+    if any(p.suffix == ".parquet" for p in results):
+        _sweep_report(results, out_path, title, figures_dir)
+        return
     # Imported here so that 'tickless --help' does not pay for matplotlib.
     from tickless.report.cyclictest import cyclictest_histogram
     from tickless.report.figures import figure_stem, record_figures, write_record_figures
@@ -105,3 +113,25 @@ def report(
     if histogram_path is not None and histogram_text is not None:
         write_bytes_atomic(histogram_path, histogram_text.encode("ascii"))
         click.echo(f"cyclictest histogram written to {histogram_path}")
+
+
+def _sweep_report(
+    results: tuple[Path, ...], out_path: Path, title: str | None, figures_dir: Path | None
+) -> None:
+    """Sweep tables (``tickless sweep --out``) in, a page of their figures out."""
+    from tickless.report.sweep_figures import sweep_figures
+    from tickless.report.sweep_report import build_sweep_page
+    from tickless.sweep.store import read_rows
+
+    if not all(p.suffix == ".parquet" for p in results):
+        raise click.UsageError("give either sweep tables (.parquet) or result JSON files")
+    rows = [row for path in results for row in read_rows(path)]
+    title = title or f"tickless sweep: {', '.join(p.name for p in results)}"
+    figures = sweep_figures(rows, title)
+    write_bytes_atomic(out_path, build_sweep_page(rows, figures, title).encode("utf-8"))
+    click.echo(f"report written to {out_path} ({len(rows)} points, {len(figures)} figures)")
+    if figures_dir is not None:
+        ensure_directory(figures_dir)
+        for name, png in figures.items():
+            write_bytes_atomic(figures_dir / f"{name}.png", png)
+        click.echo(f"{len(figures)} figures written to {figures_dir}")

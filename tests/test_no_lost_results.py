@@ -4,6 +4,7 @@ is written leaves the old file as it was, and says so."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -199,8 +200,13 @@ def test_sigterm_stops_a_guest_and_keeps_its_events(tmp_path: Path) -> None:
 
 
 @pytest.mark.kvm
-def test_sigterm_stops_idle_guests_with_one_line(tmp_path: Path) -> None:
-    status, stderr = interrupt_once_under_way(["idle", "--guests", "2", "--duration", "20s"])
+def test_sigterm_keeps_what_idle_guests_measured(tmp_path: Path) -> None:
+    """SIGTERM in the measured window (after every guest booted) keeps a partial record."""
+    out = tmp_path / "idle.json"
+    args = ["idle", "--guests", "2", "--duration", "20s", "--json", str(out)]
+    status, stderr = interrupt_once_under_way(args)
     assert status == 143, stderr
-    assert "Traceback" not in stderr
-    assert stderr.strip().splitlines()[-1] == "interrupted: an idle run has no partial result"
+    assert "Traceback" not in stderr and f"partial result written to {out}" in stderr
+    data = json.loads(out.read_text())
+    assert data["partial"] is True and 0 < data["duration_s"] < 20
+    assert data["notes"][-1].startswith("interrupted: measured")

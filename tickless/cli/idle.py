@@ -2,37 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
-from rich.table import Table
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
-from tickless.axes import GuestKind, TickMode, choices
+from tickless.axes import GuestKind, TickMode, TimerPath, choices
 from tickless.cli.common import (
     DURATION_OR_ZERO,
     RUN_DURATION,
+    SEED,
+    FiniteFloatRange,
     console,
     err_console,
     exit_interrupted,
     guest_hz,
     guest_options,
     json_option,
-    progress_bar,
     require_kvm,
     slop_option,
 )
 from tickless.errors import InputError
-from tickless.results.idle import MAX_GUESTS, IdleSpec
+from tickless.report.fleet import fleet_table, ramp_table
+from tickless.results.idle import DEFAULT_MISS_THRESHOLD, IdleResult, IdleSpec
 from tickless.results.schema import write_json_atomic
+from tickless.units import format_duration_ns
 
 
 @click.command()
 @click.option(
     "--guests",
-    type=click.IntRange(1, MAX_GUESTS),
+    type=click.IntRange(min=1),
     default=10,
     show_default=True,
-    help="Idle guests to run at once.",
+    help="Idle guests to run at once; the limit is this host's memory, descriptors and "
+    "threads, checked before anything starts.",
 )
 @click.option(
     "--mode",
@@ -48,14 +54,52 @@ from tickless.results.schema import write_json_atomic
     "default 100).",
 )
 @guest_options
-@click.option("--duration", "duration_ns", type=RUN_DURATION, default="2s", show_default=True)
-@slop_option("Host timer slop (coalesces timers of different guests).")
+@click.option(
+    "--duration",
+    "duration_ns",
+    type=RUN_DURATION,
+    default="2s",
+    show_default=True,
+    help="The measured window, which starts once every guest has booted.",
+)
+@slop_option("Host timer slop: coalesces timers of different guests into fewer wake-ups.")
 @click.option(
     "--halt-poll",
     "halt_poll_ns",
     type=DURATION_OR_ZERO,
     default=None,
     help="Cap KVM halt polling per guest (0ns turns it off). Default: host's.",
+)
+@click.option(
+    "--step",
+    "ramp_step",
+    type=click.IntRange(min=1),
+    default=None,
+    help="--mode periodic: guests added per ramp step (default: a tenth of --guests). After "
+    "each step the host counts every guest's ticks for max(0.5 s, 50 ticks); the first step "
+    "that misses more than --miss-threshold is where the host saturates, and no more "
+    "guests boot.",
+)
+@click.option(
+    "--miss-threshold",
+    type=FiniteFloatRange(0.0, 1.0, min_open=True, max_open=True),
+    default=DEFAULT_MISS_THRESHOLD,
+    show_default=True,
+    help="--mode periodic: share of ticks missed that counts as saturated.",
+)
+@click.option(
+    "--seed",
+    type=SEED,
+    default=0,
+    show_default=True,
+    help="Each guest's housekeeping timers start at a phase drawn from it.",
+)
+@click.option(
+    "--timer",
+    type=click.Choice([TimerPath.PV.value, TimerPath.LGUEST.value]),
+    default=None,
+    help="How tickless small guests re-arm: pv (default; the PV deadline device, no exit "
+    "per re-arm) or lguest (a hypercall per re-arm). Periodic and Linux guests use lguest.",
 )
 @json_option("Write the idle result (kind 'idle') here.")
 def idle(
@@ -67,10 +111,22 @@ def idle(
     duration_ns: int,
     slop_ns: int,
     halt_poll_ns: int | None,
+    ramp_step: int | None,
+    miss_threshold: float,
+    seed: int,
+    timer: str | None,
     json_path: Path | None,
 ) -> None:
-    """Run idle guests, ticking or tickless, and count what their timers cost the host."""
-    from tickless.measure.idle import run_idle
+    """Run idle guests, ticking or tickless, and count what their timers cost the host.
+
+    Guests boot concurrently; the rates (host timer wake-ups against the guests' timer
+    interrupts, host CPU) are measured over --duration once every guest has booted, and
+    the boot rate and resident memory per guest are reported beside them. Each guest keeps
+    a 1 s and a 4 s housekeeping timer at its own phase. Periodic guests ramp up step by
+    step (see --step) and the report says where ticks start to be missed. Ctrl-C in the
+    measured window keeps what was measured.
+    """
+    from tickless.measure.idle import check_host, run_idle
 
     try:
         spec = IdleSpec(
@@ -82,39 +138,75 @@ def idle(
             duration_ns=duration_ns,
             slop_ns=slop_ns,
             halt_poll_ns=halt_poll_ns,
+            ramp_step=ramp_step,
+            miss_threshold=miss_threshold,
+            seed=seed,
+            timer=TimerPath(timer) if timer else None,
         )
+        check_host(spec)
     except InputError as exc:
         raise click.UsageError(str(exc)) from None
     require_kvm()
     try:
-        with progress_bar(f"{guests} {mode} guests", 1.0, True) as update:
+        with _staged_progress() as update:
             result = run_idle(spec, progress=update)
     except KeyboardInterrupt:
-        err_console.print("interrupted: an idle run has no partial result")
+        err_console.print("interrupted while booting: nothing was measured yet")
         exit_interrupted()
-    table = Table(
-        title=f"{guests} idle {guest} guests, {mode}"
+    _print(spec, result)
+    if json_path:
+        write_json_atomic(json_path, result.to_json_dict())
+        kept = "partial result" if result.partial else "result"
+        err_console.print(f"{kept} written to {json_path}")
+    if result.partial:
+        exit_interrupted()
+
+
+@contextmanager
+def _staged_progress() -> Iterator[Callable[[str, float], None]]:
+    """One bar whose label follows the run (booting, ramping up, measuring); without a
+    terminal, a line per 10 % of each stage (only the measuring lines end in "%")."""
+    if not err_console.is_terminal:
+        printed: dict[str, int] = {}
+
+        def line(stage: str, done: float) -> None:
+            tenth = min(10, int(10 * done))
+            if tenth > printed.get(stage, 0):
+                printed[stage] = tenth
+                end = f"{10 * tenth} %" if stage == "measuring" else f"{10 * tenth} percent"
+                err_console.print(f"{stage}: {end}", highlight=False)
+
+        yield line
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task("booting", total=1.0)
+        yield lambda stage, done: bar.update(task, description=stage, completed=done)
+
+
+def _print(spec: IdleSpec, result: IdleResult) -> None:
+    d = result.to_json_dict()
+    title = (
+        f"{result.guests:,} idle {spec.guest.value} guests, {spec.mode.value}"
         + (f" at {spec.hz} HZ" if spec.mode is TickMode.PERIODIC else "")
-        + f", {result.duration_s:.2f} s"
+        + f", {result.duration_s:.2f} s after boot"
+        + (f", slop {format_duration_ns(spec.slop_ns)}" if spec.slop_ns else "")
     )
-    table.add_column("host-side count")
-    table.add_column("value", justify="right")
-    table.add_row("host timer wake-ups/s", f"{result.wakeups_per_s:,.1f}")
-    table.add_row("host timer expiries/s (all guests)", f"{result.expiries_per_s:,.1f}")
-    table.add_row("timer interrupts/s per guest", f"{result.interrupts_per_guest_per_s:,.2f}")
-    table.add_row("host CPU, whole VMM", f"{result.cpu_percent_of_core:.1f} % of a core")
+    table = fleet_table(title, d)
     table.add_row("  of it: host timer thread", f"{result.timer_thread_cpu_s:.3f} s")
     table.add_row("  of it: vCPU threads (guest included)", f"{result.vcpu_cpu_s:.3f} s")
-    per_guest_ms = 1000 * result.process_cpu_s / guests / result.duration_s
-    table.add_row("host CPU per guest", f"{per_guest_ms:.2f} ms/s")
+    per_guest_ms = 1000 * result.process_cpu_s / result.guests / result.duration_s
+    table.add_row("host CPU per guest", f"{per_guest_ms:.3f} ms/s")
+    table.add_row(
+        "boot (not in the rates)", f"{result.boot_s:.2f} s, {result.boot_cpu_s:.2f} s CPU"
+    )
     if result.guest_kernel:
         table.add_row("guest kernel", result.guest_kernel)
         table.add_row("guest clock-event device", str(result.guest_clockevent))
         table.add_row("guest clocksource", str(result.guest_clocksource))
-        table.add_row("boot (not in the rates)", f"{result.boot_s:.1f} s")
     console.print(table)
+    ramp = ramp_table(d)
+    if ramp is not None:
+        console.print(ramp)
     for note in result.notes:
         console.print(f"note: {note}")
-    if json_path:
-        write_json_atomic(json_path, result.to_json_dict())
-        err_console.print(f"result written to {json_path}")

@@ -22,6 +22,7 @@ from tickless.cli.common import (
     progress_bar,
     slop_option,
 )
+from tickless.report.fleet import fleet_table
 from tickless.results.paper import PAPER_EVENTS
 from tickless.results.schema import write_json_atomic
 from tickless.results.spec import MAX_EVENTS
@@ -238,6 +239,7 @@ def _print(r: FleetResult) -> None:
             "measure: events, mean lateness", f"{events:,}, {format_duration_ns(late_ns)}"
         )
     console.print(table)
+    console.print(fleet_table("the fleet report (as tickless idle prints it)", r.to_json_dict()))
     cpus = Table(title="per host CPU")
     for name in ("cpu", "guests", "wake-ups/s", "events/s", "I/O irqs/s", "modelled CPU"):
         cpus.add_column(name, justify="right")

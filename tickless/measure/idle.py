@@ -2,95 +2,207 @@
 
 Ten guests at 1000 HZ make the host take 10,000 timer wake-ups a second for nothing; the
 same guests tickless ask only for their own sparse timers (here a 1 s and a 4 s
-housekeeping timer, so tickless idle is not trivially zero).
+housekeeping timer, each guest at its own phase, so tickless idle is not trivially zero
+and guests do not fire in step). A thousand of them run from one command: the host's
+limits are checked first (``fleet_limits``), the guests boot (``idle_fleet``), and the
+rates are measured over a window that starts once every guest has booted.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Callable
 
-from tickless.axes import GuestKind, TickMode
-from tickless.errors import GuestStopped
+import numpy as np
+
+from tickless.axes import GuestKind, TickMode, TimerPath
 from tickless.guest.abi import Scenario
-from tickless.host.cputime import process_cpu_s, thread_cpu_ns
 from tickless.host.realtime import RealtimePolicy
-from tickless.measure.linux_idle import LINUX_IDLE_UNTIL_STOPPED_NS, run_linux_idle
+from tickless.measure.fleet_limits import (
+    HostLimits,
+    check_fleet,
+    memory_available_mib,
+    raise_fd_limit,
+)
+from tickless.measure.idle_fleet import BootCost, Progress, boot_fleet, failed, rss_mib, stopped
+from tickless.measure.linux_idle import (
+    BOOT_TIMEOUT_S,
+    LINUX_IDLE_UNTIL_STOPPED_NS,
+    GuestSnapshot,
+    HostSnapshot,
+    linux_extras,
+)
 from tickless.measure.machine_info import machine_facts
-from tickless.results.idle import GuestIdleCounts, IdleResult, IdleSpec
+from tickless.results.idle import GuestIdleCounts, IdleResult, IdleSpec, RampStep
 from tickless.vmm.config import GuestConfig
 from tickless.vmm.host import VmmHost
 from tickless.vmm.machine import GuestMachine
 
+END_REASON = "end of the idle run"
+SMALL_BOOT_TIMEOUT_S = 30.0  # plus 50 ms a guest: a small guest boots in milliseconds
+WINDOW_POLL_S = 0.25
 
-def run_idle(spec: IdleSpec, progress: Callable[[float], None] | None = None) -> IdleResult:
-    """Boot ``spec.guests`` idle guests at once, let them idle, count what the host did."""
-    policy = RealtimePolicy() if spec.realtime else RealtimePolicy(fifo_priority=None)
-    linux = spec.guest is GuestKind.LINUX
-    config = GuestConfig(
+
+def guest_config(spec: IdleSpec, phase_ns: int = 0) -> GuestConfig:
+    """One guest of ``spec``: it idles until the host ends the run, after the window."""
+    return GuestConfig(
         guest=spec.guest,
         kernel_path=spec.kernel_path,
         scenario=Scenario.IDLE,
+        timer=spec.timer or TimerPath.LGUEST,  # IdleSpec resolved it (pv or lguest)
         mode=spec.mode,
         hz=spec.hz,
-        # A Linux guest idles until the host ends the run (after its boot, see below).
-        duration_ns=LINUX_IDLE_UNTIL_STOPPED_NS if linux else spec.duration_ns,
+        duration_ns=LINUX_IDLE_UNTIL_STOPPED_NS,
         housekeeping_ns=spec.housekeeping_ns,
+        housekeeping_phase_ns=phase_ns,
         halt_poll_ns=spec.halt_poll_ns,
     )
-    with VmmHost(spec.slop_ns, policy) as host:
-        machines = [host.boot(config, f"guest{i}") for i in range(spec.guests)]
-        if linux:
-            return run_linux_idle(spec, host, machines, progress)
-        timers = host.timers
-        wake0, exp0 = timers.stats.wakeups, timers.stats.expiries
-        thread_cpu0 = thread_cpu_ns(timers.native_id) if timers.native_id else 0
-        cpu0, t0 = process_cpu_s(), time.monotonic()
-        for machine in machines:
-            machine.start()
-        deadline = t0 + spec.duration_ns / 1e9 + 10.0
-        while any(m.running for m in machines):
-            machines[0].join(0.1)
-            now = time.monotonic()
-            if progress is not None:
-                progress(min(1.0, (now - t0) / (spec.duration_ns / 1e9)))
-            if now > deadline:
-                host.stop_all("idle guests did not finish in time")
-        duration_s = time.monotonic() - t0
-        cpu_s = process_cpu_s() - cpu0
-        thread_cpu_s = (
-            (thread_cpu_ns(timers.native_id) - thread_cpu0) / 1e9 if timers.native_id else 0.0
-        )
-        failed = [m for m in machines if not m.outcome.ok]
-        if failed:
-            raise GuestStopped(f"{failed[0].name} stopped: {failed[0].outcome.reason}")
-        per_guest = [_guest_counts(m) for m in machines]
-        return IdleResult(
-            guests=spec.guests,
-            mode=spec.mode.value,
-            hz=spec.hz if spec.mode is TickMode.PERIODIC else None,
-            duration_s=duration_s,
-            host_timer_wakeups=timers.stats.wakeups - wake0,
-            host_timer_expiries=timers.stats.expiries - exp0,
-            injections=sum(m.outcome.injections for m in machines),
-            timer_thread_cpu_s=thread_cpu_s,
-            vcpu_cpu_s=sum(g.vcpu_cpu_s for g in per_guest),
-            process_cpu_s=cpu_s,
-            per_guest=per_guest,
-            machine=machine_facts(tsc_khz=host.tsc_hz // 1000, slop_ns=spec.slop_ns),
-            notes=list(timers.problems) + list(timers.callback_errors),
-        )
 
 
-def _guest_counts(machine: GuestMachine) -> GuestIdleCounts:
-    """What one idle guest did, from its shared page and its run's outcome."""
-    shared, outcome = machine.shared, machine.outcome
-    return GuestIdleCounts(
-        name=machine.name,
-        timer_interrupts=int(shared.irq_count),
-        wakeups=int(shared.wakeups),
-        housekeeping_runs=int(shared.timer_callbacks),
-        hypercalls=outcome.hypercalls,
-        exits=sum(outcome.exits.values()),
-        vcpu_cpu_s=outcome.vcpu_cpu_ns / 1e9,
+def check_host(spec: IdleSpec) -> int:
+    """Refuse (InputError, one line) a fleet this host cannot hold; returns the file
+    descriptors it needs. Touches no KVM: the CLI calls it before anything runs."""
+    ram = guest_config(spec).memory_bytes
+    return check_fleet(spec.guests, ram, HostLimits.now(), spec.guest.value)
+
+
+def run_idle(spec: IdleSpec, progress: Progress | None = None) -> IdleResult:
+    """Boot ``spec.guests`` idle guests, measure ``spec.duration_ns`` once all have booted.
+    Ctrl-C in the window returns what was measured so far (``partial``)."""
+    raise_fd_limit(check_host(spec))
+    policy = RealtimePolicy() if spec.realtime else RealtimePolicy(fifo_priority=None)
+    rng = np.random.default_rng(spec.seed)
+    longest = max(spec.housekeeping_ns)
+    configs = [guest_config(spec, int(p)) for p in rng.integers(0, longest, spec.guests)]
+    linux = spec.guest is GuestKind.LINUX
+    timeout_s = (
+        BOOT_TIMEOUT_S + 10.0 * spec.guests if linux else SMALL_BOOT_TIMEOUT_S + 0.05 * spec.guests
     )
+    periodic = spec.hz if spec.mode is TickMode.PERIODIC else None
+    with VmmHost(spec.slop_ns, policy) as host:
+        rss0, avail0 = rss_mib(), memory_available_mib()
+        machines, cost, ramp, saturated = boot_fleet(
+            host, configs, spec.step, periodic, spec.miss_threshold, timeout_s, progress
+        )
+        rss1, avail1 = rss_mib(), memory_available_mib()
+        before = HostSnapshot.of(host, machines)
+        partial = _idle_window(spec, machines, before.t_s, progress)
+        after = HostSnapshot.of(host, machines)
+        host.stop_all(END_REASON)
+        result = _result(spec, host, machines, before, after, cost)
+    n = len(machines)
+    return dataclasses.replace(
+        result,
+        rss_mib=rss1,
+        rss_per_guest_mib=(rss1 - rss0) / n,
+        host_mem_per_guest_mib=(avail0 - avail1) / n,
+        ramp=ramp,
+        saturation_guests=_saturation(spec, result, saturated),
+        partial=partial,
+        notes=result.notes + _notes(spec, n, partial, after.t_s - before.t_s),
+    )
+
+
+def _idle_window(
+    spec: IdleSpec, machines: list[GuestMachine], t0: float, progress: Progress | None
+) -> bool:
+    """Let the fleet idle for the run's duration; True when Ctrl-C cut it short."""
+    end = t0 + spec.duration_ns / 1e9
+    try:
+        while (now := time.monotonic()) < end:
+            time.sleep(min(WINDOW_POLL_S, end - now))
+            if progress is not None:
+                progress("measuring", min(1.0, (time.monotonic() - t0) / (end - t0)))
+            bad = failed(machines)
+            if bad is not None:
+                raise stopped(bad)
+    except KeyboardInterrupt:
+        return True
+    return False
+
+
+def _saturation(spec: IdleSpec, result: IdleResult, ramp_found: int | None) -> int | None:
+    """Where ticks start to be missed: the ramp's step, else the whole fleet if its own
+    window missed too many, else None (the host kept up)."""
+    if ramp_found is not None or spec.mode is not TickMode.PERIODIC:
+        return ramp_found
+    d = result.to_json_dict()
+    missed = d["ticks_missed_fraction"]
+    return result.guests if missed is not None and missed > spec.miss_threshold else None
+
+
+def _notes(spec: IdleSpec, booted: int, partial: bool, window_s: float) -> list[str]:
+    notes = []
+    if booted < spec.guests:
+        notes.append(
+            f"ramp stopped at {booted:,} of {spec.guests:,} guests: ticks were missed "
+            f"beyond {100 * spec.miss_threshold:g} % (the host saturated)"
+        )
+    if partial:
+        notes.append(
+            f"interrupted: measured {window_s:.2f} s of {spec.duration_ns / 1e9:g} s; "
+            "rates are over the measured part"
+        )
+    return notes
+
+
+def _counts(m: GuestMachine, a: GuestSnapshot, b: GuestSnapshot) -> GuestIdleCounts:
+    return GuestIdleCounts(
+        name=m.name,
+        timer_interrupts=a.timer_interrupts - b.timer_interrupts,
+        wakeups=a.wakeups - b.wakeups,
+        housekeeping_runs=a.housekeeping_runs - b.housekeeping_runs,
+        hypercalls=a.hypercalls - b.hypercalls,
+        exits=a.exits - b.exits,
+        vcpu_cpu_s=(a.vcpu_cpu_ns - b.vcpu_cpu_ns) / 1e9,
+    )
+
+
+def _result(
+    spec: IdleSpec,
+    host: VmmHost,
+    machines: list[GuestMachine],
+    before: HostSnapshot,
+    after: HostSnapshot,
+    cost: BootCost,
+) -> IdleResult:
+    """The window's counts (after - before) as an idle record."""
+    pairs = list(zip(after.guests, before.guests, strict=True))
+    per_guest = [_counts(m, a, b) for m, (a, b) in zip(machines, pairs, strict=True)]
+    duration_s = after.t_s - before.t_s
+    notes = [*host.timers.problems, *host.timers.callback_errors]
+    extras = linux_extras(machines) if spec.guest is GuestKind.LINUX else (None, [], {})
+    info, linux_notes, assists = extras
+    notes += linux_notes
+    periodic = spec.mode is TickMode.PERIODIC
+    return IdleResult(
+        guests=len(machines),
+        mode=spec.mode.value,
+        hz=spec.hz if periodic else None,
+        duration_s=duration_s,
+        host_timer_wakeups=after.wakeups - before.wakeups,
+        host_timer_expiries=after.expiries - before.expiries,
+        injections=sum(a.injections - b.injections for a, b in pairs),
+        timer_thread_cpu_s=(after.timer_thread_ns - before.timer_thread_ns) / 1e9,
+        vcpu_cpu_s=sum(g.vcpu_cpu_s for g in per_guest),
+        process_cpu_s=after.cpu_s - before.cpu_s,
+        per_guest=per_guest,
+        machine=machine_facts(
+            tsc_khz=host.tsc_hz // 1000, slop_ns=spec.slop_ns, timer=spec.timer or ""
+        ),
+        notes=notes,
+        guest=spec.guest.value,
+        guest_kernel=info.release if info else None,
+        guest_clockevent=info.clockevent if info else None,
+        guest_clocksource=info.clocksource if info else None,
+        boot_s=cost.boot_s,
+        assists=assists,
+        guests_requested=spec.guests,
+        slop_ns=spec.slop_ns,
+        boot_cpu_s=cost.cpu_s,
+        ticks_expected=len(machines) * spec.hz * duration_s if periodic else None,
+        miss_threshold=spec.miss_threshold if periodic else None,
+    )
+
+
+__all__ = ["RampStep", "check_host", "guest_config", "run_idle"]

@@ -8,18 +8,27 @@ Shared by the real idle runner (``tickless.measure.idle``) and the simulated fle
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from tickless.axes import GuestKind, TickMode
+from tickless.axes import GuestKind, TickMode, TimerPath
 from tickless.errors import InputError
 from tickless.timers.clock import NSEC_PER_SEC
 
-__all__ = ["IDLE_SCHEMA_VERSION", "MAX_GUESTS", "GuestIdleCounts", "IdleResult", "IdleSpec"]
+__all__ = [
+    "IDLE_SCHEMA_VERSION",
+    "GuestIdleCounts",
+    "IdleResult",
+    "IdleSpec",
+    "RampStep",
+    "fleet_fields",
+]
 
-IDLE_SCHEMA_VERSION = 1
-MAX_GUESTS = 64
+# 2: the fleet fields (boot rate, RSS and steady CPU after boot, wake-ups against guest
+# interrupts, missed ticks and the saturation ramp); version 1 records read with them unset.
+IDLE_SCHEMA_VERSION = 2
+DEFAULT_MISS_THRESHOLD = 0.05  # a ramp step that misses more ticks than this saturates
 
 
 @dataclass(frozen=True)
@@ -34,21 +43,79 @@ class IdleSpec:
     slop_ns: int = 0
     halt_poll_ns: int | None = None
     realtime: bool = True
+    ramp_step: int | None = None  # periodic: guests added per ramp step (None: a tenth)
+    miss_threshold: float = DEFAULT_MISS_THRESHOLD
+    seed: int = 0  # the guests' housekeeping phases are drawn from it
+    timer: TimerPath | None = None  # None: pv for tickless small guests, else lguest
 
     def __post_init__(self) -> None:
-        if not 1 <= self.guests <= MAX_GUESTS:
-            raise InputError(f"--guests must be between 1 and {MAX_GUESTS}")
+        if self.guests < 1:
+            raise InputError("--guests must be at least 1")
         try:
             object.__setattr__(self, "mode", TickMode(self.mode))
         except ValueError:
             raise InputError("--mode must be periodic or tickless") from None
         object.__setattr__(self, "guest", GuestKind(self.guest))
+        self._check_timer()
         if self.kernel_path is not None and self.guest is not GuestKind.LINUX:
             raise InputError("--kernel needs --guest linux")
         if not 1 <= self.hz <= 10_000:
             raise InputError("--hz must be between 1 and 10000")
         if self.duration_ns < 10_000_000:
             raise InputError("--duration must be at least 10ms")
+        if self.ramp_step is not None:
+            if self.mode is not TickMode.PERIODIC:
+                raise InputError("--step needs --mode periodic (tickless guests boot at once)")
+            if not 1 <= self.ramp_step <= self.guests:
+                raise InputError("--step must be between 1 and --guests")
+        if not 0 < self.miss_threshold < 1:
+            raise InputError("--miss-threshold must be between 0 and 1 (exclusive)")
+
+    def _check_timer(self) -> None:
+        """Tickless small guests re-arm through the PV deadline device (exitless) unless
+        told otherwise; periodic ticks and Linux's driver use the lguest device."""
+        wants_lguest = self.mode is TickMode.PERIODIC or self.guest is GuestKind.LINUX
+        if self.timer is None:
+            timer = TimerPath.LGUEST if wants_lguest else TimerPath.PV
+        else:
+            try:
+                timer = TimerPath(self.timer)
+            except ValueError:
+                raise InputError("--timer must be pv or lguest") from None
+        if timer not in (TimerPath.PV, TimerPath.LGUEST):
+            raise InputError("--timer must be pv or lguest")
+        if timer is TimerPath.PV and wants_lguest:
+            raise InputError(
+                "--timer pv runs tickless small guests; periodic ticks and --guest linux use "
+                "the lguest device (--timer lguest)"
+            )
+        object.__setattr__(self, "timer", timer)
+
+    @property
+    def step(self) -> int:
+        """Guests booted per step: periodic guests ramp up (a tenth at a time unless told),
+        so that a host that saturates is found, not fallen over; tickless boot at once."""
+        if self.mode is not TickMode.PERIODIC:
+            return self.guests
+        return self.ramp_step or -(-self.guests // 10)
+
+
+@dataclass
+class RampStep:
+    """One step of a periodic ramp: the ticks every guest booted so far got in a short
+    window, against what ``guests x HZ x window`` asks for."""
+
+    guests: int
+    window_s: float
+    ticks_expected: float
+    ticks_delivered: int
+    cpu_percent_of_core: float
+
+    @property
+    def missed_fraction(self) -> float:
+        if self.ticks_expected <= 0:
+            return 0.0
+        return max(0.0, 1.0 - self.ticks_delivered / self.ticks_expected)
 
 
 @dataclass
@@ -89,6 +156,49 @@ class IdleRates:
     def cpu_percent_of_core(self) -> float:
         return 100.0 * self.process_cpu_s / self.duration_s
 
+    @property
+    def guest_timer_irqs_per_s(self) -> float:
+        """Timer interrupts all guests took a second: what the host's wake-ups served."""
+        return sum(g.timer_interrupts for g in self.per_guest) / self.duration_s
+
+    def rate_fields(self) -> dict[str, float]:
+        """The rates both ``tickless idle`` and ``tickless sim fleet`` report, side by side."""
+        return {
+            "wakeups_per_s": self.wakeups_per_s,
+            "expiries_per_s": self.expiries_per_s,
+            "interrupts_per_guest_per_s": self.interrupts_per_guest_per_s,
+            "cpu_percent_of_core": self.cpu_percent_of_core,
+            "host_wakeups_per_s": self.wakeups_per_s,
+            "guest_timer_irqs_per_s": self.guest_timer_irqs_per_s,
+            "steady_cpu_percent_of_core": self.cpu_percent_of_core,
+        }
+
+
+def fleet_fields(
+    *,
+    guests_requested: int,
+    boot_rate_guests_per_s: float | None,
+    rss_per_guest_mib: float | None,
+    ticks_expected: float | None,
+    ticks_delivered: int,
+    saturation_guests: int | None,
+    ramp: Sequence[RampStep] = (),
+) -> dict[str, Any]:
+    """The fleet report's fields beyond the rates (None: the run cannot know it, e.g. a
+    simulator's boot rate); the same keys in both kinds of record."""
+    missed = None
+    if ticks_expected:
+        missed = max(0.0, 1.0 - ticks_delivered / ticks_expected)
+    return {
+        "guests_requested": guests_requested,
+        "boot_rate_guests_per_s": boot_rate_guests_per_s,
+        "rss_per_guest_mib": rss_per_guest_mib,
+        "ticks_expected": ticks_expected,
+        "ticks_missed_fraction": missed,
+        "saturation_guests": saturation_guests,
+        "ramp": [{**asdict(r), "missed_fraction": r.missed_fraction} for r in ramp],
+    }
+
 
 @dataclass
 class IdleResult(IdleRates):
@@ -113,13 +223,53 @@ class IdleResult(IdleRates):
     guest_kernel: str | None = None  # Linux: the kernel release
     guest_clockevent: str | None = None  # Linux: the tick's clock-event device
     guest_clocksource: str | None = None  # Linux: the clocksource it chose
-    boot_s: float = 0.0  # until every guest ran its workload (Linux: excluded from the rates)
+    boot_s: float = 0.0  # until every guest ran its workload (excluded from the rates)
     assists: dict[str, int] = field(default_factory=dict)  # emulator gaps filled, all guests
+    # Version 2: the rates above are over a window that starts once every guest has booted.
+    guests_requested: int = 0  # 0: as many as ran (a periodic ramp may stop short)
+    slop_ns: int = 0
+    boot_cpu_s: float | None = None  # process CPU while the guests booted
+    rss_mib: float | None = None  # the VMM's resident memory with every guest booted
+    rss_per_guest_mib: float | None = None  # VmRSS growth over the boot, per guest
+    host_mem_per_guest_mib: float | None = None  # MemAvailable drop, per guest (KVM's too)
+    ticks_expected: float | None = None  # periodic: guests x HZ x window
+    saturation_guests: int | None = None  # periodic: first ramp step that missed ticks
+    miss_threshold: float | None = None  # what "missed" means for that step
+    ramp: list[RampStep] = field(default_factory=list)
+    partial: bool = False  # interrupted: the window is shorter than asked
+
+    @property
+    def boot_rate_guests_per_s(self) -> float | None:
+        return self.guests / self.boot_s if self.boot_s > 0 else None
 
     def to_json_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["wakeups_per_s"] = self.wakeups_per_s
-        d["expiries_per_s"] = self.expiries_per_s
-        d["interrupts_per_guest_per_s"] = self.interrupts_per_guest_per_s
-        d["cpu_percent_of_core"] = self.cpu_percent_of_core
+        d.update(self.rate_fields())
+        d.update(
+            fleet_fields(
+                guests_requested=self.guests_requested or self.guests,
+                boot_rate_guests_per_s=self.boot_rate_guests_per_s,
+                rss_per_guest_mib=self.rss_per_guest_mib,
+                ticks_expected=self.ticks_expected,
+                ticks_delivered=sum(g.timer_interrupts for g in self.per_guest),
+                saturation_guests=self.saturation_guests,
+                ramp=self.ramp,
+            )
+        )
         return d
+
+    @classmethod
+    def from_json_dict(cls, d: dict[str, Any]) -> IdleResult:
+        """A record ``to_json_dict`` wrote, of this version or an older one (version 1
+        records lack the fleet fields: they read as unset)."""
+        if d.get("kind") != "idle" or d.get("schema_version", 0) > IDLE_SCHEMA_VERSION:
+            raise ValueError("not an idle record this version of tickless can read")
+        names = {f.name for f in fields(cls)}
+        kept = {k: v for k, v in d.items() if k in names}
+        kept["per_guest"] = [GuestIdleCounts(**g) for g in d["per_guest"]]
+        kept["ramp"] = [
+            RampStep(**{k: v for k, v in r.items() if k != "missed_fraction"})
+            for r in d.get("ramp", [])
+        ]
+        kept["schema_version"] = IDLE_SCHEMA_VERSION
+        return cls(**kept)

@@ -12,7 +12,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from tickless.results.idle import IDLE_SCHEMA_VERSION, GuestIdleCounts, IdleRates
+from tickless.results.idle import IDLE_SCHEMA_VERSION, GuestIdleCounts, IdleRates, fleet_fields
 from tickless.sim import guest_model as gm
 from tickless.sim import layout
 from tickless.sim.fleet_spec import SECOND_NS, FleetSpec
@@ -82,6 +82,25 @@ class FleetResult(IdleRates):
         """Simulation speed: host timer events per second of wall time (compile excluded)."""
         return self.host_timer_expiries / self.wall_s if self.wall_s > 0 else 0.0
 
+    def _fleet_fields(self) -> dict[str, Any]:
+        """The fleet report of ``tickless idle``: a simulated fleet does not boot (no boot
+        rate, no RSS); its periodic guests' ticks are counted against HZ, and it saturates
+        (modelled) where its guests' modelled CPU would fill every host CPU: the model has
+        no feedback, so it reports that count rather than missing ticks itself."""
+        s = self.spec
+        ticking = [g for g in self.per_guest if g.mode == "periodic"]
+        expected = len(ticking) * s.hz * self.duration_s
+        per_guest_ns = 1e9 * self.process_cpu_s / self.duration_s / s.guests
+        fits = int(s.cpus * 1e9 // per_guest_ns) if per_guest_ns > 0 else None
+        return fleet_fields(
+            guests_requested=s.guests,
+            boot_rate_guests_per_s=None,
+            rss_per_guest_mib=None,
+            ticks_expected=expected or None,
+            ticks_delivered=sum(g.timer_interrupts for g in ticking),
+            saturation_guests=fits + 1 if fits is not None and fits < s.guests else None,
+        )
+
     def to_json_dict(self) -> dict[str, Any]:
         s = self.spec
         return {
@@ -101,11 +120,14 @@ class FleetResult(IdleRates):
             "per_guest": [asdict(g) for g in self.per_guest],
             "machine": {"simulator": "tickless.sim.engine", "numba": numba.__version__},
             "notes": self.notes,
-            "wakeups_per_s": self.wakeups_per_s,
-            "expiries_per_s": self.expiries_per_s,
+            **self.rate_fields(),
             "injections_per_s": self.injections_per_s,
-            "interrupts_per_guest_per_s": self.interrupts_per_guest_per_s,
-            "cpu_percent_of_core": self.cpu_percent_of_core,
+            **self._fleet_fields(),
+            "slop_ns": s.slop_ns,
+            "miss_threshold": None,  # the model does not miss ticks: see saturation_guests
+            "rss_mib": None,  # nothing boots: no memory, no boot CPU to report
+            "host_mem_per_guest_mib": None,
+            "boot_cpu_s": 0.0,
             "guest": "model",  # guests are the model's (see "model"), not a kernel that ran
             "guest_kernel": None,
             "guest_clockevent": None,

@@ -66,6 +66,7 @@ class Row:
 TABLE: dict[str, dict[str, Row]] = {
     "measure": {
         "--timer": Row(CHOICE),
+        "--guests": Row((*COUNTS, "257")),
         "--interval": Row(DURATIONS),
         "--count": Row(COUNTS),
         "--mode": Row(CHOICE),
@@ -97,6 +98,10 @@ TABLE: dict[str, dict[str, Row]] = {
         "--duration": Row((*DURATIONS, "5ms")),  # an idle run lasts at least 10 ms
         "--slop": Row(DURATIONS_OR_ZERO),
         "--halt-poll": Row(DURATIONS_OR_ZERO),
+        "--step": Row(COUNTS, ("--mode", "periodic")),
+        "--miss-threshold": Row(("0", "1", "-0.5", "nan", "inf", "lots")),
+        "--seed": Row(SEEDS),
+        "--timer": Row((*CHOICE, "lapic")),
         "--json": Row(OUTPUT_FILES),
     },
     "table1": {
@@ -116,7 +121,7 @@ TABLE: dict[str, dict[str, Row]] = {
     "console": {
         "--guest": Row(CHOICE),
         "--kernel": Row(KERNELS, ("--guest", "linux")),
-        "--timer": Row((*CHOICE, "precise")),  # a Linux kernel ticks on pv or lapic only
+        "--timer": Row((*CHOICE, "precise")),  # a Linux kernel ticks on lguest or lapic only
         "--mode": Row(CHOICE),
         "--hz": Row(COUNTS),
         "--duration": Row(DURATIONS),
@@ -143,6 +148,22 @@ TABLE: dict[str, dict[str, Row]] = {
         "--seed": Row(SEEDS),
         "--cost-model": Row(CHOICE),
         "--json": Row(OUTPUT_FILES),
+    },
+    "sweep": {
+        "COMMAND [OPTIONS]": Row(("bogus", "sim"), ("--out", "{tmp}/o.parquet")),
+        "--param": Row(
+            ("bogus", "planets=1,2", "slop=5parsecs", "guests=1,,2", "json=a.json"),
+            ("sim", "fleet", "--out", "{tmp}/o.parquet"),
+        ),
+        "--grid": Row(
+            ("{tmp}/missing.toml", "{dir}", "{png}", "{wrong_json}"),
+            ("sim", "fleet", "--out", "{tmp}/o.parquet"),
+        ),
+        "--out": Row((*OUTPUT_FILES, "{tmp}/o.csv", "{wrong_json}"), ("sim", "fleet")),
+        "--scheduler": Row(
+            ("bogus", "", "tcp://host", "tcp://host:port"), ("sim", "fleet", "--out", "{tmp}/o.pq")
+        ),
+        "--workers": Row(COUNTS, ("sim", "fleet", "--out", "{tmp}/o.parquet")),
     },
     "sim table1": {
         "--count": Row(("1", *COUNTS)),  # a row needs two events for an interval
@@ -236,6 +257,7 @@ def tripwires(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import tickless.report.html_report
     import tickless.sim.fleet
     import tickless.sim.table1
+    import tickless.sweep.executor
     import tickless.vmm.host
 
     def ran(*args: object, **kwargs: object) -> None:
@@ -251,6 +273,7 @@ def tripwires(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         (tickless.sim.fleet, "compile_engine"),
         (tickless.sim.fleet, "run_fleet"),
         (tickless.sim.table1, "simulate_table1"),
+        (tickless.sweep.executor, "connect"),
         (tickless.report.html_report, "build_report"),
     ]:
         monkeypatch.setattr(owner, name, ran)
@@ -269,7 +292,7 @@ def files(tmp_path: Path) -> dict[str, str]:
     (tmp_path / "empty.json").write_bytes(b"")
     (tmp_path / "wrong.json").write_text('{"not": "a result"}\n')
     result = tmp_path / "result.json"
-    record = measure(MeasureSpec(timer="pv", interval_ns=50_000, count=50, backend="sim"))
+    record = measure(MeasureSpec(timer="lguest", interval_ns=50_000, count=50, backend="sim"))
     write_json_atomic(result, to_json_dict(record))
     profile = tmp_path / "profile.json"
     assert (

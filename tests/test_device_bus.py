@@ -140,7 +140,8 @@ def test_every_device_type_registered_once_and_every_call_has_a_device() -> None
     assert len(names) == len(set(names))
     assert {
         "ConsoleDevice",
-        "PvClockEventDevice",
+        "LguestClockEventDevice",
+        "PvDeadlineDevice",
         "PreciseTimerDevice",
         "PvclockDevice",
         "IoInterruptDevice",

@@ -56,8 +56,11 @@ REQUIRED_TOP_KEYS = [
     "guest_clockevent",
     "guest_clocksource",
     "assists",
+    "explain",
+    "guest_rows",
 ]
-VERSION_2_KEYS = REQUIRED_TOP_KEYS[-5:]
+VERSION_2_KEYS = REQUIRED_TOP_KEYS[-7:-2]
+VERSION_3_KEYS = REQUIRED_TOP_KEYS[-2:]
 LATENESS_KEYS = ["mean_ns", "sd_ns", "p99_ns", "max_ns", "early_count"]
 HOST_KEYS = [
     "exits",
@@ -99,7 +102,7 @@ def test_json_dict_has_the_documented_shape() -> None:
     assert set(d) == set(REQUIRED_TOP_KEYS)
     assert set(d["lateness"]) == set(LATENESS_KEYS)
     assert set(d["host"]) == set(HOST_KEYS)
-    assert d["schema_version"] == SCHEMA_VERSION == 2
+    assert d["schema_version"] == SCHEMA_VERSION == 3
     assert d["ci99_ns"][0] < d["mean_ns"] < d["ci99_ns"][1]
     assert d["host"]["wakeups_per_s"] == pytest.approx(20.0)
     assert d["load"] == "idle"
@@ -168,7 +171,7 @@ def test_missing_nested_key(section: str, key: str) -> None:
         from_json_dict(d)
 
 
-@pytest.mark.parametrize("version", [0, 3, "1", 1.0, None])
+@pytest.mark.parametrize("version", [0, 4, "1", 1.0, None])
 def test_wrong_schema_version(version: object) -> None:
     d = _good()
     d["schema_version"] = version
@@ -330,7 +333,7 @@ def test_load_empty_list(tmp_path: Path) -> None:
 def test_a_version_1_file_still_loads() -> None:
     """Records written before the Linux guest: no guest keys; a kvm one ran the small guest."""
     d = _good()
-    for key in VERSION_2_KEYS:
+    for key in (*VERSION_2_KEYS, *VERSION_3_KEYS):
         del d[key]
     d["schema_version"] = 1
     record = from_json_dict(d)
@@ -352,3 +355,37 @@ def test_linux_guest_fields_round_trip() -> None:
     bad["assists"] = {"int3": -1}
     with pytest.raises(SchemaError, match="'assists'"):
         from_json_dict(bad)
+
+
+def test_a_version_2_pv_record_reads_as_lguest() -> None:
+    """Until version 3, "pv" named lguest's relative device; the name moved to the PV
+    deadline device, so an old pv row must not pass for the new one."""
+    d = _good()
+    for key in VERSION_3_KEYS:
+        del d[key]
+    d["schema_version"], d["timer"] = 2, "pv"
+    record = from_json_dict(d)
+    assert record.timer == "lguest" and record.explain is None and record.guest_rows == []
+    d["schema_version"] = 3
+    with pytest.raises(SchemaError, match="'explain'"):
+        from_json_dict(d)
+
+
+def test_explain_and_guest_rows_round_trip() -> None:
+    from tickless.results.breakdown import PARTS, Breakdown, GuestRow
+
+    record = make_record()
+    record.explain = Breakdown(
+        event_index=[1, 3],
+        parts_ns={part: [10, 20] for part in PARTS},
+        spun_events=1,
+        advance_ns=40_000,
+        dominant={"mean": "guest_entry", "p99": "host_wake_late", "max": "clock_gap"},
+    )
+    record.guest_rows = [GuestRow("guest0", 3, 1e6, 10.0, 5.0, 9.0, 12.0, 0, 0.5)]
+    d = json.loads(json.dumps(to_json_dict(record)))
+    assert d["explain"]["summary_ns"]["spin"]["max"] == 20.0
+    assert from_json_dict(d) == record
+    d["explain"]["parts_ns"]["spin"] = [1]
+    with pytest.raises(SchemaError, match="every part"):
+        from_json_dict(d)

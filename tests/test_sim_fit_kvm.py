@@ -22,7 +22,7 @@ MEAN_ERROR_BOUND = 0.15
 
 def fit_and_predict(tmp_path: Path) -> tuple[float, float, float]:
     """One back-to-back pair: (mean at 100 us, mean at 200 us, predicted mean at 200 us)."""
-    common = {"timer": "pv", "count": EVENTS, "backend": "kvm"}
+    common = {"timer": "lguest", "count": EVENTS, "backend": "kvm"}
     fit_run = measure(MeasureSpec(interval_ns=FIT_INTERVAL_NS, **common))  # type: ignore[arg-type]
     target = measure(MeasureSpec(interval_ns=PREDICT_INTERVAL_NS, **common))  # type: ignore[arg-type]
     assert fit_run.lateness.early_count == 0 and target.lateness.early_count == 0
@@ -37,7 +37,7 @@ def fit_and_predict(tmp_path: Path) -> tuple[float, float, float]:
     assert json.loads(profile_path.read_text())["name"] == "kvm-here"
     predicted = measure(
         MeasureSpec(
-            timer="pv",
+            timer="lguest",
             interval_ns=PREDICT_INTERVAL_NS,
             count=EVENTS,
             backend="sim",
@@ -50,7 +50,8 @@ def fit_and_predict(tmp_path: Path) -> tuple[float, float, float]:
 
 @pytest.mark.kvm
 def test_profile_fitted_at_100us_predicts_a_real_run_at_200us(tmp_path: Path) -> None:
-    """Measure pv 100 us x 1000 on KVM, fit a profile, predict pv 200 us x 1000, measure it.
+    """Measure lguest 100 us x 1000 on KVM, fit a profile, predict lguest 200 us x 1000,
+    measure it (lguest: its lateness is the delivery the profile models).
 
     The bound, 15 % of the measured mean, is set from this noisy nested host. The delivery
     latency drifts between runs (lateness means of 55 to 112 us over runs a few minutes

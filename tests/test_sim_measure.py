@@ -25,7 +25,7 @@ US = 1000
 
 def spec(**changes: object) -> MeasureSpec:
     base: dict[str, object] = {
-        "timer": "pv",
+        "timer": "lguest",
         "interval_ns": 50 * US,
         "count": 2000,
         "backend": "sim",
@@ -59,6 +59,10 @@ def test_same_seed_same_run_other_seed_other_run() -> None:
         {"timer": "precise", "loads": {"io"}},
         {"timer": "precise", "loads": {"io"}, "interval_ns": 300 * US, "method": "absolute"},
         {"timer": "precise", "interval_ns": 400 * US, "rate": Fraction(1, 2)},
+        {"timer": "pv"},
+        {"timer": "pv", "interval_ns": 400 * US, "loads": {"io"}},
+        {"timer": "pv", "interval_ns": 300 * US, "method": "absolute", "rate": Fraction(5, 2)},
+        {"timer": "pv", "interval_ns": 60 * US, "spin_threshold_ns": 0, "loads": {"io"}},
     ],
 )
 def test_never_early(platform: str, variant: dict[str, object]) -> None:
@@ -105,11 +109,11 @@ def test_periodic_mode_fires_events_on_ticks() -> None:
 
 
 def test_host_counts_follow_the_path() -> None:
-    pv = simulate_measurement(spec(count=200), None)
-    assert pv.host.hypercalls == 201  # one per arming, and DONE (as a real run)
-    assert pv.host.injections == pv.host.timer_events == 200
-    assert pv.host.wakeups == 200
-    assert pv.host.exits == 201 + 200  # hypercalls, and a HLT before each event
+    lguest = simulate_measurement(spec(count=200), None)
+    assert lguest.host.hypercalls == 201  # one per arming, and DONE (as a real run)
+    assert lguest.host.injections == lguest.host.timer_events == 200
+    assert lguest.host.wakeups == 200
+    assert lguest.host.exits == 201 + 200  # hypercalls, and a HLT before each event
     lapic = simulate_measurement(spec(count=200, timer="lapic"), None)
     assert lapic.host.hypercalls == 1 and lapic.host.exits == 200 + 200 + 1  # wrmsr, HLT, DONE
     host = simulate_measurement(spec(count=200, timer="host", platform="VMware"), None)
@@ -142,14 +146,14 @@ def test_io_load_delays_kvm_but_not_the_precise_channel() -> None:
 
 def test_precise_channel_wakes_early_and_spins_to_the_deadline() -> None:
     """Far deadlines: an early interrupt, then a spin; events land on their deadlines
-    exactly, even under heavy IO, where the pv path on the same platform is hit."""
+    exactly, even under heavy IO, where the lguest path on the same platform is hit."""
     far = spec(timer="precise", interval_ns=500 * US, count=1000, loads={"io"})
     record = simulate_measurement(far, None)
     assert record.host.timer_events > 900  # woke by interrupt, not by spinning throughout
     assert record.lateness.p99_ns == 0 and record.stats.sd_ns < 1 * US
     assert any("precise:" in note for note in record.notes)
-    pv = simulate_measurement(spec(interval_ns=500 * US, count=1000, loads={"io"}), None)
-    assert pv.stats.sd_ns > 20 * US
+    lguest = simulate_measurement(spec(interval_ns=500 * US, count=1000, loads={"io"}), None)
+    assert lguest.stats.sd_ns > 20 * US
     near = simulate_measurement(spec(timer="precise", count=500), None)
     assert near.host.timer_events == 0 and near.stats.mean_ns == 50 * US  # spun to
 

@@ -140,7 +140,7 @@ def test_a_profile_file_runs_like_a_builtin(tmp_path: Path) -> None:
     data = kvm_json()
     data["name"] = "mine"
     path.write_text(json.dumps(data))
-    spec = MeasureSpec(timer="pv", interval_ns=50_000, count=300, backend="sim", seed=4)
+    spec = MeasureSpec(timer="lguest", interval_ns=50_000, count=300, backend="sim", seed=4)
     mine = simulate_measurement(MeasureSpec(**{**vars(spec), "platform": str(path)}), None)
     kvm = simulate_measurement(spec, None)
     assert mine.platform == "mine" and mine.intervals_ns == kvm.intervals_ns
@@ -148,7 +148,7 @@ def test_a_profile_file_runs_like_a_builtin(tmp_path: Path) -> None:
 
 def sim_record_file(tmp_path: Path, **changes: object) -> Path:
     base: dict[str, object] = {
-        "timer": "pv",
+        "timer": "lguest",
         "interval_ns": 100_000,
         "count": 1000,
         "backend": "sim",
@@ -171,7 +171,7 @@ def test_fit_from_a_run_predicts_another_interval(tmp_path: Path) -> None:
     assert fitted.name == "fitted-run"
     vmware = builtin_profiles()["VMware"].delivery
     assert fitted.delivery.mean_ns == pytest.approx(vmware.mean_ns, rel=0.02)
-    base = MeasureSpec(timer="pv", interval_ns=200_000, count=2000, backend="sim", seed=9)
+    base = MeasureSpec(timer="lguest", interval_ns=200_000, count=2000, backend="sim", seed=9)
     predicted = simulate_measurement(MeasureSpec(**{**vars(base), "platform": str(out)}), None)
     truth = simulate_measurement(MeasureSpec(**{**vars(base), "platform": "VMware"}), None)
     assert predicted.stats.mean_ns == pytest.approx(truth.stats.mean_ns, rel=0.01)
@@ -184,6 +184,10 @@ def test_fit_refuses_runs_that_do_not_measure_delivery(tmp_path: Path) -> None:
     io = sim_record_file(tmp_path, loads={"io"}, count=50)
     with pytest.raises(ProfileError, match="idle run"):
         fit_from_record(json_record(io), "x", "x")
+    for timer in ("pv", "precise"):  # early interrupts and a spin: lateness is not delivery
+        spun = sim_record_file(tmp_path, timer=timer, interval_ns=1_000_000, count=50)
+        with pytest.raises(ProfileError, match=f"a {timer} run wakes early"):
+            fit_from_record(json_record(spun), "x", "x")
 
 
 def json_record(path: Path) -> Any:

@@ -35,12 +35,13 @@ def test_strings_become_axis_members_and_loads_a_set() -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"timer": "hpet"}, "--timer must be one of pv, lapic, precise, host, not 'hpet'"),
+        ({"timer": "hpet"}, "--timer must be one of pv, lguest, lapic, precise, host, not 'hpet'"),
         ({"loads": {"disk"}}, "--load takes idle, cpu, io"),
         ({"loads": frozenset()}, "--load takes"),
         ({"loads": {Load.IDLE, Load.IO}}, "cannot be combined"),
         ({"timer": TimerPath.HOST, "loads": {Load.IO}}, "has no guest"),
-        ({"timer": TimerPath.LAPIC, "mode": TickMode.PERIODIC}, "pv timer only"),
+        ({"timer": TimerPath.LAPIC, "mode": TickMode.PERIODIC}, "--timer lguest"),
+        ({"timer": TimerPath.PV, "mode": TickMode.PERIODIC}, "offered by the lguest device"),
         ({"backend": Backend.HOST}, "host backend runs --timer host only"),
         ({"count": 0}, "--count"),
     ],
@@ -53,7 +54,7 @@ def test_bad_settings_are_input_errors(changes: dict[str, object], message: str)
 
 def test_records_keep_the_same_plain_strings() -> None:
     spec = MeasureSpec(
-        timer=TimerPath.PV,
+        timer=TimerPath.LGUEST,
         interval_ns=1000,
         count=3,
         mode=TickMode.PERIODIC,
@@ -64,10 +65,10 @@ def test_records_keep_the_same_plain_strings() -> None:
     timestamps = np.array([0, 1000, 2100, 3000], dtype=np.int64)
     record = build_record(spec, Backend.KVM, timestamps, counts, {}, [])
     fields = (record.backend, record.timer, record.mode, record.method, record.load)
-    assert fields == ("kvm", "pv", "periodic", "relative", "cpu+io")
+    assert fields == ("kvm", "lguest", "periodic", "relative", "cpu+io")
     assert all(type(value) is str for value in fields)  # not enum members
     d = json.loads(json.dumps(to_json_dict(record)))
-    assert (d["backend"], d["timer"], d["load"], d["hz"]) == ("kvm", "pv", "cpu+io", 250)
+    assert (d["backend"], d["timer"], d["load"], d["hz"]) == ("kvm", "lguest", "cpu+io", 250)
     assert from_json_dict(d) == record
 
 

@@ -17,7 +17,8 @@ E = TypeVar("E", bound=Enum)
 class TimerPath(StrEnum):
     """Which timer delivers the measured events."""
 
-    PV = "pv"  # our paravirtual clock-event device
+    PV = "pv"  # our PV deadline device: absolute, exitless re-arming, adaptive advance
+    LGUEST = "lguest"  # lguest's relative clock-event device: one exit per re-arm
     LAPIC = "lapic"  # KVM's in-kernel LAPIC timer, TSC-deadline mode (the paper's "KVM")
     PRECISE = "precise"  # the dedicated precise channel
     HOST = "host"  # the same method on the host itself: the floor

@@ -22,6 +22,10 @@ AUTO = "auto"  # the CLI's default: KVM where /dev/kvm is usable, else the simul
 
 
 def _run_kvm(spec: MeasureSpec, progress: Progress | None) -> ResultRecord:
+    if spec.guests > 1:
+        from tickless.measure.kvm_guests import measure_kvm_guests
+
+        return measure_kvm_guests(spec, progress)
     from tickless.measure.kvm import measure_kvm
 
     return measure_kvm(spec, progress)

@@ -29,10 +29,11 @@ def _write_through(text: str) -> None:
 @guest_options
 @click.option(
     "--timer",
-    type=click.Choice([TimerPath.PV.value, TimerPath.LAPIC.value]),
-    default=TimerPath.PV.value,
+    type=click.Choice([TimerPath.LGUEST.value, TimerPath.LAPIC.value]),
+    default=TimerPath.LGUEST.value,
     show_default=True,
-    help="pv: the guest ticks on our clock-event device; lapic: on KVM's LAPIC timer.",
+    help="lguest: the guest ticks on our lguest-style clock-event device (its Linux "
+    "driver's); lapic: on KVM's LAPIC timer.",
 )
 @click.option(
     "--mode",

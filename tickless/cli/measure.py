@@ -30,7 +30,7 @@ from tickless.guest.abi import MAX_DELTA_NS
 from tickless.report.console import render_compare_paper, render_result
 from tickless.results.paper import PAPER_EVENTS, PAPER_IO_RATE_PER_S
 from tickless.results.schema import to_json_dict, write_json_atomic
-from tickless.results.spec import MAX_EVENTS
+from tickless.results.spec import MAX_EVENTS, MAX_MEASURE_GUESTS, default_timer
 from tickless.units import DurationParam, format_duration_ns
 
 if TYPE_CHECKING:
@@ -44,12 +44,27 @@ BACKEND_CHOICES = ["auto", Backend.KVM.value, Backend.SIM.value]  # host: --time
 @click.option(
     "--timer",
     type=click.Choice(choices(TimerPath)),
-    default=TimerPath.PV.value,
+    default=None,
+    help="pv (default): our PV deadline device (absolute deadlines in a shared page, "
+    "exitless re-arming, adaptive early wake-up, guest spins the rest); lguest: lguest's "
+    "relative clock-event device, one exit per re-arm (the default of --guest linux); "
+    "lapic: KVM's in-kernel LAPIC TSC-deadline timer; precise: the dedicated precise "
+    "channel (other interrupts held back); host: the same method on the host (the floor).",
+)
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="pv: break each event's time down (host wake-up lateness, injection, guest entry, "
+    "residual spin, clock gaps the guest saw) and say which part dominates the mean, p99 "
+    "and max; the breakdown goes into the JSON record.",
+)
+@click.option(
+    "--guests",
+    type=click.IntRange(1, MAX_MEASURE_GUESTS),
+    default=1,
     show_default=True,
-    help="pv: our paravirtual clock-event device; lapic: KVM's in-kernel LAPIC "
-    "TSC-deadline timer; precise: the dedicated precise channel (early wake-up, guest "
-    "spins to the deadline, other interrupts held back); host: the same method on the "
-    "host (the floor).",
+    help="Run the measurement in this many guests at once: a row per guest, the spread "
+    "across them, and the host CPU in total and per guest.",
 )
 @click.option(
     "--interval",
@@ -185,7 +200,9 @@ BACKEND_CHOICES = ["auto", Backend.KVM.value, Backend.SIM.value]  # host: --time
     help="Print our row beside the paper's Table 1 rows for this interval.",
 )
 def measure(
-    timer: str,
+    timer: str | None,
+    explain: bool,
+    guests: int,
     interval_ns: int,
     count: int,
     mode: str,
@@ -236,7 +253,7 @@ def _spec(backend: Backend, options: dict[str, Any]) -> MeasureSpec:
 
     try:
         spec = MeasureSpec(
-            timer=TimerPath(options["timer"]),
+            timer=TimerPath(options["timer"] or default_timer(GuestKind(options["guest"]))),
             interval_ns=options["interval_ns"],
             count=options["count"],
             mode=TickMode(options["mode"]),
@@ -258,6 +275,8 @@ def _spec(backend: Backend, options: dict[str, Any]) -> MeasureSpec:
             io_handler_ns=options["io_handler_ns"],
             hold_back_ns=options["hold_back_ns"],
             spin_threshold_ns=options["spin_threshold_ns"],
+            explain=options["explain"],
+            guests=options["guests"],
         )
     except InputError as exc:
         raise click.UsageError(str(exc)) from None

@@ -130,7 +130,8 @@ def fit(result: Path, name: str | None, index: int | None, out: Path | None) -> 
 
     The run's delivery latencies (lateness) become the profile's delivery model; then
     `tickless measure --backend sim --platform PROFILE.json --interval X` predicts
-    other intervals on the machine it was measured on. Use an idle, tickless run.
+    other intervals on the machine it was measured on. Use an idle, tickless run of
+    --timer lguest, lapic or host (pv and precise wake early and spin: no delivery to fit).
     """
     from tickless.sim.platforms import fit_from_record
     from tickless.sim.profile import ProfileError, profile_to_json

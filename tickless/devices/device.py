@@ -18,6 +18,7 @@ from tickless.devices.console_buffer import Console
 from tickless.devices.hypercall import HypercallPort
 from tickless.devices.memory import GuestMemory
 from tickless.guest import abi
+from tickless.host.deadline_loop import DeadlineLoop
 from tickless.kvm.vm import Vm
 from tickless.timers.clock import GuestClock
 from tickless.timers.hrtimer import TimerBase
@@ -62,7 +63,7 @@ class MachineContext:
     clock: GuestClock  # the guest's PV clock
     shared: abi.Shared  # counters the guest and the host both read
     timers: TimerBase  # the host timer thread every device of the host shares
-    precise_timers: TimerBase  # the precise channel's own timer thread (or ``timers``)
+    deadline_loop: DeadlineLoop | None  # the host's C loop: PV deadlines, precise channel
     bus: Bus
     hypercalls: HypercallPort
     console: Console  # everything the guest prints, whichever device it uses
@@ -95,6 +96,10 @@ class Device:
 
     def stop(self, now_ticks: int) -> None:
         """The guest has stopped."""
+
+    def close(self) -> None:
+        """The machine is being freed (started or not): release what outlives the guest
+        (host threads that read its memory, descriptors) before its memory goes."""
 
 
 D = TypeVar("D", bound=type[Device])

@@ -1,5 +1,8 @@
-"""The PV clock-event device, as lguest's: the guest asks for an interrupt ``delta`` ns
-from now, the host arms a high-resolution timer, and its expiry raises ``TIMER_VECTOR``.
+"""The lguest clock-event device (``--timer lguest``), as lguest's: the guest asks for an
+interrupt ``delta`` ns from now, the host arms a high-resolution timer, and its expiry
+raises ``TIMER_VECTOR``. Every re-arm is an exit and the delta is converted at the host's
+"now", after the guest's: the baseline the PV deadline device (``pv_deadline.py``) beats.
+The Linux guest's driver and the idle workload use it.
 
 The whole host side of one timer event reads here, top to bottom:
 
@@ -22,17 +25,17 @@ from tickless.timers.clockevents import ClockEventDevice
 
 
 @register_device
-class PvClockEventDevice(Device):
+class LguestClockEventDevice(Device):
     """SET_CLOCKEVENT (one-shot) and SET_PERIODIC (a HZ tick) on the guest's PV clock."""
 
     def __init__(self, ctx: MachineContext) -> None:
         self.ctx = ctx
         self.clockevent = ClockEventDevice(
-            ctx.clock, ctx.timers, self.raise_timer_interrupt, name=f"{ctx.name}-pv"
+            ctx.clock, ctx.timers, self.raise_timer_interrupt, name=f"{ctx.name}-lguest"
         )
 
     @classmethod
-    def create(cls, ctx: MachineContext) -> PvClockEventDevice:
+    def create(cls, ctx: MachineContext) -> LguestClockEventDevice:
         device = cls(ctx)
         ctx.hypercalls.register(Hypercall.SET_CLOCKEVENT, device.hc_set_clockevent)
         ctx.hypercalls.register(Hypercall.SET_PERIODIC, device.hc_set_periodic)

@@ -1,49 +1,85 @@
-"""The dedicated precise timer channel's device: SET_PRECISE, its own vector, its own
-host timer thread.
+"""The dedicated precise timer channel's device: SET_PRECISE and its own vector, served
+by the host's deadline loop (``host/deadline_loop.py``) like the PV deadline device.
 
-The guest asks for an absolute deadline on its PV clock; ``PreciseTimerChannel``
-(``timers/precise.py``) wakes early by an adaptive advance and this device raises
-``PRECISE_VECTOR`` (the highest priority class); the guest spins to the deadline in ring 3.
-With every call the guest also reports how early its last interrupt-driven wake-up was
-(``shared.precise_margin_ns``), which tunes the advance.
+The guest asks for an absolute deadline on its PV clock; the loop wakes early by an
+adaptive advance and raises ``PRECISE_VECTOR`` (the highest priority class); the guest
+spins to the deadline in ring 3. With every call the guest also reports how early its last
+interrupt-driven wake-up was (``shared.precise_margin_ns``), which tunes the advance. The
+deadline arrives by hypercall, validated here; from then on the loop has it (a ``CALL``
+channel), so the channel shares every piece of host machinery with ``--timer pv``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from tickless.devices.device import Device, MachineContext, register_device
 from tickless.devices.hypercall import as_signed
 from tickless.guest.abi import PRECISE_VECTOR, Hypercall
+from tickless.host.deadline_loop import Channel, ChannelKind, ChannelStats, DeadlineLoop
 from tickless.host.tsc import rdtsc
-from tickless.timers.precise import PreciseTimerChannel
+from tickless.timers import policy
+from tickless.timers.precise import AdaptiveAdvance
+
+
+@dataclass
+class PreciseCalls:
+    armed: int = 0
+    rejected: int = 0
 
 
 @register_device
 class PreciseTimerDevice(Device):
-    def __init__(self, ctx: MachineContext) -> None:
+    def __init__(self, ctx: MachineContext, loop: DeadlineLoop) -> None:
         self.ctx = ctx
-        self.channel = PreciseTimerChannel(
-            ctx.clock, ctx.precise_timers, self.raise_precise_interrupt, name=f"{ctx.name}-pt"
-        )
+        self.loop = loop
+        self.calls = PreciseCalls()
         self._last_irq_events = 0
+        self.final_stats: ChannelStats | None = None
+        self._channel: Channel | None = loop.add(
+            ChannelKind.CALL, ctx.vm.fd, PRECISE_VECTOR, ctx.clock, AdaptiveAdvance()
+        )
 
     @classmethod
-    def create(cls, ctx: MachineContext) -> PreciseTimerDevice:
-        device = cls(ctx)
+    def create(cls, ctx: MachineContext) -> PreciseTimerDevice | None:
+        if ctx.deadline_loop is None:
+            return None
+        device = cls(ctx, ctx.deadline_loop)
         ctx.hypercalls.register(Hypercall.SET_PRECISE, device.hc_set_precise)
         return device
 
     def hc_set_precise(self, deadline: int, _unused: int) -> int:
         """SET_PRECISE(deadline_ns): 0 cancels; a past deadline -ETIME, too far -EINVAL."""
+        if self._channel is None:
+            return 0
+        deadline = as_signed(deadline)
+        if deadline == 0:
+            self.loop.set_deadline(self._channel, 0, None)
+            return 0
+        code = policy.check_deadline(deadline, self.ctx.clock.ns_at(rdtsc()))
+        if code:
+            self.calls.rejected += 1
+            return code
         shared = self.ctx.shared
         events = int(shared.precise_irq_events)
         margin = None
         if events != self._last_irq_events:  # the guest woke from an early interrupt
             self._last_irq_events = events
             margin = as_signed(int(shared.precise_margin_ns))  # clamped by the advance
-        return self.channel.set_deadline(as_signed(deadline), rdtsc(), margin)
+        self.calls.armed += 1
+        self.loop.set_deadline(self._channel, deadline, margin)
+        return 0
 
-    def raise_precise_interrupt(self, now_ticks: int) -> None:
-        self.ctx.inject(PRECISE_VECTOR)
+    def stats(self) -> ChannelStats | None:
+        if self._channel is not None:
+            return self.loop.stats(self._channel)
+        return self.final_stats
 
     def stop(self, now_ticks: int) -> None:
-        self.channel.cancel()
+        if self._channel is not None:
+            self.final_stats = self.loop.stats(self._channel)
+            self.loop.remove(self._channel)
+            self._channel = None
+
+    def close(self) -> None:
+        self.stop(0)

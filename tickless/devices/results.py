@@ -44,3 +44,17 @@ class ResultsDevice(Device):
         if n > 1 and bool(np.any(np.diff(stamps) < 0)):
             raise GuestStopped("guest reported event timestamps that go backwards")
         return stamps
+
+    def explain_arrays(self, events: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """``--explain``: per event 1..N, the guest's ring-3 wake-up time (0: spun to) and
+        the longest gap in its clock while spinning. Untrusted like the timestamps: the
+        breakdown skips values that do not fit between the event's neighbours."""
+        if self.ctx.config.results_arrays < 3:
+            raise LookupError("the guest was not asked to explain its events")
+        n = min(max(events, 0), self.capacity - 1)
+        base, stride = self.ctx.layout.results_gpa, self.capacity * 8
+        arrays = []
+        for k in (1, 2):
+            raw = self.ctx.memory.read(base + k * stride + 8, n * 8, "results")
+            arrays.append(np.frombuffer(raw, dtype=np.uint64).astype(np.int64))
+        return arrays[0], arrays[1]

@@ -87,6 +87,7 @@ TSS_SEL = 0x28
 # --- ports ----------------------------------------------------------------------------------
 CONSOLE_PORT = 0xE9  # one byte per out (Bochs-style debug console)
 HYPERCALL_PORT = 0x600
+PV_KICK_PORT = 0x604  # a 32-bit out here wakes the host's deadline loop (an ioeventfd)
 
 # --- interrupt vectors (higher vector = higher priority class on the LAPIC) ----------------
 PRECISE_VECTOR = 0xF0  # the dedicated precise timer channel: highest priority class
@@ -189,6 +190,7 @@ class FuzzAction(IntEnum):
     EXCEPTION = 16  # #UD, #DE, #GP, #PF, #SS, #XM, #DB raised in ring 3
     BAD_HALT = 17  # hlt with a counter address the ring-0 handler cannot read
     RUNAWAY = 18  # a loop in ring 0, interrupts off, or ring 3 (FUZZ_FLAG_RUNAWAY); else nothing
+    PV_DEADLINE = 19  # a deadline in the PV device's page (random, torn, soon, 0), a kick
 
 
 class Boot(C.Structure):
@@ -222,6 +224,8 @@ class Boot(C.Structure):
             "fuzz_end_call",  # FUZZ: stop (DONE) before this index
             "fuzz_flags",  # FUZZ: FUZZ_FLAG_*
             "fuzz_only",  # FUZZ: 0, or 1 + the one FuzzAction to make (tests)
+            "explain",  # pv: 1 records wake-up times and spin clock gaps after the results
+            "housekeeping_phase_ns",  # IDLE: timers run as if the guest started this long ago
         )
     ]
 
@@ -250,6 +254,15 @@ class Shared(C.Structure):
             "ce_min_delta_retries",  # Linux: clockevents_program_min_delta retries seen
             "fuzz_call",  # FUZZ: index of the call in progress (the guest never scribbles it)
             "fuzz_action",  # FUZZ: that call's FuzzAction
+            # The PV deadline device (--timer pv): one block the host's deadline loop reads.
+            "pv_deadline_ns",  # guest: its next deadline on the PV clock, absolute; 0: none
+            "pv_host_armed_ns",  # host: kick if a new deadline is earlier; 0: always kick
+            "pv_advance_ns",  # host: how early it wakes (the guest spins below this)
+            "pv_margin_ns",  # guest, signed: deadline - ring-3 wake-up of the last IRQ event
+            "pv_margin_seq",  # guest: bumped with every pv_margin_ns
+            "pv_kicks",  # guest: kicks (PV_KICK_PORT writes) made
+            "pv_irq_events",  # guest: events reached through an (early) interrupt
+            "pv_spin_events",  # guest: events close enough to reach by spinning alone
         )
     ]
 

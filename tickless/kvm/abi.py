@@ -171,6 +171,23 @@ class IrqLevel(C.Structure):
     _fields_ = [("irq", u32), ("level", u32)]
 
 
+class Ioeventfd(C.Structure):
+    """struct kvm_ioeventfd: a guest write to a port signals an eventfd, in the kernel."""
+
+    _fields_ = [
+        ("datamatch", u64),
+        ("addr", u64),
+        ("len", u32),
+        ("fd", C.c_int32),
+        ("flags", u32),
+        ("pad", u8 * 36),
+    ]
+
+
+IOEVENTFD_FLAG_PIO = 1 << 1
+IOEVENTFD_FLAG_DEASSIGN = 1 << 2
+
+
 class PitConfig(C.Structure):
     _fields_ = [("flags", u32), ("pad", u32 * 15)]
 
@@ -323,6 +340,7 @@ SET_CPUID2 = _iow(0x90, Cpuid2Header)
 GET_TSC_KHZ = _io(0xA3)
 ENABLE_CAP = _iow(0xA3, EnableCap)
 SIGNAL_MSI = _iow(0xA5, Msi)
+IOEVENTFD = _iow(0x79, Ioeventfd)
 SET_MP_STATE = _iow(0x99, MpState)
 CREATE_PIT2 = _iow(0x77, PitConfig)
 TRANSLATE = _iowr(0x85, Translation)
@@ -337,6 +355,7 @@ CAP_USER_MEMORY = 3
 CAP_TSC_DEADLINE_TIMER = 72
 CAP_SYNC_REGS = 74
 CAP_SIGNAL_MSI = 77
+CAP_IOEVENTFD = 36
 CAP_X2APIC_API = 129
 CAP_IMMEDIATE_EXIT = 136
 CAP_HALT_POLL = 182

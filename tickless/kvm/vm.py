@@ -140,5 +140,12 @@ class Vm:
         self.irq_line(gsi, 1)
         self.irq_line(gsi, 0)
 
+    def ioeventfd(self, port: int, length: int, fd: int, *, deassign: bool = False) -> None:
+        """A ``length``-byte guest write to ``port`` signals eventfd ``fd`` in the kernel:
+        no exit to userspace (other widths still exit, to the bus)."""
+        flags = abi.IOEVENTFD_FLAG_PIO | (abi.IOEVENTFD_FLAG_DEASSIGN if deassign else 0)
+        spec = abi.Ioeventfd(addr=port, len=length, fd=fd, flags=flags)
+        self._ioctl(abi.IOEVENTFD, bytes(spec), "KVM_IOEVENTFD")
+
     def create_vcpu_fd(self, vcpu_id: int) -> int:
         return self._ioctl(abi.CREATE_VCPU, vcpu_id, "KVM_CREATE_VCPU")

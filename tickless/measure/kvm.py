@@ -2,9 +2,11 @@
 
 N timer events every d; the measured interval is the time between consecutive events
 (relative method: each event arms the next d after itself, so the mean is d plus the
-delivery latency). Paths: ``pv`` (our paravirtual clock-event device), ``lapic`` (KVM's
-in-kernel LAPIC timer in TSC-deadline mode: the paper's "KVM" row) and ``precise`` (the
-dedicated precise channel). ``host`` runs no guest: see ``tickless.measure.host``.
+delivery latency). Paths: ``pv`` (our PV deadline device: absolute deadlines, exitless
+re-arming, adaptive advance), ``lguest`` (lguest's relative clock-event device), ``lapic``
+(KVM's in-kernel LAPIC timer in TSC-deadline mode: the paper's "KVM" row) and ``precise``
+(the dedicated precise channel). ``host`` runs no guest: see ``tickless.measure.host``.
+Several guests at once: ``measure/kvm_guests.py``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from tickless.host.load import HostCpuLoad
 from tickless.host.realtime import RealtimePolicy
 from tickless.host.timer_thread import HostTimerThread
 from tickless.measure.machine_info import machine_facts
+from tickless.measure.pv_report import explain_run, pv_counts
 from tickless.results.schema import HostCounts, ResultRecord
 from tickless.results.spec import MeasurementInterrupted, MeasureSpec, Progress, build_record
 from tickless.vmm.config import GuestConfig
@@ -42,7 +45,7 @@ def realtime_policy(spec: MeasureSpec) -> RealtimePolicy:
     return RealtimePolicy(fifo_priority=None, hold_cpu_dma_latency=False)
 
 
-def _guest_config(spec: MeasureSpec) -> GuestConfig:
+def guest_config(spec: MeasureSpec) -> GuestConfig:
     precise = spec.timer is TimerPath.PRECISE
     return GuestConfig(
         guest=spec.guest,
@@ -66,6 +69,7 @@ def _guest_config(spec: MeasureSpec) -> GuestConfig:
         second_vcpu_busy=Load.CPU in spec.loads,
         vcpu_policy=VCPU_PRECISE_POLICY if precise else None,
         seed=spec.seed,
+        explain=spec.explain,
     )
 
 
@@ -120,21 +124,28 @@ def watch(
     return watched
 
 
+def open_host(spec: MeasureSpec) -> VmmHost:
+    """The host for ``spec``: the precise channel's loop pinned at the top RT priority."""
+    if spec.timer is TimerPath.PRECISE:
+        return VmmHost(
+            spec.slop_ns, OTHER_TIMERS_WITH_PRECISE, deadline_policy=PRECISE_TIMER_POLICY
+        )
+    return VmmHost(spec.slop_ns, realtime_policy(spec))
+
+
 def measure_kvm(spec: MeasureSpec, progress: Progress | None = None) -> ResultRecord:
     """Boot a guest for ``spec``, watch it run, and build its record from its timestamps."""
-    precise = spec.timer is TimerPath.PRECISE
     with contextlib.ExitStack() as stack:
         cpu_load = stack.enter_context(HostCpuLoad()) if Load.CPU in spec.loads else None
-        policy = OTHER_TIMERS_WITH_PRECISE if precise else realtime_policy(spec)
-        host = stack.enter_context(VmmHost(spec.slop_ns, policy))
-        precise_timers = host.dedicated_precise_timers(PRECISE_TIMER_POLICY) if precise else None
-        machine = host.boot(_guest_config(spec), precise_timers=precise_timers)
+        host = stack.enter_context(open_host(spec))
+        machine = host.boot(guest_config(spec))
         duration_s, cpu_s, interrupted = _run_guest(spec, host, machine, progress)
         events = machine.outcome.events if machine.outcome.ok else machine.events_recorded
         notes = [*host.timers.problems, *host.timers.callback_errors, *machine.vcpu_problems]
+        notes.extend(host.deadline_loop_problems())
         if host.watchdog is not None:
             notes.extend(f"watchdog failed: {e}" for e in host.watchdog.errors)
-        counts = _host_counts(spec, host, machine, duration_s, cpu_s, notes)
+        counts = host_counts(spec, host, machine, duration_s, cpu_s, notes)
         notes.extend(_guest_notes(spec, machine, duration_s))
         if interrupted:
             notes.append(f"interrupted after {events} of {spec.count} events")
@@ -146,6 +157,7 @@ def measure_kvm(spec: MeasureSpec, progress: Progress | None = None) -> ResultRe
             slop_ns=spec.slop_ns,
         )
         timestamps = machine.timestamps_ns(events) if events else None
+        explain = explain_run(spec, machine, timestamps) if timestamps is not None else None
         linux = read_linux_info(machine.memory, machine.boot.layout)
         notes.extend(linux_notes(machine))
         assists = dict(machine.outcome.assists)
@@ -161,6 +173,7 @@ def measure_kvm(spec: MeasureSpec, progress: Progress | None = None) -> ResultRe
         raise GuestStopped("no timer event was recorded")
     record = build_record(spec, Backend.KVM, timestamps, counts, facts, notes)
     record.assists = assists
+    record.explain = explain
     if linux is not None:
         record.guest_kernel = linux.release
         record.guest_clockevent = linux.clockevent
@@ -224,7 +237,7 @@ def _guest_notes(spec: MeasureSpec, machine: GuestMachine, duration_s: float) ->
     return notes
 
 
-def _host_counts(
+def host_counts(
     spec: MeasureSpec,
     host: VmmHost,
     machine: GuestMachine,
@@ -237,16 +250,21 @@ def _host_counts(
     hypercalls, exits = outcome.hypercalls, sum(outcome.exits.values())
     if spec.timer is TimerPath.PV:
         timer_events = int(shared.irq_count)
+        injections, wakeups, kicks, more = pv_counts(machine)
+        exits += kicks  # in-kernel exits (the ioeventfd): they never reach Python
+        notes.extend(more)
+    elif spec.timer is TimerPath.LGUEST:
+        timer_events = int(shared.irq_count)
         injections, wakeups = int(shared.host_fired), host.timers.stats.wakeups
         merged = injections - timer_events
         if merged > 0:
             notes.append(f"{merged} host timer expiries merged into earlier interrupts")
         notes.append(_lateness_note(host.timers, host.tsc_hz))
     elif spec.timer is TimerPath.PRECISE:
-        timers = host.precise_timers
-        assert timers is not None
+        loop_stats = machine.precise.stats()
+        assert loop_stats is not None
         timer_events = int(shared.precise_irq_count)
-        injections, wakeups = machine.precise.stats.fired, timers.stats.wakeups
+        injections, wakeups = loop_stats.fired, loop_stats.loop_wakeups
         spin_s = int(shared.spin_ns) / 1e9
         notes.append(
             f"precise: {int(shared.precise_irq_events)} events by early interrupt, "
@@ -255,10 +273,9 @@ def _host_counts(
             f"of this precision"
         )
         notes.append(
-            f"precise: adaptive advance ended at {machine.precise.advance.advance_ns / 1000:.1f}"
-            f" us; host woke after the deadline {machine.precise.stats.late_wakeups} times"
+            f"precise: adaptive advance ended at {loop_stats.advance_ns / 1000:.1f} us; the "
+            f"deadline loop woke after the deadline {loop_stats.late_wakeups} times"
         )
-        notes.append(_lateness_note(timers, host.tsc_hz))
     elif spec.guest is GuestKind.LINUX:  # Linux's own LAPIC driver counts nothing for us
         timer_events = injections = wakeups = machine.events_recorded
         notes.append("lapic: Linux's lapic-deadline device; counts are the workload's events")

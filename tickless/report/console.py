@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from tickless.report.breakdown import render_explain, render_guest_rows
 from tickless.results.paper import INTERVALS_US, LOADS, PAPER_EVENTS, nearest_setting_us, paper_rows
 from tickless.results.schema import ResultRecord
 from tickless.units import format_duration_ns
@@ -73,6 +74,8 @@ def render_result(record: ResultRecord, console: Console) -> None:
     cpu_pct = f"{100 * host.cpu_s / host.duration_s:.1f}" if host.duration_s > 0 else "n/a"
     table.add_row(f"host CPU over {host.duration_s:.3f} s", cpu_pct, "% of one core")
     console.print(table)
+    render_guest_rows(record, console)
+    render_explain(record, console)
     for note in record.notes:
         console.print(f"note: {note}", markup=False, highlight=False)
 

@@ -1,8 +1,8 @@
 """Versioned JSON result record, shared by real KVM runs and the simulator.
 
 One measurement run becomes one JSON object; multi-run commands write a JSON list of them.
-The on-disk shape (``SCHEMA_VERSION`` = 2; version 1 files still load) is flat so that ``jq``
-and spreadsheets can read it.
+The on-disk shape (``SCHEMA_VERSION`` = 3; versions 1 and 2 still load) is flat so that
+``jq`` and spreadsheets can read it.
 Durations are integer or float nanoseconds (``_ns``), host totals are seconds (``_s``), rates are
 per second of wall-clock run time (``_per_s``). Every key below is always written, and
 ``from_json_dict`` requires every key and rejects unknown ones, so a record survives a
@@ -56,6 +56,14 @@ rest null or empty):
     guest_clocksource str?  The clocksource the guest kernel chose; null for the small guest.
     assists          object str -> int: emulator gaps of this host the VMM filled, by name
                             (e.g. "int3": the kernel's int3 self-test).
+
+Added in version 3 (``results/breakdown.py``). Until version 2, timer "pv" named lguest's
+relative clock-event device, now "lguest": older kvm and sim records read as "lguest".
+    explain          object? ``measure --explain``: per-event parts (host_wake_late, injection,
+                            guest_entry, clock_gap, spin; ns), their summary, and the cause
+                            that dominates the mean, p99 and max lateness; else null.
+    guest_rows       [object] ``measure --guests N``: one row per guest (events, mean, sd,
+                            lateness mean/p99/max, early, vCPU CPU s); empty for one guest.
 """
 
 from __future__ import annotations
@@ -73,6 +81,12 @@ from tickless.atomicfile import write_bytes_atomic
 from tickless.axes import Backend, Method, TickMode, choices
 from tickless.errors import TicklessError
 from tickless.jsonfields import StrictReader, json_type, read_json_file
+from tickless.results.breakdown import (
+    Breakdown,
+    GuestRow,
+    breakdown_from_json,
+    breakdown_to_json,
+)
 from tickless.results.stats import IntervalStats, LatenessStats
 
 __all__ = [
@@ -89,8 +103,8 @@ __all__ = [
     "write_json_atomic",
 ]
 
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 # The closed axes a record is checked against; "timer" and "load" stay open sets of strings.
 BACKENDS = tuple(choices(Backend))
 MODES = tuple(choices(TickMode))
@@ -170,6 +184,8 @@ class ResultRecord:
     guest_clockevent: str | None = None
     guest_clocksource: str | None = None
     assists: dict[str, int] = field(default_factory=dict)
+    explain: Breakdown | None = None
+    guest_rows: list[GuestRow] = field(default_factory=list)
 
     @property
     def path_label(self) -> str:
@@ -241,6 +257,8 @@ def to_json_dict(record: ResultRecord) -> dict[str, Any]:
         "guest_clockevent": record.guest_clockevent,
         "guest_clocksource": record.guest_clocksource,
         "assists": dict(record.assists),
+        "explain": breakdown_to_json(record.explain),
+        "guest_rows": [row.to_json() for row in record.guest_rows],
     }
 
 
@@ -354,6 +372,12 @@ def from_json_dict(d: Any) -> ResultRecord:
         record.assists = top.int_dict("assists")
     elif record.backend == "kvm":
         record.guest = "small"  # version 1 knew no other guest
+    if version >= 3:
+        explain = top.get("explain")
+        record.explain = None if explain is None else breakdown_from_json(top.object_("explain"))
+        record.guest_rows = [GuestRow.from_json(_reader(row)) for row in top.list_("guest_rows")]
+    elif record.timer == "pv" and record.backend in ("kvm", "sim"):
+        record.timer = "lguest"  # the device "pv" named until version 3
     top.check_no_extra()
     return record
 

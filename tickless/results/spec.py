@@ -40,6 +40,7 @@ __all__ = [
     "MeasurementInterrupted",
     "Progress",
     "build_record",
+    "default_timer",
     "intervals_and_lateness",
 ]
 
@@ -48,7 +49,16 @@ __all__ = [
 HANDLER_ENTRY_EXIT_NS = 70_000
 ASSUMED_LATENCY_NS = 60_000  # only for progress estimates
 
+MAX_MEASURE_GUESTS = 256  # one vCPU thread each, measuring at once on two cores
+
 Progress = Callable[[int], None]
+
+
+def default_timer(guest: GuestKind) -> TimerPath:
+    """``pv``, the device that wins; a Linux guest's driver drives the lguest device."""
+    return TimerPath.LGUEST if guest is GuestKind.LINUX else TimerPath.PV
+
+
 E = TypeVar("E", bound=Enum)
 
 
@@ -99,6 +109,8 @@ class MeasureSpec:
     kernel_path: Path | None = None  # --guest linux: a user's vmlinux (None: ours)
     console_path: Path | None = None  # where to save what the guest printed
     boot_timeout_s: float = 120.0  # a guest that is not running its workload by then stops
+    explain: bool = False  # pv: where each event's time went (host wake, injection, entry...)
+    guests: int = 1  # run the measurement in this many guests at once (kvm)
 
     def __post_init__(self) -> None:
         for name, enum in (
@@ -125,12 +137,18 @@ class MeasureSpec:
             raise InputError("--slop must not be negative")
         if self.rate <= 0:
             raise InputError("--dilation must be positive")
+        if not 1 <= self.guests <= MAX_MEASURE_GUESTS:
+            raise InputError(f"--guests must be between 1 and {MAX_MEASURE_GUESTS}")
         if self.io_rate_per_s <= 0 or self.io_handler_ns < 0:
             raise InputError("--io-rate must be positive and --io-handler not negative")
 
     def _check_combinations(self) -> None:
-        if self.mode is TickMode.PERIODIC and self.timer is not TimerPath.PV:
-            raise InputError("--mode periodic is offered by the pv timer only")
+        if self.mode is TickMode.PERIODIC and self.timer is not TimerPath.LGUEST:
+            raise InputError("--mode periodic is offered by the lguest device: --timer lguest")
+        if self.explain and (self.timer is not TimerPath.PV or self.backend is not Backend.KVM):
+            raise InputError("--explain breaks down --timer pv events on the kvm backend")
+        if self.guests > 1 and self.backend is not Backend.KVM:
+            raise InputError("--guests runs several real guests: the kvm backend")
         if not self.loads:
             raise InputError(f"--load takes {', '.join(choices(Load))} (combine them)")
         if Load.IDLE in self.loads and len(self.loads) > 1:
@@ -148,8 +166,13 @@ class MeasureSpec:
         """What the Linux guest's in-kernel workload offers (``guest/linux``)."""
         if self.backend is not Backend.KVM:
             raise InputError("--guest linux runs on the kvm backend only")
-        if self.timer not in (TimerPath.PV, TimerPath.LAPIC):
-            raise InputError("--guest linux measures --timer pv or lapic")
+        if self.timer not in (TimerPath.LGUEST, TimerPath.LAPIC):
+            raise InputError(
+                "--guest linux measures --timer lguest (its driver drives the lguest device) "
+                "or --timer lapic"
+            )
+        if self.guests > 1:
+            raise InputError("--guests runs small guests; --guest linux measures one")
         if self.loads != {Load.IDLE}:
             raise InputError("--guest linux runs with --load idle only")
         if self.mode is not TickMode.TICKLESS or self.method is not Method.RELATIVE:

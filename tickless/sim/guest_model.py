@@ -80,7 +80,7 @@ def next_delta_ns(rows: GuestRows, g: int, now_ns: int, period_ns: int) -> int:
     """The one-shot delta an idle (or nohz-full) guest programs at ``now_ns``.
 
     Its next timer (jiffy-rounded in nohz-idle), clamped to the device's range as
-    ``clockevents_program_min_delta()`` and ``arm_pv()`` in ``user.c`` do (a timer beyond
+    ``clockevents_program_min_delta()`` and ``arm_lguest()`` in ``user.c`` do (a timer beyond
     the maximum delta costs an early wake-up with nothing to do, as in Linux); 0 when the
     guest has no timer at all."""
     nxt: int = rows[g, NEXT_DUE]

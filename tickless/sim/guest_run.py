@@ -1,6 +1,8 @@
 """One simulated guest: a timer path and an optional device interrupt source on one vCPU,
 run through the real host timer classes in virtual time (``sim/measure.py`` turns it into a
-result record)."""
+result record). ``lguest`` and ``lapic`` arm a ``ClockEventDevice`` for every event; the
+absolute-deadline paths (``precise``, ``pv``) share one early-interrupt-and-spin loop here,
+with what differs in ``sim/deadline_wait.py``."""
 
 from __future__ import annotations
 
@@ -12,37 +14,20 @@ import numpy as np
 from tickless.axes import Method, TickMode, TimerPath, Wait
 from tickless.guest.abi import MIN_DELTA_NS
 from tickless.results.spec import MeasureSpec, Progress
+from tickless.sim.counts import SimCounts
+from tickless.sim.deadline_wait import DeadlineWaiter, PreciseWaiter, PvWaiter
 from tickless.sim.interference import HandlerCost, IrqSource, VcpuBusy
-from tickless.sim.platforms import (
-    hold_back_for,
-)
+from tickless.sim.platforms import hold_back_for
 from tickless.sim.profile import PlatformProfile
 from tickless.timers.clock import NSEC_PER_SEC, GuestClock
 from tickless.timers.clockevents import ClockEventDevice
 from tickless.timers.hrtimer import TimerQueue
 from tickless.timers.injection import HoldBackWindow
 from tickless.timers.precise import PreciseTimerChannel
+from tickless.timers.pv_deadline import PvDeadlineChannel
 
 _PROGRESS_EVERY = 512
 _LATENCY_CHUNK = 4096
-
-
-@dataclass
-class SimCounts:
-    """What the simulated host did, for the record's host counts and notes."""
-
-    hypercalls: int = 0
-    exits: int = 0
-    wakeups: int = 0  # host timer-queue wake-ups
-    injections: int = 0  # timer interrupts taken by the guest
-    merged: int = 0  # timer interrupts raised while one was still pending
-    blocked: int = 0  # timer interrupts that waited for a device handler
-    blocked_ns: int = 0
-    io_irqs: int = 0  # device interrupts handled
-    held: int = 0  # times the precise channel held the next device interrupt back
-    starved: int = 0  # device interrupts still waiting when the run ended
-    halts: int = 0
-    end_ticks: int = 0
 
 
 @dataclass
@@ -86,20 +71,11 @@ class SimulatedGuest:
         self.clock = GuestClock.create(NSEC_PER_SEC, 0, rate=spec.rate)
         self.queue = TimerQueue(slop_ticks=max(spec.slop_ns, profile.host_slop_ns))
         self.device = ClockEventDevice(self.clock, self.queue, self._raise, name="sim-timer")
-        self.precise: PreciseTimerChannel | None = None
-        window_ns = profile.hold_back_ns
-        if spec.timer is TimerPath.PRECISE:
-            self.precise = PreciseTimerChannel(self.clock, self.queue, self._raise)
-            window_ns = (
-                hold_back_for(profile.irq_overhead_ns)
-                if spec.hold_back_ns is None
-                else spec.hold_back_ns
-            )
-        self.window = HoldBackWindow(window_ns)
-        self.spin_until: int | None = None  # the precise path's guest spins to this tick
-        self.last_margin_ns: int | None = None  # deadline - wake-up, told to the host
-        self.cpu = VcpuBusy()
         self.counts = SimCounts()
+        self.window = HoldBackWindow(self._hold_back_ns())
+        self.waiter: DeadlineWaiter | None = self._waiter()
+        self.spin_until: int | None = None  # an absolute-deadline guest spins to this tick
+        self.cpu = VcpuBusy()
         self.pending_irq: int | None = None  # when the raised timer interrupt reaches the guest
         self.pending_waited = False  # whether that interrupt already waited for a handler
         self.irq_queue: deque[int] = deque()  # costs of raised device interrupts, FIFO
@@ -108,6 +84,27 @@ class SimulatedGuest:
         self.timestamps: list[int] = []
         self.t0_ns = 0
         self.deadline_ns = 0
+
+    def _hold_back_ns(self) -> int:
+        """The precise channel's window (the spec's, else this platform's handlers');
+        other paths keep the profile's."""
+        spec, profile = self.spec, self.profile
+        if spec.timer is not TimerPath.PRECISE:
+            return profile.hold_back_ns
+        if spec.hold_back_ns is not None:
+            return spec.hold_back_ns
+        return hold_back_for(profile.irq_overhead_ns)
+
+    def _waiter(self) -> DeadlineWaiter | None:
+        """The guest side of an absolute-deadline path, on its host channel (else None)."""
+        threshold_ns = self.spec.spin_threshold_ns
+        if self.spec.timer is TimerPath.PRECISE:
+            channel = PreciseTimerChannel(self.clock, self.queue, self._raise)
+            return PreciseWaiter(channel, self.counts, threshold_ns, self.window.window_ns)
+        if self.spec.timer is TimerPath.PV:
+            pv = PvDeadlineChannel(self.clock, self.queue, self._raise)
+            return PvWaiter(pv, self.clock, self.counts, threshold_ns)
+        return None
 
     # --- host side -------------------------------------------------------------------
     def _raise(self, now_ticks: int) -> None:
@@ -125,13 +122,14 @@ class SimulatedGuest:
 
     # --- guest side ------------------------------------------------------------------
     def _arm(self, deadline_ns: int, now: int) -> None:
-        """arm_pv(): program the device for an absolute guest-clock deadline."""
+        """arm_lguest() or arm_lapic(): program the device for a guest-clock deadline, as a
+        delta from the guest's now (the lapic's TSC deadline lands the same)."""
         delta = max(deadline_ns - self.clock.ns_at(now), self.min_delta_ns)
         code = self.device.set_next_event(delta, now)
         if code != 0:
             raise RuntimeError(f"simulated device refused delta {delta} ns: {code}")
         self.counts.exits += 1
-        if self.spec.timer is TimerPath.PV:
+        if self.spec.timer is TimerPath.LGUEST:
             self.counts.hypercalls += 1
 
     def _next_deadline(self, event_ns: int) -> int:
@@ -153,8 +151,8 @@ class SimulatedGuest:
         self.counts.injections += 1
         now_ns = self.clock.ns_at(now)
         count = self.spec.count
-        if self.precise is not None:  # woken early: spin to the deadline
-            self.last_margin_ns = self.deadline_ns - now_ns
+        if self.waiter is not None:  # woken early: report the margin, spin to the deadline
+            self.waiter.woke(self.deadline_ns - now_ns)
             self.spin_until = max(now, self.clock.ticks_at_or_after(self.deadline_ns))
             return
         if self.spec.mode is TickMode.PERIODIC:
@@ -170,17 +168,13 @@ class SimulatedGuest:
             self._halt()
         self._schedule_dispatch(now)
 
-    def _precise_wait(self, now: int) -> None:
-        """precise_wait(): publish the deadline; if it is far, ask for an early interrupt
-        and halt, else spin to it directly."""
-        assert self.precise is not None
-        if self.deadline_ns - self.clock.ns_at(now) > self.spec.spin_threshold_ns:
-            code = self.precise.set_deadline(self.deadline_ns, now, self.last_margin_ns)
-            if code == 0:
-                self.counts.hypercalls += 1
-                self.counts.exits += 1
-                self._halt()
-                return
+    def _deadline_wait(self, now: int) -> None:
+        """precise_wait() or pv_wait(): hand the host the deadline; if an early interrupt
+        will come, halt for it, else spin to the deadline directly."""
+        assert self.waiter is not None
+        if self.waiter.wait(self.deadline_ns, now):
+            self._halt()
+            return
         self.spin_until = max(now, self.clock.ticks_at_or_after(self.deadline_ns))
 
     def _spin_done(self, now: int) -> None:
@@ -198,7 +192,7 @@ class SimulatedGuest:
         self.timestamps.append(now_ns)
         if len(self.timestamps) <= self.spec.count:
             self.deadline_ns = self._next_deadline(now_ns)
-            self._precise_wait(now)
+            self._deadline_wait(now)
         self._schedule_dispatch(now)
 
     def _halt(self) -> None:
@@ -243,8 +237,8 @@ class SimulatedGuest:
         self.t0_ns = self.clock.ns_at(0)
         self.timestamps.append(self.t0_ns)
         self.deadline_ns = self._next_deadline(self.t0_ns)
-        if self.precise is not None:
-            self._precise_wait(0)
+        if self.waiter is not None:
+            self._deadline_wait(0)
         elif spec.mode is TickMode.PERIODIC:
             self.counts.hypercalls += 1
             self.counts.exits += 1

@@ -10,10 +10,18 @@ What the platform profile supplies is what no code here can know: how long deliv
 
 Timer paths (``spec.timer``, all of ``TimerPath``):
 
-* ``pv``: the platform's delivery model; each arming is a hypercall (one exit).
+* ``lguest``: lguest's relative clock-event device (``ClockEventDevice``): the platform's
+  delivery model; each arming is a SET_CLOCKEVENT hypercall (one exit). The only path with
+  ``--mode periodic``. The paper's platforms are simulated on it (``sim/table1.py``).
 * ``lapic``: the same delivery model, armed by a TSC-deadline write (one exit, no hypercall).
-* ``precise``: the dedicated channel (``PreciseTimerChannel``: an interrupt early by an
-  adaptive advance, through the same delivery model), then the guest spins to the deadline;
+* ``pv``: the PV deadline device (``timers/pv_deadline.py``, the deadline loop's model):
+  absolute deadlines published in the shared page; the host wakes early by ``pv_advance``,
+  its interrupt goes through the same delivery model, and the guest spins to the deadline
+  and reports its margin; deadlines nearer than max(advance, ``spec.spin_threshold_ns``)
+  are spun to directly. The only exits are kicks (a deadline earlier than the host's
+  promise) and halts; no hypercall but DONE.
+* ``precise``: the dedicated channel (``PreciseTimerChannel``: the same early interrupt and
+  spin, ``sim/deadline_wait.py``, but a hypercall per deadline and its own advance);
   deadlines nearer than ``spec.spin_threshold_ns`` are spun to directly. Device interrupts
   are held back in ``spec.hold_back_ns`` before the deadline (default: long enough for 99 %
   of this platform's device handlers).
@@ -36,7 +44,8 @@ import numpy as np
 from tickless.axes import Backend, TimerPath, Wait
 from tickless.results.schema import HostCounts, ResultRecord
 from tickless.results.spec import MeasurementInterrupted, MeasureSpec, Progress, build_record
-from tickless.sim.guest_run import SimCounts, SimulatedGuest
+from tickless.sim.counts import SimCounts
+from tickless.sim.guest_run import SimulatedGuest
 from tickless.sim.interference import HandlerCost, irq_rate_for_load
 from tickless.sim.platforms import (
     bare_disk_handler,
@@ -118,7 +127,7 @@ def _record(
         exits=0 if host_path else c.exits,
         hypercalls=0 if host_path else c.hypercalls,
         injections=0 if host_path else c.injections,
-        wakeups=c.wakeups,
+        wakeups=c.wakeups if run.waiter is None else run.waiter.host_wakeups(c.wakeups),
         timer_events=c.injections,
         duration_s=c.end_ticks / NSEC_PER_SEC,
         cpu_s=0.0,
@@ -135,13 +144,8 @@ def _record(
             f"{c.blocked} timer interrupts waited for a handler, "
             f"{c.blocked_ns / max(c.blocked, 1) / 1000:.1f} us on average"
         )
-    if run.precise is not None:
-        p = run.precise
-        notes.append(
-            f"precise: {p.stats.fired} early interrupts ({p.stats.late_wakeups} after the "
-            f"deadline), advance now {p.advance.advance_ns / 1000:.1f} us, hold-back window "
-            f"{run.window.window_ns / 1000:.1f} us"
-        )
+    if run.waiter is not None:
+        notes.extend(run.waiter.notes())
     if c.held:
         notes.append(f"the precise channel held device interrupts back {c.held} times")
     if c.starved:

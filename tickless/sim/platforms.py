@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tickless.axes import Load, TickMode
+from tickless.axes import Load, TickMode, TimerPath
 from tickless.guest.abi import MIN_DELTA_NS
 from tickless.results.paper import PLATFORMS, PaperRow, paper_rows
 from tickless.results.schema import ResultRecord
@@ -248,6 +248,11 @@ def fit_from_record(record: ResultRecord, name: str, source: str) -> PlatformPro
     if record.mode != TickMode.TICKLESS:
         raise ProfileError(
             "fit needs a tickless run: a periodic run measures the tick, not delivery"
+        )
+    if record.timer in (TimerPath.PV, TimerPath.PRECISE):
+        raise ProfileError(
+            f"fit needs a run whose lateness is the delivery (--timer lguest, lapic or host): "
+            f"a {record.timer} run wakes early and spins to its deadlines"
         )
     if record.load != Load.IDLE:
         raise ProfileError(f"fit needs an idle run, this one ran under {record.load!r} load")

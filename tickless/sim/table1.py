@@ -93,7 +93,7 @@ def simulate_table1(
     rows = []
     for i, paper in enumerate(paper_rows(), start=1):
         spec = MeasureSpec(
-            timer=TimerPath.PV,
+            timer=TimerPath.LGUEST,
             interval_ns=paper.interval_us * 1000,
             count=count,
             loads=frozenset({Load(paper.load)}),
@@ -186,7 +186,7 @@ def calibrate_bare_handler(count: int = 200_000, iterations: int = 4, seed: int 
     want_var = (row.sd_us * 1000) ** 2 - delivery.sd_ns**2
     goal_mean, goal_var = want_mean, want_var
     spec = MeasureSpec(
-        timer=TimerPath.PV,
+        timer=TimerPath.LGUEST,
         interval_ns=row.interval_us * 1000,
         count=count,
         loads=frozenset({Load.IO}),

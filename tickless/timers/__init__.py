@@ -7,6 +7,8 @@ simulator (the way Linux keeps ``kernel/time/`` apart from the drivers that feed
   never early).
 * ``clockevents``: the host side of a guest's paravirtual clock-event device.
 * ``precise``: the host side of the dedicated precise timer channel.
+* ``pv_deadline``: the PV deadline device's host rules (its advance, when the host looks
+  at the guest's page) and the deadline loop's PAGE channel, as the simulator runs it.
 * ``injection``: when an expired timer's interrupt may be injected.
 * ``policy``: the decision arithmetic all of these call, which the simulator compiles.
 """

@@ -31,7 +31,8 @@ class AdaptiveAdvance:
     target_margin_ns: int = 5_000  # wanted: the guest awake this long before the deadline
     min_ns: int = 1_000
     max_ns: int = 250_000
-    grow: int = 1  # a late or tight wake-up adds this many times the shortfall
+    grow: int = 1  # a late or tight wake-up adds grow / 2**grow_shift of the shortfall
+    grow_shift: int = 0
     shrink_shift: int = 5  # a wake-up earlier than needed removes 1/32 of the surplus
 
     def update(self, margin_ns: int) -> int:
@@ -39,7 +40,7 @@ class AdaptiveAdvance:
         margin_ns = max(-self.max_ns, min(self.max_ns, margin_ns))  # guest-supplied
         error = margin_ns - self.target_margin_ns
         if error < 0:
-            self.advance_ns += self.grow * -error
+            self.advance_ns += (self.grow * -error) >> self.grow_shift
         else:
             self.advance_ns -= error >> self.shrink_shift
         self.advance_ns = max(self.min_ns, min(self.max_ns, self.advance_ns))

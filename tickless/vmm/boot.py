@@ -64,12 +64,14 @@ def write_boot_params(
     boot.period_ns = cfg.period_ns
     boot.duration_ns = cfg.duration_ns
     boot.housekeeping_a_ns, boot.housekeeping_b_ns = cfg.housekeeping_ns
+    boot.housekeeping_phase_ns = cfg.housekeeping_phase_ns
     boot.results_gpa = layout.results_gpa
     boot.results_capacity = cfg.results_capacity
     boot.memory_bytes = cfg.memory_bytes
     boot.io_handler_tsc = clock.delta_ticks_at_least(cfg.io_handler_ns)
     boot.spin_threshold_ns = cfg.spin_threshold_ns
     boot.second_vcpu_busy = int(cfg.second_vcpu_busy)
+    boot.explain = int(cfg.explain)
 
 
 def write_boot_block(
@@ -88,7 +90,7 @@ SMALL_GUEST_LONG_MODE = LongModeLayout(
     gdt=abi.GDT_GPA,
     tss=abi.TSS_GPA,
     kernel_stack_top=abi.KERNEL_STACK_TOP,
-    user_ports=(abi.CONSOLE_PORT, abi.HYPERCALL_PORT),
+    user_ports=(abi.CONSOLE_PORT, abi.HYPERCALL_PORT, abi.PV_KICK_PORT),
     selectors=(abi.KERNEL_CS, abi.KERNEL_DS, abi.USER_DS, abi.USER_CS, abi.TSS_SEL),
 )
 

@@ -36,6 +36,7 @@ class GuestConfig:
     hz: int = 1000
     duration_ns: int = 0
     housekeeping_ns: tuple[int, int] = (1 * SECOND_NS, 4 * SECOND_NS)
+    housekeeping_phase_ns: int = 0  # idle: its timers run as if it started this long ago
     rate: Fraction = Fraction(1)  # guest seconds per host second (time dilation)
     halt_poll_ns: int | None = None  # None: the host's default
     max_hypercall_rate: float = 50_000.0
@@ -47,6 +48,7 @@ class GuestConfig:
     vcpu_policy: RealtimePolicy | None = None  # pin / SCHED_FIFO the vCPU thread
     seed: int = 0
     watchdog_s: float | None = None  # stop it after this long busy without progress
+    explain: bool = False  # pv: the guest records each event's wake-up and clock gaps too
 
     def __post_init__(self) -> None:
         if self.guest is GuestKind.LINUX and self.count > LINUX_MAX_EVENTS:
@@ -76,8 +78,14 @@ class GuestConfig:
         return self.count + 1
 
     @property
+    def results_arrays(self) -> int:
+        """u64 arrays of results_capacity: timestamps, and with explain the ring-3 wake-up
+        time and the longest clock gap seen while spinning, per event."""
+        return 3 if self.explain else 1
+
+    @property
     def memory_bytes(self) -> int:
         if self.guest is GuestKind.LINUX:
             return LINUX_RAM_BYTES
-        need = RESULTS_GPA + self.results_capacity * 8
+        need = RESULTS_GPA + self.results_capacity * 8 * self.results_arrays
         return max(MIN_MEMORY_BYTES, -(-need // HUGE_PAGE) * HUGE_PAGE)

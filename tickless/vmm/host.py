@@ -10,6 +10,8 @@ from types import TracebackType
 from tickless.axes import GuestKind, TickMode
 from tickless.devices.console_buffer import Console
 from tickless.guest.build import build_image
+from tickless.host.cputime import thread_cpu_ns
+from tickless.host.deadline_loop import DeadlineLoop
 from tickless.host.realtime import RealtimePolicy
 from tickless.host.timer_thread import HostTimerThread
 from tickless.kvm.system import KvmSystem
@@ -31,6 +33,7 @@ class VmmHost:
         slop_ns: int = 0,
         policy: RealtimePolicy | None = None,
         watchdog_s: float | None = DEFAULT_BOUND_S,
+        deadline_policy: RealtimePolicy | None = None,
     ) -> None:
         install_stop_signal()
         self.image = build_image().read_bytes()
@@ -49,7 +52,16 @@ class VmmHost:
             raise
         self.machines: list[GuestMachine] = []
         self._vmlinux: dict[int, Path] = {}  # HZ -> the vmlinux we built
-        self.precise_timers: HostTimerThread | None = None  # started on first use
+        self.slop_ns = slop_ns
+        # The C deadline loop (PV deadline device, precise channel): one per host, for the
+        # host's life, so booting and destroying guests leaves the process as it was.
+        try:
+            self._deadline_loop: DeadlineLoop | None = DeadlineLoop(
+                self.tsc_hz, deadline_policy or policy, slop_ns
+            )
+        except BaseException:
+            self.system.close()
+            raise
         self._old_switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         self.timers.start()
@@ -59,28 +71,47 @@ class VmmHost:
         if self.watchdog is not None:
             self.watchdog.start()
 
-    def dedicated_precise_timers(self, policy: RealtimePolicy) -> HostTimerThread:
-        """The precise channel's own host timer thread (pinned, highest RT priority), so
-        no other timer's callback runs in front of it."""
-        if self.precise_timers is None:
-            self.precise_timers = HostTimerThread(self.tsc_hz, policy=policy)
-            self.precise_timers.start()
-        return self.precise_timers
+    @property
+    def deadline_loop(self) -> DeadlineLoop:
+        """The host's one deadline loop, a C thread outside the GIL serving every guest's
+        PV deadline device and precise channel."""
+        if self._deadline_loop is None:
+            raise RuntimeError("the host is closed")
+        return self._deadline_loop
+
+    def timer_totals(self) -> tuple[int, int, int]:
+        """Host timer wake-ups, expiries and the CPU ns of the threads that took them: the
+        Python timer thread (lguest, periodic ticks) and the deadline loop (pv) together."""
+        stats, timers = self.timers.stats, self.timers
+        cpu_ns = thread_cpu_ns(timers.native_id) if timers.native_id else 0
+        wakeups, expiries = stats.wakeups, stats.expiries
+        if self._deadline_loop is not None:
+            loop = self._deadline_loop.totals()
+            wakeups, expiries, cpu_ns = (
+                wakeups + loop.wakeups,
+                expiries + loop.fired,
+                cpu_ns + loop.cpu_ns,
+            )
+        return wakeups, expiries, cpu_ns
+
+    def deadline_loop_problems(self) -> list[str]:
+        """Real-time settings the deadline loop's thread could not apply (if it runs)."""
+        return self._deadline_loop.problems if self._deadline_loop is not None else []
 
     def boot(
         self,
         config: GuestConfig,
         name: str | None = None,
-        precise_timers: HostTimerThread | None = None,
         console: Console | None = None,
     ) -> GuestMachine:
+        loop = self.deadline_loop if config.guest is GuestKind.SMALL else None
         machine = GuestMachine(
             self.system,
             self.timers,
             config,
             self._guest_boot(config),
             name or f"guest{len(self.machines)}",
-            precise_timers=precise_timers,
+            deadline_loop=loop,
             console=console,
         )
         self.machines.append(machine)
@@ -122,11 +153,12 @@ class VmmHost:
             self.watchdog.stop()
         self.stop_all("host shutting down")
         self.timers.stop()
-        if self.precise_timers is not None:
-            self.precise_timers.stop()
         for machine in self.machines:
-            machine.close()
+            machine.close()  # takes its channels out of the deadline loop
         self.machines.clear()
+        if self._deadline_loop is not None:
+            self._deadline_loop.close()
+            self._deadline_loop = None
         self.system.close()
         sys.setswitchinterval(self._old_switch_interval)
 

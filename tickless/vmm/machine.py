@@ -28,9 +28,11 @@ from tickless.devices.hypercall import HypercallPort
 from tickless.devices.io_irq import IoInterruptDevice, IoInterruptSource
 from tickless.devices.memory import GuestMemory
 from tickless.devices.precise_timer import PreciseTimerDevice
+from tickless.devices.pv_deadline import PvDeadlineDevice
 from tickless.devices.results import ResultsDevice
 from tickless.guest import abi
 from tickless.host.cputime import thread_cpu_ns
+from tickless.host.deadline_loop import DeadlineLoop
 from tickless.host.realtime import apply_to_current_thread
 from tickless.host.tsc import rdtsc
 from tickless.kvm.errors import KvmError
@@ -51,7 +53,6 @@ from tickless.kvm.vcpu import Vcpu
 from tickless.kvm.vm import Vm
 from tickless.timers.clock import GuestClock
 from tickless.timers.hrtimer import TimerBase
-from tickless.timers.precise import PreciseTimerChannel
 from tickless.vmm.boot import GuestBoot, SmallGuestBoot
 from tickless.vmm.config import GuestConfig
 
@@ -110,7 +111,7 @@ class GuestMachine:
         config: GuestConfig,
         boot: GuestBoot,
         name: str = "guest0",
-        precise_timers: TimerBase | None = None,
+        deadline_loop: DeadlineLoop | None = None,
         console: Console | None = None,
     ) -> None:
         self.config = config
@@ -131,12 +132,14 @@ class GuestMachine:
         self.boot_s: float | None = None  # start to workload (shared.ready), set by watchers
         self.vm = Vm(system)
         try:
-            self._setup(system, timers, precise_timers or timers)
+            self._setup(system, timers, deadline_loop)
         except BaseException:
             self.close()
             raise
 
-    def _setup(self, system: KvmSystem, timers: TimerBase, precise_timers: TimerBase) -> None:
+    def _setup(
+        self, system: KvmSystem, timers: TimerBase, deadline_loop: DeadlineLoop | None
+    ) -> None:
         cfg, vm, boot = self.config, self.vm, self.boot
         vm.set_tss_addr(abi.KVM_TSS_GPA)
         vm.create_irqchip()
@@ -163,7 +166,7 @@ class GuestMachine:
             clock=self.clock,
             shared=self.shared,
             timers=timers,
-            precise_timers=precise_timers,
+            deadline_loop=deadline_loop,
             bus=self.bus,
             hypercalls=self.hypercalls,
             console=self.console,
@@ -204,8 +207,12 @@ class GuestMachine:
         return device.source if device is not None else None
 
     @property
-    def precise(self) -> PreciseTimerChannel:
-        return self._required(PreciseTimerDevice).channel
+    def precise(self) -> PreciseTimerDevice:
+        return self._required(PreciseTimerDevice)
+
+    @property
+    def pv(self) -> PvDeadlineDevice:
+        return self._required(PvDeadlineDevice)
 
     def _finish(self, events: int) -> None:
         """DONE: the workload recorded ``events`` and the guest may stop."""
@@ -355,7 +362,10 @@ class GuestMachine:
         return self._required(ResultsDevice).timestamps_ns(events)
 
     def close(self) -> None:
-        # Drop every ctypes object over guest memory first: a live view keeps it mapped.
+        # Devices first (host threads reading guest memory stop), then every ctypes object
+        # over guest memory: a live view keeps it mapped.
+        for device in self.devices:
+            device.close()
         self.devices.clear()
         for attr in ("context", "shared"):
             if hasattr(self, attr):

@@ -136,6 +136,23 @@ static void scribble_shared(struct rng *r) {
     }
 }
 
+/* The PV deadline device: a deadline in its page (boundary or random values, one torn
+ * 32-bit half, one soon on the clock, or none), then a kick: mostly the 32-bit out the
+ * ioeventfd takes in the kernel, sometimes a width that exits to the VMM. */
+static void pv_deadline(struct rng *r) {
+    volatile uint64_t *deadline = &((volatile struct tickless_shared *)SHARED_GPA)->pv_deadline_ns;
+    switch (below(r, 4)) {
+    case 0: *deadline = fuzz_arg(r); break;
+    case 1: ((volatile uint32_t *)deadline)[below(r, 2)] = (uint32_t)next(r); break;
+    case 2:
+        *deadline = ((volatile struct pvclock_vcpu_time_info *)PVCLOCK_GPA)->system_time +
+                    below(r, 2000000);
+        break;
+    default: *deadline = 0;
+    }
+    port_out(PV_KICK_PORT, below(r, 4) ? 4 : 1u << below(r, 2), (uint32_t)next(r));
+}
+
 static void scribble_results(struct rng *r) {
     volatile uint64_t *slot = (volatile uint64_t *)RESULTS_GPA;
     uint64_t mode = below(r, 4);
@@ -197,7 +214,7 @@ static const struct {
     {FUZZACTION_PANIC, 200},             {FUZZACTION_HYPERCALL_WIDTH, 200},
     {FUZZACTION_PORT, 500},              {FUZZACTION_MMIO, 400},
     {FUZZACTION_EXCEPTION, 800},         {FUZZACTION_BAD_HALT, 200},
-    {FUZZACTION_RUNAWAY, 10},
+    {FUZZACTION_RUNAWAY, 10},            {FUZZACTION_PV_DEADLINE, 3000},
 };
 
 static uint64_t pick(struct rng *r) {
@@ -220,6 +237,7 @@ static void act(uint64_t action, struct rng *r) {
     case FUZZACTION_LOG: log_inside(r); break;
     case FUZZACTION_SCRIBBLE_SHARED: scribble_shared(r); break;
     case FUZZACTION_SCRIBBLE_RESULTS: scribble_results(r); break;
+    case FUZZACTION_PV_DEADLINE: pv_deadline(r); break;
     case FUZZACTION_SCRIBBLE_PVCLOCK: scribble_pvclock(r); break;
     case FUZZACTION_CONSOLE: console(r); break;
     case FUZZACTION_HALT: halt(r); break;

@@ -55,8 +55,9 @@ static uint64_t wait_irq(volatile uint64_t *counter, uint64_t seen) {
     return now;
 }
 
-/* Program the next timer event at guest time deadline_ns (tsc_deadline for the LAPIC). */
-static void arm_pv(uint64_t deadline_ns) {
+/* The lguest device: program the next event at guest time deadline_ns as a delta from
+ * now (one exit each; the host converts at its own "now", later than ours). */
+static void arm_lguest(uint64_t deadline_ns) {
     for (;;) {
         int64_t delta = (int64_t)(deadline_ns - clock_ns());
         if (delta < MIN_DELTA_NS)
@@ -72,6 +73,53 @@ static void arm_pv(uint64_t deadline_ns) {
 static void arm_lapic(uint64_t tsc_deadline) {
     __asm__ volatile("wrmsr" ::"c"(MSR_TSC_DEADLINE), "a"((uint32_t)tsc_deadline),
                      "d"((uint32_t)(tsc_deadline >> 32)));
+}
+
+/* Spin on the PV clock, in ring 3, to deadline; returns the time reached and the longest
+ * gap between two clock reads (a gap means something took the CPU away from us). */
+static uint64_t spin_to(uint64_t deadline, uint64_t *tsc, uint64_t *max_gap) {
+    uint64_t t = clock_read(tsc), gap = 0;
+    while (t < deadline) {
+        uint64_t next = clock_read(tsc);
+        if (next - t > gap)
+            gap = next - t;
+        t = next;
+    }
+    *max_gap = gap;
+    return t;
+}
+
+/* The PV deadline device: publish the absolute deadline; exit (kick) only when it is
+ * earlier than what the host promised to see in time; sleep until the host's early
+ * interrupt, report how early it was, and spin the rest. Deadlines closer than the host's
+ * advance or the spin threshold (about this host's wake-up chain) are spun to at once: an
+ * interrupt could not arrive in time. *entry: the ring-3
+ * wake-up time (0: spun without an interrupt). Returns the event time (>= deadline). */
+static uint64_t pv_wait(uint64_t deadline, uint64_t *tsc, uint64_t *entry, uint64_t *gap) {
+    uint64_t now = clock_ns();
+    *entry = 0;
+    uint64_t spin_below = SHARED->pv_advance_ns;
+    if (spin_below < BOOT->spin_threshold_ns)
+        spin_below = BOOT->spin_threshold_ns;
+    if (deadline > now && deadline - now > spin_below) {
+        uint64_t seen = SHARED->irq_count;
+        SHARED->pv_deadline_ns = deadline;
+        __asm__ volatile("mfence" ::: "memory"); /* the host: promise, fence, deadline */
+        uint64_t promise = SHARED->pv_host_armed_ns;
+        if (promise == 0 || deadline < promise) {
+            __asm__ volatile("outl %%eax, %%dx" ::"a"(0), "d"((uint16_t)PV_KICK_PORT) : "memory");
+            SHARED->pv_kicks++;
+        }
+        wait_irq(&SHARED->irq_count, seen);
+        now = *entry = clock_ns();
+        SHARED->pv_margin_ns = deadline - now; /* < 0: the interrupt came late */
+        __asm__ volatile("" ::: "memory");     /* margin before its sequence number */
+        SHARED->pv_margin_seq++;
+        SHARED->pv_irq_events++;
+    } else {
+        SHARED->pv_spin_events++;
+    }
+    return spin_to(deadline, tsc, gap);
 }
 
 static volatile uint64_t *timer_counter(void) {
@@ -99,9 +147,8 @@ static uint64_t precise_wait(uint64_t deadline, uint64_t *tsc) {
     } else {
         SHARED->precise_spin_events++;
     }
-    uint64_t t;
-    while ((t = clock_read(tsc)) < deadline)
-        ;
+    uint64_t gap;
+    uint64_t t = spin_to(deadline, tsc, &gap);
     SHARED->spin_ns += t - now;
     SHARED->precise_deadline_ns = 0;
     return t;
@@ -117,7 +164,11 @@ static void measure(void) {
     int periodic = BOOT->mode == TICKMODE_PERIODIC;
     int lapic = BOOT->timer == TIMERPATH_LAPIC;
     int precise = BOOT->timer == TIMERPATH_PRECISE;
+    int pv = BOOT->timer == TIMERPATH_PV;
     int absolute = BOOT->method == METHOD_ABSOLUTE;
+    /* explain: per event, the ring-3 wake-up time and the longest spin clock gap */
+    volatile uint64_t *entry_at = BOOT->explain ? res + BOOT->results_capacity : 0;
+    volatile uint64_t *gap_at = BOOT->explain ? res + 2 * BOOT->results_capacity : 0;
 
     if (periodic && hypercall(HYPERCALL_SET_PERIODIC, BOOT->period_ns, 0) != 0)
         panic(PANIC_SET_PERIODIC_REFUSED, BOOT->period_ns);
@@ -134,11 +185,18 @@ static void measure(void) {
                 seen = wait_irq(counter, seen);
         } else if (precise) {
             t = precise_wait(deadline, &tsc);
+        } else if (pv) {
+            uint64_t entry, gap;
+            t = pv_wait(deadline, &tsc, &entry, &gap);
+            if (entry_at) {
+                entry_at[i] = entry;
+                gap_at[i] = gap;
+            }
         } else {
             if (lapic)
                 arm_lapic(absolute ? tsc0 + i * d_tsc : tsc + d_tsc);
             else
-                arm_pv(deadline);
+                arm_lguest(deadline);
             seen = wait_irq(counter, seen);
             t = clock_read(&tsc);
         }
@@ -156,18 +214,29 @@ static void measure(void) {
 static void idle(void) {
     uint64_t start = clock_ns(), end = start + BOOT->duration_ns;
     uint64_t period_a = BOOT->housekeeping_a_ns, period_b = BOOT->housekeeping_b_ns;
-    uint64_t next_a = start + period_a, next_b = start + period_b;
+    /* Timers run as if the guest had started phase ns ago, so that guests booted together
+     * do not fire together (the host's slop, not luck, is what may coalesce them). */
+    uint64_t phase = BOOT->housekeeping_phase_ns;
+    uint64_t next_a = start + period_a - phase % period_a;
+    uint64_t next_b = start + period_b - phase % period_b;
     int periodic = BOOT->mode == TICKMODE_PERIODIC;
     uint64_t seen = SHARED->irq_count;
 
     if (periodic && hypercall(HYPERCALL_SET_PERIODIC, BOOT->period_ns, 0) != 0)
         panic(PANIC_SET_PERIODIC_REFUSED, BOOT->period_ns);
+    int pv = BOOT->timer == TIMERPATH_PV;
     for (;;) {
-        if (!periodic) {
-            uint64_t next = next_a < next_b ? next_a : next_b;
-            arm_pv(next < end ? next : end);
+        if (pv) { /* the PV deadline device: publish, sleep, spin the residual */
+            uint64_t next = next_a < next_b ? next_a : next_b, tsc, entry, gap;
+            pv_wait(next < end ? next : end, &tsc, &entry, &gap);
+            seen = SHARED->irq_count;
+        } else {
+            if (!periodic) {
+                uint64_t next = next_a < next_b ? next_a : next_b;
+                arm_lguest(next < end ? next : end);
+            }
+            seen = wait_irq(&SHARED->irq_count, seen);
         }
-        seen = wait_irq(&SHARED->irq_count, seen);
         SHARED->wakeups++;
         uint64_t now = clock_ns();
         if (now >= end)

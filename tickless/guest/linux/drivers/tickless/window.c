@@ -129,7 +129,7 @@ static int __init tickless_init(void)
 		return -ENODEV;
 	}
 	clocksource_register_hz(&tickless_cs, NSEC_PER_SEC);
-	if (tickless_boot->timer != TICKLESS_TIMERPATH_PV)
+	if (tickless_boot->timer != TICKLESS_TIMERPATH_LGUEST)
 		return 0; /* --timer lapic: Linux stays on lapic-deadline, the comparison row */
 	return tickless_clockevent_init();
 }

@@ -1,0 +1,113 @@
+"""The PV deadline device (``--timer pv``): absolute deadlines, exitless re-arming, an
+adaptive advance, and a ring-3 spin for the residual.
+
+The guest publishes its next deadline, absolute on its PV clock, in its shared page
+(``pv_deadline_ns``). The host's deadline loop (``host/deadline_loop.py``, a C thread
+shared by every guest) promises in ``pv_host_armed_ns`` the earliest deadline it will see
+in time; the guest exits — a 32-bit ``out`` to ``PV_KICK_PORT``, an ioeventfd that wakes
+the loop in the kernel without reaching Python — only when its new deadline is earlier
+than that promise (the idea of the 2017 "kvm pvtimer" RFC). The loop wakes early by an
+adaptive advance, injects ``TIMER_VECTOR``, and the guest spins on its PV clock, in ring 3,
+to the exact deadline; the margin it reports tunes the advance. No event is early.
+
+Python only sets the device up and tears it down: no per-event work runs under the GIL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+
+import numpy as np
+import numpy.typing as npt
+
+from tickless.axes import GuestKind, TimerPath
+from tickless.devices.bus import BusDevice
+from tickless.devices.device import Device, MachineContext, register_device
+from tickless.guest.abi import PV_KICK_PORT, TIMER_VECTOR
+from tickless.host.deadline_loop import Channel, ChannelKind, ChannelStats, DeadlineLoop
+from tickless.kvm.vcpu import Vcpu
+from tickless.timers.pv_deadline import pv_advance
+
+KICK_WIDTH_BYTES = 4  # the ioeventfd matches 32-bit writes; others exit to Python
+
+
+@register_device
+class PvDeadlineDevice(Device, BusDevice):
+    """One guest's PAGE channel on the host's deadline loop, and its kick port."""
+
+    name = "pv-deadline"
+
+    def __init__(self, ctx: MachineContext, loop: DeadlineLoop) -> None:
+        self.ctx = ctx
+        self.loop = loop
+        self.slow_kicks = 0  # kicks of another width, which came through Python
+        self.final_stats: ChannelStats | None = None
+        self.final_log: npt.NDArray[np.uint64] | None = None
+        self._kick_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._channel: Channel | None = None
+        try:
+            ctx.vm.ioeventfd(PV_KICK_PORT, KICK_WIDTH_BYTES, self._kick_fd)
+            self._channel = loop.add(
+                ChannelKind.PAGE,
+                ctx.vm.fd,
+                TIMER_VECTOR,
+                ctx.clock,
+                pv_advance(),
+                page_address=ctypes.addressof(ctx.shared),
+                kick_fd=self._kick_fd,
+                gsi=ctx.irq_routes.get(TIMER_VECTOR),
+                log_capacity=ctx.config.count + 2 if ctx.config.explain else 0,
+            )
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def create(cls, ctx: MachineContext) -> PvDeadlineDevice | None:
+        """Every small guest has one (an unused channel costs the loop nothing); the Linux
+        guest's drivers drive the lguest device."""
+        loop = ctx.deadline_loop
+        if ctx.config.guest is not GuestKind.SMALL or loop is None:
+            if ctx.config.timer is TimerPath.PV:
+                raise ValueError("--timer pv needs a small guest on a host with a deadline loop")
+            return None
+        device = cls(ctx, loop)
+        ctx.bus.add_io(PV_KICK_PORT, KICK_WIDTH_BYTES, device)
+        return device
+
+    def io_write(self, port: int, data: bytes, vcpu: Vcpu) -> None:
+        """A kick of another width than the ioeventfd's: wake the loop the slow way."""
+        self.slow_kicks += 1
+        os.eventfd_write(self._kick_fd, 1)
+
+    def stats(self) -> ChannelStats | None:
+        if self._channel is not None:
+            return self.loop.stats(self._channel)
+        return self.final_stats
+
+    def event_log(self) -> npt.NDArray[np.uint64] | None:
+        """The loop's per-expiry log (``host.deadline_loop.EVENT_FIELDS``), if kept."""
+        if self._channel is not None and self._channel.log is not None:
+            stats = self.loop.stats(self._channel)
+            return self._channel.log[: stats.logged].copy()
+        return self.final_log
+
+    def stop(self, now_ticks: int) -> None:
+        """The guest stopped: keep what the loop knew, then take the channel out of it."""
+        if self._channel is not None:
+            self.final_log = self.event_log()
+            self.final_stats = self.loop.stats(self._channel)
+            self.loop.remove(self._channel)
+            self._channel = None
+
+    def close(self) -> None:
+        """Before guest memory goes: the loop must not touch it again."""
+        self.stop(0)
+        if self._kick_fd >= 0:
+            # The VM may already be gone: the kernel dropped the ioeventfd with it.
+            with contextlib.suppress(Exception):
+                self.ctx.vm.ioeventfd(PV_KICK_PORT, KICK_WIDTH_BYTES, self._kick_fd, deassign=True)
+            os.close(self._kick_fd)
+            self._kick_fd = -1

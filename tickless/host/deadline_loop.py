@@ -1,0 +1,338 @@
+"""The host's deadline loop: absolute-deadline guest timers served outside the GIL.
+
+``src/deadline_loop.c`` is built once into a shared library (cached like the guest) and
+runs one C thread for every guest of the host: it sleeps on a timerfd to the earliest
+(deadline - advance) of all channels, injects the guest's interrupt, and tunes each
+channel's advance from the margins the guest reports. A Python thread that polls starves
+the vCPU threads through the GIL (measured on the precise channel); this one never takes
+the GIL, and ctypes releases it around every call into the library.
+
+Two kinds of channel (see the C file): ``PAGE`` reads the guest's published deadline from
+its shared page (the PV deadline device, ``--timer pv``), ``CALL`` takes deadlines from a
+validated hypercall (the precise channel).
+"""
+
+from __future__ import annotations
+
+import ctypes as C
+import os
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from tickless.buildcache import cached_build, require_tool, run_tool, tool_version
+from tickless.errors import TicklessError
+from tickless.guest.abi import MAX_DELTA_NS, render_c_header
+from tickless.host.realtime import RealtimePolicy, hold_cpu_dma_latency
+from tickless.timers.clock import GuestClock
+from tickless.timers.precise import AdaptiveAdvance
+
+SRC = Path(__file__).parent / "src" / "deadline_loop.c"
+CFLAGS = ("-O2", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-pthread")
+LIBRARY = "libdeadline_loop.so"
+MSI_ADDRESS_BASE = 0xFEE00000
+LOOK_DELAY_NS = 2_000  # after an expiry, look at the page this long after the deadline
+LOOK_INTERVALS = 16  # the steady interval: the shortest of this many (DL_INTERVALS)
+
+
+class DeadlineLoopError(TicklessError):
+    """The deadline loop could not be created or refused a channel."""
+
+
+class ChannelKind(IntEnum):
+    PAGE = 0  # the deadline is published in the guest's shared page
+    CALL = 1  # the deadline comes through set_deadline (a validated hypercall)
+
+
+class _ChannelConfig(C.Structure):
+    _fields_ = [
+        ("kind", C.c_int32),
+        ("vm_fd", C.c_int32),
+        ("gsi", C.c_int32),
+        ("kick_fd", C.c_int32),
+        ("msi_address_lo", C.c_uint32),
+        ("msi_data", C.c_uint32),
+        ("page_address", C.c_uint64),
+        ("tsc_timestamp", C.c_uint64),
+        ("system_time_ns", C.c_uint64),
+        ("mul", C.c_uint32),
+        ("shift", C.c_int32),
+        ("advance_ns", C.c_int64),
+        ("target_margin_ns", C.c_int64),
+        ("min_ns", C.c_int64),
+        ("max_ns", C.c_int64),
+        ("grow", C.c_int64),
+        ("grow_shift", C.c_int64),
+        ("shrink_shift", C.c_int64),
+        ("max_delta_ns", C.c_uint64),
+        ("look_delay_ns", C.c_uint64),
+        ("log_address", C.c_uint64),
+        ("log_capacity", C.c_uint64),
+    ]
+
+
+class _Stats(C.Structure):
+    _fields_ = [
+        (name, C.c_uint64)
+        for name in (
+            "fired",
+            "looks",
+            "kicks",
+            "loop_wakeups",
+            "late_wakeups",
+            "margins",
+            "past_deadlines",
+            "far_deadlines",
+            "logged",
+            "advance_ns",
+        )
+    ]
+
+
+EVENT_FIELDS = ("deadline_ns", "planned_wake_tsc", "wake_tsc", "injected_tsc")
+
+
+@dataclass(frozen=True)
+class ChannelStats:
+    """What the loop did for one channel (counts since it was added)."""
+
+    fired: int  # interrupts injected
+    looks: int  # scheduled looks at the page after an expiry (PAGE)
+    kicks: int  # guest kicks received (PAGE: the guest exited to say "earlier")
+    loop_wakeups: int  # wake-ups of the whole loop (shared by every channel)
+    late_wakeups: int  # the loop woke only after the deadline itself
+    margins: int  # guest margins folded into the advance
+    past_deadlines: int  # published deadlines already past when read (PAGE)
+    far_deadlines: int  # published deadlines beyond MAX_DELTA_NS (looked at again later)
+    logged: int  # events in the log
+    advance_ns: int  # the advance now
+
+
+@dataclass(frozen=True)
+class LoopTotals:
+    wakeups: int
+    fired: int
+    cpu_ns: int
+
+
+def build_library(force: bool = False) -> Path:
+    """Path of the loop's shared library, rebuilt when its source, the ABI or gcc change."""
+    gcc = require_tool("gcc")
+    header = render_c_header().encode()
+    inputs = [SRC.read_bytes(), header, " ".join(CFLAGS).encode(), tool_version(gcc)]
+
+    def build(work: Path) -> None:
+        (work / "tickless_abi.h").write_bytes(header)
+        run_tool([gcc, *CFLAGS, "-I", str(work), "-o", str(work / LIBRARY), str(SRC)])
+
+    return cached_build("deadline-loop", inputs, build, (LIBRARY,), force=force) / LIBRARY
+
+
+_lib: C.CDLL | None = None
+
+
+def library() -> C.CDLL:
+    """The loaded library (built on first use); its calls release the GIL."""
+    global _lib
+    if _lib is None:
+        lib = C.CDLL(str(build_library()), use_errno=True)
+        lib.dl_create.restype = C.c_void_p
+        lib.dl_create.argtypes = [C.c_double, C.c_int, C.c_int, C.c_uint64]
+        lib.dl_problems.restype = None
+        lib.dl_problems.argtypes = [C.c_void_p, C.POINTER(C.c_int), C.POINTER(C.c_int)]
+        lib.dl_start.argtypes = [C.c_void_p]
+        lib.dl_destroy.argtypes = [C.c_void_p]
+        lib.dl_destroy.restype = None
+        lib.dl_add.argtypes = [C.c_void_p, C.POINTER(_ChannelConfig)]
+        lib.dl_remove.argtypes = [C.c_void_p, C.c_int]
+        lib.dl_set_deadline.argtypes = [C.c_void_p, C.c_int, C.c_uint64, C.c_int, C.c_int64]
+        lib.dl_set_clock.argtypes = [
+            C.c_void_p,
+            C.c_int,
+            C.c_uint64,
+            C.c_uint64,
+            C.c_uint32,
+            C.c_int32,
+        ]
+        lib.dl_stats.argtypes = [C.c_void_p, C.c_int, C.POINTER(_Stats)]
+        lib.dl_totals.restype = None
+        lib.dl_totals.argtypes = [C.c_void_p, *[C.POINTER(C.c_uint64)] * 3]
+        lib.dl_look_offset.restype = C.c_uint64
+        lib.dl_look_offset.argtypes = [C.POINTER(C.c_uint64), C.c_int, C.c_uint64, C.c_uint64]
+        lib.dl_advance_step.restype = C.c_int64
+        lib.dl_advance_step.argtypes = [C.c_int64] * 8
+        _lib = lib
+    return _lib
+
+
+def advance_step(advance: AdaptiveAdvance, margin_ns: int) -> int:
+    """The C loop's advance update from ``advance``'s state (tests hold it against
+    ``AdaptiveAdvance.update``)."""
+    a = advance
+    return int(
+        library().dl_advance_step(
+            a.advance_ns,
+            a.target_margin_ns,
+            a.min_ns,
+            a.max_ns,
+            a.grow,
+            a.grow_shift,
+            a.shrink_shift,
+            margin_ns,
+        )
+    )
+
+
+def look_offset(intervals_ns: list[int], advance_ns: int, look_delay_ns: int) -> int:
+    """The C loop's look rule (after an expiry, when to read the page again), for tests to
+    hold against the simulator's ``timers.pv_deadline`` model."""
+    array = (C.c_uint64 * len(intervals_ns))(*intervals_ns)
+    return int(library().dl_look_offset(array, len(intervals_ns), advance_ns, look_delay_ns))
+
+
+@dataclass
+class Channel:
+    """A channel's id in the loop and the event log the loop writes (if asked)."""
+
+    id: int
+    kind: ChannelKind
+    log: npt.NDArray[np.uint64] | None  # shape (capacity, 4): EVENT_FIELDS
+
+
+class DeadlineLoop:
+    """The host's one deadline loop (a C thread), started on creation. ``slop_ns``: a
+    wake-up may come this late so that nearby ones coalesce (Xen's timer_slop)."""
+
+    def __init__(self, tsc_hz: int, policy: RealtimePolicy | None = None, slop_ns: int = 0) -> None:
+        self.tsc_hz = tsc_hz
+        self.policy = policy or RealtimePolicy(fifo_priority=None, hold_cpu_dma_latency=False)
+        self._lib = library()
+        cpu = -1 if self.policy.cpu is None else self.policy.cpu
+        handle = self._lib.dl_create(tsc_hz / 1e9, self.policy.fifo_priority or 0, cpu, slop_ns)
+        if not handle:
+            err = C.get_errno()
+            raise DeadlineLoopError(f"cannot create the deadline loop: {os.strerror(err)}")
+        self._handle: int | None = handle
+        err = self._lib.dl_start(handle)
+        if err:
+            self._lib.dl_destroy(handle)
+            self._handle = None
+            raise DeadlineLoopError(f"cannot start the deadline loop: {os.strerror(-err)}")
+        self._logs: dict[int, npt.NDArray[np.uint64]] = {}
+        if self.policy.hold_cpu_dma_latency:
+            problem = hold_cpu_dma_latency()
+            self._dma_problem = [problem] if problem else []
+        else:
+            self._dma_problem = []
+
+    @property
+    def problems(self) -> list[str]:
+        """One line per real-time setting the loop's thread could not apply."""
+        sched, affinity = C.c_int(), C.c_int()
+        if self._handle is not None:
+            self._lib.dl_problems(self._handle, C.byref(sched), C.byref(affinity))
+        lines = list(self._dma_problem)
+        if sched.value:
+            lines.append(f"no SCHED_FIFO for the deadline loop ({os.strerror(sched.value)})")
+        if affinity.value:
+            lines.append(f"cannot pin the deadline loop ({os.strerror(affinity.value)})")
+        return lines
+
+    def _h(self) -> int:
+        if self._handle is None:
+            raise DeadlineLoopError("the deadline loop is closed")
+        return self._handle
+
+    def add(
+        self,
+        kind: ChannelKind,
+        vm_fd: int,
+        vector: int,
+        clock: GuestClock,
+        advance: AdaptiveAdvance,
+        *,
+        page_address: int = 0,
+        kick_fd: int = -1,
+        gsi: int | None = None,
+        log_capacity: int = 0,
+    ) -> Channel:
+        """Serve one guest timer; ``page_address`` is the host address of its shared page
+        (PAGE), ``kick_fd`` the eventfd its kicks signal, ``log_capacity`` events logged."""
+        log = np.zeros((log_capacity, len(EVENT_FIELDS)), dtype=np.uint64) if log_capacity else None
+        cfg = _ChannelConfig(
+            kind=int(kind),
+            vm_fd=vm_fd,
+            gsi=-1 if gsi is None else gsi,
+            kick_fd=kick_fd,
+            msi_address_lo=MSI_ADDRESS_BASE,
+            msi_data=vector,
+            page_address=page_address,
+            tsc_timestamp=clock.tsc_timestamp,
+            system_time_ns=clock.system_time_ns,
+            mul=clock.scale.mul,
+            shift=clock.scale.shift,
+            advance_ns=advance.advance_ns,
+            target_margin_ns=advance.target_margin_ns,
+            min_ns=advance.min_ns,
+            max_ns=advance.max_ns,
+            grow=advance.grow,
+            grow_shift=advance.grow_shift,
+            shrink_shift=advance.shrink_shift,
+            max_delta_ns=MAX_DELTA_NS,
+            look_delay_ns=LOOK_DELAY_NS,
+            log_address=log.ctypes.data if log is not None else 0,
+            log_capacity=log_capacity,
+        )
+        index = self._lib.dl_add(self._h(), C.byref(cfg))
+        if index < 0:
+            raise DeadlineLoopError(f"the deadline loop refused a channel: {os.strerror(-index)}")
+        if log is not None:
+            self._logs[index] = log  # the loop writes into it until removed
+        return Channel(index, kind, log)
+
+    def remove(self, channel: Channel) -> None:
+        """When this returns the loop no longer touches the channel or its guest memory."""
+        if self._handle is not None:
+            self._lib.dl_remove(self._handle, channel.id)
+        self._logs.pop(channel.id, None)
+
+    def set_deadline(self, channel: Channel, deadline_ns: int, margin_ns: int | None) -> None:
+        """CALL channels: arm ``deadline_ns`` (0 cancels), folding in the guest's margin."""
+        self._lib.dl_set_deadline(
+            self._h(), channel.id, deadline_ns, margin_ns is not None, margin_ns or 0
+        )
+
+    def set_clock(self, channel: Channel, clock: GuestClock) -> None:
+        """The guest's clock was re-anchored (a new rate): the loop's copy follows."""
+        self._lib.dl_set_clock(
+            self._h(),
+            channel.id,
+            clock.tsc_timestamp,
+            clock.system_time_ns,
+            clock.scale.mul,
+            clock.scale.shift,
+        )
+
+    def totals(self) -> LoopTotals:
+        """Host-wide: wake-ups, interrupts injected (live channels) and the thread's CPU."""
+        values = [C.c_uint64() for _ in range(3)]
+        if self._handle is not None:
+            self._lib.dl_totals(self._handle, *(C.byref(v) for v in values))
+        return LoopTotals(*(int(v.value) for v in values))
+
+    def stats(self, channel: Channel) -> ChannelStats:
+        out = _Stats()
+        if self._handle is None or self._lib.dl_stats(self._handle, channel.id, C.byref(out)):
+            raise DeadlineLoopError(f"no channel {channel.id} in the deadline loop")
+        names = [field[0] for field in _Stats._fields_]
+        return ChannelStats(**{name: int(getattr(out, name)) for name in names})
+
+    def close(self) -> None:
+        """Stop the thread and free every channel (remove them first: guests may be gone)."""
+        if self._handle is not None:
+            self._lib.dl_destroy(self._handle)
+            self._handle = None
+            self._logs.clear()

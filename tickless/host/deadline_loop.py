@@ -29,13 +29,12 @@ from tickless.guest.abi import MAX_DELTA_NS, render_c_header
 from tickless.host.realtime import RealtimePolicy, hold_cpu_dma_latency
 from tickless.timers.clock import GuestClock
 from tickless.timers.precise import AdaptiveAdvance
+from tickless.timers.pv_deadline import LOOK_DELAY_NS
 
 SRC = Path(__file__).parent / "src" / "deadline_loop.c"
 CFLAGS = ("-O2", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-pthread")
 LIBRARY = "libdeadline_loop.so"
 MSI_ADDRESS_BASE = 0xFEE00000
-LOOK_DELAY_NS = 2_000  # after an expiry, look at the page this long after the deadline
-LOOK_INTERVALS = 16  # the steady interval: the shortest of this many (DL_INTERVALS)
 
 
 class DeadlineLoopError(TicklessError):

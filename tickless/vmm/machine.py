@@ -101,6 +101,12 @@ def describe_stop(exit_: VcpuExit, vcpu: Vcpu) -> str:
     return f"unexpected vCPU exit {exit_label(exit_)}"
 
 
+# Fields of the shared page the host writes, which are no sign of the guest's progress.
+HOST_WRITTEN_OFFSETS = tuple(
+    getattr(abi.Shared, name).offset for name in ("host_fired", "pv_host_armed_ns", "pv_advance_ns")
+)
+
+
 class GuestMachine:
     """A guest VM wired to the host's timer thread(s)."""
 
@@ -296,10 +302,11 @@ class GuestMachine:
         if context is None or shared is None:
             return b""
         # Only what the guest did: interrupts the host injects (and the host's own counter
-        # of them) move while a guest loops with interrupts off.
+        # of them, and what its deadline loop publishes) move while a guest loops with
+        # interrupts off.
         guest_written = bytearray(bytes(shared))
-        offset = abi.Shared.host_fired.offset
-        guest_written[offset : offset + 8] = bytes(8)
+        for offset in HOST_WRITTEN_OFFSETS:
+            guest_written[offset : offset + 8] = bytes(8)
         return struct.pack("<QQ", self._exit_count, self.hypercalls.calls) + bytes(guest_written)
 
     def vcpu_cpu_ns(self) -> int:

@@ -10,7 +10,8 @@
  *    its shared page (struct tickless_shared, pv_* fields) and kicks us through an
  *    ioeventfd only when that deadline is earlier than pv_host_armed_ns, the earliest
  *    deadline we promise to see in time. After each expiry we look at the page once more,
- *    shortly after the deadline, to pick up the next one without an exit.
+ *    just before a steady guest's next expiry is due (look_after), to pick up its next
+ *    deadline without an exit.
  *  - CALL (the precise channel): the deadline arrives through dl_set_deadline (a hypercall
  *    the Python device validated).
  *
@@ -45,7 +46,8 @@
 #define DL_MAX_CHANNELS 8192
 #define DL_NONE UINT64_MAX
 #define DL_SPIN_LIMIT_NS 4000 /* woke this little early: spin (in C, no GIL) instead */
-#define DL_LOOK_GUARD_NS 20000 /* look this much before a steady guest's next expiry */
+#define DL_LOOK_GUARD_NS 3000 /* look this much before a steady guest's next expiry: within \
+                                * DL_SPIN_LIMIT_NS, so the look and the expiry are one wake-up */
 #define DL_INTERVALS 16        /* a steady guest's interval: the shortest of this many */
 
 enum { DL_PAGE = 0, DL_CALL = 1 };
@@ -346,8 +348,7 @@ static void *loop_main(void *arg) {
         loop->loop_wakeups++;
         for (int i = 0; i < n; i++) {
             int index = (int)events[i].data.u32;
-            if (index == -1) {
-                drain(loop->timer_fd);
+            if (index == -1) { /* edge-triggered: no read (a system call) needed */
                 loop->armed_tsc = DL_NONE; /* it fired: disarmed now */
                 continue;
             }
@@ -390,10 +391,12 @@ struct dl_loop *dl_create(double tsc_per_ns, int fifo_priority, int cpu, uint64_
     loop->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     loop->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     loop->control_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    struct epoll_event ev = {.events = EPOLLIN};
+    /* The timerfd edge-triggered: each expiry wakes us, and rearming resets its count. */
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLET};
     ev.data.u32 = (uint32_t)-1;
     int bad = loop->epoll_fd < 0 || loop->timer_fd < 0 || loop->control_fd < 0 ||
               epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, loop->timer_fd, &ev) < 0;
+    ev.events = EPOLLIN;
     ev.data.u32 = (uint32_t)-2;
     if (!bad && epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, loop->control_fd, &ev) < 0)
         bad = 1;

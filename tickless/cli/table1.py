@@ -29,7 +29,7 @@ from tickless.results.schema import ResultRecord, to_json_dict, write_json_atomi
     "timers",
     multiple=True,
     type=click.Choice(choices(TimerPath)),
-    help="Only these timer paths (repeatable). Default: all four.",
+    help="Only these timer paths (repeatable). Default: all five.",
 )
 @click.option(
     "--interval-us",
@@ -52,7 +52,7 @@ from tickless.results.schema import ResultRecord, to_json_dict, write_json_atomi
     "guests",
     multiple=True,
     type=click.Choice(choices(GuestKind)),
-    help="Which guests' rows (repeatable). Default: small. linux adds a Linux kernel's pv "
+    help="Which guests' rows (repeatable). Default: small. linux adds a Linux kernel's lguest "
     "and lapic rows (idle load), booting one guest per row.",
 )
 @json_option("Write every row as a result record (a JSON list), rewritten after each run.")

@@ -44,16 +44,24 @@ def measure_kvm_guests(spec: MeasureSpec, progress: Progress | None = None) -> R
         config = guest_config(spec)
         machines = [host.boot(config, name=f"guest{i}") for i in range(spec.guests)]
         cpu0, t0 = process_cpu_s(), time.monotonic()
+        loop_cpu0 = host.deadline_loop.totals().cpu_ns
         for machine in machines:
             machine.start()
         interrupted = _watch_all(spec, host, machines, progress)
         duration_s, cpu_s = time.monotonic() - t0, process_cpu_s() - cpu0
+        loop_cpu_s = (host.deadline_loop.totals().cpu_ns - loop_cpu0) / 1e9
         failed = [m for m in machines if not m.outcome.ok]
         if failed and not interrupted:
             reasons = "; ".join(f"{m.name}: {m.outcome.reason}" for m in failed)
             raise GuestStopped(f"{len(failed)} of {spec.guests} guests stopped: {reasons}")
         per_guest = [_guest_result(spec, host, m, duration_s, cpu_s) for m in machines]
         notes = [*host.timers.problems, *host.deadline_loop_problems()]
+        if spec.timer in (TimerPath.PV, TimerPath.PRECISE):
+            notes.append(
+                f"the deadline loop (one C thread for all {spec.guests} guests) used "
+                f"{loop_cpu_s:.3f} CPU-s, {1e3 * loop_cpu_s / spec.guests:.1f} ms per guest "
+                f"({100 * loop_cpu_s / duration_s / spec.guests:.2f} % of a core each)"
+            )
         notes.extend(f"{machines[0].name}: {note}" for note in per_guest[0][2])
         first = per_guest[0][0]
         explain = explain_run(spec, machines[0], first) if first is not None else None

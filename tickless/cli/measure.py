@@ -233,7 +233,7 @@ def measure(
     resolved, fallback_note = resolve_backend(backend)
     if fallback_note:
         err_console.print(fallback_note)
-    spec = _spec(resolved, click.get_current_context().params)
+    spec = spec_from_options(resolved, click.get_current_context().params)
     if backend_for(spec) is Backend.KVM:
         require_kvm()
     record = _run(spec, json_path)
@@ -247,7 +247,7 @@ def measure(
         raise click.ClickException(f"{record.lateness.early_count} events fired early")
 
 
-def _spec(backend: Backend, options: dict[str, Any]) -> MeasureSpec:
+def spec_from_options(backend: Backend, options: dict[str, Any]) -> MeasureSpec:
     """The spec the options ask for; a setting that cannot run is a usage error."""
     from tickless.results.spec import MeasureSpec
 

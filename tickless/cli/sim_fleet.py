@@ -39,7 +39,7 @@ def register(group: click.Group) -> None:
     group.add_command(fleet)
 
 
-def _parse_io(text: str) -> IoSource:
+def parse_io(text: str) -> IoSource:
     """``RATE,HANDLER[,CPU]``, e.g. ``1733/s,5us,0``: Poisson I/O interrupts on a CPU."""
     from tickless.sim.fleet import IoSource
 
@@ -58,7 +58,7 @@ def _parse_io(text: str) -> IoSource:
     return IoSource(rate_per_s=rate, handler_ns=handler_ns, cpu=cpu)
 
 
-def _parse_housekeeping(text: str) -> tuple[int, ...]:
+def parse_housekeeping(text: str) -> tuple[int, ...]:
     if text.strip() in ("", "none"):
         return ()
     try:
@@ -67,7 +67,7 @@ def _parse_housekeeping(text: str) -> tuple[int, ...]:
         raise click.BadParameter(str(exc), param_hint="'--housekeeping'") from None
 
 
-def _spec(**kwargs: Any) -> FleetSpec:
+def fleet_spec(**kwargs: Any) -> FleetSpec:
     from tickless.sim.fleet import FleetSpec, check_memory
 
     try:
@@ -172,7 +172,7 @@ def fleet(
     """
     from tickless.sim.fleet import compile_engine, run_fleet
 
-    spec = _spec(
+    spec = fleet_spec(
         guests=guests,
         mode=mode,
         hz=hz,
@@ -181,10 +181,10 @@ def fleet(
         slop_ns=slop_ns,
         workload=workload,
         placement=placement,
-        housekeeping_ns=_parse_housekeeping(housekeeping),
+        housekeeping_ns=parse_housekeeping(housekeeping),
         measure_count=measure_count,
         measure_interval_ns=measure_interval_ns,
-        io=tuple(_parse_io(t) for t in io_text),
+        io=tuple(parse_io(t) for t in io_text),
         seed=seed,
         cost_model=cost_model,
     )

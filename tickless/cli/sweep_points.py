@@ -49,10 +49,10 @@ def _measure_command() -> click.Command:
 def _build_measure(params: dict[str, Any]) -> Built:
     from tickless.axes import Backend
     from tickless.backends import backend_for, resolve_backend
-    from tickless.cli.measure import _spec
+    from tickless.cli.measure import spec_from_options
 
     backend, _ = resolve_backend(params["backend"])
-    spec = _spec(backend, params)
+    spec = spec_from_options(backend, params)
     return spec, backend_for(spec) is not Backend.SIM, spec.expected_duration_s
 
 
@@ -83,9 +83,9 @@ def _fleet_command() -> click.Command:
 
 
 def _build_fleet(p: dict[str, Any]) -> Built:
-    from tickless.cli.sim_fleet import _parse_housekeeping, _parse_io, _spec
+    from tickless.cli.sim_fleet import fleet_spec, parse_housekeeping, parse_io
 
-    spec = _spec(
+    spec = fleet_spec(
         guests=p["guests"],
         mode=p["mode"],
         hz=p["hz"],
@@ -94,10 +94,10 @@ def _build_fleet(p: dict[str, Any]) -> Built:
         slop_ns=p["slop_ns"],
         workload=p["workload"],
         placement=p["placement"],
-        housekeeping_ns=_parse_housekeeping(p["housekeeping"]),
+        housekeeping_ns=parse_housekeeping(p["housekeeping"]),
         measure_count=p["measure_count"],
         measure_interval_ns=p["measure_interval_ns"],
-        io=tuple(_parse_io(t) for t in p["io_text"]),
+        io=tuple(parse_io(t) for t in p["io_text"]),
         seed=p["seed"],
         cost_model=p["cost_model"],
     )

@@ -57,13 +57,11 @@ rest null or empty):
     assists          object str -> int: emulator gaps of this host the VMM filled, by name
                             (e.g. "int3": the kernel's int3 self-test).
 
-Added in version 3 (``results/breakdown.py``). Until version 2, timer "pv" named lguest's
-relative clock-event device, now "lguest": older kvm and sim records read as "lguest".
-    explain          object? ``measure --explain``: per-event parts (host_wake_late, injection,
-                            guest_entry, clock_gap, spin; ns), their summary, and the cause
+Added in version 3 (``results/breakdown.py``; until version 2 timer "pv" named lguest's
+device, so older kvm and sim "pv" records read as "lguest"):
+    explain          object? ``--explain``: per-event parts (ns), their summary, and the cause
                             that dominates the mean, p99 and max lateness; else null.
-    guest_rows       [object] ``measure --guests N``: one row per guest (events, mean, sd,
-                            lateness mean/p99/max, early, vCPU CPU s); empty for one guest.
+    guest_rows       [object] ``--guests N``: one row per guest; empty for one guest.
 """
 
 from __future__ import annotations
@@ -81,13 +79,13 @@ from tickless.atomicfile import write_bytes_atomic
 from tickless.axes import Backend, Method, TickMode, choices
 from tickless.errors import TicklessError
 from tickless.jsonfields import StrictReader, json_type, read_json_file
-from tickless.results.breakdown import (
-    Breakdown,
-    GuestRow,
-    breakdown_from_json,
-    breakdown_to_json,
+from tickless.results.breakdown import Breakdown, GuestRow, breakdown_from_json, breakdown_to_json
+from tickless.results.stats import (
+    IntervalStats,
+    LatenessStats,
+    read_interval_stats,
+    read_lateness,
 )
-from tickless.results.stats import IntervalStats, LatenessStats
 
 __all__ = [
     "BACKENDS",
@@ -282,38 +280,6 @@ def _iso8601(reader: StrictReader, key: str) -> str:
     return value
 
 
-def _stats(top: StrictReader) -> IntervalStats:
-    ci = top.float_list("ci99_ns")
-    if len(ci) != 2:
-        raise top.fail("ci99_ns", f"must be a [low, high] pair, got {len(ci)} items")
-    ci_low, ci_high = ci
-    return IntervalStats(
-        count=top.int_("count", minimum=1),
-        mean_ns=top.float_("mean_ns"),
-        sd_ns=top.float_("sd_ns"),
-        ci99_low_ns=ci_low,
-        ci99_high_ns=ci_high,
-        min_ns=top.float_("min_ns"),
-        p50_ns=top.float_("p50_ns"),
-        p99_ns=top.float_("p99_ns"),
-        p999_ns=top.float_("p999_ns"),
-        max_ns=top.float_("max_ns"),
-    )
-
-
-def _lateness(top: StrictReader) -> LatenessStats:
-    late = top.object_("lateness")
-    lateness = LatenessStats(
-        mean_ns=late.float_("mean_ns"),
-        sd_ns=late.float_("sd_ns"),
-        p99_ns=late.float_("p99_ns"),
-        max_ns=late.float_("max_ns"),
-        early_count=late.int_("early_count"),
-    )
-    late.check_no_extra()
-    return lateness
-
-
 def _host_counts(top: StrictReader) -> HostCounts:
     h = top.object_("host")
     host = HostCounts(
@@ -344,7 +310,7 @@ def from_json_dict(d: Any) -> ResultRecord:
             f"{', '.join(map(str, READABLE_VERSIONS))}"
         )
 
-    stats, lateness, host = _stats(top), _lateness(top), _host_counts(top)
+    stats, lateness, host = read_interval_stats(top), read_lateness(top), _host_counts(top)
     record = ResultRecord(
         backend=top.str_("backend", BACKENDS),
         timer=top.str_("timer"),

@@ -15,6 +15,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats as sps
 
+from tickless.jsonfields import StrictReader
+
 __all__ = [
     "IntervalStats",
     "LatenessStats",
@@ -143,3 +145,37 @@ def implied_z(sd: float, n: int, low: float, high: float) -> float:
     if not sd > 0:
         raise ValueError(f"standard deviation must be positive, got {sd}")
     return (high - low) / 2 / (sd / math.sqrt(n))
+
+
+def read_interval_stats(top: StrictReader) -> IntervalStats:
+    """The interval statistics of an on-disk record (``results/schema.py``)."""
+    ci = top.float_list("ci99_ns")
+    if len(ci) != 2:
+        raise top.fail("ci99_ns", f"must be a [low, high] pair, got {len(ci)} items")
+    ci_low, ci_high = ci
+    return IntervalStats(
+        count=top.int_("count", minimum=1),
+        mean_ns=top.float_("mean_ns"),
+        sd_ns=top.float_("sd_ns"),
+        ci99_low_ns=ci_low,
+        ci99_high_ns=ci_high,
+        min_ns=top.float_("min_ns"),
+        p50_ns=top.float_("p50_ns"),
+        p99_ns=top.float_("p99_ns"),
+        p999_ns=top.float_("p999_ns"),
+        max_ns=top.float_("max_ns"),
+    )
+
+
+def read_lateness(top: StrictReader) -> LatenessStats:
+    """Its ``lateness`` object."""
+    late = top.object_("lateness")
+    lateness = LatenessStats(
+        mean_ns=late.float_("mean_ns"),
+        sd_ns=late.float_("sd_ns"),
+        p99_ns=late.float_("p99_ns"),
+        max_ns=late.float_("max_ns"),
+        early_count=late.int_("early_count"),
+    )
+    late.check_no_extra()
+    return lateness

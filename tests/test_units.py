@@ -74,6 +74,12 @@ def test_missing_unit_message_lists_units() -> None:
 def test_allow_zero() -> None:
     assert parse_duration_ns("0us", allow_zero=True) == 0
     assert parse_duration_ns("0 s", allow_zero=True) == 0
+    assert parse_duration_ns("0", allow_zero=True) == 0  # zero needs no unit: it is 0 in all
+    assert parse_duration_ns("0.0", allow_zero=True) == 0
+    with pytest.raises(ValueError, match="no unit"):
+        parse_duration_ns("0")  # where zero is refused, the message says what is missing
+    with pytest.raises(ValueError, match="no unit"):
+        parse_duration_ns("5", allow_zero=True)
     with pytest.raises(ValueError, match="negative"):
         parse_duration_ns("-1ns", allow_zero=True)
 

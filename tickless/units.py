@@ -36,13 +36,16 @@ _DURATION_RE = re.compile(
 def parse_duration_ns(text: str, *, allow_zero: bool = False) -> int:
     """Parse "50us", "1.5 ms", "2s"... into an exact number of nanoseconds.
 
-    A unit is mandatory: a bare "50" is ambiguous between µs (the paper's unit) and ns (ours).
+    A unit is mandatory: a bare "50" is ambiguous between µs (the paper's unit) and ns (ours);
+    where zero is allowed a bare "0" is not ambiguous and needs none (``--slop 0``).
     Raises ValueError with a one-line message suitable for showing to a user.
     """
     match = _DURATION_RE.fullmatch(text)
     if match is None:
         raise ValueError(f"invalid duration {text!r}: expected a number and a unit ({_UNITS_HELP})")
     unit = match["unit"]
+    if not unit and allow_zero and match["sign"] != "-" and Decimal(match["number"]) == 0:
+        return 0
     if not unit:
         raise ValueError(f"duration {text!r} has no unit: add one of {_UNITS_HELP}")
     if unit not in _NS_PER_UNIT:

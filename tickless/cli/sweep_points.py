@@ -23,7 +23,6 @@ from tickless.errors import InputError
 from tickless.sweep.grid import MULTIPLE_SEPARATOR, Grid, grid_points
 from tickless.sweep.point import Point
 from tickless.sweep.runners import Scalar
-from tickless.units import DurationParam
 
 __all__ = ["SWEEPABLE", "SweepCommand", "build_points", "find_command"]
 
@@ -151,8 +150,6 @@ def _argv(option: click.Option, value: str) -> list[str]:
         if value.lower() in _FALSE:
             return [option.secondary_opts[0]] if option.secondary_opts else []
         raise InputError(f"{flag} is a flag: its values are true or false, not {value!r}")
-    if isinstance(option.type, DurationParam) and value.strip() in ("0", "0.0"):
-        value = "0ns"  # zero is zero in every unit: a grid's slop=0,50us,1ms needs none
     if option.multiple:
         return [a for v in value.split(MULTIPLE_SEPARATOR) for a in (flag, v)]
     return [flag, value]

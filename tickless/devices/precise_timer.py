@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from tickless.devices.device import Device, MachineContext, register_device
 from tickless.devices.hypercall import as_signed
 from tickless.guest.abi import PRECISE_VECTOR, Hypercall
-from tickless.host.deadline_loop import Channel, ChannelKind, ChannelStats, DeadlineLoop
+from tickless.host.deadline_loop import ChannelKind, ChannelStats, DeadlineLoop, OwnedChannel
 from tickless.host.tsc import rdtsc
 from tickless.timers import policy
 from tickless.timers.precise import AdaptiveAdvance
@@ -35,9 +35,9 @@ class PreciseTimerDevice(Device):
         self.loop = loop
         self.calls = PreciseCalls()
         self._last_irq_events = 0
-        self.final_stats: ChannelStats | None = None
-        self._channel: Channel | None = loop.add(
-            ChannelKind.CALL, ctx.vm.fd, PRECISE_VECTOR, ctx.clock, AdaptiveAdvance()
+        self._channel = OwnedChannel(
+            loop,
+            loop.add(ChannelKind.CALL, ctx.vm.fd, PRECISE_VECTOR, ctx.clock, AdaptiveAdvance()),
         )
 
     @classmethod
@@ -50,11 +50,12 @@ class PreciseTimerDevice(Device):
 
     def hc_set_precise(self, deadline: int, _unused: int) -> int:
         """SET_PRECISE(deadline_ns): 0 cancels; a past deadline -ETIME, too far -EINVAL."""
-        if self._channel is None:
+        channel = self._channel.channel
+        if channel is None:  # stopped
             return 0
         deadline = as_signed(deadline)
         if deadline == 0:
-            self.loop.set_deadline(self._channel, 0, None)
+            self.loop.set_deadline(channel, 0, None)
             return 0
         code = policy.check_deadline(deadline, self.ctx.clock.ns_at(rdtsc()))
         if code:
@@ -67,19 +68,14 @@ class PreciseTimerDevice(Device):
             self._last_irq_events = events
             margin = as_signed(int(shared.precise_margin_ns))  # clamped by the advance
         self.calls.armed += 1
-        self.loop.set_deadline(self._channel, deadline, margin)
+        self.loop.set_deadline(channel, deadline, margin)
         return 0
 
     def stats(self) -> ChannelStats | None:
-        if self._channel is not None:
-            return self.loop.stats(self._channel)
-        return self.final_stats
+        return self._channel.stats()
 
     def stop(self, now_ticks: int) -> None:
-        if self._channel is not None:
-            self.final_stats = self.loop.stats(self._channel)
-            self.loop.remove(self._channel)
-            self._channel = None
+        self._channel.release()
 
     def close(self) -> None:
         self.stop(0)

@@ -26,7 +26,7 @@ from tickless.axes import GuestKind, TimerPath
 from tickless.devices.bus import BusDevice
 from tickless.devices.device import Device, MachineContext, register_device
 from tickless.guest.abi import PV_KICK_PORT, TIMER_VECTOR
-from tickless.host.deadline_loop import Channel, ChannelKind, ChannelStats, DeadlineLoop
+from tickless.host.deadline_loop import ChannelKind, ChannelStats, DeadlineLoop, OwnedChannel
 from tickless.kvm.vcpu import Vcpu
 from tickless.timers.pv_deadline import pv_advance
 
@@ -43,13 +43,11 @@ class PvDeadlineDevice(Device, BusDevice):
         self.ctx = ctx
         self.loop = loop
         self.slow_kicks = 0  # kicks of another width, which came through Python
-        self.final_stats: ChannelStats | None = None
-        self.final_log: npt.NDArray[np.uint64] | None = None
         self._kick_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self._channel: Channel | None = None
+        self._channel: OwnedChannel | None = None
         try:
             ctx.vm.ioeventfd(PV_KICK_PORT, KICK_WIDTH_BYTES, self._kick_fd)
-            self._channel = loop.add(
+            channel = loop.add(
                 ChannelKind.PAGE,
                 ctx.vm.fd,
                 TIMER_VECTOR,
@@ -60,6 +58,7 @@ class PvDeadlineDevice(Device, BusDevice):
                 gsi=ctx.irq_routes.get(TIMER_VECTOR),
                 log_capacity=ctx.config.count + 2 if ctx.config.explain else 0,
             )
+            self._channel = OwnedChannel(loop, channel)
         except BaseException:
             self.close()
             raise
@@ -83,24 +82,16 @@ class PvDeadlineDevice(Device, BusDevice):
         os.eventfd_write(self._kick_fd, 1)
 
     def stats(self) -> ChannelStats | None:
-        if self._channel is not None:
-            return self.loop.stats(self._channel)
-        return self.final_stats
+        return self._channel.stats() if self._channel is not None else None
 
     def event_log(self) -> npt.NDArray[np.uint64] | None:
         """The loop's per-expiry log (``host.deadline_loop.EVENT_FIELDS``), if kept."""
-        if self._channel is not None and self._channel.log is not None:
-            stats = self.loop.stats(self._channel)
-            return self._channel.log[: stats.logged].copy()
-        return self.final_log
+        return self._channel.event_log() if self._channel is not None else None
 
     def stop(self, now_ticks: int) -> None:
         """The guest stopped: keep what the loop knew, then take the channel out of it."""
         if self._channel is not None:
-            self.final_log = self.event_log()
-            self.final_stats = self.loop.stats(self._channel)
-            self.loop.remove(self._channel)
-            self._channel = None
+            self._channel.release()
 
     def close(self) -> None:
         """Before guest memory goes: the loop must not touch it again."""

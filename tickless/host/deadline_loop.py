@@ -335,3 +335,33 @@ class DeadlineLoop:
             self._lib.dl_destroy(self._handle)
             self._handle = None
             self._logs.clear()
+
+
+class OwnedChannel:
+    """A device's channel on the loop. ``release`` keeps the last stats and event log, then
+    takes the channel out (idempotent): a stopped guest's counts stay readable, and the
+    loop never touches its memory again."""
+
+    def __init__(self, loop: DeadlineLoop, channel: Channel) -> None:
+        self.loop = loop
+        self.channel: Channel | None = channel
+        self._final_stats: ChannelStats | None = None
+        self._final_log: npt.NDArray[np.uint64] | None = None
+
+    def stats(self) -> ChannelStats | None:
+        if self.channel is not None:
+            return self.loop.stats(self.channel)
+        return self._final_stats
+
+    def event_log(self) -> npt.NDArray[np.uint64] | None:
+        """The per-expiry log (``EVENT_FIELDS``) so far, if the channel keeps one."""
+        if self.channel is None or self.channel.log is None:
+            return self._final_log
+        return self.channel.log[: self.loop.stats(self.channel).logged].copy()
+
+    def release(self) -> None:
+        if self.channel is not None:
+            self._final_log = self.event_log()
+            self._final_stats = self.loop.stats(self.channel)
+            self.loop.remove(self.channel)
+            self.channel = None

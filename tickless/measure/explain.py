@@ -10,21 +10,10 @@ import numpy.typing as npt
 
 from tickless.axes import Method
 from tickless.results.breakdown import PARTS, Breakdown, dominant_causes
+from tickless.results.spec import event_deadlines_ns
 from tickless.timers.clock import GuestClock
 
 NONE_TSC = np.uint64(2**64 - 1)
-
-
-def event_deadlines_ns(
-    timestamps_ns: npt.NDArray[np.int64], interval_ns: int, method: Method
-) -> npt.NDArray[np.int64]:
-    """The deadline each event 1..N asked for, as the guest computed it."""
-    if method is Method.ABSOLUTE:
-        steps = np.arange(1, len(timestamps_ns), dtype=np.int64)
-        grid: npt.NDArray[np.int64] = timestamps_ns[0] + interval_ns * steps
-        return grid
-    relative: npt.NDArray[np.int64] = timestamps_ns[:-1] + interval_ns
-    return relative
 
 
 def build_breakdown(

@@ -7,6 +7,8 @@ import numpy as np
 import numpy.typing as npt
 
 from tickless.axes import TimerPath
+from tickless.devices.results import ResultsDevice
+from tickless.measure.explain import build_breakdown
 from tickless.results.breakdown import Breakdown
 from tickless.results.spec import MeasureSpec
 from tickless.vmm.machine import GuestMachine
@@ -44,9 +46,6 @@ def explain_run(
     """The per-event breakdown of a ``--explain`` run (None otherwise)."""
     if not spec.explain or spec.timer is not TimerPath.PV:
         return None
-    from tickless.devices.results import ResultsDevice
-    from tickless.measure.explain import build_breakdown
-
     results = machine.device(ResultsDevice)
     log, stats = machine.pv.event_log(), machine.pv.stats()
     if results is None or log is None or stats is None:

@@ -41,6 +41,7 @@ __all__ = [
     "Progress",
     "build_record",
     "default_timer",
+    "event_deadlines_ns",
     "intervals_and_lateness",
 ]
 
@@ -211,15 +212,25 @@ class MeasurementInterrupted(Exception):
         self.partial = partial
 
 
+def event_deadlines_ns(
+    timestamps_ns: npt.NDArray[np.int64], interval_ns: int, method: Method
+) -> npt.NDArray[np.int64]:
+    """The deadline each event 1..N asked for, as the guest computed it: on the grid
+    t0 + i*d (absolute), or d after the event before it (relative)."""
+    if method is Method.ABSOLUTE:
+        steps = np.arange(1, len(timestamps_ns), dtype=np.int64)
+        grid: npt.NDArray[np.int64] = timestamps_ns[0] + interval_ns * steps
+        return grid
+    relative: npt.NDArray[np.int64] = timestamps_ns[:-1] + interval_ns
+    return relative
+
+
 def intervals_and_lateness(
     timestamps_ns: npt.NDArray[np.int64], interval_ns: int, method: Method
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Measured intervals, and each event's lateness against the deadline it asked for."""
-    intervals = np.diff(timestamps_ns)
-    if method is Method.ABSOLUTE:
-        grid = timestamps_ns[0] + interval_ns * np.arange(1, len(timestamps_ns), dtype=np.int64)
-        return intervals, timestamps_ns[1:] - grid
-    return intervals, intervals - interval_ns
+    deadlines = event_deadlines_ns(timestamps_ns, interval_ns, method)
+    return np.diff(timestamps_ns), timestamps_ns[1:] - deadlines
 
 
 def build_record(

@@ -3,12 +3,16 @@ timer never fires early."""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
 from fractions import Fraction
 
 import numpy as np
 import pytest
 
+from tickless.axes import TimerPath
 from tickless.backends import measure
 from tickless.guest.abi import ETIME, RESULTS_GPA, Scenario
 from tickless.results.spec import MeasureSpec
@@ -136,3 +140,33 @@ def test_hypercall_round_trip_loop() -> None:
         assert np.all(np.diff(stamps) > 0)
     finally:
         host.close()
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_an_interrupted_join_leaves_the_guest_running_and_joinable() -> None:
+    """A signal handler that raises while the main thread waits in ``join`` (Ctrl-C,
+    SIGTERM) must not make a still-running guest look finished: Python < 3.13 marks a
+    thread whose ``Thread.join`` was interrupted as stopped, and the machine was then
+    closed under its vCPU (found by the SIGTERM test, a pv guest spinning in ring 3)."""
+
+    def raise_interrupt(signum: int, frame: object) -> None:
+        raise _Interrupt
+
+    previous = signal.signal(signal.SIGUSR2, raise_interrupt)
+    try:
+        with VmmHost() as host:
+            machine = host.boot(
+                GuestConfig(timer=TimerPath.PV, interval_ns=100_000, count=1_000_000)
+            )
+            machine.start()
+            threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGUSR2)).start()
+            with pytest.raises(_Interrupt):
+                machine.join(30)
+            assert machine.running
+            machine.request_stop("test over")
+            assert machine.join(5) and not machine.running
+    finally:
+        signal.signal(signal.SIGUSR2, previous)

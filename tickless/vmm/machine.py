@@ -133,6 +133,10 @@ class GuestMachine:
         self.devices: list[Device] = []
         self._stop_requested = False
         self._thread: threading.Thread | None = None
+        # Set when the vCPU thread has finished. Waiting on it, not on Thread.join: a Ctrl-C
+        # or SIGTERM that interrupts Thread.join (Python < 3.13) marks a still-running
+        # thread as stopped, and the machine would then be closed under its vCPU.
+        self._vcpu_done = threading.Event()
         self._vcpu_native_id: int | None = None
         self._exit_count = 0  # every exit, for the watchdog (outcome.exits has them by name)
         self.boot_s: float | None = None  # start to workload (shared.ready), set by watchers
@@ -256,16 +260,16 @@ class GuestMachine:
         """Wait for the boot vCPU to finish; then for vCPU 1, which it stops on its way out."""
         if self._thread is None:
             return True
-        self._thread.join(timeout)
-        if self._thread.is_alive():
+        if not self._vcpu_done.wait(timeout):
             return False
+        self._thread.join()  # it has finished its work: only its return is left
         if self._ap_thread is not None:
             self._ap_thread.join(timeout)
         return True
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._thread is not None and not self._vcpu_done.is_set()
 
     def _ap_vcpu_thread(self) -> None:
         """vCPU 1 under CPU load: busy in ring 3; any exit ends it (and is reported)."""
@@ -318,6 +322,12 @@ class GuestMachine:
         return thread_cpu_ns(self._vcpu_native_id)
 
     def _vcpu_thread(self) -> None:
+        try:
+            self._vcpu_run()
+        finally:
+            self._vcpu_done.set()
+
+    def _vcpu_run(self) -> None:
         native_id = self._vcpu_native_id = threading.get_native_id()
         self.outcome.reason = "running"
         if self.config.vcpu_policy is not None:

@@ -87,3 +87,11 @@ class GatedClock:
 
     def delta_ticks_at_least(self, delta_ns: int) -> int:
         return self.clock.delta_ticks_at_least(delta_ns)
+
+    @property
+    def tsc_timestamp(self) -> int:
+        return self.clock.tsc_timestamp
+
+    @property
+    def frozen(self) -> bool:
+        return self.clock.frozen

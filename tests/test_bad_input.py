@@ -102,6 +102,17 @@ TABLE: dict[str, dict[str, Row]] = {
         "--miss-threshold": Row(("0", "1", "-0.5", "nan", "inf", "lots")),
         "--seed": Row(SEEDS),
         "--timer": Row((*CHOICE, "lapic")),
+        "--dilation": Row(("0", "-1", "1e9", "abc", "1/0")),
+        "--json": Row(OUTPUT_FILES),
+    },
+    "cron": {
+        "--every": Row((*DURATIONS, "500us", "2h")),
+        "--guests": Row((*COUNTS, "65")),
+        "--duration": Row(DURATIONS),
+        "--timer": Row((*CHOICE, "lapic")),
+        "--resolution": Row(("0ns", "-1ms", "10 parsecs", "500us", "2s")),
+        "--dilation": Row(("0", "-1", "1e9", "abc", "1/0")),
+        "--seed": Row(SEEDS),
         "--json": Row(OUTPUT_FILES),
     },
     "table1": {
@@ -135,6 +146,7 @@ TABLE: dict[str, dict[str, Row]] = {
     "sim fleet": {
         "--guests": Row(COUNTS),
         "--hz": Row(COUNTS),
+        "--dilation": Row(("0", "-1", "1e9", "abc", "1/0")),
         "--mode": Row((*FLEET_TEXT, "periodic,bogus")),
         "--duration": Row(DURATIONS),
         "--cpus": Row(COUNTS),
@@ -251,6 +263,7 @@ def tripwires(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Replace every entry point that runs something; a row reaching one fails."""
     import tickless.backends
     import tickless.kvm.system
+    import tickless.measure.cron
     import tickless.measure.fuzz
     import tickless.measure.idle
     import tickless.measure.table1
@@ -268,6 +281,7 @@ def tripwires(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         (tickless.vmm.host.VmmHost, "__init__"),
         (tickless.backends, "measure"),
         (tickless.measure.idle, "run_idle"),
+        (tickless.measure.cron, "run_cron"),
         (tickless.measure.fuzz, "run_fuzz"),
         (tickless.measure.table1, "run_table1"),
         (tickless.sim.fleet, "compile_engine"),
@@ -345,6 +359,7 @@ def test_bad_input_is_one_line_before_anything_runs(
         ["measure", "--backend", "sim", "--count", "10"],
         ["measure", "--backend", "kvm", "--count", "10"],
         ["idle", "--guests", "1"],
+        ["cron", "--duration", "1s"],
         ["table1", "--quick"],
         ["console"],
         ["fuzz", "--calls", "10"],

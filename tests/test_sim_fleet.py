@@ -228,7 +228,7 @@ def test_json_per_guest_and_per_cpu_keep_their_shape() -> None:
     assert list(d["per_guest"][0]) == [
         *idle_guest,
         *("cpu", "mode", "workload", "useful_interrupts", "overruns", "measure_events"),
-        *("mean_lateness_ns", "max_lateness_ns"),
+        *("mean_lateness_ns", "max_lateness_ns", "warped_s"),
     ]
     assert list(d["per_cpu"][0]) == [
         *("cpu", "guests", "host_timer_wakeups", "host_timer_expiries", "injections"),

@@ -74,9 +74,9 @@ def test_time_scale_rejects_non_positive(base: int, scaled: int) -> None:
         time_scale(base, scaled)
 
 
-@pytest.mark.parametrize(("mul", "shift"), [(0, 0), (U32 + 1, 0), (1, 32), (1, -32), (-1, 0)])
+@pytest.mark.parametrize(("mul", "shift"), [(U32 + 1, 0), (1, 32), (1, -32), (-1, 0)])
 def test_scale_out_of_range_rejected(mul: int, shift: int) -> None:
-    """mul must fit the pvclock page's u32, shift its int8 window (-32, 32)."""
+    """mul must fit the pvclock page's u32 (0 is a frozen clock), shift its int8 window."""
     with pytest.raises(ValueError):
         PvclockScale(mul, shift)
 
@@ -162,9 +162,19 @@ def test_half_rate_guest_reads_half_a_second() -> None:
     assert abs(clock.ns_at(3 * 10**9) - 500_000_000) <= 500
 
 
-@pytest.mark.parametrize("rate", [0, -1, Fraction(-1, 2)])
-def test_non_positive_rate_rejected(rate: Fraction | int) -> None:
-    """A guest clock that stands still or runs backwards cannot be expressed."""
+def test_a_frozen_clock_stands_still() -> None:
+    """Rate 0 (a frozen guest): every reading is system_time, and a later one never comes."""
+    clock = GuestClock.create(2_400_000_000, 1000, 5_000, 0)
+    assert clock.frozen and clock.scale.mul == 0
+    assert clock.ns_at(1000) == clock.ns_at(10**12) == 5_000
+    assert clock.ticks_at_or_after(5_000) == 1000
+    with pytest.raises(ValueError):
+        clock.ticks_at_or_after(5_001)
+
+
+@pytest.mark.parametrize("rate", [-1, Fraction(-1, 2)])
+def test_negative_rate_rejected(rate: Fraction | int) -> None:
+    """A guest clock that runs backwards cannot be expressed."""
     with pytest.raises(ValueError):
         GuestClock.create(10**9, now_ticks=0, rate=rate)
 

@@ -54,6 +54,7 @@ def main() -> None:
 
 def _register() -> None:
     from tickless.cli.console import console_command
+    from tickless.cli.cron import cron
     from tickless.cli.fuzz import fuzz
     from tickless.cli.idle import idle
     from tickless.cli.measure import measure
@@ -64,6 +65,7 @@ def _register() -> None:
 
     main.add_command(measure)
     main.add_command(idle)
+    main.add_command(cron)
     main.add_command(sim)
     main.add_command(table1)
     main.add_command(report)

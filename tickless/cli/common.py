@@ -281,6 +281,29 @@ def guest_hz(guest: str, hz: int | None, default: int) -> int:
     return LINUX_DEFAULT_HZ if guest == GuestKind.LINUX.value else default
 
 
+def time_options(f: F) -> F:
+    """``--dilation`` and ``--warp-idle``: how the guests' clock bends (docs: README,
+    "Bending time")."""
+    f = click.option(
+        "--warp-idle",
+        is_flag=True,
+        help="When every vCPU of the guests waits for a timer (a BLOCK call), jump their "
+        "clock to the earliest deadline at once, as QEMU's -icount sleep=off does for TCG: "
+        "idle stretches cost no wall time, computing ones run at the dilation. Timers never "
+        "fire early in guest time. Needs --timer pv or lguest, tickless, no I/O load.",
+    )(f)
+    return click.option(
+        "--dilation",
+        "rate",
+        type=DilationParam(),
+        default="1",
+        show_default=True,
+        help="Guest seconds per wall second (0.1: the guest clock runs at a tenth of wall "
+        "speed; 10: ten times faster). Every guest clock and timer follows it; --timer "
+        "lapic (the TSC, unscalable here) and host refuse it.",
+    )(f)
+
+
 def slop_option(help_text: str) -> Callable[[F], F]:
     """``--slop``: host timer slop, Xen ``timer_slop`` style (0 keeps every timer apart)."""
     return click.option(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from fractions import Fraction
 from pathlib import Path
 
 import click
@@ -23,6 +24,7 @@ from tickless.cli.common import (
     json_option,
     require_kvm,
     slop_option,
+    time_options,
 )
 from tickless.errors import InputError
 from tickless.report.fleet import fleet_table, ramp_table
@@ -60,8 +62,10 @@ from tickless.units import format_duration_ns
     type=RUN_DURATION,
     default="2s",
     show_default=True,
-    help="The measured window, which starts once every guest has booted.",
+    help="The measured window, in guest time, which starts once every guest has booted "
+    "(at --dilation R it takes duration / R of wall time; with --warp-idle far less).",
 )
+@time_options
 @slop_option("Host timer slop: coalesces timers of different guests into fewer wake-ups.")
 @click.option(
     "--halt-poll",
@@ -109,6 +113,8 @@ def idle(
     guest: str,
     kernel_path: Path | None,
     duration_ns: int,
+    rate: Fraction,
+    warp_idle: bool,
     slop_ns: int,
     halt_poll_ns: int | None,
     ramp_step: int | None,
@@ -142,6 +148,8 @@ def idle(
             miss_threshold=miss_threshold,
             seed=seed,
             timer=TimerPath(timer) if timer else None,
+            rate=rate,
+            warp_idle=warp_idle,
         )
         check_host(spec)
     except InputError as exc:

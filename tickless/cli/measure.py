@@ -12,7 +12,6 @@ from tickless.axes import Backend, GuestKind, Load, Method, TickMode, TimerPath,
 from tickless.cli.common import (
     DURATION_OR_ZERO,
     SEED,
-    DilationParam,
     FiniteFloatRange,
     console,
     console_option,
@@ -24,6 +23,7 @@ from tickless.cli.common import (
     progress_bar,
     require_kvm,
     slop_option,
+    time_options,
 )
 from tickless.errors import InputError
 from tickless.guest.abi import MAX_DELTA_NS
@@ -113,14 +113,7 @@ BACKEND_CHOICES = ["auto", Backend.KVM.value, Backend.SIM.value]  # host: --time
     help="How the guest waits for its interrupt: HLT (an idle guest) or spinning.",
 )
 @slop_option("Host timer slop: timers within it are coalesced (Xen's timer_slop).")
-@click.option(
-    "--dilation",
-    "rate",
-    type=DilationParam(),
-    default="1",
-    show_default=True,
-    help="Guest time per host time (0.5: guest clock at half speed).",
-)
+@time_options
 @click.option(
     "--halt-poll",
     "halt_poll_ns",
@@ -214,6 +207,7 @@ def measure(
     wait: str,
     slop_ns: int,
     rate: Fraction,
+    warp_idle: bool,
     halt_poll_ns: int | None,
     no_rt: bool,
     json_path: Path | None,
@@ -266,6 +260,7 @@ def spec_from_options(backend: Backend, options: dict[str, Any]) -> MeasureSpec:
             slop_ns=options["slop_ns"],
             realtime=not options["no_rt"],
             rate=options["rate"],
+            warp_idle=options["warp_idle"],
             halt_poll_ns=options["halt_poll_ns"],
             loads=frozenset(Load(load) for load in options["loads"]),
             backend=backend,

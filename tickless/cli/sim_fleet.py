@@ -7,6 +7,7 @@ than a real machine here can hold.
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ from rich.table import Table
 
 from tickless.cli.common import (
     SEED,
+    DilationParam,
     console,
     err_console,
     exit_interrupted,
@@ -68,8 +70,12 @@ def parse_housekeeping(text: str) -> tuple[int, ...]:
 
 
 def fleet_spec(**kwargs: Any) -> FleetSpec:
+    """The spec, or one line saying what is wrong; ``mode`` None: periodic, or nohz-full
+    (one-shot at the timers' exact times) when the guests warp."""
     from tickless.sim.fleet import FleetSpec, check_memory
 
+    if kwargs.get("mode") is None:
+        kwargs["mode"] = "nohz-full" if kwargs.get("warp_idle") else "periodic"
     try:
         spec = FleetSpec(**kwargs)
         check_memory(spec)
@@ -83,11 +89,36 @@ def fleet_spec(**kwargs: Any) -> FleetSpec:
 @click.option("--hz", type=int, default=1000, show_default=True, help="Guest tick rate.")
 @click.option(
     "--mode",
-    default="periodic",
-    show_default=True,
-    help="periodic, nohz-idle or nohz-full; a comma list mixes them (dealt round-robin).",
+    default=None,
+    help="periodic, nohz-idle or nohz-full; a comma list mixes them (dealt round-robin). "
+    "Default: periodic, or nohz-full with --warp-idle.",
 )
-@click.option("--duration", "duration_ns", type=DURATION, default="60s", show_default=True)
+@click.option(
+    "--duration",
+    "duration_ns",
+    type=DURATION,
+    default="60s",
+    show_default=True,
+    help="Guest time to simulate, warped or not: at --dilation R it takes duration/R of "
+    "wall time unwarped, and a 1000s --warp-idle run simulates 1000 s of guest time in "
+    "however little wall time its events cost.",
+)
+@click.option(
+    "--dilation",
+    "rate",
+    type=DilationParam(),
+    default="1",
+    show_default=True,
+    help="Guest seconds per wall second (0.1: guest clocks at a tenth of wall speed). Guest "
+    "timers are in guest time; host costs, --slop and --io in wall time.",
+)
+@click.option(
+    "--warp-idle",
+    is_flag=True,
+    help="A VM whose vCPU idles on a deadline jumps its guest clock to it at once (BLOCK "
+    "hypercall; no host timer, no host wake-up); each VM is its own timeline. Tickless "
+    "guests only.",
+)
 @click.option("--cpus", type=int, default=2, show_default=True, help="Host CPUs.")
 @slop_option("Host timer slop per CPU queue (Xen's timer_slop).")
 @click.option(
@@ -150,8 +181,10 @@ def fleet_spec(**kwargs: Any) -> FleetSpec:
 def fleet(
     guests: int,
     hz: int,
-    mode: str,
+    mode: str | None,
     duration_ns: int,
+    rate: Fraction,
+    warp_idle: bool,
     cpus: int,
     slop_ns: int,
     workload: str,
@@ -177,6 +210,8 @@ def fleet(
         mode=mode,
         hz=hz,
         duration_ns=duration_ns,
+        rate=rate,
+        warp_idle=warp_idle,
         cpus=cpus,
         slop_ns=slop_ns,
         workload=workload,
@@ -192,7 +227,7 @@ def fleet(
         with err_console.status("compiling the simulator (cached after the first run)"):
             compile_s = compile_engine()
         show = spec.expected_events() > PROGRESS_EVENTS
-        with progress_bar(f"{guests:,} guests, {mode}", 1.0, show) as update:
+        with progress_bar(f"{guests:,} guests, {spec.mode}", 1.0, show) as update:
             result, _ = run_fleet(spec, progress=update, compile_s=compile_s)
     except KeyboardInterrupt:
         err_console.print("interrupted before anything was simulated")
@@ -210,7 +245,12 @@ def _print(r: FleetResult) -> None:
     title = f"{s.guests:,} simulated guests, {s.mode}"
     if any(m != "nohz-full" for m in s.modes):
         title += f" at {s.hz} HZ"
-    title += f", {s.workload}, {r.duration_s:g} s on {s.cpus} host CPU(s)"
+    title += f", {s.workload}, {r.guest_time_s:g} s of guest time"
+    if s.rate != 1 or s.warp_idle:
+        title += f" ({r.wall_time_s:.4g} s wall{', warped' if s.warp_idle else ''})"
+    title += f" on {s.cpus} host CPU(s)"
+    if s.rate != 1:
+        title += f", dilation {s.rate}"
     if s.slop_ns:
         title += f", slop {format_duration_ns(s.slop_ns)}"
     table = Table(title=title)
@@ -241,14 +281,14 @@ def _print(r: FleetResult) -> None:
     console.print(table)
     console.print(fleet_table("the fleet report (as tickless idle prints it)", r.to_json_dict()))
     cpus = Table(title="per host CPU")
-    for name in ("cpu", "guests", "wake-ups/s", "events/s", "I/O irqs/s", "modelled CPU"):
+    for name in ("cpu", "guests", "wake-ups/s", "injections/s", "I/O irqs/s", "modelled CPU"):
         cpus.add_column(name, justify="right")
     for c in r.per_cpu[:32]:
         cpus.add_row(
             str(c.cpu),
             f"{c.guests:,}",
             f"{c.wakeups_per_s:,.1f}",
-            f"{c.expiries_per_s:,.1f}",
+            f"{c.injections / r.duration_s:,.1f}",
             f"{c.io_interrupts / r.duration_s:,.1f}",
             f"{c.cpu_percent_of_core:,.1f} %",
         )
@@ -256,7 +296,7 @@ def _print(r: FleetResult) -> None:
     if len(r.per_cpu) > 32:
         console.print(f"({len(r.per_cpu) - 32} more host CPUs in --json)")
     console.print(
-        f"simulated {r.duration_s:g} s in {r.wall_s:.2f} s "
+        f"simulated {r.guest_time_s:g} s of guest time in {r.wall_s:.2f} s "
         f"({r.events_per_wall_s / 1e6:.2f} M timer events/s; compile/load {r.compile_s:.2f} s)"
     )
     for note in r.notes:

@@ -99,6 +99,8 @@ def _build_fleet(p: dict[str, Any]) -> Built:
         io=tuple(parse_io(t) for t in p["io_text"]),
         seed=p["seed"],
         cost_model=p["cost_model"],
+        rate=p["rate"],
+        warp_idle=p["warp_idle"],
     )
     return spec, False, spec.expected_events()
 

@@ -22,6 +22,7 @@ from tickless.host.deadline_loop import DeadlineLoop
 from tickless.kvm.vm import Vm
 from tickless.timers.clock import GuestClock
 from tickless.timers.hrtimer import TimerBase
+from tickless.timers.timeline import Member, Timeline
 from tickless.vmm.config import GuestConfig
 
 
@@ -60,7 +61,8 @@ class MachineContext:
     layout: GuestLayout
     vm: Vm
     memory: GuestMemory
-    clock: GuestClock  # the guest's PV clock
+    timeline: Timeline  # the guest's clock, shared by the guests started with it
+    member: Member  # the boot vCPU on that timeline (BLOCK marks it idle)
     shared: abi.Shared  # counters the guest and the host both read
     timers: TimerBase  # the host timer thread every device of the host shares
     deadline_loop: DeadlineLoop | None  # the host's C loop: PV deadlines, precise channel
@@ -70,6 +72,12 @@ class MachineContext:
     finish: Callable[[int], None]  # the workload is done, having recorded N events
     irq_routes: dict[int, int] = field(default_factory=dict)  # vector -> GSI (see inject)
     injections: int = 0  # interrupts injected into the guest, by every device
+
+    @property
+    def clock(self) -> GuestClock:
+        """The guest's PV clock as it is now (a device that keeps a copy subscribes to the
+        timeline: the clock is re-anchored when time is dilated, warped or frozen)."""
+        return self.timeline.clock
 
     def inject(self, vector: int) -> None:
         """Raise a device's interrupt: an MSI with ``vector`` into the boot vCPU's LAPIC,

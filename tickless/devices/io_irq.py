@@ -84,9 +84,24 @@ class IoInterruptSource:
         self.timers.arm(self._arrival, self.clock.ticks_at_or_after(self._next_arrival_ns))
 
     def stop(self, now_ticks: int) -> None:
-        self.stats.last_ns = self.clock.ns_at(now_ticks)
+        self.stats.last_ns = self.clock.ns_at(max(now_ticks, self.clock.tsc_timestamp))
         self.timers.cancel(self._arrival)
         self.timers.cancel(self._pump_timer)
+
+    def begin_clock_change(self) -> None:
+        """Nothing to mark: the arrivals follow at ``clock_changed``."""
+
+    def clock_changed(self, clock: GuestClock, now_ticks: int) -> None:
+        """The schedule is in guest time: re-arm it on the re-anchored clock (a new rate
+        changes the rate per wall second; nothing arrives while the clock is frozen)."""
+        self.timers.cancel(self._arrival)
+        self.timers.cancel(self._pump_timer)
+        self.clock = clock
+        if clock.frozen or not self._next_arrival_ns:
+            return
+        self.timers.arm(self._arrival, clock.ticks_at_or_after(self._next_arrival_ns))
+        if self._backlog:
+            self.timers.arm(self._pump_timer, now_ticks + 1)
 
     def _gap_ns(self) -> int:
         return max(1, int(self._rng.exponential(self._mean_gap_ns)))
@@ -94,7 +109,7 @@ class IoInterruptSource:
     def _arrive(self, now_ticks: int) -> None:
         """Take every arrival due by now: the schedule is absolute, so a late host wake-up
         delays interrupts but does not thin them out."""
-        now_ns = self.clock.ns_at(now_ticks)
+        now_ns = self.clock.ns_at(max(now_ticks, self.clock.tsc_timestamp))
         ready = self.guest_ready()
         while self._next_arrival_ns <= now_ns:
             if ready:
@@ -105,17 +120,20 @@ class IoInterruptSource:
             else:
                 self.stats.not_ready += 1
             self._next_arrival_ns += self._gap_ns()
-        self.timers.arm(self._arrival, self.clock.ticks_at_or_after(self._next_arrival_ns))
+        if not self.clock.frozen:
+            self.timers.arm(self._arrival, self.clock.ticks_at_or_after(self._next_arrival_ns))
         self._pump(now_ticks)
 
     def _retry(self, now_ticks: int, at_ns: int) -> None:
+        if self.clock.frozen:
+            return  # clock_changed pumps again at the thaw
         at_ticks = max(now_ticks + 1, self.clock.ticks_at_or_after(at_ns))
         self.timers.arm(self._pump_timer, at_ticks)
 
     def _pump(self, now_ticks: int) -> None:
         if not self._backlog:
             return
-        now_ns = self.clock.ns_at(now_ticks)
+        now_ns = self.clock.ns_at(max(now_ticks, self.clock.tsc_timestamp))
         if self.hold_back is not None and self.precise_deadline_ns is not None:
             release_ns = self.hold_back.release_at(now_ns, self.precise_deadline_ns())
             if release_ns > now_ns:
@@ -151,7 +169,8 @@ class IoInterruptSource:
 class IoInterruptDevice(Device):
     """The I/O load as a device of the machine: present when ``io_rate_per_s`` > 0."""
 
-    def __init__(self, source: IoInterruptSource) -> None:
+    def __init__(self, ctx: MachineContext, source: IoInterruptSource) -> None:
+        self.ctx = ctx
         self.source = source
 
     @classmethod
@@ -170,7 +189,11 @@ class IoInterruptDevice(Device):
             hold_back=HoldBackWindow(cfg.hold_back_ns) if cfg.hold_back_ns else None,
             seed=cfg.seed,
         )
-        return cls(source)
+        ctx.timeline.subscribe(source)
+        return cls(ctx, source)
+
+    def close(self) -> None:
+        self.ctx.timeline.unsubscribe(self.source)
 
     def start(self, now_ticks: int) -> None:
         self.source.start(now_ticks)

@@ -37,8 +37,15 @@ class PreciseTimerDevice(Device):
         self._last_irq_events = 0
         self._channel = OwnedChannel(
             loop,
-            loop.add(ChannelKind.CALL, ctx.vm.fd, PRECISE_VECTOR, ctx.clock, AdaptiveAdvance()),
+            loop.add(
+                ChannelKind.CALL,
+                ctx.vm.fd,
+                PRECISE_VECTOR,
+                ctx.clock,
+                AdaptiveAdvance().for_rate(ctx.config.rate),
+            ),
         )
+        ctx.timeline.subscribe(self._channel)
 
     @classmethod
     def create(cls, ctx: MachineContext) -> PreciseTimerDevice | None:
@@ -79,3 +86,4 @@ class PreciseTimerDevice(Device):
 
     def close(self) -> None:
         self.stop(0)
+        self.ctx.timeline.unsubscribe(self._channel)

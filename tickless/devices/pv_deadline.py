@@ -52,13 +52,14 @@ class PvDeadlineDevice(Device, BusDevice):
                 ctx.vm.fd,
                 TIMER_VECTOR,
                 ctx.clock,
-                pv_advance(),
+                pv_advance().for_rate(ctx.config.rate),
                 page_address=ctypes.addressof(ctx.shared),
                 kick_fd=self._kick_fd,
                 gsi=ctx.irq_routes.get(TIMER_VECTOR),
                 log_capacity=ctx.config.count + 2 if ctx.config.explain else 0,
             )
             self._channel = OwnedChannel(loop, channel)
+            ctx.timeline.subscribe(self._channel)
         except BaseException:
             self.close()
             raise
@@ -96,6 +97,8 @@ class PvDeadlineDevice(Device, BusDevice):
     def close(self) -> None:
         """Before guest memory goes: the loop must not touch it again."""
         self.stop(0)
+        if self._channel is not None:
+            self.ctx.timeline.unsubscribe(self._channel)
         if self._kick_fd >= 0:
             # The VM may already be gone: the kernel dropped the ioeventfd with it.
             with contextlib.suppress(Exception):

@@ -58,3 +58,24 @@ class ResultsDevice(Device):
             raw = self.ctx.memory.read(base + k * stride + 8, n * 8, "results")
             arrays.append(np.frombuffer(raw, dtype=np.uint64).astype(np.int64))
         return arrays[0], arrays[1]
+
+    def cron_runs(
+        self, recorded: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """CRON and IDLE: per timer run 1..N, the guest time it ran, its deadline and the
+        timer's index. Untrusted: the count is clamped to the buffer, times must not go
+        backwards, and an index must name one of the guest's timers."""
+        if self.ctx.config.results_arrays < 3 or not self.ctx.config.cron_schedule:
+            raise LookupError("the guest runs no cron schedule")
+        n = min(max(recorded, 0), self.capacity - 1)
+        base, stride = self.ctx.layout.results_gpa, self.capacity * 8
+        arrays = []
+        for k in (0, 1, 2):
+            raw = self.ctx.memory.read(base + k * stride + 8, n * 8, "results")
+            arrays.append(np.frombuffer(raw, dtype=np.uint64).astype(np.int64))
+        ran, deadline, timer = arrays
+        if n > 1 and bool(np.any(np.diff(ran) < 0)):
+            raise GuestStopped("guest reported timer runs that go backwards in time")
+        if n and (timer.min() < 0 or timer.max() >= len(self.ctx.config.cron_schedule)):
+            raise GuestStopped("guest reported a run of a timer it does not have")
+        return ran, deadline, timer

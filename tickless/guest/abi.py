@@ -24,6 +24,13 @@ Hypercall ABI (documented in the README):
   deadline on its PV clock. ``0`` cancels; a deadline already past returns ``-ETIME``.
   The guest also publishes its next deadline in ``tickless_shared.precise_deadline_ns``
   (a hint): the host holds other interrupts back in a window before it.
+* ``BLOCK(deadline_ns)``: this vCPU is idle until its guest clock reads ``deadline_ns``
+  (Xen's ``VCPUOP_set_singleshot_timer`` + ``SCHEDOP_block`` in one call): the host arms a
+  one-shot that raises ``TIMER_VECTOR`` at the deadline, and knows the vCPU waits for a
+  timer, so a VM on ``--warp-idle`` whose every vCPU blocks jumps its clock to the earliest
+  deadline. ``0``: until the event the lguest clock-event device has programmed (Linux's
+  idle path). A deadline already reached returns ``-ETIME`` (do not sleep); one more than
+  ``MAX_DELTA_NS`` ahead, or ``0`` with nothing programmed, ``-EINVAL``.
 """
 
 from __future__ import annotations
@@ -119,6 +126,10 @@ MIN_DELTA_NS = 100  # lguest's minimum; smaller deltas get -ETIME
 MAX_DELTA_NS = 3600 * 10**9  # an hour
 MIN_PERIOD_NS = 10_000  # 100 kHz tick at most
 
+# --- the cron workload (Scenario.CRON and IDLE): a schedule of periodic timers ------------
+CRON_MAX_TIMERS = 8
+CRON_RECORD_ARRAYS = 3  # per run: the time it ran, its deadline, the timer's index
+
 # --- errno values returned (negated) --------------------------------------------------------
 EINVAL = 22
 ENOSYS = 38
@@ -143,6 +154,7 @@ class Hypercall(IntEnum):
     LOG = 4
     PANIC = 5
     SET_PRECISE = 6
+    BLOCK = 7
 
 
 class Scenario(IntEnum):
@@ -160,6 +172,7 @@ class Scenario(IntEnum):
     RUNAWAY_RING3 = 9  # loops in ring 3 with no timer armed: no exit, ever (watchdog)
     RUNAWAY_RING0 = 10  # loops in ring 0 with interrupts off (watchdog)
     FUZZ = 11  # random actions from (fuzz_seed, call index): guest/src/fuzz.c
+    CRON = 12  # a schedule of periodic timers, each run recorded (timer, deadline, time)
 
 
 # --- the fuzzing guest (Scenario.FUZZ) ------------------------------------------------------
@@ -226,7 +239,13 @@ class Boot(C.Structure):
             "fuzz_only",  # FUZZ: 0, or 1 + the one FuzzAction to make (tests)
             "explain",  # pv: 1 records wake-up times and spin clock gaps after the results
             "housekeeping_phase_ns",  # IDLE: timers run as if the guest started this long ago
+            "warp",  # 1: idle waits go through BLOCK (the VM's clock may warp over them)
+            "cron_timers",  # CRON / IDLE: how many of the cron_* entries are in use
+            "cron_origin_ns",  # CRON: guest time the schedule counts from (0: the start)
         )
+    ] + [
+        ("cron_period_ns", C.c_uint64 * CRON_MAX_TIMERS),  # each timer's period
+        ("cron_first_ns", C.c_uint64 * CRON_MAX_TIMERS),  # its first deadline after the start
     ]
 
 
@@ -263,6 +282,8 @@ class Shared(C.Structure):
             "pv_kicks",  # guest: kicks (PV_KICK_PORT writes) made
             "pv_irq_events",  # guest: events reached through an (early) interrupt
             "pv_spin_events",  # guest: events close enough to reach by spinning alone
+            "blocks",  # guest: BLOCK calls made (idle waits under --warp-idle)
+            "block_wakes",  # small guest: BLOCK waits over, the clock read after (ring 3)
         )
     ]
 

@@ -305,7 +305,8 @@ class DeadlineLoop:
         )
 
     def set_clock(self, channel: Channel, clock: GuestClock) -> None:
-        """The guest's clock was re-anchored (a new rate): the loop's copy follows."""
+        """The guest's clock was re-anchored (a new rate, a warp, a freeze: ``mul`` 0): the
+        loop's copy follows. A channel with nothing armed is not woken for it."""
         self._lib.dl_set_clock(
             self._h(),
             channel.id,
@@ -358,6 +359,16 @@ class OwnedChannel:
         if self.channel is None or self.channel.log is None:
             return self._final_log
         return self.channel.log[: self.loop.stats(self.channel).logged].copy()
+
+    # --- a listener of the guest's timeline: the loop's copy of the clock follows it -------
+
+    def begin_clock_change(self) -> None:
+        """Nothing to mark: the loop never reads the guest's page for the clock."""
+
+    def clock_changed(self, clock: GuestClock, now_ticks: int) -> None:
+        channel = self.channel
+        if channel is not None:
+            self.loop.set_clock(channel, clock)
 
     def release(self) -> None:
         if self.channel is not None:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import Any
 
 import numpy as np
 
 from tickless.axes import GuestKind, TickMode, TimerPath
+from tickless.devices.results import ResultsDevice
 from tickless.guest.abi import Scenario
 from tickless.host.realtime import RealtimePolicy
 from tickless.measure.fleet_limits import (
@@ -33,7 +35,7 @@ from tickless.measure.linux_idle import (
     linux_extras,
 )
 from tickless.measure.machine_info import machine_facts
-from tickless.results.idle import GuestIdleCounts, IdleResult, IdleSpec, RampStep
+from tickless.results.idle import GuestIdleCounts, IdleResult, IdleSpec, RampStep, time_fields
 from tickless.vmm.config import GuestConfig
 from tickless.vmm.host import VmmHost
 from tickless.vmm.machine import GuestMachine
@@ -41,10 +43,14 @@ from tickless.vmm.machine import GuestMachine
 END_REASON = "end of the idle run"
 SMALL_BOOT_TIMEOUT_S = 30.0  # plus 50 ms a guest: a small guest boots in milliseconds
 WINDOW_POLL_S = 0.25
+MAX_RECORDED_RUNS = 100_000
 
 
 def guest_config(spec: IdleSpec, phase_ns: int = 0) -> GuestConfig:
-    """One guest of ``spec``: it idles until the host ends the run, after the window."""
+    """One guest of ``spec``: it idles until the host ends the run, after the window; under
+    ``--warp-idle`` for the run's duration in guest time, then it stops by itself (a
+    warped fleet outruns any host poll). Small guests record their timer runs."""
+    small = spec.guest is GuestKind.SMALL
     return GuestConfig(
         guest=spec.guest,
         kernel_path=spec.kernel_path,
@@ -52,11 +58,22 @@ def guest_config(spec: IdleSpec, phase_ns: int = 0) -> GuestConfig:
         timer=spec.timer or TimerPath.LGUEST,  # IdleSpec resolved it (pv or lguest)
         mode=spec.mode,
         hz=spec.hz,
-        duration_ns=LINUX_IDLE_UNTIL_STOPPED_NS,
+        duration_ns=spec.duration_ns if spec.warp_idle else LINUX_IDLE_UNTIL_STOPPED_NS,
         housekeeping_ns=spec.housekeeping_ns,
         housekeeping_phase_ns=phase_ns,
         halt_poll_ns=spec.halt_poll_ns,
+        rate=spec.rate,
+        warp_idle=spec.warp_idle,
+        count=_runs_capacity(spec) if small else 0,
     )
+
+
+def _runs_capacity(spec: IdleSpec) -> int:
+    """Timer runs a small guest records: its window's, with room for the boot (runs beyond
+    are counted, not recorded)."""
+    guest_s = spec.duration_ns / 1e9 * (1 if spec.warp_idle else float(spec.rate)) + 2
+    per_s = sum(1e9 / p for p in spec.housekeeping_ns)
+    return min(MAX_RECORDED_RUNS, int(guest_s * per_s * 1.2) + 16)
 
 
 def check_host(spec: IdleSpec) -> int:
@@ -79,17 +96,40 @@ def run_idle(spec: IdleSpec, progress: Progress | None = None) -> IdleResult:
         BOOT_TIMEOUT_S + 10.0 * spec.guests if linux else SMALL_BOOT_TIMEOUT_S + 0.05 * spec.guests
     )
     periodic = spec.hz if spec.mode is TickMode.PERIODIC else None
-    with VmmHost(spec.slop_ns, policy) as host:
+    with VmmHost(spec.slop_ns, policy) as host, host.ctrl_z_freezes():
+        timeline = host.timeline(spec.rate, spec.warp_idle)  # the fleet is one group
         rss0, avail0 = rss_mib(), memory_available_mib()
         machines, cost, ramp, saturated = boot_fleet(
-            host, configs, spec.step, periodic, spec.miss_threshold, timeout_s, progress
+            host, configs, spec.step, periodic, spec.miss_threshold, timeout_s, progress, timeline
         )
         rss1, avail1 = rss_mib(), memory_available_mib()
         before = HostSnapshot.of(host, machines)
-        partial = _idle_window(spec, machines, before.t_s, progress)
+        time0 = timeline.totals()
+        if spec.warp_idle:  # the guests end by themselves, after duration in guest time
+            partial = _warped_window(spec, machines, time0.guest_ns, progress)
+        else:
+            partial = _idle_window(spec, machines, before.t_s, progress)
         after = HostSnapshot.of(host, machines)
+        time1 = timeline.totals()
         host.stop_all(END_REASON)
         result = _result(spec, host, machines, before, after, cost)
+        if spec.warp_idle:  # warps begin as soon as the last guest blocks, before the
+            # host sees it booted: count from the guests' own start, wall from the boot
+            start_ns = min(_start_ns(m) for m in machines)
+            times = time_fields(
+                rate=spec.rate,
+                guest_time_s=(time1.guest_ns - start_ns) / 1e9,
+                wall_time_s=time1.wall_ns / 1e9,
+                warped_s=time1.warped_ns / 1e9,
+            )
+        else:
+            times = time_fields(
+                rate=spec.rate,
+                guest_time_s=(time1.guest_ns - time0.guest_ns) / 1e9,
+                wall_time_s=after.t_s - before.t_s,
+                warped_s=(time1.warped_ns - time0.warped_ns) / 1e9,
+            )
+        result = dataclasses.replace(result, **times, **_timer_runs(spec, machines))
     n = len(machines)
     return dataclasses.replace(
         result,
@@ -106,8 +146,9 @@ def run_idle(spec: IdleSpec, progress: Progress | None = None) -> IdleResult:
 def _idle_window(
     spec: IdleSpec, machines: list[GuestMachine], t0: float, progress: Progress | None
 ) -> bool:
-    """Let the fleet idle for the run's duration; True when Ctrl-C cut it short."""
-    end = t0 + spec.duration_ns / 1e9
+    """Let the fleet idle for the run's duration (guest time: duration / rate of wall
+    time); True when Ctrl-C cut it short."""
+    end = t0 + spec.duration_ns / 1e9 / float(spec.rate)
     try:
         while (now := time.monotonic()) < end:
             time.sleep(min(WINDOW_POLL_S, end - now))
@@ -119,6 +160,49 @@ def _idle_window(
     except KeyboardInterrupt:
         return True
     return False
+
+
+def _warped_window(
+    spec: IdleSpec, machines: list[GuestMachine], guest0_ns: int, progress: Progress | None
+) -> bool:
+    """Under warp the guests run their duration in guest time and stop by themselves;
+    True when Ctrl-C cut it short."""
+    timeline = machines[0].timeline
+    try:
+        while any(m.running for m in machines):
+            machines[0].join(WINDOW_POLL_S / 5)
+            if progress is not None:
+                done = (timeline.now_ns() - guest0_ns) / spec.duration_ns
+                progress("measuring", min(1.0, max(0.0, done)))
+            bad = failed(machines)
+            if bad is not None:
+                raise stopped(bad)
+    except KeyboardInterrupt:
+        return True
+    return False
+
+
+def _start_ns(machine: GuestMachine) -> int:
+    """Guest time at which its workload started (its record's reference timestamp)."""
+    return int(machine.timestamps_ns(0)[0])
+
+
+def _timer_runs(spec: IdleSpec, machines: list[GuestMachine]) -> dict[str, Any]:
+    """Small guests: each housekeeping timer's runs over the fleet, and how many came
+    before their deadline in guest time (they must not)."""
+    if spec.guest is not GuestKind.SMALL:
+        return {}
+    runs = [0] * len(spec.housekeeping_ns)
+    early = 0
+    for m in machines:
+        device = m.device(ResultsDevice)
+        if device is None:
+            continue
+        ran, deadline, timer = device.cron_runs(int(m.shared.events_recorded))
+        early += int(np.count_nonzero(ran < deadline))
+        for index, count in zip(*np.unique(timer, return_counts=True), strict=True):
+            runs[int(index)] += int(count)
+    return {"timer_runs": runs, "early_timer_runs": early}
 
 
 def _saturation(spec: IdleSpec, result: IdleResult, ramp_found: int | None) -> int | None:

@@ -14,6 +14,7 @@ from tickless.host.cputime import process_cpu_s
 from tickless.measure.fleet_limits import vcpu_stacks
 from tickless.measure.kvm import console_tail
 from tickless.results.idle import RampStep
+from tickless.timers.timeline import Timeline
 from tickless.vmm.config import GuestConfig
 from tickless.vmm.host import VmmHost
 from tickless.vmm.machine import GuestMachine
@@ -56,6 +57,7 @@ def boot_guests(
     timeout_s: float,
     progress: Progress | None = None,
     cost: BootCost | None = None,
+    timeline: Timeline | None = None,
 ) -> None:
     """Create and start a guest for each of ``configs`` (appended to ``machines``), then
     wait until every one has started its workload; a guest that stops first is an error."""
@@ -64,7 +66,7 @@ def boot_guests(
     total = len(machines) + len(configs)
     with vcpu_stacks():
         for cfg in configs:
-            machine = host.boot(cfg, f"guest{len(machines)}")
+            machine = host.boot(cfg, f"guest{len(machines)}", timeline=timeline)
             machines.append(machine)
             new.append(machine)
             machine.start()
@@ -117,6 +119,7 @@ def boot_fleet(
     miss_threshold: float,
     timeout_s: float,
     progress: Progress | None = None,
+    timeline: Timeline | None = None,
 ) -> tuple[list[GuestMachine], BootCost, list[RampStep], int | None]:
     """Boot ``configs`` ``step`` at a time; with ``periodic_hz``, measure the ticks after
     each step and stop adding guests at the first step that misses more than
@@ -124,7 +127,8 @@ def boot_fleet(
     machines: list[GuestMachine] = []
     cost, ramp = BootCost(), []
     for first in range(0, len(configs), step):
-        boot_guests(host, configs[first : first + step], machines, timeout_s, progress, cost)
+        batch = configs[first : first + step]
+        boot_guests(host, batch, machines, timeout_s, progress, cost, timeline)
         if periodic_hz is None or step >= len(configs):
             continue
         ramp.append(ramp_step(machines, periodic_hz))

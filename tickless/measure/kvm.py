@@ -27,6 +27,7 @@ from tickless.host.realtime import RealtimePolicy
 from tickless.host.timer_thread import HostTimerThread
 from tickless.measure.machine_info import machine_facts
 from tickless.measure.pv_report import explain_run, pv_counts
+from tickless.measure.timeline_report import timeline_notes
 from tickless.results.schema import HostCounts, ResultRecord
 from tickless.results.spec import MeasurementInterrupted, MeasureSpec, Progress, build_record
 from tickless.vmm.config import GuestConfig
@@ -61,6 +62,7 @@ def guest_config(spec: MeasureSpec) -> GuestConfig:
         count=spec.count,
         hz=spec.hz,
         rate=spec.rate,
+        warp_idle=spec.warp_idle,
         halt_poll_ns=spec.halt_poll_ns,
         io_rate_per_s=spec.io_rate_per_s if Load.IO in spec.loads else 0.0,
         io_handler_ns=spec.io_handler_ns,
@@ -138,6 +140,7 @@ def measure_kvm(spec: MeasureSpec, progress: Progress | None = None) -> ResultRe
     with contextlib.ExitStack() as stack:
         cpu_load = stack.enter_context(HostCpuLoad()) if Load.CPU in spec.loads else None
         host = stack.enter_context(open_host(spec))
+        stack.enter_context(host.ctrl_z_freezes())
         machine = host.boot(guest_config(spec))
         duration_s, cpu_s, interrupted = _run_guest(spec, host, machine, progress)
         events = machine.outcome.events if machine.outcome.ok else machine.events_recorded
@@ -147,6 +150,7 @@ def measure_kvm(spec: MeasureSpec, progress: Progress | None = None) -> ResultRe
             notes.extend(f"watchdog failed: {e}" for e in host.watchdog.errors)
         counts = host_counts(spec, host, machine, duration_s, cpu_s, notes)
         notes.extend(_guest_notes(spec, machine, duration_s))
+        notes.extend(timeline_notes(machine.timeline.totals(), spec.rate))
         if interrupted:
             notes.append(f"interrupted after {events} of {spec.count} events")
         facts = machine_facts(

@@ -4,6 +4,7 @@ their JSON records (the same keys), so a real fleet and a simulated one read sid
 from __future__ import annotations
 
 from collections.abc import Mapping
+from fractions import Fraction
 from typing import Any
 
 from rich.table import Table
@@ -13,11 +14,29 @@ def _opt(value: float | None, fmt: str, unit: str = "") -> str:
     return "-" if value is None else f"{value:{fmt}}{unit}"
 
 
+def time_rows(d: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """How time ran: the dilation, guest and wall time, and what idle warp skipped; a
+    record older than these fields ran at dilation 1 without warp over ``duration_s``."""
+    dilation = str(d.get("dilation") or "1")
+    wall_s = d.get("wall_time_s")
+    wall_s = d["duration_s"] if wall_s is None else wall_s
+    guest_s = d.get("guest_time_s")
+    guest_s = float(wall_s * Fraction(dilation)) if guest_s is None else guest_s
+    warped_s = d.get("warped_s") or 0.0
+    share = f" ({100 * warped_s / guest_s:.2f} %)" if guest_s > 0 else ""
+    return [
+        ("time dilation (guest s per wall s)", dilation),
+        ("guest time / wall time", f"{guest_s:,.3f} s / {wall_s:,.3f} s"),
+        ("guest time warped (idle)", f"{warped_s:,.3f} s{share}"),
+    ]
+
+
 def fleet_rows(d: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Label and value of every fleet row; '-' where a record cannot know (a simulated
-    fleet does not boot, a tickless one misses no ticks)."""
+    fleet does not boot, a tickless one misses no ticks). Rates are per wall second."""
     rows = [
         ("guests (asked for)", f"{d['guests']:,} ({d.get('guests_requested') or d['guests']:,})"),
+        *time_rows(d),
         ("boot rate", _opt(d.get("boot_rate_guests_per_s"), ",.1f", " guests/s")),
         ("host memory per guest (RSS)", _opt(d.get("rss_per_guest_mib"), ".3f", " MiB")),
         ("host timer wake-ups/s", f"{d['host_wakeups_per_s']:,.1f}"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,14 @@ __all__ = [
     "IdleSpec",
     "RampStep",
     "fleet_fields",
+    "time_fields",
 ]
 
 # 2: the fleet fields (boot rate, RSS and steady CPU after boot, wake-ups against guest
 # interrupts, missed ticks and the saturation ramp); version 1 records read with them unset.
-IDLE_SCHEMA_VERSION = 2
+# 3: time that bends: ``dilation``, ``guest_time_s``, ``wall_time_s``, ``warped_s``; older
+# records read as dilation 1, no warp, guest time = wall time = ``duration_s``.
+IDLE_SCHEMA_VERSION = 3
 DEFAULT_MISS_THRESHOLD = 0.05  # a ramp step that misses more ticks than this saturates
 
 
@@ -47,6 +51,8 @@ class IdleSpec:
     miss_threshold: float = DEFAULT_MISS_THRESHOLD
     seed: int = 0  # the guests' housekeeping phases are drawn from it
     timer: TimerPath | None = None  # None: pv for tickless small guests, else lguest
+    rate: Fraction = Fraction(1)  # time dilation: guest seconds per wall second
+    warp_idle: bool = False  # duration is guest time; idle stretches are jumped over
 
     def __post_init__(self) -> None:
         if self.guests < 1:
@@ -70,6 +76,8 @@ class IdleSpec:
                 raise InputError("--step must be between 1 and --guests")
         if not 0 < self.miss_threshold < 1:
             raise InputError("--miss-threshold must be between 0 and 1 (exclusive)")
+        if self.warp_idle and self.mode is TickMode.PERIODIC:
+            raise InputError("--warp-idle needs a tickless guest: a ticking one is never idle")
 
     def _check_timer(self) -> None:
         """Tickless small guests re-arm through the PV deadline device (exitless) unless
@@ -200,6 +208,20 @@ def fleet_fields(
     }
 
 
+def time_fields(
+    *, rate: Fraction, guest_time_s: float, wall_time_s: float, warped_s: float
+) -> dict[str, Any]:
+    """How time ran in a run, the same keys in both kinds of record: ``dilation`` (guest
+    seconds per wall second, a fraction's text: "1/10"), the guest time simulated, the wall
+    time it took (the rates are per wall second) and the guest time idle warp skipped."""
+    return {
+        "dilation": str(Fraction(rate)),
+        "guest_time_s": guest_time_s,
+        "wall_time_s": wall_time_s,
+        "warped_s": warped_s,
+    }
+
+
 @dataclass
 class IdleResult(IdleRates):
     """One idle run; written as JSON by ``tickless idle --json`` (``kind`` = "idle")."""
@@ -237,6 +259,22 @@ class IdleResult(IdleRates):
     miss_threshold: float | None = None  # what "missed" means for that step
     ramp: list[RampStep] = field(default_factory=list)
     partial: bool = False  # interrupted: the window is shorter than asked
+    # Version 3: time that bends. The rates are per wall second, over duration_s.
+    dilation: str = "1"  # guest seconds per wall second, a Fraction's text ("1/10")
+    wall_time_s: float | None = None  # None: duration_s (the window)
+    guest_time_s: float | None = None  # None: wall_time_s x dilation (no warp)
+    warped_s: float = 0.0  # guest time skipped by idle warp
+    # Per housekeeping timer (1 s, 4 s), runs summed over the guests, and runs that came
+    # before their deadline in guest time (must be 0); None: not recorded (Linux guests).
+    timer_runs: list[int] | None = None
+    early_timer_runs: int | None = None
+
+    def __post_init__(self) -> None:
+        """Runs that do not say how time ran ran it straight: unwarped, at ``dilation``."""
+        if self.wall_time_s is None:
+            self.wall_time_s = self.duration_s
+        if self.guest_time_s is None:
+            self.guest_time_s = float(self.wall_time_s * Fraction(self.dilation))
 
     @property
     def boot_rate_guests_per_s(self) -> float | None:
@@ -261,7 +299,8 @@ class IdleResult(IdleRates):
     @classmethod
     def from_json_dict(cls, d: dict[str, Any]) -> IdleResult:
         """A record ``to_json_dict`` wrote, of this version or an older one (version 1
-        records lack the fleet fields: they read as unset)."""
+        records lack the fleet fields: they read as unset; versions 1 and 2 the time
+        fields: they read as dilation 1, no warp)."""
         if d.get("kind") != "idle" or d.get("schema_version", 0) > IDLE_SCHEMA_VERSION:
             raise ValueError("not an idle record this version of tickless can read")
         names = {f.name for f in fields(cls)}

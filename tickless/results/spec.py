@@ -96,6 +96,7 @@ class MeasureSpec:
     slop_ns: int = 0
     realtime: bool = True
     rate: Fraction = Fraction(1)
+    warp_idle: bool = False  # idle waits are BLOCK calls; guest time jumps over them
     halt_poll_ns: int | None = None
     stall_timeout_s: float = 10.0
     loads: frozenset[Load] = field(default_factory=lambda: frozenset({Load.IDLE}))
@@ -160,8 +161,32 @@ class MeasureSpec:
             raise InputError("the host backend runs --timer host only")
         if self.kernel_path is not None and self.guest is not GuestKind.LINUX:
             raise InputError("--kernel needs --guest linux")
+        self._check_bending()
         if self.guest is GuestKind.LINUX:
             self._check_linux()
+
+    def _check_bending(self) -> None:
+        """Dilation and warp where a path can honour them; one line where it cannot (the
+        guest's own combinations are checked again by ``GuestConfig``)."""
+        if self.timer is TimerPath.HOST and (self.rate != 1 or self.warp_idle):
+            raise InputError(
+                "--timer host runs on the host's own clock: it cannot be dilated or warped"
+            )
+        if self.rate != 1 and self.timer is TimerPath.LAPIC:
+            raise InputError(
+                "--timer lapic cannot be dilated: its TSC-deadline timer runs on the guest's "
+                "TSC, which this host cannot scale (no TSC scaling); use --timer pv or lguest"
+            )
+        if not self.warp_idle:
+            return
+        if self.backend is not Backend.KVM:
+            raise InputError("--warp-idle measures real guests (kvm); sim fleet models it")
+        if self.timer not in (TimerPath.PV, TimerPath.LGUEST):
+            raise InputError("--warp-idle needs --timer pv or lguest (an idle wait is a BLOCK)")
+        if self.mode is TickMode.PERIODIC or self.wait is not Wait.HALT:
+            raise InputError("--warp-idle needs a tickless guest that halts (--wait halt)")
+        if Load.IO in self.loads:
+            raise InputError("--warp-idle cannot run with --load io: a warp would skip arrivals")
 
     def _check_linux(self) -> None:
         """What the Linux guest's in-kernel workload offers (``guest/linux``)."""

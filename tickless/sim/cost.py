@@ -69,7 +69,7 @@ class CostModel:
         self,
         interrupts: npt.NDArray[np.int64],
         hypercalls: npt.NDArray[np.int64],
-        duration_ns: int,
+        duration_ns: float,
     ) -> npt.NDArray[np.float64]:
         """Host CPU ns spent on each guest over ``duration_ns``."""
         baseline = self.baseline_ns_per_s * duration_ns / SECOND_NS

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
-from tickless.sim import engine, layout
+from tickless.sim import engine, layout, warp
 from tickless.sim import guest_model as gm
 from tickless.sim.fleet_result import CpuCounts, FleetGuestCounts, FleetResult, summarize
 from tickless.sim.fleet_spec import (
@@ -64,11 +64,13 @@ def _dealt(values: list[int], guests: int) -> Int64Array:
 
 
 def _io_arrivals(spec: FleetSpec, rng: np.random.Generator) -> list[tuple[Int64Array, int]]:
-    """Poisson arrival times (ns, in [0, duration]) of each source, in spec order."""
+    """Poisson arrival times (guest ns, in [0, duration]) of each source, in spec order, and
+    its handler time in guest ns: host I/O runs at its own (wall) rate, whatever the guests'
+    clocks do, so at dilation R its arrivals are R times as far apart in guest time."""
     out = []
     for src in spec.io:
-        mean_gap_ns = SECOND_NS / src.rate_per_s
-        expected = src.rate_per_s * spec.duration_ns / SECOND_NS
+        mean_gap_ns = SECOND_NS * float(spec.rate) / src.rate_per_s
+        expected = src.rate_per_s * spec.duration_ns / SECOND_NS / float(spec.rate)
         times: list[npt.NDArray[np.float64]] = []
         t = 0.0
         while t <= spec.duration_ns:
@@ -77,7 +79,7 @@ def _io_arrivals(spec: FleetSpec, rng: np.random.Generator) -> list[tuple[Int64A
             times.append(block)
             t = float(block[-1])
         arrivals = np.floor(np.concatenate(times)).astype(np.int64)
-        out.append((arrivals[arrivals <= spec.duration_ns], src.handler_ns))
+        out.append((arrivals[arrivals <= spec.duration_ns], spec.guest_ns(src.handler_ns)))
     return out
 
 
@@ -170,7 +172,7 @@ def build(
         trace_ns=np.zeros((spec.cpus, trace_capacity), dtype=np.int64),
         trace_count=np.zeros((spec.cpus, trace_capacity), dtype=np.int64),
         period_ns=spec.period_ns,
-        slop_ns=spec.slop_ns,
+        slop_ns=spec.guest_ns(spec.slop_ns),  # the engine's clock is the guests'
         interval_ns=spec.measure_interval_ns,
     )
     return arrays, cpu_of
@@ -182,7 +184,8 @@ CHUNK_WALL_S = 0.1  # return to Python about this often (progress, Ctrl-C)
 
 
 def compile_engine() -> float:
-    """Compile or load the engine (seconds taken), on a one-guest fleet of every kind."""
+    """Compile or load the engine and the warp kernels (seconds taken), on a one-guest
+    fleet of every kind."""
     spec = FleetSpec(
         guests=3,
         mode="periodic,nohz-idle,nohz-full",
@@ -191,7 +194,18 @@ def compile_engine() -> float:
         cpus=1,
         io=(IoSource(1.0, 1),),
     )
-    return engine.warm_up(lambda: build(spec))
+    warped = FleetSpec(guests=2, mode="nohz-idle,nohz-full", duration_ns=SECOND_NS, cpus=1)
+    return engine.warm_up(lambda: build(spec)) + warp.warm_up(build(warped)[0])
+
+
+def _runner(spec: FleetSpec, arrays: FleetArrays, cpu_of: Int64Array) -> Callable[[int], None]:
+    """What advances the fleet to a guest time: the host CPUs' timer queues, or with
+    ``warp_idle`` every VM's own warped clock (its handler runs ``rate`` x its wall cost)."""
+    if not spec.warp_idle:
+        engine.init_arrays(arrays, cpu_of)
+        return lambda t_end_ns: engine.run_until(arrays, t_end_ns)
+    handler_ns = spec.guest_ns(spec.cost.per_interrupt_ns)
+    return lambda t_end_ns: warp.run_until(arrays, t_end_ns, handler_ns)
 
 
 def run_fleet(
@@ -201,14 +215,18 @@ def run_fleet(
     sorted_runs: bool = True,
     compile_s: float | None = None,
 ) -> tuple[FleetResult, FleetArrays]:
-    """Simulate ``spec``; Ctrl-C (or a KeyboardInterrupt from ``progress``) ends the run
-    early with a partial result over what was simulated (``partial`` set, and a note).
-    ``compile_s``: the engine was compiled already (and took this long)."""
+    """Simulate ``spec`` for its ``duration_ns`` of guest time; Ctrl-C (or a
+    KeyboardInterrupt from ``progress``) ends the run early with a partial result over what
+    was simulated (``partial`` set, and a note). ``compile_s``: the engine was compiled
+    already (and took this long). ``trace_capacity``: wake-ups traced per host CPU, or
+    with warp events per guest (``arrays.warp_deadline_ns``, ``warp_inject_ns``)."""
     check_memory(spec)
     if compile_s is None:
         compile_s = compile_engine()
     arrays, cpu_of = build(spec, trace_capacity, sorted_runs)
-    engine.init_arrays(arrays, cpu_of)
+    if spec.warp_idle:
+        warp.attach(arrays, trace_capacity)
+    run_until = _runner(spec, arrays, cpu_of)
     t0 = time.perf_counter()
     done_ns, step_ns = 0, max(1_000_000, spec.duration_ns // 1000)
     partial = False
@@ -216,7 +234,7 @@ def run_fleet(
         while done_ns < spec.duration_ns:
             target = min(spec.duration_ns, done_ns + step_ns)
             c0 = time.perf_counter()
-            engine.run_until(arrays, target)
+            run_until(target)
             took = time.perf_counter() - c0
             done_ns = target
             # Aim at CHUNK_WALL_S per chunk; never grow by more than 4x at once.

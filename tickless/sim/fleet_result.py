@@ -1,6 +1,11 @@
 """What a fleet run found: counts per guest and per host CPU, and the run's totals, with
 the cost model applied; written as the fields of an idle record (``tickless idle --json``)
 plus what only a simulation has.
+
+The engine counts in guest time; the rates are per wall second, as a real host sees them.
+Without warp the wall time is the guest time over the dilation rate; with warp it is the
+host's work: each host CPU runs its VMs' events back to back, flat out, so the busiest CPU
+sets it (``guest_time_s``, ``wall_time_s``, ``warped_s``).
 """
 
 from __future__ import annotations
@@ -12,7 +17,13 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from tickless.results.idle import IDLE_SCHEMA_VERSION, GuestIdleCounts, IdleRates, fleet_fields
+from tickless.results.idle import (
+    IDLE_SCHEMA_VERSION,
+    GuestIdleCounts,
+    IdleRates,
+    fleet_fields,
+    time_fields,
+)
 from tickless.sim import guest_model as gm
 from tickless.sim import layout
 from tickless.sim.fleet_spec import SECOND_NS, FleetSpec
@@ -31,6 +42,7 @@ class FleetGuestCounts(GuestIdleCounts):
     measure_events: int
     mean_lateness_ns: float | None  # None: no measurement events
     max_lateness_ns: int | None
+    warped_s: float = 0.0  # guest time its clock jumped over while idle (--warp-idle)
 
 
 @dataclass
@@ -59,7 +71,7 @@ class FleetResult(IdleRates):
     plus what only a simulation has: ``per_cpu``, the model parameters, the cost model."""
 
     spec: FleetSpec
-    duration_s: float  # virtual time simulated (less than asked when interrupted)
+    duration_s: float  # wall time the rates are over: wall_time_s
     host_timer_wakeups: int
     host_timer_expiries: int
     injections: int
@@ -68,8 +80,11 @@ class FleetResult(IdleRates):
     process_cpu_s: float  # modelled: all of it, I/O handlers included
     per_guest: list[FleetGuestCounts]
     per_cpu: list[CpuCounts]
-    wall_s: float
+    wall_s: float  # what the simulator itself took (not the simulated host's wall time)
     compile_s: float
+    guest_time_s: float  # guest time every VM simulated (less than asked when interrupted)
+    wall_time_s: float  # the simulated host's wall time for it
+    warped_s: float  # guest time warped, mean over the VMs
     partial: bool = False
     notes: list[str] = field(default_factory=list)
 
@@ -79,8 +94,9 @@ class FleetResult(IdleRates):
 
     @property
     def events_per_wall_s(self) -> float:
-        """Simulation speed: host timer events per second of wall time (compile excluded)."""
-        return self.host_timer_expiries / self.wall_s if self.wall_s > 0 else 0.0
+        """Simulation speed: timer events (injections) per second the simulator took
+        (compile excluded)."""
+        return self.injections / self.wall_s if self.wall_s > 0 else 0.0
 
     def _fleet_fields(self) -> dict[str, Any]:
         """The fleet report of ``tickless idle``: a simulated fleet does not boot (no boot
@@ -89,9 +105,11 @@ class FleetResult(IdleRates):
         no feedback, so it reports that count rather than missing ticks itself."""
         s = self.spec
         ticking = [g for g in self.per_guest if g.mode == "periodic"]
-        expected = len(ticking) * s.hz * self.duration_s
+        expected = len(ticking) * s.hz * self.guest_time_s  # HZ ticks a guest second
         per_guest_ns = 1e9 * self.process_cpu_s / self.duration_s / s.guests
         fits = int(s.cpus * 1e9 // per_guest_ns) if per_guest_ns > 0 else None
+        if s.warp_idle:  # a warped host runs flat out by design: nothing to saturate
+            fits = None
         return fleet_fields(
             guests_requested=s.guests,
             boot_rate_guests_per_s=None,
@@ -123,6 +141,14 @@ class FleetResult(IdleRates):
             **self.rate_fields(),
             "injections_per_s": self.injections_per_s,
             **self._fleet_fields(),
+            **time_fields(
+                rate=s.rate,
+                guest_time_s=self.guest_time_s,
+                wall_time_s=self.wall_time_s,
+                warped_s=self.warped_s,
+            ),
+            "timer_runs": None,  # the model counts runs per guest (per_guest), not per timer
+            "early_timer_runs": None,
             "slop_ns": s.slop_ns,
             "miss_threshold": None,  # the model does not miss ticks: see saturation_guests
             "rss_mib": None,  # nothing boots: no memory, no boot CPU to report
@@ -136,7 +162,8 @@ class FleetResult(IdleRates):
             "assists": {},
             "per_cpu": [asdict(c) for c in self.per_cpu],
             "partial": self.partial,
-            "requested_duration_s": s.duration_ns / SECOND_NS,
+            "requested_duration_s": s.duration_ns / SECOND_NS,  # guest time
+            "warp_idle": s.warp_idle,
             "model": {
                 "cpus": s.cpus,
                 "slop_ns": s.slop_ns,
@@ -194,41 +221,73 @@ def _cpu_counts(
     a: FleetArrays,
     cpu_of: Int64Array,
     guest_cpu_ns: npt.NDArray[np.float64],
-    duration_ns: int,
+    wall_ns: float,
 ) -> tuple[list[CpuCounts], list[str]]:
-    """Each CPU's counts, and a note for each CPU a real host could not have kept up with."""
-    duration_s = duration_ns / SECOND_NS
+    """Each CPU's counts over ``wall_ns``, and a note for each CPU a real host could not
+    have kept up with. The engine's I/O times are guest ns: back to wall at the rate."""
+    wall_s = wall_ns / SECOND_NS
+    to_wall = 1.0 / float(spec.rate)
     out, notes = [], []
     for c in range(spec.cpus):
         row = a.cpu[c]
         mine = cpu_of == c
         wakeups, expiries = int(row[layout.C_WAKEUPS]), int(row[layout.C_EXPIRIES])
+        injections = int(a.warp[mine, layout.W_EVENTS].sum()) if spec.warp_idle else expiries
         wake_ns = spec.cost.wakeup_cpu_ns(wakeups)
-        cpu_ns = float(guest_cpu_ns[mine].sum()) + wake_ns + int(row[layout.C_IO_BUSY_NS])
+        io_busy_ns = int(row[layout.C_IO_BUSY_NS]) * to_wall
+        cpu_ns = float(guest_cpu_ns[mine].sum()) + wake_ns + io_busy_ns
         out.append(
             CpuCounts(
                 cpu=c,
                 guests=int(mine.sum()),
                 host_timer_wakeups=wakeups,
                 host_timer_expiries=expiries,
-                injections=expiries,
+                injections=injections,
                 io_interrupts=int(row[layout.C_IO_IRQS]),
-                io_busy_s=int(row[layout.C_IO_BUSY_NS]) / SECOND_NS,
+                io_busy_s=io_busy_ns / SECOND_NS,
                 wakeups_delayed_by_io=int(row[layout.C_DELAYED]),
-                io_delay_s=int(row[layout.C_DELAY_NS]) / SECOND_NS,
-                wakeups_per_s=wakeups / duration_s,
-                expiries_per_s=expiries / duration_s,
+                io_delay_s=int(row[layout.C_DELAY_NS]) * to_wall / SECOND_NS,
+                wakeups_per_s=wakeups / wall_s,
+                expiries_per_s=expiries / wall_s,
                 timer_thread_cpu_s=wake_ns / SECOND_NS,
                 modelled_cpu_s=cpu_ns / SECOND_NS,
-                cpu_percent_of_core=100.0 * cpu_ns / duration_ns,
+                cpu_percent_of_core=100.0 * cpu_ns / wall_ns,
             )
         )
-        if cpu_ns > duration_ns:
+        if cpu_ns > wall_ns * (1 + 1e-9):
             notes.append(
-                f"cpu {c}: modelled load {100.0 * cpu_ns / duration_ns:,.0f} % of a core: a real "
+                f"cpu {c}: modelled load {100.0 * cpu_ns / wall_ns:,.0f} % of a core: a real "
                 "host could not keep up, the simulation assumes it does (no feedback)"
             )
     return out, notes
+
+
+def _times_ns(
+    spec: FleetSpec, a: FleetArrays, cpu_of: Int64Array, partial: bool
+) -> tuple[int, float]:
+    """Guest time every VM reached, and the host's wall time for it: guest time over the
+    rate, or warped, the busiest CPU's work (its VMs' events back to back, baseline aside;
+    at least 1 ns, so that a fleet with nothing to do has finite rates)."""
+    if not spec.warp_idle:
+        guest_ns = a.now_ns if partial else spec.duration_ns
+        return guest_ns, guest_ns / float(spec.rate)
+    c = spec.cost
+    rows = a.rows
+    work_ns = c.per_interrupt_ns * rows[:, gm.IRQS] + c.per_hypercall_ns * rows[:, gm.HYPERCALLS]
+    per_cpu_ns = np.bincount(cpu_of, weights=work_ns, minlength=spec.cpus)
+    return a.now_ns, max(float(per_cpu_ns.max()), 1.0)
+
+
+def _warp_notes(spec: FleetSpec, warped_s: float, guest_s: float) -> list[str]:
+    if not spec.warp_idle:
+        return []
+    notes = [
+        f"idle warp: each guest's clock jumped {warped_s:,.3f} s of its {guest_s:,.3f} s "
+        "(mean); no host timer armed, the host runs its events back to back"
+    ]
+    if spec.slop_ns:
+        notes.append("--slop has no effect with --warp-idle: warped guests arm no host timers")
+    return notes
 
 
 def summarize(
@@ -240,31 +299,38 @@ def summarize(
     partial: bool,
 ) -> FleetResult:
     """Counts of a (possibly partial) run, with the cost model applied."""
-    duration_ns = a.now_ns if partial else spec.duration_ns
-    duration_s = duration_ns / SECOND_NS
+    guest_ns, wall_ns = _times_ns(spec, a, cpu_of, partial)
     rows = a.rows
-    guest_cpu_ns = spec.cost.guest_cpu_ns(rows[:, gm.IRQS], rows[:, gm.HYPERCALLS], duration_ns)
-    per_cpu, notes = _cpu_counts(spec, a, cpu_of, guest_cpu_ns, duration_ns)
+    guest_cpu_ns = spec.cost.guest_cpu_ns(rows[:, gm.IRQS], rows[:, gm.HYPERCALLS], wall_ns)
+    per_cpu, notes = _cpu_counts(spec, a, cpu_of, guest_cpu_ns, wall_ns)
+    warped_ns = a.warp[:, layout.W_WARPED_NS] if spec.warp_idle else np.zeros(spec.guests)
+    warped_s = float(warped_ns.mean()) / SECOND_NS
+    notes[:0] = _warp_notes(spec, warped_s, guest_ns / SECOND_NS)
     if partial:
         notes.insert(
             0,
-            f"interrupted: simulated {duration_s:.3f} s of {spec.duration_ns / SECOND_NS:g} s; "
-            "rates are over the simulated part",
+            f"interrupted: simulated {guest_ns / SECOND_NS:.3f} s of guest time of "
+            f"{spec.duration_ns / SECOND_NS:g} s; rates are over the simulated part",
         )
-    expiries = int(a.cpu[:, layout.C_EXPIRIES].sum())
+    per_guest = _guest_counts(spec, a, cpu_of, guest_cpu_ns)
+    for g, w in zip(per_guest, warped_ns.tolist(), strict=True):
+        g.warped_s = w / SECOND_NS
     return FleetResult(
         spec=spec,
-        duration_s=duration_s,
+        duration_s=wall_ns / SECOND_NS,
         host_timer_wakeups=int(a.cpu[:, layout.C_WAKEUPS].sum()),
-        host_timer_expiries=expiries,
-        injections=expiries,
+        host_timer_expiries=int(a.cpu[:, layout.C_EXPIRIES].sum()),
+        injections=sum(c.injections for c in per_cpu),
         timer_thread_cpu_s=sum(c.timer_thread_cpu_s for c in per_cpu),
         vcpu_cpu_s=float(guest_cpu_ns.sum()) / SECOND_NS,
         process_cpu_s=sum(c.modelled_cpu_s for c in per_cpu),
-        per_guest=_guest_counts(spec, a, cpu_of, guest_cpu_ns),
+        per_guest=per_guest,
         per_cpu=per_cpu,
         wall_s=wall_s,
         compile_s=compile_s,
+        guest_time_s=guest_ns / SECOND_NS,
+        wall_time_s=wall_ns / SECOND_NS,
+        warped_s=warped_s,
         partial=partial,
         notes=notes,
     )

@@ -1,5 +1,11 @@
 """What a fleet run asks for: its guests, host CPUs, I/O and model, checked in one place
 (the CLI turns each refusal into one line), and what it will cost in memory.
+
+Time that bends: ``rate`` is guest seconds per wall second. Whatever a guest schedules
+(``duration_ns``, its timers, its tick, the measure interval) is guest time; what the host
+spends or schedules (``slop_ns``, I/O arrival rates and handler times, the cost model) is
+wall time. With ``warp_idle`` every VM's clock jumps to its next deadline whenever it idles
+(``tickless.sim.warp``).
 """
 
 from __future__ import annotations
@@ -7,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 from tickless.guest.abi import MAX_DELTA_NS, MIN_DELTA_NS, MIN_PERIOD_NS
@@ -21,6 +28,7 @@ MAX_CPUS = 4096
 REPORT_BYTES_PER_GUEST = 2_000  # its per_guest entry: Python objects and JSON text
 IO_BYTES_PER_ARRIVAL = 40  # int64 time and handler, plus the float64 draws while building
 MEMORY_HEADROOM = 0.8  # use at most this share of the memory available now
+MIN_RATE, MAX_RATE = Fraction(1, 1000), Fraction(1000)  # as --dilation of tickless measure
 
 
 @dataclass(frozen=True)
@@ -55,8 +63,11 @@ class FleetSpec:
     io: tuple[IoSource, ...] = ()
     seed: int = 0
     cost_model: str = "box"
+    rate: Fraction = Fraction(1)  # time dilation: guest seconds per wall second
+    warp_idle: bool = False  # an idle VM's clock jumps to its next deadline
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "rate", Fraction(self.rate))
         problem = self._problem()
         if problem:
             raise ValueError(problem)
@@ -93,7 +104,24 @@ class FleetSpec:
             return "--seed must not be negative"
         if self.cost_model not in COST_MODELS:
             return f"unknown cost model {self.cost_model!r}: use {', '.join(COST_MODELS)}"
-        return self._io_problem()
+        if not MIN_RATE <= self.rate <= MAX_RATE:
+            return "--dilation must be between 1/1000 and 1000"
+        return self._warp_problem() or self._io_problem()
+
+    def _warp_problem(self) -> str | None:
+        """What warp cannot model: a VM warps only while every vCPU idles on a deadline."""
+        if not self.warp_idle:
+            return None
+        if "periodic" in self.modes:
+            return (
+                "--warp-idle needs tickless guests (--mode nohz-full or nohz-idle): "
+                "a periodic tick never idles on a deadline"
+            )
+        if "cpu" in self.workloads:
+            return "--warp-idle: busy guests (--workload cpu) never idle, so never warp"
+        if self.io:
+            return "--warp-idle does not model host I/O interrupts (--io)"
+        return None
 
     def _pinned_ok(self) -> bool:
         name, _, num = self.placement.partition(":")
@@ -129,8 +157,17 @@ class FleetSpec:
     def cost(self) -> CostModel:
         return COST_MODELS[self.cost_model]
 
+    def guest_ns(self, wall_ns: float) -> int:
+        """A host (wall) span as the guests' clocks see it, rounded to the nearest ns."""
+        return round(Fraction(wall_ns) * self.rate)
+
+    def wall_s(self, guest_ns: int) -> float:
+        """A span of guest time, in wall seconds when the guests' clocks run at ``rate``."""
+        return float(Fraction(guest_ns, SECOND_NS) / self.rate)
+
     def io_arrivals_expected(self) -> float:
-        return sum(src.rate_per_s for src in self.io) * self.duration_ns / SECOND_NS
+        """I/O rates are per wall second; a run without warp lasts duration / rate of wall."""
+        return sum(src.rate_per_s for src in self.io) * self.wall_s(self.duration_ns)
 
     def memory_bytes(self) -> int:
         """What the run will hold: the struct of arrays, the result, the I/O arrivals."""

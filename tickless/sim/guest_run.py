@@ -62,8 +62,10 @@ class SimulatedGuest:
         self.profile = profile
         latency_seq, irq_seq = np.random.SeedSequence(spec.seed).spawn(2)
         self.latencies = Latencies(profile, np.random.default_rng(latency_seq))
+        # The device's rate is in guest time, its handler's cost in wall time: at dilation
+        # R a guest second is 1/R wall seconds, so R x the rate arrives per wall second.
         self.irqs = IrqSource(
-            irq_rate_per_s,
+            irq_rate_per_s * float(spec.rate),
             handler,
             profile.irq_overhead_ns,
             np.random.default_rng(irq_seq),

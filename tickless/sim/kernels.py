@@ -126,6 +126,11 @@ def _cache_in(path: Path) -> Iterator[None]:
         _config.CACHE_DIR = saved
 
 
+def numba_cache() -> contextlib.AbstractContextManager[None]:
+    """Decorate compiled functions inside this to cache them with the kernels' (``warp``)."""
+    return _cache_in(_numba_cache_dir())
+
+
 with _cache_in(_numba_cache_dir()):
 
     @numba.njit(cache=True)

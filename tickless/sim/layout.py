@@ -7,7 +7,7 @@ The field numbers below are compile-time constants of the numba kernels
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -38,6 +38,14 @@ N_CPU_FIELDS = 24  # 192 bytes: rows of different CPUs never share a cache line
 
 UNARMED = -1  # pos[g]: >= 0 a heap slot, <= -2 the sorted-run slot -2 - pos[g]
 
+# --- warp rows: each warped VM's own timeline (``tickless.sim.warp``), guest ns ----------------
+W_NOW_NS = 0  # the VM's guest clock
+W_NEXT_NS = 1  # the deadline of its BLOCK (gm.NEVER: none)
+W_WARPED_NS = 2  # guest time its clock jumped over while it idled
+W_EVENTS = 3  # timer interrupts injected at a warp (one BLOCK exit each)
+W_TRACE_N = 4  # events traced so far
+N_WARP_FIELDS = 8
+
 
 @dataclass
 class FleetArrays:
@@ -61,10 +69,17 @@ class FleetArrays:
     period_ns: int
     slop_ns: int
     interval_ns: int
+    # Idle warp only (else 0 rows): [guests, N_WARP_FIELDS], and per guest the BLOCK
+    # deadline and injection time of its first events ([guests, capacity], guest ns).
+    warp: Int64Array = field(default_factory=lambda: np.zeros((0, N_WARP_FIELDS), np.int64))
+    warp_deadline_ns: Int64Array = field(default_factory=lambda: np.zeros((0, 0), np.int64))
+    warp_inject_ns: Int64Array = field(default_factory=lambda: np.zeros((0, 0), np.int64))
 
     @property
     def now_ns(self) -> int:
-        """How far every CPU has been simulated."""
+        """How far every CPU (or, warped, every VM's guest clock) has been simulated."""
+        if self.warp.shape[0]:
+            return int(self.warp[:, W_NOW_NS].min())
         return int(self.cpu[:, C_NOW_NS].min())
 
 

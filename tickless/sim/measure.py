@@ -27,10 +27,15 @@ Timer paths (``spec.timer``, all of ``TimerPath``):
   of this platform's device handlers).
 * ``host``: the bare Linux profile (the host has no VMM in the way), whatever the platform.
 
+Time dilation (``spec.rate``): the guest's clock, so its deadlines, its tick and the I/O
+device's rate, run at ``rate`` guest seconds per wall second; delivery latencies and
+handler costs are the host's, in wall time. The record's host counts are per wall second.
+
 Loads (``spec.loads``): ``idle``, or ``io``: Poisson device interrupts at
-``spec.io_rate_per_s`` on the timer's vCPU, each costing the interference model's bare
-disk handler plus the platform's per-interrupt overhead (``spec.io_handler_ns``, the real
-guest's synthetic handler, is not used: the paper's disk handler is the model's).
+``spec.io_rate_per_s`` (per guest second) on the timer's vCPU, each costing the
+interference model's bare disk handler plus the platform's per-interrupt overhead
+(``spec.io_handler_ns``, the real guest's synthetic handler, is not used: the paper's disk
+handler is the model's).
 
 Deterministic for ``spec.seed``: the latency draws and the device interrupts come from
 separate streams of one ``SeedSequence``, so a different load or platform keeps the same
@@ -140,7 +145,8 @@ def _record(
         notes.append(f"timer host runs on the bare {HOST_PROFILE} profile; --platform ignored")
     if irq_rate_per_s > 0:
         notes.append(
-            f"{c.io_irqs} device interrupts handled ({irq_rate_per_s:g}/s on the timer's CPU); "
+            f"{c.io_irqs} device interrupts handled ({irq_rate_per_s:g} per guest second on "
+            "the timer's CPU); "
             f"{c.blocked} timer interrupts waited for a handler, "
             f"{c.blocked_ns / max(c.blocked, 1) / 1000:.1f} us on average"
         )

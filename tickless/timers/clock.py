@@ -18,13 +18,14 @@ _U32 = 0xFFFF_FFFF
 
 @dataclass(frozen=True)
 class PvclockScale:
-    """pvclock's fixed-point scale: ``((delta << shift) * mul) >> 32`` (shift may be < 0)."""
+    """pvclock's fixed-point scale: ``((delta << shift) * mul) >> 32`` (shift may be < 0).
+    ``mul`` 0 is a stopped clock (a frozen guest: every reading is ``system_time``)."""
 
     mul: int
     shift: int
 
     def __post_init__(self) -> None:
-        if not (0 < self.mul <= _U32 and -32 < self.shift < 32):
+        if not (0 <= self.mul <= _U32 and -32 < self.shift < 32):
             raise ValueError(f"pvclock scale out of range: mul={self.mul} shift={self.shift}")
 
     def apply(self, delta: int) -> int:
@@ -36,6 +37,8 @@ class PvclockScale:
         """The smallest non-negative delta with ``apply(delta) >= want``."""
         if want <= 0:
             return 0
+        if self.mul == 0:
+            raise ValueError("a stopped clock never reaches a later reading")
         guess = (want << 32) // self.mul
         guess = guess >> self.shift if self.shift >= 0 else guess << -self.shift
         slack = (1 << max(0, -self.shift)) + 4
@@ -78,7 +81,7 @@ class GuestClock:
     """A guest's PV clock: guest nanoseconds as a function of host clock ticks (the TSC).
 
     ``rate`` is guest seconds per host second: 1 is wall time, 1/2 a guest living at half
-    speed, 2 one living at double speed.
+    speed, 2 one living at double speed, 0 a frozen guest (its clock stands still).
     """
 
     tick_hz: int
@@ -92,11 +95,18 @@ class GuestClock:
         cls, tick_hz: int, now_ticks: int, system_time_ns: int = 0, rate: Fraction | int = 1
     ) -> GuestClock:
         rate = Fraction(rate)
-        if rate <= 0:
-            raise ValueError(f"time dilation rate must be positive, not {rate}")
+        if rate < 0:
+            raise ValueError(f"time dilation rate must not be negative, not {rate}")
+        if rate == 0:
+            return cls(tick_hz, now_ticks, system_time_ns, PvclockScale(0, 0), rate)
         scaled = NSEC_PER_SEC * rate
         scale = time_scale(tick_hz * scaled.denominator, scaled.numerator)
         return cls(tick_hz, now_ticks, system_time_ns, scale, rate)
+
+    @property
+    def frozen(self) -> bool:
+        """The clock stands still: no later reading is ever reached."""
+        return self.rate == 0
 
     def ns_at(self, ticks: int) -> int:
         """The guest's clock reading at host tick ``ticks`` (exactly what the guest computes)."""
@@ -105,7 +115,8 @@ class GuestClock:
         return self.system_time_ns + self.scale.apply(ticks - self.tsc_timestamp)
 
     def ticks_at_or_after(self, ns: int) -> int:
-        """The first host tick at which the guest's clock reads ``ns`` or later."""
+        """The first host tick at which the guest's clock reads ``ns`` or later (a frozen
+        clock never reads later than it does: ValueError; check ``frozen`` first)."""
         if ns <= self.system_time_ns:
             return self.tsc_timestamp
         return self.tsc_timestamp + self.scale.inverse(ns - self.system_time_ns)

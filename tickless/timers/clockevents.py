@@ -10,10 +10,20 @@ Threads: the guest programs the device from its vCPU thread; the expiry runs on 
 timer thread. Every state change first cancels the host timer, and ``cancel`` waits for a
 running expiry (``hrtimer_cancel``), so the expiry's state check and periodic re-arm never
 interleave with a change (a ``SET_PERIODIC(0)`` cannot leave a periodic timer armed).
+A re-anchored clock (``clock_changed``: dilation, warp, freeze; it may come from another
+guest's vCPU thread on a shared timeline) and the guest's own calls are serialized by a
+lock that the expiry never takes.
+
+Periodic ticks the host misses are dropped, not caught up: an expiry handled late moves
+the next tick to the first grid point after now (``policy.hrtimer_forward``) and counts the
+ticks skipped in ``overruns`` — one interrupt, never a burst (KVM's hv-timer once caught
+up one period at a time without bound, commit 18ab3fc8e880; Hyper-V's "lazy" timers drop).
+A frozen clock stands still, so no tick is due while frozen and none is missed.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -65,6 +75,7 @@ class ClockEventDevice:
         self.next_event_ns: int | None = None  # deadline on the guest's clock
         self.stats = ClockEventStats()
         self.timer = HostTimer(self._expired, name=name)
+        self._lock = threading.Lock()  # the guest's calls and clock changes, not the expiry
 
     def _result(self, code: int) -> int:
         if code == 0:
@@ -80,9 +91,23 @@ class ClockEventDevice:
         code = policy.check_delta(delta_ns)
         if code:
             return self._result(code)
-        self.shutdown()
-        if delta_ns:
-            deadline_ns = policy.oneshot_deadline_ns(self.clock.ns_at(now_ticks), delta_ns)
+        with self._lock:
+            self._shutdown()
+            if delta_ns:
+                now_ns = self.clock.ns_at(max(now_ticks, self.clock.tsc_timestamp))
+                self.state = ClockEventState.ONESHOT
+                self._program_event(policy.oneshot_deadline_ns(now_ns, delta_ns))
+        return self._result(0)
+
+    def set_deadline(self, deadline_ns: int, now_ticks: int) -> int:
+        """A one-shot at an absolute guest time (BLOCK's): -ETIME if already reached,
+        -EINVAL beyond ``MAX_DELTA_NS`` (``policy.check_deadline``)."""
+        with self._lock:
+            now_ns = self.clock.ns_at(max(now_ticks, self.clock.tsc_timestamp))
+            code = policy.check_deadline(deadline_ns, now_ns)
+            if code:
+                return self._result(code)
+            self._shutdown()
             self.state = ClockEventState.ONESHOT
             self._program_event(deadline_ns)
         return self._result(0)
@@ -92,24 +117,57 @@ class ClockEventDevice:
         code = policy.check_period(period_ns)
         if code:
             return self._result(code)
-        self.shutdown()
-        if period_ns:
-            self.state = ClockEventState.PERIODIC
-            self.period_ns = period_ns
-            self._program_event(policy.oneshot_deadline_ns(self.clock.ns_at(now_ticks), period_ns))
+        with self._lock:
+            self._shutdown()
+            if period_ns:
+                now_ns = self.clock.ns_at(max(now_ticks, self.clock.tsc_timestamp))
+                self.state = ClockEventState.PERIODIC
+                self.period_ns = period_ns
+                self._program_event(policy.oneshot_deadline_ns(now_ns, period_ns))
         return self._result(0)
 
     def shutdown(self) -> None:
         """Stop the device; when this returns its expiry is not running and will not run."""
+        with self._lock:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
         self.timers.cancel(self.timer)
         self.state = ClockEventState.SHUTDOWN
         self.next_event_ns = None
 
+    def clock_changed(self, clock: GuestClock, now_ticks: int) -> None:
+        """The guest's clock was re-anchored: the pending event keeps its guest time and
+        is armed again on the new clock (at once after a warp past it; never while frozen)."""
+        with self._lock:
+            self.timers.cancel(self.timer)
+            self.clock = clock
+            if self.next_event_ns is not None and not clock.frozen:
+                self.timers.arm(self.timer, clock.ticks_at_or_after(self.next_event_ns))
+
+    def begin_clock_change(self) -> None:
+        """Nothing to mark: the host's timers follow at ``clock_changed``."""
+
+    def fire_if_due(self, now_ticks: int) -> bool:
+        """Run the pending event now if the clock has reached it (a warp's synchronous
+        delivery); True if it ran. The host timer is cancelled first, so it runs once."""
+        with self._lock:
+            self.timers.cancel(self.timer)
+            clock, pending = self.clock, self.next_event_ns
+            if pending is None or clock.ns_at(max(now_ticks, clock.tsc_timestamp)) < pending:
+                if pending is not None and not clock.frozen:
+                    self.timers.arm(self.timer, clock.ticks_at_or_after(pending))
+                return False
+            self._expired(now_ticks)
+            return True
+
     def _program_event(self, deadline_ns: int) -> None:
         """Arm the host timer for ``deadline_ns`` on the guest's clock (as
-        ``clockevents_program_event`` takes an absolute expiry)."""
+        ``clockevents_program_event`` takes an absolute expiry); not while it is frozen
+        (``clock_changed`` arms it at the thaw)."""
         self.next_event_ns = deadline_ns
-        self.timers.arm(self.timer, self.clock.ticks_at_or_after(deadline_ns))
+        if not self.clock.frozen:
+            self.timers.arm(self.timer, self.clock.ticks_at_or_after(deadline_ns))
 
     def _expired(self, now_ticks: int) -> None:
         """The host timer fired: forward a periodic tick (``tick_handle_periodic``), then
@@ -117,8 +175,9 @@ class ClockEventDevice:
         self.stats.expiries += 1
         if self.state is ClockEventState.PERIODIC and self.next_event_ns is not None:
             # Next tick on the period grid after now; ticks missed while late are skipped.
+            clock = self.clock
             next_ns, skipped = policy.hrtimer_forward(
-                self.next_event_ns, self.clock.ns_at(now_ticks), self.period_ns
+                self.next_event_ns, clock.ns_at(max(now_ticks, clock.tsc_timestamp)), self.period_ns
             )
             self.stats.overruns += skipped
             self._program_event(next_ns)

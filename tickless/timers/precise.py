@@ -16,7 +16,8 @@ for a running expiry.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from fractions import Fraction
 
 from tickless.timers import policy
 from tickless.timers.clock import GuestClock
@@ -34,6 +35,19 @@ class AdaptiveAdvance:
     grow: int = 1  # a late or tight wake-up adds grow / 2**grow_shift of the shortfall
     grow_shift: int = 0
     shrink_shift: int = 5  # a wake-up earlier than needed removes 1/32 of the surplus
+
+    def for_rate(self, rate: Fraction) -> AdaptiveAdvance:
+        """The same advance for a guest whose clock runs ``rate`` times wall speed: it is
+        kept in guest ns, where a host wake-up's lateness looks ``rate`` times longer, so a
+        faster guest's bounds and start grow with it (a slower one's stay: the advance
+        adapts down within them)."""
+        k = max(Fraction(1), Fraction(rate))
+        return replace(
+            self,
+            advance_ns=int(self.advance_ns * k),
+            target_margin_ns=int(self.target_margin_ns * k),
+            max_ns=int(self.max_ns * k),
+        )
 
     def update(self, margin_ns: int) -> int:
         """Fold in one observed margin (deadline - guest wake-up; negative: late)."""

@@ -72,6 +72,13 @@ def write_boot_params(
     boot.spin_threshold_ns = cfg.spin_threshold_ns
     boot.second_vcpu_busy = int(cfg.second_vcpu_busy)
     boot.explain = int(cfg.explain)
+    boot.warp = int(cfg.warp_idle)
+    schedule = cfg.cron_schedule
+    boot.cron_timers = len(schedule)
+    boot.cron_origin_ns = cfg.cron_origin_ns
+    for i, (period_ns, first_ns) in enumerate(schedule):
+        boot.cron_period_ns[i] = period_ns
+        boot.cron_first_ns[i] = first_ns
 
 
 def write_boot_block(

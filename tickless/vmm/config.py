@@ -9,8 +9,11 @@ from pathlib import Path
 from tickless.axes import GuestKind, Method, TickMode, TimerPath, Wait
 from tickless.errors import InputError
 from tickless.guest.abi import (
+    CRON_MAX_TIMERS,
+    CRON_RECORD_ARRAYS,
     LINUX_MAX_EVENTS,
     LINUX_RAM_BYTES,
+    MAX_DELTA_NS,
     MAX_EVENTS,
     MIN_MEMORY_BYTES,
     RESULTS_GPA,
@@ -38,6 +41,11 @@ class GuestConfig:
     housekeeping_ns: tuple[int, int] = (1 * SECOND_NS, 4 * SECOND_NS)
     housekeeping_phase_ns: int = 0  # idle: its timers run as if it started this long ago
     rate: Fraction = Fraction(1)  # guest seconds per host second (time dilation)
+    warp_idle: bool = False  # idle waits are BLOCK calls; the timeline may warp over them
+    # CRON: (period_ns, first_ns) per timer, first_ns: its first deadline after the start.
+    # IDLE: derived from housekeeping_ns and housekeeping_phase_ns (see cron_schedule).
+    cron: tuple[tuple[int, int], ...] = ()
+    cron_origin_ns: int = 0  # CRON: guest time its schedule counts from (0: its start)
     halt_poll_ns: int | None = None  # None: the host's default
     max_hypercall_rate: float = 50_000.0
     io_rate_per_s: float = 0.0  # I/O interrupts into the timer's vCPU (0: none)
@@ -67,6 +75,45 @@ class GuestConfig:
             raise InputError("handler cost, hold-back window and spin threshold must be >= 0")
         if self.max_hypercall_rate < 100:
             raise InputError("the hypercall rate limit must be at least 100/s")
+        self._check_bending()
+        if len(self.cron_schedule) > CRON_MAX_TIMERS:
+            raise InputError(f"a cron guest runs at most {CRON_MAX_TIMERS} timers")
+        if any(not 0 < period <= MAX_DELTA_NS for period, _ in self.cron_schedule):
+            raise InputError("a cron timer's period must be between 1 ns and an hour")
+        if any(not 0 <= first <= MAX_DELTA_NS for _, first in self.cron_schedule):
+            raise InputError("a cron timer's first run must be within an hour of the start")
+        if self.scenario is Scenario.CRON and not self.cron:
+            raise InputError("a cron guest needs at least one timer")
+
+    def _check_bending(self) -> None:
+        """What each timer path can do with bent time (one line for what it cannot)."""
+        if self.rate != 1 and self.timer is TimerPath.LAPIC:
+            raise InputError(
+                "--timer lapic cannot be dilated: its TSC-deadline timer runs on the guest's "
+                "TSC, which this host cannot scale (no TSC scaling); use --timer pv or lguest"
+            )
+        if not self.warp_idle:
+            return
+        if self.timer not in (TimerPath.PV, TimerPath.LGUEST):
+            raise InputError("--warp-idle needs --timer pv or lguest (an idle wait is a BLOCK)")
+        if self.mode is TickMode.PERIODIC:
+            raise InputError("--warp-idle needs a tickless guest: a ticking one is never idle")
+        if self.io_rate_per_s > 0:
+            raise InputError("--warp-idle cannot run with --load io: a warp would skip arrivals")
+        if self.wait is not Wait.HALT:
+            raise InputError("--warp-idle needs --wait halt: a spinning guest is never idle")
+
+    @property
+    def cron_schedule(self) -> tuple[tuple[int, int], ...]:
+        """The timers of the cron workload: CRON's own, or IDLE's two housekeeping timers
+        as if the guest had started housekeeping_phase_ns ago (guests booted together do
+        not fire together)."""
+        if self.scenario is Scenario.CRON:
+            return self.cron
+        if self.scenario is Scenario.IDLE:
+            phase = self.housekeeping_phase_ns
+            return tuple((p, p - phase % p) for p in self.housekeeping_ns)
+        return ()
 
     @property
     def period_ns(self) -> int:
@@ -74,13 +121,17 @@ class GuestConfig:
 
     @property
     def results_capacity(self) -> int:
-        """Timestamps the guest may write: one reference plus one per event."""
+        """Timestamps the guest may write: one reference plus one per event (CRON and
+        IDLE: per timer run, up to count)."""
         return self.count + 1
 
     @property
     def results_arrays(self) -> int:
         """u64 arrays of results_capacity: timestamps, and with explain the ring-3 wake-up
-        time and the longest clock gap seen while spinning, per event."""
+        time and the longest clock gap seen while spinning, per event; CRON and IDLE: the
+        time each timer ran, its deadline and the timer's index."""
+        if self.scenario in (Scenario.CRON, Scenario.IDLE):
+            return CRON_RECORD_ARRAYS
         return 3 if self.explain else 1
 
     @property

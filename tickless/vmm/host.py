@@ -3,19 +3,28 @@ shared by every guest (as one hrtimer base serves every VM on a host CPU)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 
 from tickless.axes import GuestKind, TickMode
 from tickless.devices.console_buffer import Console
+from tickless.errors import InputError
 from tickless.guest.build import build_image
 from tickless.host.cputime import thread_cpu_ns
 from tickless.host.deadline_loop import DeadlineLoop
 from tickless.host.realtime import RealtimePolicy
 from tickless.host.timer_thread import HostTimerThread
+from tickless.host.tsc import rdtsc
 from tickless.kvm.system import KvmSystem
 from tickless.kvm.vm import Vm
+from tickless.timers.timeline import Timeline
 from tickless.vmm.boot import GuestBoot, SmallGuestBoot
 from tickless.vmm.config import GuestConfig
 from tickless.vmm.linux_boot import LinuxBoot
@@ -98,12 +107,21 @@ class VmmHost:
         """Real-time settings the deadline loop's thread could not apply (if it runs)."""
         return self._deadline_loop.problems if self._deadline_loop is not None else []
 
+    def timeline(self, rate: Fraction | int = 1, warp_idle: bool = False) -> Timeline:
+        """A clock for a group of guests booted on it together (``boot(timeline=...)``):
+        one dilation, warps only when all of their vCPUs are idle, frozen together."""
+        timeline = Timeline(self.tsc_hz, rdtsc, rate, warp_idle)
+        timeline.poll_timers(self.timers)
+        return timeline
+
     def boot(
         self,
         config: GuestConfig,
         name: str | None = None,
         console: Console | None = None,
+        timeline: Timeline | None = None,
     ) -> GuestMachine:
+        """A guest on ``timeline`` (None: a timeline of its own, at its config's rate)."""
         loop = self.deadline_loop if config.guest is GuestKind.SMALL else None
         machine = GuestMachine(
             self.system,
@@ -113,6 +131,7 @@ class VmmHost:
             name or f"guest{len(self.machines)}",
             deadline_loop=loop,
             console=console,
+            timeline=timeline,
         )
         self.machines.append(machine)
         return machine
@@ -131,6 +150,36 @@ class VmmHost:
         # clock-event device's PERIODIC state (SET_PERIODIC), as a HZ kernel's does.
         periodic = "nohz=off highres=off" if config.mode is TickMode.PERIODIC else ""
         return LinuxBoot(kernel, periodic)
+
+    def freeze_all(self) -> list[GuestMachine]:
+        """Freeze every guest that can be (see ``GuestMachine.freeze``); returns them."""
+        frozen = []
+        for machine in self.machines:
+            with contextlib.suppress(InputError):  # lapic: its TSC cannot be stopped
+                machine.freeze()
+                frozen.append(machine)
+        return frozen
+
+    @contextlib.contextmanager
+    def ctrl_z_freezes(self) -> Iterator[None]:
+        """Ctrl-Z (SIGTSTP) freezes the guests' clocks before the process stops, and ``fg``
+        thaws them: guest time stands still while the command is suspended (as
+        ``KVMCLOCK_CTRL`` tells a KVM guest it was paused). Main thread only."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def suspend(signum: int, frame: FrameType | None) -> None:
+            frozen = self.freeze_all()
+            os.kill(os.getpid(), signal.SIGSTOP)  # resumes here on SIGCONT
+            for machine in frozen:
+                machine.thaw()
+
+        previous = signal.signal(signal.SIGTSTP, suspend)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTSTP, previous)
 
     def destroy(self, machine: GuestMachine, reason: str = "destroyed") -> None:
         """Stop ``machine`` and free it now (VM and vCPU descriptors, KVM's per-VM kernel

@@ -19,7 +19,7 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from tickless.axes import GuestKind
+from tickless.axes import GuestKind, TimerPath
 from tickless.devices import DEVICE_TYPES, Device, MachineContext
 from tickless.devices.bus import Bus
 from tickless.devices.console_buffer import Console
@@ -30,6 +30,7 @@ from tickless.devices.memory import GuestMemory
 from tickless.devices.precise_timer import PreciseTimerDevice
 from tickless.devices.pv_deadline import PvDeadlineDevice
 from tickless.devices.results import ResultsDevice
+from tickless.errors import InputError
 from tickless.guest import abi
 from tickless.host.cputime import thread_cpu_ns
 from tickless.host.deadline_loop import DeadlineLoop
@@ -53,6 +54,7 @@ from tickless.kvm.vcpu import Vcpu
 from tickless.kvm.vm import Vm
 from tickless.timers.clock import GuestClock
 from tickless.timers.hrtimer import TimerBase
+from tickless.timers.timeline import Member, Timeline
 from tickless.vmm.boot import GuestBoot, SmallGuestBoot
 from tickless.vmm.config import GuestConfig
 
@@ -119,6 +121,7 @@ class GuestMachine:
         name: str = "guest0",
         deadline_loop: DeadlineLoop | None = None,
         console: Console | None = None,
+        timeline: Timeline | None = None,
     ) -> None:
         self.config = config
         self.boot = boot
@@ -140,15 +143,22 @@ class GuestMachine:
         self._vcpu_native_id: int | None = None
         self._exit_count = 0  # every exit, for the watchdog (outcome.exits has them by name)
         self.boot_s: float | None = None  # start to workload (shared.ready), set by watchers
+        # Cleared while frozen: the vCPU threads wait on it outside KVM_RUN.
+        self._unpaused = threading.Event()
+        self._unpaused.set()
         self.vm = Vm(system)
         try:
-            self._setup(system, timers, deadline_loop)
+            self._setup(system, timers, deadline_loop, timeline)
         except BaseException:
             self.close()
             raise
 
     def _setup(
-        self, system: KvmSystem, timers: TimerBase, deadline_loop: DeadlineLoop | None
+        self,
+        system: KvmSystem,
+        timers: TimerBase,
+        deadline_loop: DeadlineLoop | None,
+        timeline: Timeline | None,
     ) -> None:
         cfg, vm, boot = self.config, self.vm, self.boot
         vm.set_tss_addr(abi.KVM_TSS_GPA)
@@ -159,7 +169,14 @@ class GuestMachine:
         vm.add_memory(0, cfg.memory_bytes)
         self.memory = GuestMemory(vm)
         self.tsc_hz = vm.tsc_khz() * 1000
-        self.clock = GuestClock.create(self.tsc_hz, rdtsc(), rate=cfg.rate)
+        if timeline is None:
+            timeline = Timeline(self.tsc_hz, rdtsc, cfg.rate, cfg.warp_idle)
+            timeline.poll_timers(timers)
+        elif timeline.rate != cfg.rate or timeline.warp_idle != cfg.warp_idle:
+            raise ValueError("a guest on a shared timeline runs at its rate and warp setting")
+        self.timeline = timeline
+        self.member: Member = timeline.join(self.name)
+        self.ap_member: Member | None = None
         boot.load(self.memory, cfg, self.clock)
         shared_view = self.memory.view(boot.layout.shared_gpa, ctypes.sizeof(abi.Shared), "shared")
         self.shared = abi.Shared.from_buffer(shared_view)
@@ -173,7 +190,8 @@ class GuestMachine:
             layout=boot.layout,
             vm=vm,
             memory=self.memory,
-            clock=self.clock,
+            timeline=self.timeline,
+            member=self.member,
             shared=self.shared,
             timers=timers,
             deadline_loop=deadline_loop,
@@ -195,6 +213,12 @@ class GuestMachine:
                 raise KvmError("a busy second vCPU (CPU load) is offered by the small guest only")
             self.ap = Vcpu(vm, 1)
             boot.start_second_vcpu(system, self.ap)
+            self.ap_member = timeline.join(f"{self.name}-vcpu1")  # busy: it never blocks
+
+    @property
+    def clock(self) -> GuestClock:
+        """The guest's PV clock as it is now (its timeline re-anchors it)."""
+        return self.timeline.clock
 
     # --- devices ----------------------------------------------------------------------------
 
@@ -247,6 +271,38 @@ class GuestMachine:
             )
             self._ap_thread.start()
 
+    # --- bending time -----------------------------------------------------------------------
+
+    def freeze(self) -> None:
+        """Pause the guest and stop its clock (its timeline's: the whole group's). Its vCPUs
+        leave KVM_RUN and wait; no timer of its fires; guest time stands still until
+        ``thaw``, so nothing is missed (the design choice for late periodic ticks, which are
+        dropped rather than caught up, is in ``timers/clockevents.py``)."""
+        if self.config.timer is TimerPath.LAPIC:
+            raise InputError(
+                "a guest on --timer lapic cannot be frozen: its TSC-deadline timer runs on "
+                "the host TSC, which this host cannot stop (no TSC scaling)"
+            )
+        self._unpaused.clear()
+        _kick(self.vcpu, self._thread)
+        if self.ap is not None:
+            _kick(self.ap, self._ap_thread)
+        self.timeline.freeze()
+
+    def thaw(self) -> None:
+        """Start the clock again from where it stopped, then the vCPUs."""
+        self.timeline.thaw()
+        self._unpaused.set()
+
+    @property
+    def frozen(self) -> bool:
+        return not self._unpaused.is_set()
+
+    def _wait_unpaused(self) -> None:
+        """A frozen guest's vCPU thread waits here, outside KVM_RUN (a stop wakes it)."""
+        while not self._unpaused.wait(0.05) and not self._stop_requested:
+            pass
+
     def request_stop(self, reason: str) -> None:
         """Stop the vCPUs from another thread (Ctrl-C, watchdog, end of an idle run)."""
         if not self._stop_requested and not self.outcome.ok:
@@ -277,6 +333,7 @@ class GuestMachine:
         native_id = threading.get_native_id()
         try:
             while not self._stop_requested:
+                self._wait_unpaused()
                 try:
                     exit_ = self.ap.run()
                 except KvmError as exc:
@@ -286,6 +343,8 @@ class GuestMachine:
                     self.ap_error = f"vCPU 1 exited unexpectedly: {exit_label(exit_)}"
                     return
         finally:
+            if self.ap_member is not None:
+                self.timeline.leave(self.ap_member)
             self.ap_cpu_ns = thread_cpu_ns(native_id)
 
     @property
@@ -341,6 +400,7 @@ class GuestMachine:
             self.outcome.ok = False
             self.outcome.reason = f"KVM error: {exc}"
         finally:
+            self.timeline.leave(self.member)
             now = rdtsc()
             for device in self.devices:
                 device.stop(now)
@@ -355,6 +415,9 @@ class GuestMachine:
         """Enter the guest; hand port I/O and MMIO to the bus; any other exit stops it."""
         vcpu, exits, bus = self.vcpu, self.outcome.exits, self.bus
         while not self._stop_requested:
+            if not self._unpaused.is_set():
+                self._wait_unpaused()
+                continue
             exit_ = vcpu.run()
             if isinstance(exit_, Interrupted):
                 continue
@@ -379,6 +442,8 @@ class GuestMachine:
         return self._required(ResultsDevice).timestamps_ns(events)
 
     def close(self) -> None:
+        if hasattr(self, "member"):  # never started: it must not hold its group's warps
+            self.timeline.leave(self.member)
         # Devices first (host threads reading guest memory stop), then every ctypes object
         # over guest memory: a live view keeps it mapped.
         for device in self.devices:

@@ -122,6 +122,21 @@ static uint64_t pv_wait(uint64_t deadline, uint64_t *tsc, uint64_t *entry, uint6
     return spin_to(deadline, tsc, gap);
 }
 
+/* An idle wait the host can see (--warp-idle): BLOCK until deadline, which arms a
+ * one-shot and tells the host this vCPU waits for a timer, so a group whose every vCPU
+ * blocks may warp its clock to the earliest deadline. Then spin the residual (none after
+ * a warp: the clock reads the deadline). Returns the event time (>= deadline). */
+static uint64_t block_wait(uint64_t deadline, uint64_t *tsc) {
+    uint64_t seen = SHARED->irq_count, gap;
+    SHARED->blocks++;
+    if (hypercall(HYPERCALL_BLOCK, deadline, 0) == 0)
+        wait_irq(&SHARED->irq_count, seen);
+    uint64_t t = spin_to(deadline, tsc, &gap);
+    __asm__ volatile("" ::: "memory");
+    SHARED->block_wakes++; /* the host holds a warped clock until it sees this */
+    return t;
+}
+
 static volatile uint64_t *timer_counter(void) {
     if (BOOT->timer == TIMERPATH_LAPIC)
         return &SHARED->lapic_irq_count;
@@ -183,6 +198,8 @@ static void measure(void) {
             /* A ticking kernel: the timer runs at the first tick at or after its time. */
             while ((t = clock_ns()) < deadline)
                 seen = wait_irq(counter, seen);
+        } else if (BOOT->warp) {
+            t = block_wait(deadline, &tsc);
         } else if (precise) {
             t = precise_wait(deadline, &tsc);
         } else if (pv) {
@@ -208,51 +225,71 @@ static void measure(void) {
     hypercall(HYPERCALL_DONE, n, 0);
 }
 
-/* An idle guest with a realistic sparse timer load of its own: two housekeeping timers.
- * Tickless: the device is programmed for the next of them only. Periodic: every tick
- * wakes the guest, which checks its timers, as a HZ-driven kernel does. */
-static void idle(void) {
-    uint64_t start = clock_ns(), end = start + BOOT->duration_ns;
-    uint64_t period_a = BOOT->housekeeping_a_ns, period_b = BOOT->housekeeping_b_ns;
-    /* Timers run as if the guest had started phase ns ago, so that guests booted together
-     * do not fire together (the host's slop, not luck, is what may coalesce them). */
-    uint64_t phase = BOOT->housekeeping_phase_ns;
-    uint64_t next_a = start + period_a - phase % period_a;
-    uint64_t next_b = start + period_b - phase % period_b;
+/* Wait for the next timer at deadline the way this guest is set up to. */
+static void idle_wait(uint64_t deadline, int periodic, uint64_t *seen) {
+    uint64_t tsc, entry, gap;
+    if (periodic) {
+        *seen = wait_irq(&SHARED->irq_count, *seen);
+    } else if (BOOT->warp) {
+        block_wait(deadline, &tsc);
+    } else if (BOOT->timer == TIMERPATH_PV) { /* publish, sleep, spin the residual */
+        pv_wait(deadline, &tsc, &entry, &gap);
+    } else {
+        arm_lguest(deadline);
+        *seen = wait_irq(&SHARED->irq_count, *seen);
+    }
+}
+
+/* A guest that lives by timers (CRON; IDLE is the same with two housekeeping timers):
+ * each timer runs every period from its first deadline. Tickless: the device is programmed
+ * for the next of them only. Periodic: every tick wakes the guest, which checks its timers,
+ * as a HZ-driven kernel does. A timer that fell behind runs once per missed deadline, each
+ * run recorded (while there is room) with its deadline and the time it ran: the host
+ * checks that none ran early, in guest time, whatever dilation and warps did. */
+static void cron(void) {
+    volatile uint64_t *ran = (volatile uint64_t *)BOOT->results_gpa;
+    uint64_t cap = BOOT->results_capacity, recorded = 0;
+    volatile uint64_t *deadline_at = ran + cap, *timer_at = ran + 2 * cap;
+    /* A group's guests count from one origin, so that their schedules interleave the
+     * same way whenever each of them booted. */
+    uint64_t start = clock_ns(), origin = BOOT->cron_origin_ns ? BOOT->cron_origin_ns : start;
+    uint64_t end = origin + BOOT->duration_ns;
+    uint64_t n = BOOT->cron_timers, next[CRON_MAX_TIMERS];
+    for (uint64_t i = 0; i < n; i++)
+        next[i] = origin + BOOT->cron_first_ns[i];
     int periodic = BOOT->mode == TICKMODE_PERIODIC;
     uint64_t seen = SHARED->irq_count;
+    ran[0] = start;
 
     if (periodic && hypercall(HYPERCALL_SET_PERIODIC, BOOT->period_ns, 0) != 0)
         panic(PANIC_SET_PERIODIC_REFUSED, BOOT->period_ns);
-    int pv = BOOT->timer == TIMERPATH_PV;
     for (;;) {
-        if (pv) { /* the PV deadline device: publish, sleep, spin the residual */
-            uint64_t next = next_a < next_b ? next_a : next_b, tsc, entry, gap;
-            pv_wait(next < end ? next : end, &tsc, &entry, &gap);
-            seen = SHARED->irq_count;
-        } else {
-            if (!periodic) {
-                uint64_t next = next_a < next_b ? next_a : next_b;
-                arm_lguest(next < end ? next : end);
-            }
-            seen = wait_irq(&SHARED->irq_count, seen);
-        }
+        uint64_t soonest = end;
+        for (uint64_t i = 0; i < n; i++)
+            if (next[i] < soonest)
+                soonest = next[i];
+        idle_wait(soonest, periodic, &seen);
         SHARED->wakeups++;
         uint64_t now = clock_ns();
         if (now >= end)
             break;
-        while (now >= next_a) {
-            next_a += period_a;
-            SHARED->timer_callbacks++;
-        }
-        while (now >= next_b) {
-            next_b += period_b;
-            SHARED->timer_callbacks++;
+        for (uint64_t i = 0; i < n; i++) {
+            while (now >= next[i]) {
+                if (recorded + 1 < cap) {
+                    recorded++;
+                    ran[recorded] = now;
+                    deadline_at[recorded] = next[i];
+                    timer_at[recorded] = i;
+                    SHARED->events_recorded = recorded;
+                }
+                next[i] += BOOT->cron_period_ns[i];
+                SHARED->timer_callbacks++;
+            }
         }
     }
     if (periodic)
         hypercall(HYPERCALL_SET_PERIODIC, 0, 0);
-    hypercall(HYPERCALL_DONE, 0, 0);
+    hypercall(HYPERCALL_DONE, recorded, 0);
 }
 
 static void hypercall_loop(void) {
@@ -274,7 +311,8 @@ void user_main(void) {
         measure();
         break;
     case SCENARIO_IDLE:
-        idle();
+    case SCENARIO_CRON:
+        cron();
         break;
     case SCENARIO_HYPERCALL_LOOP:
         hypercall_loop();

@@ -114,7 +114,7 @@ static inline uint64_t rdtsc(void) {
 }
 
 static uint64_t guest_ns(const struct dl_clock *c, uint64_t tsc) {
-    if (tsc <= c->tsc_timestamp)
+    if (tsc <= c->tsc_timestamp || c->mul == 0) /* mul 0: a frozen guest's clock */
         return c->system_time_ns;
     uint64_t delta = tsc - c->tsc_timestamp;
     delta = c->shift < 0 ? delta >> -c->shift : delta << c->shift;
@@ -126,6 +126,8 @@ static uint64_t guest_ns(const struct dl_clock *c, uint64_t tsc) {
 static uint64_t tsc_at(const struct dl_clock *c, uint64_t ns) {
     if (ns <= c->system_time_ns)
         return c->tsc_timestamp;
+    if (c->mul == 0) /* frozen: a later reading never comes */
+        return DL_NONE;
     unsigned __int128 scaled = ((unsigned __int128)(ns - c->system_time_ns) << 32) / c->mul;
     uint64_t delta = (uint64_t)scaled;
     delta = c->shift < 0 ? delta << -c->shift : delta >> c->shift;
@@ -548,12 +550,18 @@ int dl_set_clock(struct dl_loop *loop, int id, uint64_t tsc_timestamp, uint64_t 
                  uint32_t mul, int32_t shift) {
     pthread_mutex_lock(&loop->mutex);
     struct dl_channel *c = channel(loop, id);
+    int wake = 0;
     if (c) {
         c->clock = (struct dl_clock){tsc_timestamp, system_time_ns, mul, shift};
-        loop->due[id] = 0;
+        /* Only a channel waiting for something needs its wake-up recomputed: a guest that
+         * warps over BLOCK calls must not cost the loop a wake-up per warp. */
+        wake = c->pending_ns || c->look_ns || (c->kind == DL_PAGE && c->page->pv_deadline_ns);
+        if (wake)
+            loop->due[id] = 0;
     }
     pthread_mutex_unlock(&loop->mutex);
-    poke(loop);
+    if (wake)
+        poke(loop);
     return c ? 0 : -ENOENT;
 }
 

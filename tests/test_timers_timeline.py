@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -22,8 +23,9 @@ from tickless.guest.abi import MIN_PERIOD_NS, PvclockVcpuTimeInfo
 from tickless.timers.clock import GuestClock
 from tickless.timers.clockevents import ClockEventDevice, ClockEventState
 from tickless.timers.hrtimer import TimerQueue
-from tickless.timers.timeline import Timeline
+from tickless.timers.timeline import HOLD_POLL_NS, WARP_TAKE_TIMEOUT_NS, Member, Timeline
 
+S = 10**9
 TICK_HZ = 10**9  # host ticks are nanoseconds: at rate 1 a guest ns is a host tick
 TSC_HZ = 2_400_000_000  # a realistic TSC, where ticks and guest ns differ
 START = 1 << 40  # the host has been up for a while
@@ -649,3 +651,87 @@ def test_a_guest_never_accepts_a_torn_page_nor_reads_backwards(
         else:
             outcomes["new"] += 1
     assert min(outcomes.values()) > 0, outcomes  # every case was exercised
+
+
+# --- the hold after a warp ----------------------------------------------------------------
+
+
+class HoldGuest:
+    """A member whose guest has or has not yet run on after its warp (``ran``)."""
+
+    def __init__(self) -> None:
+        self.ran = False
+        self.delivered: list[int] = []
+
+    def deliver(self, now_ticks: int) -> Callable[[], bool]:
+        self.delivered.append(now_ticks)
+        self.ran = False
+        return lambda: self.ran
+
+
+def held_timeline() -> tuple[Timeline, Ticks, TimerQueue, list[Member], list[HoldGuest]]:
+    tl, ticks = timeline(1, True)
+    queue = TimerQueue()
+    tl.poll_timers(queue)
+    members, guests = [], []
+    for i in range(2):
+        m, g = tl.join(f"vcpu{i}"), HoldGuest()
+        m.deliver = g.deliver
+        members.append(m)
+        guests.append(g)
+    return tl, ticks, queue, members, guests
+
+
+def expire(queue: TimerQueue, ticks: Ticks) -> None:
+    for timer in queue.expire(ticks.now):
+        timer.callback(ticks.now)
+
+
+def test_a_warp_holds_the_clock_at_the_deadline_until_the_woken_guest_ran_on() -> None:
+    """The clock stands at the deadline after a warp while the woken guest has not run on
+    (host work and scheduling delay cost no guest time), polled on the host timers; it runs
+    at its rate again from the poll that sees the guest ran."""
+    tl, ticks, queue, (a, b), (ga, gb) = held_timeline()
+    now = tl.now_ns()
+    tl.block(b, now + 5 * S)
+    assert tl.block(a, now + 2 * S)  # warped to a's deadline
+    assert ga.delivered and not gb.delivered
+    ticks.now += 3_000_000  # 3 ms of host time: the guest has not run on yet
+    expire(queue, ticks)
+    assert tl.now_ns() == now + 2 * S  # held
+    ga.ran = True
+    ticks.now += HOLD_POLL_NS
+    expire(queue, ticks)
+    held_at = ticks.now
+    ticks.now += 1_000_000
+    assert tl.now_ns() == now + 2 * S + (ticks.now - held_at)  # running at rate 1 again
+    assert tl.take_timeouts == 0
+
+
+def test_a_block_proves_the_guest_ran_on_and_ends_the_hold() -> None:
+    tl, ticks, _queue, (a, b), (ga, _) = held_timeline()
+    now = tl.now_ns()
+    tl.block(b, now + 5 * S)
+    tl.block(a, now + 2 * S)
+    ga.ran = True
+    ticks.now += 50_000
+    tl.block(a, now + 3 * S)  # ends the hold, then warps again (both blocked)
+    assert tl.warps == 2 and tl.now_ns() == now + 3 * S
+    assert len(ga.delivered) == 2
+
+
+def test_a_guest_that_never_runs_on_holds_its_group_for_a_bounded_time() -> None:
+    """Untrusted: a guest that never shows it ran on (interrupts off) stops the clock for
+    at most ``WARP_TAKE_TIMEOUT_NS``; then it runs on and the timeout is counted."""
+    tl, ticks, queue, (a, b), _ = held_timeline()
+    now = tl.now_ns()
+    tl.block(b, now + 5 * S)
+    tl.block(a, now + 2 * S)
+    for _ in range(WARP_TAKE_TIMEOUT_NS // HOLD_POLL_NS + 2):
+        ticks.now += HOLD_POLL_NS
+        expire(queue, ticks)
+    assert tl.take_timeouts == 1
+    before = tl.now_ns()
+    ticks.now += 1_000
+    assert tl.now_ns() == before + 1_000
+    assert len(queue) == 0  # nothing left polling

@@ -34,7 +34,7 @@ from tickless.timers.clock import GuestClock
 from tickless.timers.hrtimer import HostTimer, TimerBase
 
 WARP_TAKE_TIMEOUT_NS = 10_000_000  # a warp holds the clock this long at most
-HOLD_POLL_NS = 100_000  # how often the hold looks whether the woken guests ran on
+HOLD_POLL_NS = 200_000  # how often the hold looks whether the woken guests ran on
 
 
 class ClockListener(Protocol):
@@ -192,8 +192,12 @@ class Timeline:
         with self._lock:
             member.deadline_ns = deadline_ns
             member.blocks += 1
-            self._end_hold_if_all_ran()
-            return self._maybe_warp()
+            ended = self._end_hold_if_all_ran()
+            warped = self._maybe_warp()
+            idle_poll = ended and not self._holding
+        if idle_poll and self._hold_timers is not None:  # outside the lock: the poll takes it
+            self._hold_timers.cancel(self._hold_timer)
+        return warped
 
     def _maybe_warp(self) -> bool:
         """Warp if every member waits, to the earliest deadline."""

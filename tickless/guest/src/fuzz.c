@@ -97,21 +97,24 @@ static uint64_t settled_deadline(uint64_t deadline) {
 
 static void hypercall_valid(struct rng *r) {
     static const uint64_t calls[] = {HYPERCALL_NOP, HYPERCALL_SET_CLOCKEVENT,
-                                     HYPERCALL_SET_PERIODIC, HYPERCALL_SET_PRECISE};
+                                     HYPERCALL_SET_PERIODIC, HYPERCALL_SET_PRECISE,
+                                     HYPERCALL_BLOCK};
     uint64_t nr = calls[below(r, COUNT(calls))];
     uint64_t a0 = fuzz_arg(r), a1 = fuzz_arg(r);
     if (nr == HYPERCALL_SET_PRECISE)
         a0 = settled_deadline(a0);
+    if (nr == HYPERCALL_BLOCK) /* 0 would depend on what is pending, not on the seed */
+        a0 = settled_deadline(a0 ? a0 : 1);
     if (below(r, 4) == 0)
         nr |= next(r) << 32; /* rax's upper half is not part of the call */
     hypercall(nr, a0, a1);
 }
 
 static void hypercall_unknown(struct rng *r) {
-    static const uint64_t numbers[] = {HYPERCALL_SET_PRECISE + 1, 8, 0x3f, 0x40, 0xff, 0x100,
+    static const uint64_t numbers[] = {HYPERCALL_BLOCK + 1, 8, 0x3f, 0x40, 0xff, 0x100,
                                        0x7fffffff, 0x80000000, 0xfffffffe, 0xffffffff};
     uint64_t nr = below(r, 2) ? numbers[below(r, COUNT(numbers))]
-                              : HYPERCALL_SET_PRECISE + 1 + below(r, 0xffffffffull - 7);
+                              : HYPERCALL_BLOCK + 1 + below(r, 0xffffffffull - 8);
     hypercall(nr | (below(r, 4) ? 0 : next(r) << 32), fuzz_arg(r), fuzz_arg(r));
 }
 

@@ -19,6 +19,7 @@ from tickless.host.load import HostCpuLoad
 from tickless.measure.kvm import guest_config, host_counts, open_host
 from tickless.measure.machine_info import machine_facts
 from tickless.measure.pv_report import explain_run
+from tickless.measure.timeline_report import timeline_notes
 from tickless.results.breakdown import GuestRow
 from tickless.results.schema import HostCounts, ResultRecord
 from tickless.results.spec import (
@@ -42,7 +43,11 @@ def measure_kvm_guests(spec: MeasureSpec, progress: Progress | None = None) -> R
             stack.enter_context(HostCpuLoad())
         host = stack.enter_context(open_host(spec))
         config = guest_config(spec)
-        machines = [host.boot(config, name=f"guest{i}") for i in range(spec.guests)]
+        timeline = host.timeline(spec.rate, spec.warp_idle)  # started together: one clock
+        stack.enter_context(host.ctrl_z_freezes())
+        machines = [
+            host.boot(config, name=f"guest{i}", timeline=timeline) for i in range(spec.guests)
+        ]
         cpu0, t0 = process_cpu_s(), time.monotonic()
         loop_cpu0 = host.deadline_loop.totals().cpu_ns
         for machine in machines:
@@ -56,6 +61,7 @@ def measure_kvm_guests(spec: MeasureSpec, progress: Progress | None = None) -> R
             raise GuestStopped(f"{len(failed)} of {spec.guests} guests stopped: {reasons}")
         per_guest = [_guest_result(spec, host, m, duration_s, cpu_s) for m in machines]
         notes = [*host.timers.problems, *host.deadline_loop_problems()]
+        notes.extend(timeline_notes(timeline.totals(), spec.rate))
         if spec.timer in (TimerPath.PV, TimerPath.PRECISE):
             notes.append(
                 f"the deadline loop (one C thread for all {spec.guests} guests) used "

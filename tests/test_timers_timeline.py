@@ -735,3 +735,29 @@ def test_a_guest_that_never_runs_on_holds_its_group_for_a_bounded_time() -> None
     ticks.now += 1_000
     assert tl.now_ns() == before + 1_000
     assert len(queue) == 0  # nothing left polling
+
+
+def test_a_woken_member_that_leaves_ends_the_hold_and_is_not_looked_at_again() -> None:
+    """A guest that stops (DONE) while its warp holds the clock: its memory may go, so its
+    "ran on?" is never called again, and the clock runs on."""
+    tl, ticks, queue, (a, b), (_, gb) = held_timeline()
+    now = tl.now_ns()
+    tl.block(b, now + 5 * S)
+    tl.block(a, now + 2 * S)
+    calls: list[int] = []
+
+    def never_ran() -> bool:
+        calls.append(1)
+        return False
+
+    tl._holding = [(m, never_ran) for m, _ in tl._holding]
+    tl.leave(a)  # the hold ends; b alone is idle: the group warps to its deadline
+    assert tl.now_ns() == now + 5 * S and gb.delivered
+    gb.ran = True
+    ticks.now += 1_000
+    tl.block(b, now + 6 * S)
+    assert tl.now_ns() == now + 6 * S
+    for _ in range(5):
+        ticks.now += HOLD_POLL_NS
+        expire(queue, ticks)
+    assert calls == [] and tl.take_timeouts == 0

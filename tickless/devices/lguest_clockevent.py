@@ -28,7 +28,7 @@ from collections.abc import Callable
 from tickless.axes import GuestKind
 from tickless.devices.device import Device, MachineContext, register_device
 from tickless.devices.hypercall import as_signed
-from tickless.guest.abi import EINVAL, TIMER_VECTOR, Hypercall
+from tickless.guest.abi import EINVAL, ETIME, TIMER_VECTOR, Hypercall
 from tickless.host.tsc import rdtsc
 from tickless.timers.clockevents import ClockEventDevice
 
@@ -68,9 +68,11 @@ class LguestClockEventDevice(Device):
         armed before the vCPU counts as idle: a warp it causes re-arms a timer that exists."""
         deadline = as_signed(deadline)
         if deadline == 0:
-            pending = self.clockevent.next_event_ns
+            pending, clock = self.clockevent.next_event_ns, self.ctx.clock
             if pending is None:
                 return -EINVAL
+            if clock.ns_at(max(rdtsc(), clock.tsc_timestamp)) >= pending:
+                return -ETIME  # already due: its interrupt is on its way, do not sleep
             deadline = pending
         else:
             code = self.clockevent.set_deadline(deadline, rdtsc())

@@ -99,7 +99,8 @@ class Timeline:
         self.warps = 0
         self.rate_changes = 0
         self.take_timeouts = 0  # warps that stopped waiting for a guest to take its interrupt
-        self._holding: list[Callable[[], bool]] = []  # after a warp: "has it taken it?"
+        # After a warp: each woken member and "has its guest run on?"
+        self._holding: list[tuple[Member, Callable[[], bool]]] = []
         self._hold_give_up_ticks = 0
         self._hold_timers: TimerBase | None = None
         self._hold_timer = HostTimer(self._poll_hold, name="timeline-hold")
@@ -126,10 +127,15 @@ class Timeline:
         return member
 
     def leave(self, member: Member) -> None:
-        """A vCPU stopped: it no longer holds the group's warps back."""
+        """A vCPU stopped: it no longer holds the group's warps (or a warp's hold) back,
+        and nothing of it is looked at again (its guest's memory may go)."""
         with self._lock:
             if member in self._members:
                 self._members.remove(member)
+            if any(m is member for m, _ in self._holding):
+                self._holding = [(m, took) for m, took in self._holding if m is not member]
+                if not self._holding:
+                    self._end_hold()
             self._maybe_warp()
 
     # --- reading -----------------------------------------------------------------------------
@@ -195,8 +201,12 @@ class Timeline:
             ended = self._end_hold_if_all_ran()
             warped = self._maybe_warp()
             idle_poll = ended and not self._holding
-        if idle_poll and self._hold_timers is not None:  # outside the lock: the poll takes it
+        if idle_poll and self._hold_timers is not None:
+            # Its poll is not needed: cancel it, outside the lock (the poll takes it) ...
             self._hold_timers.cancel(self._hold_timer)
+            with self._lock:  # ... unless a warp on another vCPU held the clock meanwhile
+                if self._holding:
+                    self._schedule_hold_poll(self.read_ticks())
         return warped
 
     def _maybe_warp(self) -> bool:
@@ -220,7 +230,7 @@ class Timeline:
         taken = []
         for m in due:
             if m.deliver is not None and (took := m.deliver(now)) is not None:
-                taken.append(took)
+                taken.append((m, took))
         self.warps += 1
         if taken and self._hold_timers is not None:
             self._holding = taken
@@ -255,8 +265,9 @@ class Timeline:
             self._end_hold()
 
     def _end_hold_if_all_ran(self) -> bool:
-        """A block is proof too: a guest blocks again only after it ran on."""
-        if self._holding and all(took() for took in self._holding):
+        """Looked at by the poll and at every block (a guest blocks again only after it
+        ran on, so the hold mostly ends there, without a host wake-up)."""
+        if self._holding and all(took() for _, took in self._holding):
             self._end_hold()
             return True
         return False

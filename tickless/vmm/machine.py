@@ -423,6 +423,9 @@ class GuestMachine:
                 continue
             exits[exit_label(exit_)] += 1
             self._exit_count += 1
+            # An exit shows the vCPU runs, whatever woke it (a BLOCK marks it idle again):
+            # its group must not warp over it.
+            self.member.wake()
             if isinstance(exit_, IoOut | IoIn | MmioWrite | MmioRead):
                 bus.dispatch(exit_, vcpu)
                 continue

@@ -24,6 +24,7 @@
 #include "tickless.h"
 
 static bool periodic_on;
+bool tickless_clockevent_registered;
 
 static int tickless_set_next_event(unsigned long delta, struct clock_event_device *evt)
 {
@@ -175,6 +176,7 @@ int __init tickless_clockevent_init(void)
 		return ret;
 	}
 	clockevents_register_device(evt);
+	tickless_clockevent_registered = true;
 	pr_info("clock-event device tickless registered (rating %d, min %llu ns)\n",
 		evt->rating, evt->min_delta_ns);
 	return 0;

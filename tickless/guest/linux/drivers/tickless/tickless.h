@@ -8,6 +8,7 @@
 
 #include <linux/compiler.h>
 #include <linux/types.h>
+#include <asm/pvclock.h>
 #include <asm/pvclock-abi.h>
 
 #include "tickless_abi.h"
@@ -18,18 +19,37 @@ extern struct tickless_shared *tickless_shared;
 extern struct tickless_linux_info *tickless_info;
 extern u64 *tickless_results;
 
-/* The PV clock in ns: the clock the host timestamps and arms its timers with. */
+/*
+ * The PV clock in ns: the clock the host timestamps and arms its timers with. Our own
+ * read of the page: pvclock_clocksource_read() keeps a monotonic floor shared with
+ * kvm-clock, which would tie the two clocks together. Always inlined: sched_clock reads
+ * it where only noinstr code may run.
+ */
+static __always_inline u64 tickless_read_pvclock(const struct pvclock_vcpu_time_info *src)
+{
+	unsigned int version;
+	u64 ns;
+
+	do {
+		version = pvclock_read_begin(src);
+		ns = __pvclock_read_cycles(src, rdtsc_ordered());
+	} while (pvclock_read_retry(src, version));
+	return ns;
+}
 u64 tickless_clock_ns(void);
 /* The name of the clocksource timekeeping runs on. */
 const char *tickless_current_clocksource(void);
 /* Registers the clock-event device after its min-delta self-test; 0 or -errno. */
 int tickless_clockevent_init(void);
+/* Whether it did: the tick runs on it, and BLOCK(0) names its programmed event. */
+extern bool tickless_clockevent_registered;
 
 /*
  * As the small guest does it: the call number in eax to HYPERCALL_PORT, arguments in
- * rdi and rsi, 0 or a negative errno back in rax.
+ * rdi and rsi, 0 or a negative errno back in rax. Always inlined: the idle hook calls it
+ * where only noinstr code may run.
  */
-static inline long tickless_hypercall(unsigned long nr, unsigned long a0, unsigned long a1)
+static __always_inline long tickless_hypercall(unsigned long nr, unsigned long a0, unsigned long a1)
 {
 	unsigned long rax = nr;
 

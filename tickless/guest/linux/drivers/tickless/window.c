@@ -16,7 +16,9 @@
 #include <linux/io.h>
 #include <linux/moduleparam.h>
 #include <linux/printk.h>
+#include <linux/sched/clock.h>
 #include <linux/timekeeping.h>
+#include <asm/paravirt.h>
 #include <asm/pvclock.h>
 
 #include "tickless.h"
@@ -33,19 +35,38 @@ struct tickless_shared *tickless_shared;
 struct tickless_linux_info *tickless_info;
 u64 *tickless_results;
 
-/* Our own read of the page: pvclock_clocksource_read() keeps a monotonic floor shared
- * with kvm-clock, which would tie the two clocks together. */
 u64 tickless_clock_ns(void)
 {
-	const struct pvclock_vcpu_time_info *src = tickless_pvclock;
-	unsigned int version;
-	u64 ns;
+	return tickless_read_pvclock(tickless_pvclock);
+}
 
-	do {
-		version = pvclock_read_begin(src);
-		ns = __pvclock_read_cycles(src, rdtsc_ordered());
-	} while (pvclock_read_retry(src, version));
-	return ns;
+/*
+ * sched_clock on the PV clock too. kvm-clock's sched_clock reads the host's time, which
+ * a dilated, warped or frozen guest clock leaves behind: the scheduler's clock (rq_clock)
+ * would then disagree with the hrtimers', and code that converts between them does wrong.
+ * The fair class's deadline server, for one, arms its replenishment hrtimer at "the
+ * period's end on rq_clock" converted to hrtimer time: under warp each expiry comes a
+ * second of guest time later but a few ms later on rq_clock, and re-arms for a period
+ * that has hardly moved, one interrupt a warped second until rq_clock catches up.
+ * Continuous at the switch (the offset keeps the value sched_clock had); noinstr as
+ * every sched_clock.
+ */
+static s64 tickless_sched_clock_offset __ro_after_init;
+
+static noinstr u64 tickless_sched_clock_read(void)
+{
+	return tickless_read_pvclock(tickless_pvclock) - tickless_sched_clock_offset;
+}
+
+static void __init tickless_sched_clock_init(void)
+{
+	unsigned long flags;
+
+	local_irq_save(flags);
+	tickless_sched_clock_offset = (s64)(tickless_clock_ns() - sched_clock());
+	paravirt_set_sched_clock(tickless_sched_clock_read);
+	local_irq_restore(flags);
+	pr_info("sched_clock on the PV clock (offset %lld ns)\n", tickless_sched_clock_offset);
 }
 
 static u64 tickless_cs_read(struct clocksource *cs)
@@ -129,6 +150,7 @@ static int __init tickless_init(void)
 		return -ENODEV;
 	}
 	clocksource_register_hz(&tickless_cs, NSEC_PER_SEC);
+	tickless_sched_clock_init();
 	if (tickless_boot->timer != TICKLESS_TIMERPATH_LGUEST)
 		return 0; /* --timer lapic: Linux stays on lapic-deadline, the comparison row */
 	return tickless_clockevent_init();

@@ -187,6 +187,8 @@ class MeasureSpec:
             raise InputError("--warp-idle needs a tickless guest that halts (--wait halt)")
         if Load.IO in self.loads:
             raise InputError("--warp-idle cannot run with --load io: a warp would skip arrivals")
+        if self.explain:
+            raise InputError("--explain breaks down the PV device's path; warped waits BLOCK")
 
     def _check_linux(self) -> None:
         """What the Linux guest's in-kernel workload offers (``guest/linux``)."""

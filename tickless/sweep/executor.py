@@ -38,7 +38,7 @@ class StopSignalPlugin(WorkerPlugin):  # type: ignore[misc]
 
     def setup(self, worker: Any) -> None:
         if threading.current_thread() is threading.main_thread():
-            from tickless.vmm.machine import install_stop_signal
+            from tickless.vmm.vcpu_run import install_stop_signal
 
             install_stop_signal()
 

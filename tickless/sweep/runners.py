@@ -68,7 +68,7 @@ def _make_vcpu_kicks_harmless() -> None:
     """The VMM stops a vCPU thread with a signal whose no-op handler only the main thread
     can install; a Dask task runs in a worker thread. Without the handler the signal's
     default action would kill the worker, so a point that cannot have one fails instead."""
-    from tickless.vmm.machine import STOP_SIGNAL, install_stop_signal
+    from tickless.vmm.vcpu_run import STOP_SIGNAL, install_stop_signal
 
     install_stop_signal()
     if signal.getsignal(STOP_SIGNAL) in (signal.SIG_DFL, None):

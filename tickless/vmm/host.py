@@ -28,7 +28,8 @@ from tickless.timers.timeline import Timeline
 from tickless.vmm.boot import GuestBoot, SmallGuestBoot
 from tickless.vmm.config import GuestConfig
 from tickless.vmm.linux_boot import LinuxBoot
-from tickless.vmm.machine import GuestMachine, install_stop_signal
+from tickless.vmm.machine import GuestMachine
+from tickless.vmm.vcpu_run import install_stop_signal
 from tickless.vmm.watchdog import DEFAULT_BOUND_S, Watchdog
 
 GIL_SWITCH_INTERVAL_S = 0.0002  # hand the GIL to the woken timer thread quickly

@@ -9,11 +9,7 @@ I/O, MMIO and faults do, decoded once by ``Vcpu.run()``.
 from __future__ import annotations
 
 import ctypes
-import signal
-import struct
 import threading
-from collections import Counter
-from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
@@ -38,15 +34,11 @@ from tickless.host.realtime import apply_to_current_thread
 from tickless.host.tsc import rdtsc
 from tickless.kvm.errors import KvmError
 from tickless.kvm.exits import (
-    FailEntry,
-    InternalError,
     Interrupted,
     IoIn,
     IoOut,
     MmioRead,
     MmioWrite,
-    Shutdown,
-    VcpuExit,
     exit_label,
 )
 from tickless.kvm.system import KvmSystem
@@ -57,56 +49,10 @@ from tickless.timers.hrtimer import TimerBase
 from tickless.timers.timeline import Member, Timeline
 from tickless.vmm.boot import GuestBoot, SmallGuestBoot
 from tickless.vmm.config import GuestConfig
+from tickless.vmm.vcpu_run import GuestOutcome, describe_stop, guest_activity, kick
 
-STOP_SIGNAL = signal.SIGUSR1
 LINUX_WATCHDOG_S = 30.0
 D = TypeVar("D", bound=Device)
-
-
-def _kick(vcpu: Vcpu, thread: threading.Thread | None) -> None:
-    """Make a vCPU thread leave KVM_RUN now (immediate_exit covers a thread not in it)."""
-    vcpu.request_stop()
-    if thread is not None and thread.ident is not None and thread.is_alive():
-        signal.pthread_kill(thread.ident, STOP_SIGNAL)
-
-
-def install_stop_signal() -> None:
-    """A no-op handler, so the signal only interrupts KVM_RUN (call from the main thread)."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(STOP_SIGNAL, lambda signum, frame: None)
-
-
-@dataclass
-class GuestOutcome:
-    """How a guest's run ended: ``ok`` (it called DONE) or with a fault message."""
-
-    ok: bool = False
-    reason: str = "not started"
-    events: int = 0
-    exits: Counter[str] = field(default_factory=Counter)
-    hypercalls: int = 0
-    injections: int = 0
-    console: str = ""
-    vcpu_cpu_ns: int = 0
-    assists: Counter[str] = field(default_factory=Counter)  # emulator gaps the VMM filled
-
-
-def describe_stop(exit_: VcpuExit, vcpu: Vcpu) -> str:
-    """Why an exit that no device handles stops the guest."""
-    if isinstance(exit_, Shutdown):
-        return "guest triple-faulted (KVM_EXIT_SHUTDOWN)"
-    if isinstance(exit_, FailEntry):
-        return f"KVM could not enter the guest (hardware reason {exit_.hardware_reason:#x})"
-    if isinstance(exit_, InternalError):
-        rip = vcpu.get_regs().rip
-        return f"KVM internal error (suberror {exit_.suberror}) at rip {rip:#x}"
-    return f"unexpected vCPU exit {exit_label(exit_)}"
-
-
-# Fields of the shared page the host writes, which are no sign of the guest's progress.
-HOST_WRITTEN_OFFSETS = tuple(
-    getattr(abi.Shared, name).offset for name in ("host_fired", "pv_host_armed_ns", "pv_advance_ns")
-)
 
 
 class GuestMachine:
@@ -274,19 +220,17 @@ class GuestMachine:
     # --- bending time -----------------------------------------------------------------------
 
     def freeze(self) -> None:
-        """Pause the guest and stop its clock (its timeline's: the whole group's). Its vCPUs
-        leave KVM_RUN and wait; no timer of its fires; guest time stands still until
-        ``thaw``, so nothing is missed (the design choice for late periodic ticks, which are
-        dropped rather than caught up, is in ``timers/clockevents.py``)."""
+        """Pause the guest (its vCPUs leave KVM_RUN and wait) and stop its timeline's clock
+        (the whole group's) until ``thaw``: no timer of it fires, none is missed."""
         if self.config.timer is TimerPath.LAPIC:
             raise InputError(
                 "a guest on --timer lapic cannot be frozen: its TSC-deadline timer runs on "
                 "the host TSC, which this host cannot stop (no TSC scaling)"
             )
         self._unpaused.clear()
-        _kick(self.vcpu, self._thread)
+        kick(self.vcpu, self._thread)
         if self.ap is not None:
-            _kick(self.ap, self._ap_thread)
+            kick(self.ap, self._ap_thread)
         self.timeline.freeze()
 
     def thaw(self) -> None:
@@ -308,9 +252,9 @@ class GuestMachine:
         if not self._stop_requested and not self.outcome.ok:
             self.outcome.reason = reason
         self._stop_requested = True
-        _kick(self.vcpu, self._thread)
+        kick(self.vcpu, self._thread)
         if self.ap is not None:
-            _kick(self.ap, self._ap_thread)
+            kick(self.ap, self._ap_thread)
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the boot vCPU to finish; then for vCPU 1, which it stops on its way out."""
@@ -358,19 +302,11 @@ class GuestMachine:
         return bound
 
     def activity(self) -> bytes:
-        """Everything the host can see the guest do, as one value that changes when it
-        does: exits, hypercalls and the counters it writes in the shared page (nothing once
-        the machine is closed: the watchdog may look while another thread closes it)."""
-        context, shared = getattr(self, "context", None), getattr(self, "shared", None)
-        if context is None or shared is None:
+        """``guest_activity``; nothing once closed (the watchdog may look meanwhile)."""
+        shared = getattr(self, "shared", None)
+        if getattr(self, "context", None) is None or shared is None:
             return b""
-        # Only what the guest did: interrupts the host injects (and the host's own counter
-        # of them, and what its deadline loop publishes) move while a guest loops with
-        # interrupts off.
-        guest_written = bytearray(bytes(shared))
-        for offset in HOST_WRITTEN_OFFSETS:
-            guest_written[offset : offset + 8] = bytes(8)
-        return struct.pack("<QQ", self._exit_count, self.hypercalls.calls) + bytes(guest_written)
+        return guest_activity(self._exit_count, self.hypercalls.calls, shared)
 
     def vcpu_cpu_ns(self) -> int:
         """CPU time of the boot vCPU's thread so far (guest code included)."""
@@ -405,7 +341,7 @@ class GuestMachine:
             for device in self.devices:
                 device.stop(now)
             if self.ap is not None:
-                _kick(self.ap, self._ap_thread)
+                kick(self.ap, self._ap_thread)
             self.outcome.vcpu_cpu_ns = thread_cpu_ns(native_id)
             self.outcome.hypercalls = self.hypercalls.calls
             self.outcome.injections = self.context.injections

@@ -191,3 +191,18 @@ def test_idle_warp_runs_1000_s_of_housekeeping(tmp_path: Path) -> None:
     # Idle stretches cost no host timer: what wakes at all is the hold after a warp
     # looking whether the guest ran on, which its next BLOCK mostly answers first.
     assert d["host_timer_wakeups"] < 1250 // 2  # fewer than one per two runs
+
+
+@pytest.mark.kvm
+def test_an_idle_fleet_warps_only_once_every_guest_booted(tmp_path: Path) -> None:
+    """Three warped idle guests are one group: the first booted must not warp alone (nor
+    may a guest boot on a clock a warp holds still). Each runs its own 50 s of guest time:
+    50 runs of its 1 s timer and 12 or 13 of its 4 s timer (its phase decides)."""
+    out = tmp_path / "idle.json"
+    args = ["idle", "--guests", "3", "--duration", "50s", "--warp-idle", "--json", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    d = json.loads(out.read_text())
+    assert d["guests"] == 3 and d["early_timer_runs"] == 0
+    assert d["timer_runs"][0] == 150 and 36 <= d["timer_runs"][1] <= 39
+    assert 50 <= d["guest_time_s"] < 51 and d["warped_s"] > 45

@@ -670,9 +670,8 @@ class HoldGuest:
 
 
 def held_timeline() -> tuple[Timeline, Ticks, TimerQueue, list[Member], list[HoldGuest]]:
-    tl, ticks = timeline(1, True)
-    queue = TimerQueue()
-    tl.poll_timers(queue)
+    ticks, queue = Ticks(), TimerQueue()
+    tl = Timeline(TICK_HZ, ticks, 1, True, queue)
     members, guests = [], []
     for i in range(2):
         m, g = tl.join(f"vcpu{i}"), HoldGuest()

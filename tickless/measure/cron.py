@@ -10,14 +10,12 @@ from tickless.devices.results import ResultsDevice
 from tickless.guest.abi import Scenario
 from tickless.host.cputime import process_cpu_s
 from tickless.host.realtime import RealtimePolicy
-from tickless.measure.idle_fleet import failed, stopped
+from tickless.measure.idle_fleet import failed, run_to_end, stopped
 from tickless.measure.timeline_report import timeline_notes
 from tickless.results.cron import CronRecord, CronSpec, merge_events, seconds, summarize
 from tickless.vmm.config import GuestConfig
 from tickless.vmm.host import VmmHost
-from tickless.vmm.machine import GuestMachine
 
-POLL_S = 0.05
 BOOT_ALLOWANCE_S = 0.5  # wall time the group's small guests get to boot before the origin
 
 Progress = Callable[[float], None]  # the fraction of the run's guest time done
@@ -37,7 +35,7 @@ def run_cron(spec: CronSpec, progress: Progress | None = None) -> CronRecord:
         wake0, cpu0, t0 = host.timer_totals()[0], process_cpu_s(), time.monotonic()
         for machine in machines:
             machine.start()
-        partial = _wait(spec, machines, origin_ns, progress)
+        partial = run_to_end(machines, origin_ns, spec.duration_ns, progress)
         host.stop_all("end of the cron run")
         bad = failed(machines)
         if bad is not None and not partial:
@@ -87,22 +85,3 @@ def _config(spec: CronSpec, schedule: tuple[tuple[int, int], ...], origin_ns: in
         count=spec.expected_runs_per_guest + 1,
         seed=spec.seed,
     )
-
-
-def _wait(
-    spec: CronSpec, machines: list[GuestMachine], origin_ns: int, progress: Progress | None
-) -> bool:
-    """Until every guest has run its schedule (DONE); True when Ctrl-C cut it short."""
-    timeline = machines[0].timeline
-    try:
-        while any(m.running for m in machines):
-            machines[0].join(POLL_S)
-            bad = failed(machines)
-            if bad is not None:
-                raise stopped(bad)
-            if progress is not None:
-                done = (timeline.now_ns() - origin_ns) / spec.duration_ns
-                progress(min(1.0, max(0.0, done)))
-    except KeyboardInterrupt:
-        return True
-    return False

@@ -26,7 +26,15 @@ from tickless.measure.fleet_limits import (
     memory_available_mib,
     raise_fd_limit,
 )
-from tickless.measure.idle_fleet import BootCost, Progress, boot_fleet, failed, rss_mib, stopped
+from tickless.measure.idle_fleet import (
+    BootCost,
+    Progress,
+    boot_fleet,
+    failed,
+    rss_mib,
+    run_to_end,
+    stopped,
+)
 from tickless.measure.linux_idle import (
     BOOT_TIMEOUT_S,
     LINUX_IDLE_UNTIL_STOPPED_NS,
@@ -98,15 +106,18 @@ def run_idle(spec: IdleSpec, progress: Progress | None = None) -> IdleResult:
     periodic = spec.hz if spec.mode is TickMode.PERIODIC else None
     with VmmHost(spec.slop_ns, policy) as host, host.ctrl_z_freezes():
         timeline = host.timeline(spec.rate, spec.warp_idle)  # the fleet is one group
+        booting = timeline.join("booting")  # never blocks: no warp before all have booted
         rss0, avail0 = rss_mib(), memory_available_mib()
         machines, cost, ramp, saturated = boot_fleet(
             host, configs, spec.step, periodic, spec.miss_threshold, timeout_s, progress, timeline
         )
+        timeline.leave(booting)
         rss1, avail1 = rss_mib(), memory_available_mib()
         before = HostSnapshot.of(host, machines)
         time0 = timeline.totals()
         if spec.warp_idle:  # the guests end by themselves, after duration in guest time
-            partial = _warped_window(spec, machines, time0.guest_ns, progress)
+            report = None if progress is None else lambda f: progress("measuring", f)
+            partial = run_to_end(machines, time0.guest_ns, spec.duration_ns, report)
         else:
             partial = _idle_window(spec, machines, before.t_s, progress)
         after = HostSnapshot.of(host, machines)
@@ -154,26 +165,6 @@ def _idle_window(
             time.sleep(min(WINDOW_POLL_S, end - now))
             if progress is not None:
                 progress("measuring", min(1.0, (time.monotonic() - t0) / (end - t0)))
-            bad = failed(machines)
-            if bad is not None:
-                raise stopped(bad)
-    except KeyboardInterrupt:
-        return True
-    return False
-
-
-def _warped_window(
-    spec: IdleSpec, machines: list[GuestMachine], guest0_ns: int, progress: Progress | None
-) -> bool:
-    """Under warp the guests run their duration in guest time and stop by themselves;
-    True when Ctrl-C cut it short."""
-    timeline = machines[0].timeline
-    try:
-        while any(m.running for m in machines):
-            machines[0].join(WINDOW_POLL_S / 5)
-            if progress is not None:
-                done = (timeline.now_ns() - guest0_ns) / spec.duration_ns
-                progress("measuring", min(1.0, max(0.0, done)))
             bad = failed(machines)
             if bad is not None:
                 raise stopped(bad)

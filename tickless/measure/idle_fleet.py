@@ -137,3 +137,27 @@ def boot_fleet(
         if ramp[-1].missed_fraction > miss_threshold:
             return machines, cost, ramp, len(machines)
     return machines, cost, ramp, None
+
+
+def run_to_end(
+    machines: Sequence[GuestMachine],
+    origin_ns: int,
+    duration_ns: int,
+    progress: Callable[[float], None] | None = None,
+) -> bool:
+    """Until every guest has run its ``duration_ns`` of guest time from ``origin_ns`` and
+    stopped by itself (DONE): a warped group outruns any poll of the host's. Reports the
+    fraction of guest time done; True when Ctrl-C cut it short."""
+    timeline = machines[0].timeline
+    try:
+        while any(m.running for m in machines):
+            machines[0].join(POLL_S)
+            bad = failed(machines)
+            if bad is not None:
+                raise stopped(bad)
+            if progress is not None:
+                done = (timeline.now_ns() - origin_ns) / duration_ns
+                progress(min(1.0, max(0.0, done)))
+    except KeyboardInterrupt:
+        return True
+    return False

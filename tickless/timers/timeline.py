@@ -86,7 +86,10 @@ class Timeline:
         read_ticks: Callable[[], int],
         rate: Fraction | int = 1,
         warp_idle: bool = False,
+        hold_timers: TimerBase | None = None,
     ) -> None:
+        """``hold_timers``: where a warp's hold is polled (the VMM's timer thread); without
+        them a warp runs on at once, as the simulator's does."""
         self.read_ticks = read_ticks
         self.warp_idle = warp_idle
         self.rate = Fraction(rate)  # the dilation, also while frozen (thaw restores it)
@@ -102,7 +105,7 @@ class Timeline:
         # After a warp: each woken member and "has its guest run on?"
         self._holding: list[tuple[Member, Callable[[], bool]]] = []
         self._hold_give_up_ticks = 0
-        self._hold_timers: TimerBase | None = None
+        self._hold_timers = hold_timers
         self._hold_timer = HostTimer(self._poll_hold, name="timeline-hold")
         self._members: list[Member] = []
         self._listeners: list[ClockListener] = []
@@ -241,11 +244,6 @@ class Timeline:
         return True
 
     # --- the hold after a warp ---------------------------------------------------------------
-
-    def poll_timers(self, timers: TimerBase) -> None:
-        """Check a warp's hold on these host timers (the VMM's timer thread): without them a
-        warp runs on at once, as the simulator's does."""
-        self._hold_timers = timers
 
     def _schedule_hold_poll(self, now_ticks: int) -> None:
         if self._hold_timers is not None:

@@ -111,9 +111,7 @@ class VmmHost:
     def timeline(self, rate: Fraction | int = 1, warp_idle: bool = False) -> Timeline:
         """A clock for a group of guests booted on it together (``boot(timeline=...)``):
         one dilation, warps only when all of their vCPUs are idle, frozen together."""
-        timeline = Timeline(self.tsc_hz, rdtsc, rate, warp_idle)
-        timeline.poll_timers(self.timers)
-        return timeline
+        return Timeline(self.tsc_hz, rdtsc, rate, warp_idle, self.timers)
 
     def boot(
         self,

@@ -116,14 +116,14 @@ class GuestMachine:
         self.memory = GuestMemory(vm)
         self.tsc_hz = vm.tsc_khz() * 1000
         if timeline is None:
-            timeline = Timeline(self.tsc_hz, rdtsc, cfg.rate, cfg.warp_idle)
-            timeline.poll_timers(timers)
+            timeline = Timeline(self.tsc_hz, rdtsc, cfg.rate, cfg.warp_idle, timers)
         elif timeline.rate != cfg.rate or timeline.warp_idle != cfg.warp_idle:
             raise ValueError("a guest on a shared timeline runs at its rate and warp setting")
         self.timeline = timeline
         self.member: Member = timeline.join(self.name)
         self.ap_member: Member | None = None
-        boot.load(self.memory, cfg, self.clock)
+        # Durations in TSC ticks at the group's rate (its clock may be held or frozen now)
+        boot.load(self.memory, cfg, GuestClock.create(self.tsc_hz, 0, rate=timeline.rate))
         shared_view = self.memory.view(boot.layout.shared_gpa, ctypes.sizeof(abi.Shared), "shared")
         self.shared = abi.Shared.from_buffer(shared_view)
 

@@ -43,6 +43,7 @@ class HostBaselineRun:
     cpu_s: float  # the child's user + system CPU time
     wall_s: float  # spawn to exit, including start-up
     problems: list[str]  # settings hostbench could not apply (its stderr lines)
+    scheduling: str  # the policy hostbench ran under: a refused SCHED_FIFO is SCHED_OTHER
 
     @property
     def intervals_ns(self) -> npt.NDArray[np.int64]:
@@ -95,7 +96,12 @@ def run_host_baseline(
         raise HostBaselineError(f"hostbench wrote {timestamps_ns.size} of {count + 1} timestamps")
     if progress is not None:
         progress(count)
-    return HostBaselineRun(interval_ns, method, timestamps_ns, cpu_s, wall_s, stderr_lines)
+    refused = any("no SCHED_FIFO" in line for line in stderr_lines)
+    fifo = policy.fifo_priority
+    scheduling = f"SCHED_FIFO {fifo}" if fifo is not None and not refused else "SCHED_OTHER"
+    return HostBaselineRun(
+        interval_ns, method, timestamps_ns, cpu_s, wall_s, stderr_lines, scheduling
+    )
 
 
 def _validate(interval_ns: int, count: int, method: str) -> None:

@@ -26,7 +26,7 @@ import numpy.typing as npt
 from tickless.buildcache import cached_build, require_tool, run_tool, tool_version
 from tickless.errors import TicklessError
 from tickless.guest.abi import MAX_DELTA_NS, render_c_header
-from tickless.host.realtime import RealtimePolicy, hold_cpu_dma_latency
+from tickless.host.realtime import RealtimePolicy, hold_cpu_dma_latency, scheduling_of
 from tickless.timers.clock import GuestClock
 from tickless.timers.precise import AdaptiveAdvance
 from tickless.timers.pv_deadline import LOOK_DELAY_NS
@@ -142,6 +142,7 @@ def library() -> C.CDLL:
         lib.dl_create.argtypes = [C.c_double, C.c_int, C.c_int, C.c_uint64]
         lib.dl_problems.restype = None
         lib.dl_problems.argtypes = [C.c_void_p, C.POINTER(C.c_int), C.POINTER(C.c_int)]
+        lib.dl_thread_id.argtypes = [C.c_void_p]
         lib.dl_start.argtypes = [C.c_void_p]
         lib.dl_destroy.argtypes = [C.c_void_p]
         lib.dl_destroy.restype = None
@@ -239,6 +240,11 @@ class DeadlineLoop:
         if affinity.value:
             lines.append(f"cannot pin the deadline loop ({os.strerror(affinity.value)})")
         return lines
+
+    @property
+    def scheduling(self) -> str:
+        """The policy the loop's thread runs under, as the kernel reports it."""
+        return scheduling_of(self._lib.dl_thread_id(self._handle) if self._handle else None)
 
     def _h(self) -> int:
         if self._handle is None:

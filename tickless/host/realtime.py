@@ -40,6 +40,22 @@ def apply_to_current_thread(policy: RealtimePolicy) -> list[str]:
     return problems
 
 
+def scheduling_of(thread_id: int | None) -> str:
+    """The policy the kernel says thread ``thread_id`` runs under ("SCHED_FIFO 90",
+    "SCHED_OTHER"), read back rather than taken from what was asked: a refused
+    ``sched_setscheduler`` leaves a thread SCHED_OTHER, and a record must say so."""
+    if not thread_id:
+        return "not running"
+    try:
+        policy = os.sched_getscheduler(thread_id)
+        priority = os.sched_getparam(thread_id).sched_priority
+    except OSError:
+        return "ended"
+    names = {os.SCHED_FIFO: "SCHED_FIFO", os.SCHED_RR: "SCHED_RR", os.SCHED_OTHER: "SCHED_OTHER"}
+    name = names.get(policy, f"policy {policy}")
+    return f"{name} {priority}" if priority else name
+
+
 def hold_cpu_dma_latency() -> str | None:
     """Keep CPUs out of deep idle states for the life of the process (PM QoS)."""
     global _dma_latency_fd

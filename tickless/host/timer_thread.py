@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from tickless.host.realtime import RealtimePolicy, apply_to_current_thread
+from tickless.host.realtime import RealtimePolicy, apply_to_current_thread, scheduling_of
 from tickless.host.timerfd import TimerFd
 from tickless.host.tsc import TscMonotonicMap, rdtsc
 from tickless.timers.hrtimer import HostTimer, TimerQueue
@@ -150,6 +150,11 @@ class HostTimerThread:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def scheduling(self) -> str:
+        """The policy the thread runs under, as the kernel reports it (not as asked)."""
+        return scheduling_of(self.native_id if self._thread.is_alive() else None)
+
     def stop(self) -> None:
         with self._cond:
             self._stopping = True
@@ -168,8 +173,8 @@ class HostTimerThread:
         self._waker.arm_at(wake)
 
     def _run(self) -> None:
-        self.native_id = threading.get_native_id()
         self.problems = apply_to_current_thread(self.policy)
+        self.native_id = threading.get_native_id()  # once set, its scheduling is final
         try:
             while self.run_once():
                 pass

@@ -38,5 +38,5 @@ def measure_host(spec: MeasureSpec, progress: Progress | None = None) -> ResultR
         duration_s=run.wall_s,
         cpu_s=run.cpu_s,
     )
-    facts = machine_facts(timer_thread="SCHED_FIFO 90" if spec.realtime else "SCHED_OTHER")
+    facts = machine_facts(timer_thread=f"hostbench, {run.scheduling}")
     return build_record(spec, Backend.HOST, run.timestamps_ns, counts, facts, notes)

@@ -155,8 +155,8 @@ def measure_kvm(spec: MeasureSpec, progress: Progress | None = None) -> ResultRe
             notes.append(f"interrupted after {events} of {spec.count} events")
         facts = machine_facts(
             tsc_khz=host.tsc_hz // 1000,
-            timer_thread="SCHED_FIFO 90" if spec.realtime else "SCHED_OTHER",
-            guest_wait=spec.wait,
+            timer_thread=host.timer_thread(machine.config),
+            guest_wait="block (--warp-idle: BLOCK hypercall)" if spec.warp_idle else spec.wait,
             dilation=str(spec.rate),
             slop_ns=spec.slop_ns,
         )

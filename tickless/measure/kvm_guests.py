@@ -61,6 +61,7 @@ def measure_kvm_guests(spec: MeasureSpec, progress: Progress | None = None) -> R
             raise GuestStopped(f"{len(failed)} of {spec.guests} guests stopped: {reasons}")
         per_guest = [_guest_result(spec, host, m, duration_s, cpu_s) for m in machines]
         notes = [*host.timers.problems, *host.deadline_loop_problems()]
+        timer_thread = host.timer_thread(machines[0].config)
         notes.extend(timeline_notes(timeline.totals(), spec.rate))
         if spec.timer in (TimerPath.PV, TimerPath.PRECISE):
             notes.append(
@@ -81,7 +82,9 @@ def measure_kvm_guests(spec: MeasureSpec, progress: Progress | None = None) -> R
             raise MeasurementInterrupted(None)
         raise GuestStopped("no timer event was recorded")
     record = _pooled_record(spec, series, [c for _, c, _ in per_guest], duration_s, cpu_s, notes)
-    record.machine = machine_facts(tsc_khz=host.tsc_hz // 1000, guests=str(spec.guests))
+    record.machine = machine_facts(
+        tsc_khz=host.tsc_hz // 1000, guests=str(spec.guests), timer_thread=timer_thread
+    )
     record.explain = explain  # guest0's events
     if interrupted:
         raise MeasurementInterrupted(record)

@@ -38,7 +38,10 @@ Top level
         wakeups_per_s, timer_events_per_s, injections_per_s  float  The counts above divided
                      by duration_s (0 when duration_s is 0); stored for readers, checked on load.
     machine         object Free-form str -> str facts about the host: kernel release, cpu model,
-                           tsc_khz, ... filled by the caller.
+                           tsc_khz, ... filled by the caller. ``timer_thread``: the host
+                           thread that served the timer and its policy as the kernel
+                           reports it ("deadline loop, SCHED_FIFO 90"); ``guest_wait``:
+                           "halt", "spin" or "block ..." (--warp-idle: every idle wait a BLOCK).
     notes           [str]  Human remarks, e.g. "3 events merged by the host".
     created_utc     str    ISO 8601 UTC time the record was created.
     tool_version    str    Version of the tickless package that wrote it ("unknown" if it is

@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import threading
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -97,13 +98,19 @@ def connect(scheduler: str | None, workers: int | None) -> Iterator[Any]:
             cluster.close()
 
 
-def dashboard_link(client: Any) -> str | None:
-    """The dashboard's address when the scheduler serves one (bokeh installed)."""
+def dashboard_link(client: Any, timeout_s: float = 2.0) -> str | None:
+    """The dashboard's address when the scheduler serves one. A scheduler started with
+    ``--no-dashboard`` (or without bokeh) still lists its HTTP service under "dashboard",
+    and the address answers 404: only a page that answers counts."""
     info = client.scheduler_info()
     if "dashboard" not in info.get("services", {}):
         return None
     link: str = client.dashboard_link
-    return link
+    try:
+        with urllib.request.urlopen(link, timeout=timeout_s) as page:
+            return link if page.status == 200 else None
+    except (OSError, ValueError):  # URLError and HTTPError are OSErrors
+        return None
 
 
 def check_timing_slots(client: Any, points: Sequence[Point]) -> None:

@@ -13,7 +13,7 @@ from fractions import Fraction
 from pathlib import Path
 from types import FrameType, TracebackType
 
-from tickless.axes import GuestKind, TickMode
+from tickless.axes import GuestKind, TickMode, TimerPath
 from tickless.devices.console_buffer import Console
 from tickless.errors import InputError
 from tickless.guest.build import build_image
@@ -107,6 +107,18 @@ class VmmHost:
     def deadline_loop_problems(self) -> list[str]:
         """Real-time settings the deadline loop's thread could not apply (if it runs)."""
         return self._deadline_loop.problems if self._deadline_loop is not None else []
+
+    def timer_thread(self, config: GuestConfig) -> str:
+        """Which host thread serves ``config``'s timer events, and the policy it runs under
+        as the kernel reports it (a refused SCHED_FIFO shows as SCHED_OTHER). Under
+        --warp-idle every idle wait is a BLOCK, whose one-shot is the host timer thread's."""
+        if config.timer is TimerPath.LAPIC:
+            return "none: KVM's in-kernel LAPIC timer (a host kernel hrtimer)"
+        loop = self._deadline_loop
+        on_loop = config.timer in (TimerPath.PV, TimerPath.PRECISE) and not config.warp_idle
+        if on_loop and config.guest is GuestKind.SMALL and loop is not None:
+            return f"deadline loop, {loop.scheduling}"
+        return f"host timer thread, {self.timers.scheduling}"
 
     def timeline(self, rate: Fraction | int = 1, warp_idle: bool = False) -> Timeline:
         """A clock for a group of guests booted on it together (``boot(timeline=...)``):

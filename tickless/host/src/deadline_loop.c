@@ -96,6 +96,7 @@ struct dl_loop {
     pthread_mutex_t mutex;
     int epoll_fd, timer_fd, control_fd, running, started, fifo_priority, cpu;
     int sched_error, affinity_error; /* errno of settings the thread could not apply */
+    int thread_id;                   /* the loop thread's TID (0 until it runs) */
     double tsc_per_ns;
     struct dl_channel *channels[DL_MAX_CHANNELS];
     /* channels[i]'s next wake-up, packed so that a scan of a thousand guests stays in cache:
@@ -320,6 +321,7 @@ static void *loop_main(void *arg) {
     }
     struct epoll_event events[64];
     pthread_mutex_lock(&loop->mutex);
+    loop->thread_id = gettid();
     while (loop->running) {
         uint64_t next;
         for (;;) {
@@ -600,6 +602,14 @@ void dl_problems(struct dl_loop *loop, int *sched_error, int *affinity_error) {
     *sched_error = loop->sched_error;
     *affinity_error = loop->affinity_error;
     pthread_mutex_unlock(&loop->mutex);
+}
+
+/* The loop thread's TID (0 until it runs): its scheduling is read back from the kernel. */
+int dl_thread_id(struct dl_loop *loop) {
+    pthread_mutex_lock(&loop->mutex);
+    int tid = loop->thread_id;
+    pthread_mutex_unlock(&loop->mutex);
+    return tid;
 }
 
 /* The advance arithmetic alone, so a test can hold it against AdaptiveAdvance. */

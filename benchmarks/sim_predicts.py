@@ -1,7 +1,7 @@
 """The simulator predicts a fleet size it never saw: fit on small real fleets, predict a big
 one, run the big one, print both and the error.
 
-    python benchmarks/sim_predicts.py [--fit-sizes 10,100] [--fit-duration 10s]
+    python benchmarks/sim_predicts.py [--fit-sizes 10,100] [--fit-duration 20s]
                                       [--size 1000] [--duration 30s] [--ship]
 
 1. ``tickless idle --guests N --duration D --json`` for each fit size (real KVM guests, the
@@ -75,7 +75,7 @@ def _print_model(model: dict[str, Any]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fit-sizes", default="10,100", help="guests of each fitted run")
-    parser.add_argument("--fit-duration", default="10s", help="window of each fitted run")
+    parser.add_argument("--fit-duration", default="20s", help="window of each fitted run")
     parser.add_argument("--size", type=int, default=1000, help="guests to predict, then run")
     parser.add_argument("--duration", default="30s", help="window of the predicted run")
     parser.add_argument("--ship", action="store_true", help="ship the fit as the box model")

@@ -146,7 +146,7 @@ def resolve_cost_model(name_or_path: str) -> CostModel:
         return KVM_2007
     if not name_or_path.endswith(".json"):
         raise CostModelError(
-            f"unknown cost model {name_or_path!r}: use {', '.join(COST_MODEL_NAMES)} "
+            f"--cost-model {name_or_path!r}: use {', '.join(COST_MODEL_NAMES)} "
             "or a .json file written by tickless sim fit"
         )
     return load_cost_model(Path(name_or_path))

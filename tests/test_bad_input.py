@@ -158,7 +158,7 @@ TABLE: dict[str, dict[str, Row]] = {
         "--interval": Row(DURATIONS, ("--workload", "measure")),
         "--io": Row(("bogus", "", "-5/s,5us", "nan/s,5us", "1733/s,5 parsecs", "1733/s,5us,99")),
         "--seed": Row(SEEDS),
-        "--cost-model": Row(CHOICE),
+        "--cost-model": Row((*CHOICE, "{tmp}/missing.json", "{wrong_json}", "{result}")),
         "--json": Row(OUTPUT_FILES),
     },
     "sweep": {
@@ -183,7 +183,7 @@ TABLE: dict[str, dict[str, Row]] = {
         "--json": Row(OUTPUT_FILES),
     },
     "sim fit": {
-        "RESULT": Row((*INPUT_JSON, "{profile}")),
+        "RESULTS": Row((*INPUT_JSON, "{profile}")),
         "--record": Row(("-1", "1", HUGE, "ten"), ("{result}",)),
         "--out": Row(OUTPUT_FILES, ("{result}",)),
     },

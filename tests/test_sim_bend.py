@@ -20,13 +20,13 @@ from tickless.results.idle import IDLE_SCHEMA_VERSION, GuestIdleCounts, IdleResu
 from tickless.results.spec import MeasureSpec
 from tickless.sim import fleet, layout
 from tickless.sim import guest_model as gm
-from tickless.sim.cost import COST_MODELS
+from tickless.sim.cost import box_model
 from tickless.sim.guest_run import SimulatedGuest
 from tickless.sim.interference import irq_rate_for_load
 from tickless.sim.platforms import bare_disk_handler, builtin_profiles
 
 SECOND_NS = 1_000_000_000
-BOX = COST_MODELS["box"]
+BOX = box_model()
 EVENT_WALL_NS = BOX.per_interrupt_ns + BOX.per_hypercall_ns  # injection + handler + BLOCK
 
 
@@ -41,7 +41,7 @@ def _run(**kwargs: Any) -> tuple[fleet.FleetResult, layout.FleetArrays]:
 def test_dilation_scales_host_wakeups_per_wall_second(rate: Fraction) -> None:
     """Guest timers are in guest time: at R the same guest-time run takes 1/R of the wall
     time, so the host's wake-ups and the guests' interrupts per wall second scale by R;
-    the host CPU per wall second too (its costs are per event)."""
+    the host CPU per wall second too, but for the cost model's per-second terms."""
     spec = fleet.FleetSpec(guests=200, mode="nohz-full", duration_ns=20 * SECOND_NS)
     base, _ = fleet.run_fleet(spec)
     bent, _ = fleet.run_fleet(dataclasses.replace(spec, rate=rate))
@@ -49,7 +49,9 @@ def test_dilation_scales_host_wakeups_per_wall_second(rate: Fraction) -> None:
     assert bent.wakeups_per_s == pytest.approx(float(rate) * base.wakeups_per_s, rel=1e-9)
     assert bent.wakeups_per_s == pytest.approx(float(rate) * 200, rel=0.01)  # 1 s timer
     assert bent.interrupts_per_guest_per_s == pytest.approx(float(rate), rel=0.01)
-    assert bent.cpu_percent_of_core == pytest.approx(float(rate) * base.cpu_percent_of_core)
+    per_s = 100 * (BOX.fixed_ns_per_s + 200 * BOX.baseline_ns_per_s) / SECOND_NS
+    per_event = base.cpu_percent_of_core - per_s
+    assert bent.cpu_percent_of_core - per_s == pytest.approx(float(rate) * per_event)
     d = bent.to_json_dict()
     assert d["dilation"] == str(rate) and d["warped_s"] == 0.0
     assert d["guest_time_s"] == 20.0
@@ -210,10 +212,12 @@ def test_a_warped_fleet_is_deterministic_and_chunking_invariant() -> None:
 
 def test_a_thousand_warped_guests_keep_the_busiest_cpu_busy() -> None:
     """A warped host runs flat out: its wall time is the busiest CPU's work, whose
-    modelled CPU is then a whole core; no host timer, no saturation to report."""
+    modelled CPU is then a whole core of events (and its 500 guests' baseline, per wall
+    second, beside them); no host timer, no saturation to report."""
     r, _ = _run(guests=1000, mode="nohz-full", duration_ns=100 * SECOND_NS, warp_idle=True)
     assert r.host_timer_wakeups == 0
-    assert max(c.cpu_percent_of_core for c in r.per_cpu) == pytest.approx(100.0)
+    baseline = 100 * 500 * BOX.baseline_ns_per_s / SECOND_NS
+    assert max(c.cpu_percent_of_core for c in r.per_cpu) == pytest.approx(100.0 + baseline)
     assert r.to_json_dict()["saturation_guests"] is None
     assert r.guest_time_s >= 100 and r.wall_time_s < 100
 

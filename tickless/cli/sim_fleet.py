@@ -172,10 +172,10 @@ def fleet_spec(**kwargs: Any) -> FleetSpec:
 )
 @click.option(
     "--cost-model",
-    type=click.Choice(["box", "kvm-2007"]),
     default="box",
     show_default=True,
-    help="Host CPU per timer event (see tickless/sim/cost.py).",
+    help="Host CPU per timer event: box (fitted on this host), kvm-2007, or a JSON file "
+    "tickless sim fit wrote from idle records (see tickless/sim/cost.py).",
 )
 @json_option("Write the result (kind 'fleet', idle-result fields) here.")
 def fleet(
@@ -267,7 +267,7 @@ def _print(r: FleetResult) -> None:
     if s.guests > 1:
         table.add_row("  min / max over guests", f"{min(irqs):,.2f} / {max(irqs):,.2f}")
     table.add_row("  with something to do", f"{100 * useful / total:.1f} %" if total else "-")
-    cost_label = f"modelled host CPU ({s.cost_model})"
+    cost_label = f"modelled host CPU ({s.cost.name})"
     table.add_row(cost_label, f"{r.cpu_percent_of_core:,.1f} % of a core")
     per_guest_ms = 1000 * r.vcpu_cpu_s / s.guests / r.duration_s
     table.add_row("  per guest", f"{per_guest_ms:.3f} ms/s")

@@ -17,6 +17,8 @@ from tickless.results.schema import load_results, write_json_atomic
 from tickless.results.spec import MAX_EVENTS
 
 if TYPE_CHECKING:
+    from tickless.sim.cost import CostModel
+    from tickless.sim.cost_fit import FitInput
     from tickless.sim.table1 import Table1Row
 
 WIDE_TABLE_COLUMNS = 150
@@ -116,7 +118,7 @@ def _table1_table(rows: list[Table1Row], count: int, seed: int) -> Table:
 
 
 @click.command()
-@click.argument("result", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--name", help="Profile name (default: fitted-<result file name>).")
 @click.option(
     "--record",
@@ -125,14 +127,25 @@ def _table1_table(rows: list[Table1Row], count: int, seed: int) -> Table:
     help="Which record of a multi-record result file to fit on (0 is the first).",
 )
 @click.option("--out", type=OUTPUT_FILE, help="Write the profile here (default: print it).")
-def fit(result: Path, name: str | None, index: int | None, out: Path | None) -> None:
-    """Build a platform profile from the JSON result of a real `tickless measure` run.
+def fit(results: tuple[Path, ...], name: str | None, index: int | None, out: Path | None) -> None:
+    """Fit a model of this host from the JSON records of real runs.
 
-    The run's delivery latencies (lateness) become the profile's delivery model; then
-    `tickless measure --backend sim --platform PROFILE.json --interval X` predicts
-    other intervals on the machine it was measured on. Use an idle, tickless run of
+    From one `tickless measure` record: a platform profile. The run's delivery latencies
+    (lateness) become its delivery model; `tickless measure --backend sim --platform
+    PROFILE.json --interval X` then predicts other intervals. Use an idle, tickless run of
     --timer lguest, lapic or host (pv and precise wake early and spin: no delivery to fit).
+
+    From one or more `tickless idle` records (e.g. 10 and 100 guests): a fleet cost model,
+    CPU per interrupt, hypercall, host wake-up, guest and second, by least squares;
+    `tickless sim fleet --cost-model MODEL.json --guests 1000` then predicts a fleet size
+    the fit never saw.
     """
+    if any(_is_idle_file(p) for p in results):
+        _fit_cost(results, name, out)
+        return
+    if len(results) != 1:
+        raise click.UsageError("a platform profile is fitted on one measure record")
+    result = results[0]
     from tickless.sim.platforms import fit_from_record
     from tickless.sim.profile import ProfileError, profile_to_json
 
@@ -163,6 +176,67 @@ def fit(result: Path, name: str | None, index: int | None, out: Path | None) -> 
     )
     err_console.print(f"profile written to {out}")
     err_console.print(f"predict: tickless measure --backend sim --platform {out} --interval 200us")
+
+
+def _is_idle_file(path: Path) -> bool:
+    """Whether ``path`` holds ``tickless idle`` records (not readable: not, let the
+    profile path say why)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    items = data if isinstance(data, list) else [data]
+    return any(isinstance(d, dict) and d.get("kind") == "idle" for d in items)
+
+
+def _idle_inputs(paths: tuple[Path, ...]) -> list[FitInput]:
+    from tickless.jsonfields import read_json_file
+    from tickless.results.idle import IdleResult
+    from tickless.sim.cost_fit import FitInput
+
+    inputs = []
+    for path in paths:
+        data = read_json_file(path, click.ClickException)
+        items = data if isinstance(data, list) else [data]
+        for i, d in enumerate(items):
+            label = path.name if len(items) == 1 else f"{path.name}[{i}]"
+            try:
+                inputs.append(FitInput(IdleResult.from_json_dict(d), label))
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                raise click.ClickException(f"{label}: not an idle record ({exc})") from None
+    return inputs
+
+
+def _fit_cost(paths: tuple[Path, ...], name: str | None, out: Path | None) -> None:
+    from tickless.sim.cost_fit import FitError, fit_cost_model
+
+    try:
+        model = fit_cost_model(_idle_inputs(paths), name or f"fitted-{paths[0].stem}")
+    except FitError as exc:
+        raise click.ClickException(str(exc)) from None
+    payload = model.to_json_dict()
+    if out is None:
+        click.echo(json.dumps(payload, indent=2))
+        return
+    write_json_atomic(out, payload)
+    console.print(cost_model_line(model), highlight=False)
+    for note in model.fit["notes"]:
+        console.print(f"  {note}", highlight=False)
+    err_console.print(f"cost model written to {out}")
+    err_console.print(
+        f"predict: tickless sim fleet --cost-model {out} --mode nohz-full --guests 1000"
+    )
+
+
+def cost_model_line(model: CostModel) -> str:
+    """The fitted parameters in one line, in µs."""
+    return (
+        f"cost model {model.name!r}: {model.per_interrupt_ns / 1000:.1f} µs per interrupt, "
+        f"{model.per_hypercall_ns / 1000:.1f} µs per hypercall, "
+        f"{model.per_wakeup_ns / 1000:.1f} µs per host wake-up, "
+        f"{model.baseline_ns_per_s / 1000:.1f} µs/s per guest, "
+        f"{model.fixed_ns_per_s / 1000:.1f} µs/s fixed"
+    )
 
 
 @click.command()

@@ -1,29 +1,26 @@
-"""What a guest's timers cost the host CPU: an explicit, linear model.
+"""What a guest's timers cost the host CPU: an explicit, linear model whose parameters are
+fitted to real runs (``tickless.sim.cost_fit``), never set to reproduce a reported result.
 
     guest cost  = baseline x time + per_interrupt x timer interrupts + per_hypercall x calls
-    CPU cost    = its guests' costs + per_wakeup x host timer wake-ups + I/O handler time
+    CPU cost    = its guests' costs + per_wakeup x host timer wake-ups + fixed x time
+                  + I/O handler time
 
-* ``per_interrupt_ns``: one injected timer interrupt, end to end: the host timer expiry, the
-  injection, the vCPU's exit and re-entry and the guest's handler.
-* ``per_hypercall_ns``: one device programming call (a tickless guest makes one per event).
-* ``per_wakeup_ns``: a host timer wake-up beyond the interrupts it serves (what slop saves).
-* ``baseline_ns_per_s``: per guest, whatever does not depend on its ticks (the VMM's own
-  loop, housekeeping threads, memory management). The periodic / tickless ratio of an idle
-  guest is set by it: with ``r`` tickless events/s,
-  ``ratio = (B + HZ*c) / (B + r*(c + h))``, so ``B = (HZ*c - ratio*r*(c + h)) / (ratio - 1)``
-  yields a given ratio.
+* ``per_interrupt_ns``: one timer interrupt a guest takes, on its vCPU thread: the
+  injection, the exit and re-entry, the guest's handler (and its re-arm, where the re-arm
+  cannot be told apart from it).
+* ``per_hypercall_ns``: one device programming call that exits (lguest's SET_CLOCKEVENT).
+* ``per_wakeup_ns``: one host timer wake-up, on the host timer thread.
+* ``baseline_ns_per_s``: per guest, what does not depend on its timers (the VMM's per-guest
+  share of its own loop).
+* ``fixed_ns_per_s``: the VMM's own loop and watchdog, whatever the number of guests.
 
-Two calibrations:
+Two models ship:
 
-``box``: this machine, fitted to our real ``tickless idle`` runs, steady state (measured
-after every guest booted; README): 10 periodic guests at 1000 HZ cost 109.5 % of a core at
-10,000 expiries/s, so c = 109.5 us per interrupt; 1,000 tickless guests re-arming through
-the lguest device (one hypercall per event, as the simulated guests do) cost 19.1 % at 999.8
-events/s, so c + h = 191 us and h = 81.5 us (the port exit and the device's Python). B = 0:
-what is left is the VMM's own loop and watchdog, ~1 % of a core whatever the number of
-guests, not a per-guest cost (an earlier fit put 4.8 ms/s a guest here, from a run whose
-CPU included the boot). An idle guest's periodic / tickless ratio is then ~570x: a Python
-VMM on a nested host makes every tick dear, and an idle tickless guest costs almost nothing.
+``box``: fitted on this host by ``tickless sim fit`` from real ``tickless idle`` runs of
+small fleets (``data/box-cost.json`` says which runs, and holds their summaries; the
+records themselves are shipped beside it so that a test can refit them). Regenerate it
+with ``python benchmarks/sim_predicts.py --ship``. Any ``tickless sim fit`` output can be
+used instead: ``tickless sim fleet --cost-model FILE.json``.
 
 ``kvm-2007``: KVM as Ingo Molnar measured it when he wrote that dynticks "makes the
 overhead of an idle guest go down by a factor of 10-15" (KernelTrap, Feb 2007). Avi Kivity
@@ -38,25 +35,38 @@ finite (it is HZ*c/(r*(c+h)) ~ 940x with no baseline at all).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import functools
+import json
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-SECOND_NS = 1_000_000_000
+from tickless.errors import InputError
+from tickless.jsonfields import StrictReader, read_json_file
 
-# Our real `tickless idle` runs (README), steady state after boot.
-BOX_PERIODIC_CPU = 1.095  # of one core: 10 guests at 1000 HZ, 2 s
-BOX_PERIODIC_EXPIRIES_PER_S = 10_000.1
-BOX_FLEET_GUESTS = 1000  # tickless, --timer lguest (a hypercall per event), 30 s
-BOX_FLEET_CPU = 0.191
-BOX_FLEET_EVENTS_PER_S = 999.8
+SECOND_NS = 1_000_000_000
+COST_MODEL_FORMAT = "tickless-cost-model"
+BOX_DATA = "data/box-cost.json"
+PARAMETERS = (
+    "per_interrupt_ns",
+    "per_hypercall_ns",
+    "per_wakeup_ns",
+    "baseline_ns_per_s",
+    "fixed_ns_per_s",
+)
+
+
+class CostModelError(InputError):
+    """A cost model file that cannot be used; the message is one line naming it."""
 
 
 @dataclass(frozen=True)
 class CostModel:
-    """Host CPU per timer event and per guest; see the module docstring."""
+    """Host CPU per timer event, per guest and per host; see the module docstring."""
 
     name: str
     per_interrupt_ns: float
@@ -64,6 +74,8 @@ class CostModel:
     per_wakeup_ns: float
     baseline_ns_per_s: float  # per guest
     source: str
+    fixed_ns_per_s: float = 0.0  # the VMM, whatever its guests
+    fit: dict[str, Any] = field(default_factory=dict, compare=False)  # how, from what
 
     def guest_cpu_ns(
         self,
@@ -78,24 +90,38 @@ class CostModel:
     def wakeup_cpu_ns(self, wakeups: int) -> float:
         return self.per_wakeup_ns * wakeups
 
+    def fixed_cpu_ns(self, duration_ns: float) -> float:
+        return self.fixed_ns_per_s * duration_ns / SECOND_NS
+
     def to_json_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"format": COST_MODEL_FORMAT, "version": 1, **asdict(self)}
 
 
-def fit_box() -> CostModel:
-    """The ``box`` model from our real idle runs (see the module docstring)."""
-    per_interrupt_ns = BOX_PERIODIC_CPU * SECOND_NS / BOX_PERIODIC_EXPIRIES_PER_S
-    per_event_ns = BOX_FLEET_CPU * SECOND_NS / BOX_FLEET_EVENTS_PER_S
-    return CostModel(
-        name="box",
-        per_interrupt_ns=per_interrupt_ns,
-        per_hypercall_ns=per_event_ns - per_interrupt_ns,
-        per_wakeup_ns=0.0,  # not separable here: folded into per_interrupt_ns
-        baseline_ns_per_s=0.0,  # the VMM's own ~1 % does not grow with guests
-        source="fitted to real `tickless idle` runs on this machine, steady state (README): "
-        "10 guests at 1000 HZ 109.5 % of a core at 10,000 expiries/s; 1,000 tickless guests "
-        "(lguest device) 19.1 % at 999.8 events/s",
-    )
+def cost_model_from_json(data: Any, where: str) -> CostModel:
+    """A model ``to_json_dict`` wrote; anything else is a ``CostModelError`` naming ``where``."""
+    if not isinstance(data, dict) or data.get("format") != COST_MODEL_FORMAT:
+        raise CostModelError(f"{where}: not a cost model (tickless sim fit writes them)")
+    top = StrictReader(data, CostModelError, f"{where}: ")
+    if top.int_("version") != 1:
+        raise CostModelError(f"{where}: cost model version {data['version']}, this tool reads 1")
+    values = {}
+    for key in PARAMETERS:
+        values[key] = top.float_(key, minimum=0.0)
+    fit = data.get("fit", {})
+    if not isinstance(fit, dict):
+        raise CostModelError(f"{where}: key 'fit' must be an object")
+    return CostModel(name=top.str_("name"), source=top.str_("source"), fit=fit, **values)
+
+
+def load_cost_model(path: Path) -> CostModel:
+    return cost_model_from_json(read_json_file(path, CostModelError), str(path))
+
+
+@functools.cache
+def box_model() -> CostModel:
+    """The shipped fit of this host (``data/box-cost.json``)."""
+    text = resources.files("tickless.sim").joinpath(BOX_DATA).read_text(encoding="utf-8")
+    return cost_model_from_json(json.loads(text), BOX_DATA)
 
 
 KVM_2007 = CostModel(
@@ -109,4 +135,18 @@ KVM_2007 = CostModel(
     "(QEMU's own main loop)",
 )
 
-COST_MODELS: dict[str, CostModel] = {"box": fit_box(), "kvm-2007": KVM_2007}
+COST_MODEL_NAMES = ("box", "kvm-2007")
+
+
+def resolve_cost_model(name_or_path: str) -> CostModel:
+    """A built-in model by name, or a JSON file ``tickless sim fit`` wrote."""
+    if name_or_path == "box":
+        return box_model()
+    if name_or_path == "kvm-2007":
+        return KVM_2007
+    if not name_or_path.endswith(".json"):
+        raise CostModelError(
+            f"--cost-model {name_or_path!r}: use {', '.join(COST_MODEL_NAMES)} "
+            "or a .json file written by tickless sim fit"
+        )
+    return load_cost_model(Path(name_or_path))

@@ -19,7 +19,7 @@ from typing import Any
 from tickless.guest.abi import MAX_DELTA_NS, MIN_DELTA_NS, MIN_PERIOD_NS
 from tickless.results.paper import PAPER_EVENTS
 from tickless.sim import guest_model as gm
-from tickless.sim.cost import COST_MODELS, CostModel
+from tickless.sim.cost import CostModel, resolve_cost_model
 from tickless.sim.layout import BYTES_PER_GUEST, N_CPU_FIELDS
 
 SECOND_NS = 1_000_000_000
@@ -71,6 +71,8 @@ class FleetSpec:
         problem = self._problem()
         if problem:
             raise ValueError(problem)
+        # A name or a fitted model's file, read once: the run uses the model as it was then.
+        object.__setattr__(self, "_cost", resolve_cost_model(self.cost_model))
 
     def _problem(self) -> str | None:
         """The first thing wrong with the spec, as one line, or None."""
@@ -102,8 +104,6 @@ class FleetSpec:
             return "--interval must be between 100ns and 1h"
         if self.seed < 0:
             return "--seed must not be negative"
-        if self.cost_model not in COST_MODELS:
-            return f"unknown cost model {self.cost_model!r}: use {', '.join(COST_MODELS)}"
         if not MIN_RATE <= self.rate <= MAX_RATE:
             return "--dilation must be between 1/1000 and 1000"
         return self._warp_problem() or self._io_problem()
@@ -155,7 +155,8 @@ class FleetSpec:
 
     @property
     def cost(self) -> CostModel:
-        return COST_MODELS[self.cost_model]
+        cost: CostModel = self.__dict__["_cost"]
+        return cost
 
     def guest_ns(self, wall_ns: float) -> int:
         """A host (wall) span as the guests' clocks see it, rounded to the nearest ns."""

@@ -67,9 +67,9 @@ def console_command(
       tickless console --guest linux --timer lapic the same kernel on KVM's LAPIC timer
     """
     from tickless.atomicfile import write_bytes_atomic
+    from tickless.devices.config import GuestConfig
     from tickless.devices.console_buffer import Console
     from tickless.guest.abi import Scenario
-    from tickless.vmm.config import GuestConfig
     from tickless.vmm.host import VmmHost
 
     require_kvm()

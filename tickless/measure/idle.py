@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from tickless.axes import GuestKind, TickMode, TimerPath
+from tickless.devices.config import GuestConfig
 from tickless.devices.results import ResultsDevice
 from tickless.guest.abi import Scenario
 from tickless.host.realtime import RealtimePolicy
@@ -44,7 +45,6 @@ from tickless.measure.linux_idle import (
 )
 from tickless.measure.machine_info import machine_facts
 from tickless.results.idle import GuestIdleCounts, IdleResult, IdleSpec, RampStep, time_fields
-from tickless.vmm.config import GuestConfig
 from tickless.vmm.host import VmmHost
 from tickless.vmm.machine import GuestMachine
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tickless.atomicfile import write_bytes_atomic
 from tickless.axes import Backend, GuestKind, Load, TimerPath
+from tickless.devices.config import GuestConfig
 from tickless.devices.legacy_ports import LegacyPortsDevice
 from tickless.errors import GuestStopped
 from tickless.guest.abi import Scenario
@@ -30,7 +31,6 @@ from tickless.measure.pv_report import explain_run, pv_counts
 from tickless.measure.timeline_report import timeline_notes
 from tickless.results.schema import HostCounts, ResultRecord
 from tickless.results.spec import MeasurementInterrupted, MeasureSpec, Progress, build_record
-from tickless.vmm.config import GuestConfig
 from tickless.vmm.host import VmmHost
 from tickless.vmm.linux_boot import read_linux_info
 from tickless.vmm.machine import GuestMachine

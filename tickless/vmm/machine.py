@@ -18,6 +18,7 @@ import numpy.typing as npt
 from tickless.axes import GuestKind, TimerPath
 from tickless.devices import DEVICE_TYPES, Device, MachineContext
 from tickless.devices.bus import Bus
+from tickless.devices.config import GuestConfig
 from tickless.devices.console_buffer import Console
 from tickless.devices.faults import GuestFault
 from tickless.devices.hypercall import HypercallPort
@@ -26,13 +27,12 @@ from tickless.devices.memory import GuestMemory
 from tickless.devices.precise_timer import PreciseTimerDevice
 from tickless.devices.pv_deadline import PvDeadlineDevice
 from tickless.devices.results import ResultsDevice
-from tickless.errors import InputError
+from tickless.errors import InputError, KvmError
 from tickless.guest import abi
 from tickless.host.cputime import thread_cpu_ns
 from tickless.host.deadline_loop import DeadlineLoop
 from tickless.host.realtime import apply_to_current_thread
 from tickless.host.tsc import rdtsc
-from tickless.kvm.errors import KvmError
 from tickless.kvm.exits import (
     Interrupted,
     IoIn,
@@ -48,7 +48,6 @@ from tickless.timers.clock import GuestClock
 from tickless.timers.hrtimer import TimerBase
 from tickless.timers.timeline import Member, Timeline
 from tickless.vmm.boot import GuestBoot, SmallGuestBoot
-from tickless.vmm.config import GuestConfig
 from tickless.vmm.vcpu_run import GuestOutcome, describe_stop, guest_activity, kick
 
 LINUX_WATCHDOG_S = 30.0

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from tickless.axes import GuestKind, Method, TickMode, TimerPath, Wait
+from tickless.axes import GuestKind, Method, TickMode, TimerPath, Wait, check_dilation
 from tickless.errors import InputError
 from tickless.guest.abi import (
     CRON_MAX_TIMERS,
@@ -87,11 +87,7 @@ class GuestConfig:
 
     def _check_bending(self) -> None:
         """What each timer path can do with bent time (one line for what it cannot)."""
-        if self.rate != 1 and self.timer is TimerPath.LAPIC:
-            raise InputError(
-                "--timer lapic cannot be dilated: its TSC-deadline timer runs on the guest's "
-                "TSC, which this host cannot scale (no TSC scaling); use --timer pv or lguest"
-            )
+        check_dilation(self.timer, self.rate)
         if not self.warp_idle:
             return
         if self.timer not in (TimerPath.PV, TimerPath.LGUEST):

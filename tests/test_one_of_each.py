@@ -22,3 +22,16 @@ def test_the_spec_and_the_guest_config_refuse_a_dilated_lapic_with_one_message()
     assert str(spec.value) == str(config.value) == str(direct.value)
     check_dilation(TimerPath.LAPIC, Fraction(1))  # undilated: fine
     check_dilation(TimerPath.PV, Fraction(2))
+
+
+def test_a_channel_with_no_failed_injection_adds_no_note() -> None:
+    from tickless.host.deadline_loop import ChannelStats
+
+    names = ChannelStats.__dataclass_fields__
+    counts = {n: 0 for n in names}
+    assert ChannelStats(**{**counts, "fired": 3}).failure_note("pv") is None
+    stats = ChannelStats(**{**counts, "fired": 3, "failed_injections": 2, "inject_errno": 9})
+    assert stats.expiries == 5
+    assert stats.failure_note("precise") == (
+        "precise: 2 of 5 injections failed (Bad file descriptor): those events were never delivered"
+    )

@@ -87,6 +87,8 @@ class _Stats(C.Structure):
             "far_deadlines",
             "logged",
             "advance_ns",
+            "failed_injections",
+            "inject_errno",
         )
     ]
 
@@ -98,7 +100,7 @@ EVENT_FIELDS = ("deadline_ns", "planned_wake_tsc", "wake_tsc", "injected_tsc")
 class ChannelStats:
     """What the loop did for one channel (counts since it was added)."""
 
-    fired: int  # interrupts injected
+    fired: int  # interrupts injected (the ioctl took them)
     looks: int  # scheduled looks at the page after an expiry (PAGE)
     kicks: int  # guest kicks received (PAGE: the guest exited to say "earlier")
     loop_wakeups: int  # wake-ups of the whole loop (shared by every channel)
@@ -108,6 +110,22 @@ class ChannelStats:
     far_deadlines: int  # published deadlines beyond MAX_DELTA_NS (looked at again later)
     logged: int  # events in the log
     advance_ns: int  # the advance now
+    failed_injections: int = 0  # expiries whose injection ioctl failed: not delivered
+    inject_errno: int = 0  # the last failure's errno (0: none)
+
+    @property
+    def expiries(self) -> int:
+        """Deadlines the loop acted on, delivered or not."""
+        return self.fired + self.failed_injections
+
+    def failure_note(self, what: str) -> str | None:
+        """One line for the record when injections failed (None when none did)."""
+        if not self.failed_injections:
+            return None
+        return (
+            f"{what}: {self.failed_injections} of {self.expiries} injections failed "
+            f"({os.strerror(self.inject_errno)}): those events were never delivered"
+        )
 
 
 @dataclass(frozen=True)

@@ -280,6 +280,7 @@ def host_counts(
             f"precise: adaptive advance ended at {loop_stats.advance_ns / 1000:.1f} us; the "
             f"deadline loop woke after the deadline {loop_stats.late_wakeups} times"
         )
+        notes.extend(filter(None, [loop_stats.failure_note("precise")]))
     elif spec.guest is GuestKind.LINUX:  # Linux's own LAPIC driver counts nothing for us
         timer_events = injections = wakeups = machine.events_recorded
         notes.append("lapic: Linux's lapic-deadline device; counts are the workload's events")

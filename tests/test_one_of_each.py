@@ -35,3 +35,22 @@ def test_a_channel_with_no_failed_injection_adds_no_note() -> None:
     assert stats.failure_note("precise") == (
         "precise: 2 of 5 injections failed (Bad file descriptor): those events were never delivered"
     )
+
+
+def test_the_vmm_names_no_device_it_creates() -> None:
+    """Every device registers itself; the machine creates what registered and imports no
+    module that holds a device type (its owner asks by type: ``devices/lookup.py``)."""
+    from test_layering import import_graph
+
+    from tickless.devices import DEVICE_TYPES
+
+    device_modules = {t.__module__ for t in DEVICE_TYPES}
+    assert "tickless.devices.pv_deadline" in device_modules  # the check can fail
+    graph = import_graph()
+    named = {
+        f"{module} -> {target}"
+        for module, targets in graph.items()
+        if module.startswith("tickless.vmm")
+        for target in targets & device_modules
+    }
+    assert named == set()

@@ -54,3 +54,26 @@ def test_the_vmm_names_no_device_it_creates() -> None:
         for target in targets & device_modules
     }
     assert named == set()
+
+
+def test_shared_options_are_declared_once() -> None:
+    """--count, --mode and --hz mean the same on every command that takes them: one
+    declaration each in cli/common.py (a command may narrow a range, not redefine it)."""
+    import click
+
+    from tickless.cli.console import console_command
+    from tickless.cli.idle import idle
+    from tickless.cli.measure import measure
+    from tickless.cli.sim_fleet import fleet
+
+    def option(command: click.Command, flag: str) -> click.Option:
+        found = [p for p in command.params if isinstance(p, click.Option) and flag in p.opts]
+        assert len(found) == 1, (command.name, flag)
+        return found[0]
+
+    modes = [option(c, "--mode") for c in (measure, idle, console_command)]
+    assert len({(tuple(m.type.choices), m.default, m.help) for m in modes}) == 1  # type: ignore[attr-defined]
+    hzs = [option(c, "--hz") for c in (measure, idle, console_command)]
+    assert {(h.default, h.type.min) for h in hzs} == {(None, 1)}  # type: ignore[attr-defined]
+    counts = [option(c, "--count") for c in (measure, fleet)]
+    assert len({(c.default, c.type.min, c.type.max) for c in counts}) == 1  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
-from tickless.axes import GuestKind, TickMode, TimerPath, choices
+from tickless.axes import GuestKind, TickMode, TimerPath
 from tickless.cli.common import (
     DURATION_OR_ZERO,
     RUN_DURATION,
@@ -21,7 +21,9 @@ from tickless.cli.common import (
     exit_interrupted,
     guest_hz,
     guest_options,
+    hz_option,
     json_option,
+    mode_option,
     require_kvm,
     slop_option,
     time_options,
@@ -42,18 +44,10 @@ from tickless.units import format_duration_ns
     help="Idle guests to run at once; the limit is this host's memory, descriptors and "
     "threads, checked before anything starts.",
 )
-@click.option(
-    "--mode",
-    type=click.Choice(choices(TickMode)),
-    default=TickMode.TICKLESS.value,
-    show_default=True,
-)
-@click.option(
-    "--hz",
-    type=click.IntRange(1, 10_000),
-    default=None,
-    help="Tick rate of periodic guests (default 1000; --guest linux: the kernel's HZ, "
-    "default 100).",
+@mode_option
+@hz_option(
+    "Tick rate of periodic guests (default 1000; --guest linux: the kernel's HZ, default 100).",
+    maximum=10_000,
 )
 @guest_options
 @click.option(

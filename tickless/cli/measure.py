@@ -15,11 +15,14 @@ from tickless.cli.common import (
     FiniteFloatRange,
     console,
     console_option,
+    count_option,
     err_console,
     exit_interrupted,
     guest_hz,
     guest_options,
+    hz_option,
     json_option,
+    mode_option,
     progress_bar,
     require_kvm,
     slop_option,
@@ -28,9 +31,9 @@ from tickless.cli.common import (
 from tickless.errors import InputError
 from tickless.guest.abi import MAX_DELTA_NS
 from tickless.report.console import render_compare_paper, render_result
-from tickless.results.paper import PAPER_EVENTS, PAPER_IO_RATE_PER_S
+from tickless.results.paper import PAPER_IO_RATE_PER_S
 from tickless.results.schema import to_json_dict, write_json_atomic
-from tickless.results.spec import MAX_EVENTS, MAX_MEASURE_GUESTS, default_timer
+from tickless.results.spec import MAX_MEASURE_GUESTS, default_timer
 from tickless.units import DurationParam, format_duration_ns
 
 if TYPE_CHECKING:
@@ -74,26 +77,10 @@ BACKEND_CHOICES = ["auto", Backend.KVM.value, Backend.SIM.value]  # host: --time
     show_default=True,
     help="Time d between events (ns, us, ms, s).",
 )
-@click.option(
-    "--count",
-    type=click.IntRange(1, MAX_EVENTS),
-    default=PAPER_EVENTS,
-    show_default=True,
-    help="Number of timer events N.",
-)
-@click.option(
-    "--mode",
-    type=click.Choice(choices(TickMode)),
-    default=TickMode.TICKLESS.value,
-    show_default=True,
-    help="tickless: one-shot events; periodic: a HZ tick drives the guest's timers.",
-)
-@click.option(
-    "--hz",
-    type=click.IntRange(1, 100_000),
-    default=None,
-    help="Tick rate for --mode periodic (default 1000); --guest linux: the kernel's HZ "
-    "(default 100).",
+@count_option("Number of timer events N.")
+@mode_option
+@hz_option(
+    "Tick rate for --mode periodic (default 1000); --guest linux: the kernel's HZ (default 100)."
 )
 @guest_options
 @console_option

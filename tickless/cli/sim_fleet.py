@@ -18,6 +18,7 @@ from tickless.cli.common import (
     SEED,
     DilationParam,
     console,
+    count_option,
     err_console,
     exit_interrupted,
     json_option,
@@ -25,9 +26,7 @@ from tickless.cli.common import (
     slop_option,
 )
 from tickless.report.fleet import fleet_table
-from tickless.results.paper import PAPER_EVENTS
 from tickless.results.schema import write_json_atomic
-from tickless.results.spec import MAX_EVENTS
 from tickless.units import DURATION, format_duration_ns, parse_duration_ns
 
 if TYPE_CHECKING:
@@ -140,14 +139,7 @@ def fleet_spec(**kwargs: Any) -> FleetSpec:
     show_default=True,
     help="Periods of each guest's own timers (at most two; 'none': no timers).",
 )
-@click.option(
-    "--count",
-    "measure_count",
-    type=click.IntRange(1, MAX_EVENTS),
-    default=PAPER_EVENTS,
-    show_default=True,
-    help="measure workload: events per guest.",
-)
+@count_option("measure workload: events per guest.", name="measure_count")
 @click.option(
     "--interval",
     "measure_interval_ns",

@@ -77,3 +77,52 @@ def test_shared_options_are_declared_once() -> None:
     assert {(h.default, h.type.min) for h in hzs} == {(None, 1)}  # type: ignore[attr-defined]
     counts = [option(c, "--count") for c in (measure, fleet)]
     assert len({(c.default, c.type.min, c.type.max) for c in counts}) == 1  # type: ignore[attr-defined]
+
+
+def test_the_advance_reaches_the_c_loop_by_its_field_names_in_order() -> None:
+    """The C channel's configuration holds AdaptiveAdvance's fields in the dataclass's
+    order (they are passed by name, and to dl_advance_step by position)."""
+    from tickless.host.deadline_loop import ADVANCE_FIELDS, _ChannelConfig
+
+    names = [name for name, *_ in _ChannelConfig._fields_]
+    start = names.index(ADVANCE_FIELDS[0])
+    assert tuple(names[start : start + len(ADVANCE_FIELDS)]) == ADVANCE_FIELDS
+    assert len(ADVANCE_FIELDS) == 7
+
+
+def test_a_guest_takes_every_setting_its_spec_names_alike() -> None:
+    """GuestConfig.from_spec: a measurement's settings reach the guest under their own
+    names (no copy by hand to forget), and what the spec words differently is given."""
+    from tickless.axes import Method, Wait
+    from tickless.measure.kvm import guest_config
+
+    spec = MeasureSpec(
+        timer=TimerPath.PV,
+        interval_ns=123_000,
+        count=77,
+        method=Method.ABSOLUTE,
+        wait=Wait.SPIN,
+        halt_poll_ns=5_000,
+        io_handler_ns=9_000,
+        spin_threshold_ns=11_000,
+        seed=42,
+        explain=True,
+        rate=Fraction(2),
+    )
+    config = guest_config(spec)
+    for name in (
+        "timer",
+        "interval_ns",
+        "count",
+        "method",
+        "wait",
+        "halt_poll_ns",
+        "io_handler_ns",
+        "spin_threshold_ns",
+        "seed",
+        "explain",
+        "rate",
+    ):
+        assert getattr(config, name) == getattr(spec, name), name
+    assert config.io_rate_per_s == 0.0  # no --load io: the spec's rate is not the guest's
+    assert GuestConfig.from_spec(spec, hold_back_ns=0, count=5).count == 5

@@ -3,13 +3,14 @@ checked before a run, and how an interrupted command exits."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
@@ -303,6 +304,14 @@ def console_option(f: F) -> F:
         default=None,
         help="Save the guest's console output here (also shown when a guest fails).",
     )(f)
+
+
+def settings_of(spec_type: type[Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    """A command's parsed options stored under a field name of ``spec_type`` (a
+    dataclass): the one path from options to a spec, for the command and for a sweep of it
+    (an option added under its field's name comes along; what differs is given by hand)."""
+    names = {f.name for f in dataclasses.fields(spec_type)}
+    return {name: value for name, value in params.items() if name in names}
 
 
 def guest_hz(guest: str, hz: int | None, default: int) -> int:

@@ -6,11 +6,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
-from tickless.axes import GuestKind, TickMode, TimerPath
+from tickless.axes import TickMode, TimerPath
 from tickless.cli.common import (
     DURATION_OR_ZERO,
     RUN_DURATION,
@@ -25,6 +26,7 @@ from tickless.cli.common import (
     json_option,
     mode_option,
     require_kvm,
+    settings_of,
     slop_option,
     time_options,
 )
@@ -33,6 +35,14 @@ from tickless.report.fleet import fleet_table, ramp_table
 from tickless.results.idle import DEFAULT_MISS_THRESHOLD, IdleResult, IdleSpec
 from tickless.results.schema import write_json_atomic
 from tickless.units import format_duration_ns
+
+
+def idle_spec(params: dict[str, Any]) -> IdleSpec:
+    """The spec the options ask for (the command's and a sweep point's: one path); ``hz``
+    gets the guest's default as the command gives it."""
+    return IdleSpec(
+        **{**settings_of(IdleSpec, params), "hz": guest_hz(params["guest"], params["hz"], 1000)}
+    )
 
 
 @click.command()
@@ -129,22 +139,7 @@ def idle(
     from tickless.measure.idle import check_host, run_idle
 
     try:
-        spec = IdleSpec(
-            guests=guests,
-            guest=GuestKind(guest),
-            kernel_path=kernel_path,
-            mode=TickMode(mode),
-            hz=guest_hz(guest, hz, 1000),
-            duration_ns=duration_ns,
-            slop_ns=slop_ns,
-            halt_poll_ns=halt_poll_ns,
-            ramp_step=ramp_step,
-            miss_threshold=miss_threshold,
-            seed=seed,
-            timer=TimerPath(timer) if timer else None,
-            rate=rate,
-            warp_idle=warp_idle,
-        )
+        spec = idle_spec(click.get_current_context().params)
         check_host(spec)
     except InputError as exc:
         raise click.UsageError(str(exc)) from None

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from tickless.axes import Backend, GuestKind, Load, Method, TickMode, TimerPath, Wait, choices
+from tickless.axes import Backend, GuestKind, Load, Method, TimerPath, Wait, choices
 from tickless.cli.common import (
     DURATION_OR_ZERO,
     SEED,
@@ -25,6 +25,7 @@ from tickless.cli.common import (
     mode_option,
     progress_bar,
     require_kvm,
+    settings_of,
     slop_option,
     time_options,
 )
@@ -234,31 +235,13 @@ def spec_from_options(backend: Backend, options: dict[str, Any]) -> MeasureSpec:
 
     try:
         spec = MeasureSpec(
-            timer=TimerPath(options["timer"] or default_timer(GuestKind(options["guest"]))),
-            interval_ns=options["interval_ns"],
-            count=options["count"],
-            mode=TickMode(options["mode"]),
-            hz=guest_hz(options["guest"], options["hz"], 1000),
-            guest=GuestKind(options["guest"]),
-            kernel_path=options["kernel_path"],
-            console_path=options["console_path"],
-            method=Method(options["method"]),
-            wait=Wait(options["wait"]),
-            slop_ns=options["slop_ns"],
-            realtime=not options["no_rt"],
-            rate=options["rate"],
-            warp_idle=options["warp_idle"],
-            halt_poll_ns=options["halt_poll_ns"],
-            loads=frozenset(Load(load) for load in options["loads"]),
-            backend=backend,
-            platform=options["platform"],
-            seed=options["seed"],
-            io_rate_per_s=options["io_rate_per_s"],
-            io_handler_ns=options["io_handler_ns"],
-            hold_back_ns=options["hold_back_ns"],
-            spin_threshold_ns=options["spin_threshold_ns"],
-            explain=options["explain"],
-            guests=options["guests"],
+            **{
+                **settings_of(MeasureSpec, options),
+                "timer": options["timer"] or default_timer(GuestKind(options["guest"])),
+                "hz": guest_hz(options["guest"], options["hz"], 1000),
+                "realtime": not options["no_rt"],
+                "backend": backend,
+            }
         )
     except InputError as exc:
         raise click.UsageError(str(exc)) from None

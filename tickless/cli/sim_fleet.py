@@ -23,6 +23,7 @@ from tickless.cli.common import (
     exit_interrupted,
     json_option,
     progress_bar,
+    settings_of,
     slop_option,
 )
 from tickless.report.fleet import fleet_table
@@ -81,6 +82,18 @@ def fleet_spec(**kwargs: Any) -> FleetSpec:
     except (ValueError, MemoryError) as exc:
         raise click.UsageError(str(exc)) from None
     return spec
+
+
+def fleet_spec_from_options(params: dict[str, Any]) -> FleetSpec:
+    """The spec the options ask for (the command's and a sweep point's: one path): options
+    stored under a field's name, the two that are parsed from text, given here."""
+    from tickless.sim.fleet import FleetSpec
+
+    return fleet_spec(
+        **settings_of(FleetSpec, params),
+        housekeeping_ns=parse_housekeeping(params["housekeeping"]),
+        io=tuple(parse_io(t) for t in params["io_text"]),
+    )
 
 
 @click.command()
@@ -197,24 +210,7 @@ def fleet(
     """
     from tickless.sim.fleet import compile_engine, run_fleet
 
-    spec = fleet_spec(
-        guests=guests,
-        mode=mode,
-        hz=hz,
-        duration_ns=duration_ns,
-        rate=rate,
-        warp_idle=warp_idle,
-        cpus=cpus,
-        slop_ns=slop_ns,
-        workload=workload,
-        placement=placement,
-        housekeeping_ns=parse_housekeeping(housekeeping),
-        measure_count=measure_count,
-        measure_interval_ns=measure_interval_ns,
-        io=tuple(parse_io(t) for t in io_text),
-        seed=seed,
-        cost_model=cost_model,
-    )
+    spec = fleet_spec_from_options(click.get_current_context().params)
     try:
         with err_console.status("compiling the simulator (cached after the first run)"):
             compile_s = compile_engine()

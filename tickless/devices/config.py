@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 from tickless.axes import GuestKind, Method, TickMode, TimerPath, Wait, check_dilation
 from tickless.errors import InputError
@@ -84,6 +85,15 @@ class GuestConfig:
             raise InputError("a cron timer's first run must be within an hour of the start")
         if self.scenario is Scenario.CRON and not self.cron:
             raise InputError("a cron guest needs at least one timer")
+
+    @classmethod
+    def from_spec(cls, spec: object, **given: Any) -> GuestConfig:
+        """The configuration a run's ``spec`` (measurement, idle or cron) asks of one guest:
+        every setting the spec holds under a field name of ours, then ``given`` (what the
+        spec words differently). One path for every spec: a new setting of the same name
+        comes along without being copied by hand."""
+        taken = {f.name: getattr(spec, f.name) for f in fields(cls) if hasattr(spec, f.name)}
+        return cls(**{**taken, **given})
 
     def _check_bending(self) -> None:
         """What each timer path can do with bent time (one line for what it cannot)."""

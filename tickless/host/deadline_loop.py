@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ctypes as C
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import IntEnum
 from pathlib import Path
 
@@ -94,6 +94,13 @@ class _Stats(C.Structure):
 
 
 EVENT_FIELDS = ("deadline_ns", "planned_wake_tsc", "wake_tsc", "injected_tsc")
+# AdaptiveAdvance's state, in its order, is what the C loop takes (struct dl_advance, the
+# channel's configuration, dl_advance_step): one list, read from the dataclass.
+ADVANCE_FIELDS = tuple(f.name for f in fields(AdaptiveAdvance))
+
+
+def _advance_state(advance: AdaptiveAdvance) -> dict[str, int]:
+    return {name: int(getattr(advance, name)) for name in ADVANCE_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -180,7 +187,7 @@ def library() -> C.CDLL:
         lib.dl_look_offset.restype = C.c_uint64
         lib.dl_look_offset.argtypes = [C.POINTER(C.c_uint64), C.c_int, C.c_uint64, C.c_uint64]
         lib.dl_advance_step.restype = C.c_int64
-        lib.dl_advance_step.argtypes = [C.c_int64] * 8
+        lib.dl_advance_step.argtypes = [C.c_int64] * (len(ADVANCE_FIELDS) + 1)
         _lib = lib
     return _lib
 
@@ -188,19 +195,7 @@ def library() -> C.CDLL:
 def advance_step(advance: AdaptiveAdvance, margin_ns: int) -> int:
     """The C loop's advance update from ``advance``'s state (tests hold it against
     ``AdaptiveAdvance.update``)."""
-    a = advance
-    return int(
-        library().dl_advance_step(
-            a.advance_ns,
-            a.target_margin_ns,
-            a.min_ns,
-            a.max_ns,
-            a.grow,
-            a.grow_shift,
-            a.shrink_shift,
-            margin_ns,
-        )
-    )
+    return int(library().dl_advance_step(*_advance_state(advance).values(), margin_ns))
 
 
 def look_offset(intervals_ns: list[int], advance_ns: int, look_delay_ns: int) -> int:
@@ -291,13 +286,7 @@ class DeadlineLoop:
             system_time_ns=clock.system_time_ns,
             mul=clock.scale.mul,
             shift=clock.scale.shift,
-            advance_ns=advance.advance_ns,
-            target_margin_ns=advance.target_margin_ns,
-            min_ns=advance.min_ns,
-            max_ns=advance.max_ns,
-            grow=advance.grow,
-            grow_shift=advance.grow_shift,
-            shrink_shift=advance.shrink_shift,
+            **_advance_state(advance),
             max_delta_ns=MAX_DELTA_NS,
             look_delay_ns=LOOK_DELAY_NS,
             log_address=log.ctypes.data if log is not None else 0,

@@ -74,14 +74,10 @@ def run_cron(spec: CronSpec, progress: Progress | None = None) -> CronRecord:
 
 
 def _config(spec: CronSpec, schedule: tuple[tuple[int, int], ...], origin_ns: int) -> GuestConfig:
-    return GuestConfig(
+    return GuestConfig.from_spec(
+        spec,
         scenario=Scenario.CRON,
-        timer=spec.timer,
-        rate=spec.rate,
-        warp_idle=spec.warp_idle,
         cron=schedule,
         cron_origin_ns=origin_ns,
-        duration_ns=spec.duration_ns,
         count=spec.expected_runs_per_guest + 1,
-        seed=spec.seed,
     )

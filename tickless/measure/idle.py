@@ -59,19 +59,12 @@ def guest_config(spec: IdleSpec, phase_ns: int = 0) -> GuestConfig:
     ``--warp-idle`` for the run's duration in guest time, then it stops by itself (a
     warped fleet outruns any host poll). Small guests record their timer runs."""
     small = spec.guest is GuestKind.SMALL
-    return GuestConfig(
-        guest=spec.guest,
-        kernel_path=spec.kernel_path,
+    return GuestConfig.from_spec(
+        spec,
         scenario=Scenario.IDLE,
         timer=spec.timer or TimerPath.LGUEST,  # IdleSpec resolved it (pv or lguest)
-        mode=spec.mode,
-        hz=spec.hz,
         duration_ns=spec.duration_ns if spec.warp_idle else LINUX_IDLE_UNTIL_STOPPED_NS,
-        housekeeping_ns=spec.housekeeping_ns,
         housekeeping_phase_ns=phase_ns,
-        halt_poll_ns=spec.halt_poll_ns,
-        rate=spec.rate,
-        warp_idle=spec.warp_idle,
         count=_runs_capacity(spec) if small else 0,
     )
 

@@ -48,30 +48,15 @@ def realtime_policy(spec: MeasureSpec) -> RealtimePolicy:
 
 def guest_config(spec: MeasureSpec) -> GuestConfig:
     precise = spec.timer is TimerPath.PRECISE
-    return GuestConfig(
-        guest=spec.guest,
-        kernel_path=spec.kernel_path,
+    return GuestConfig.from_spec(
+        spec,
         scenario=Scenario.MEASURE,
         # A guest spinning to a far deadline shows no progress until it: not a runaway.
         watchdog_s=max(DEFAULT_BOUND_S, 3 * spec.interval_ns / 1e9),
-        timer=spec.timer,
-        method=spec.method,
-        wait=spec.wait,
-        mode=spec.mode,
-        interval_ns=spec.interval_ns,
-        count=spec.count,
-        hz=spec.hz,
-        rate=spec.rate,
-        warp_idle=spec.warp_idle,
-        halt_poll_ns=spec.halt_poll_ns,
         io_rate_per_s=spec.io_rate_per_s if Load.IO in spec.loads else 0.0,
-        io_handler_ns=spec.io_handler_ns,
         hold_back_ns=spec.hold_back_window_ns if precise else 0,
-        spin_threshold_ns=spec.spin_threshold_ns,
         second_vcpu_busy=Load.CPU in spec.loads,
         vcpu_policy=VCPU_PRECISE_POLICY if precise else None,
-        seed=spec.seed,
-        explain=spec.explain,
     )
 
 

@@ -19,11 +19,11 @@ import time
 from fractions import Fraction
 
 from tickless.axes import TimerPath
+from tickless.devices.config import GuestConfig
 from tickless.measure.cron import run_cron
 from tickless.measure.idle import run_idle
 from tickless.results.cron import CronSpec
 from tickless.results.idle import IdleSpec
-from tickless.vmm.config import GuestConfig
 from tickless.vmm.host import VmmHost
 
 S = 1_000_000_000

@@ -38,10 +38,10 @@ from dataclasses import dataclass
 
 from tickless.axes import Backend, TimerPath
 from tickless.backends import measure
+from tickless.devices.config import GuestConfig
 from tickless.guest.abi import Scenario
 from tickless.host.realtime import hold_cpu_dma_latency
 from tickless.results.spec import MeasureSpec
-from tickless.vmm.config import GuestConfig
 from tickless.vmm.host import VmmHost
 
 RSS_GROWTH_LIMIT = 0.01  # after the warm-up

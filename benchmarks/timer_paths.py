@@ -16,12 +16,12 @@ import argparse
 import numpy as np
 
 from tickless.backends import measure
+from tickless.devices.config import GuestConfig
 from tickless.guest.abi import Scenario
 from tickless.results.paper import PAPER_EVENTS
 from tickless.results.schema import ResultRecord
 from tickless.results.spec import MeasureSpec
 from tickless.units import parse_duration_ns
-from tickless.vmm.config import GuestConfig
 from tickless.vmm.host import VmmHost
 
 PATHS = ("pv", "lguest", "lapic", "host")

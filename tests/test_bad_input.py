@@ -262,11 +262,11 @@ class RanBeforeRefusing(AssertionError):
 def tripwires(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Replace every entry point that runs something; a row reaching one fails."""
     import tickless.backends
+    import tickless.cli.table1
     import tickless.kvm.system
     import tickless.measure.cron
     import tickless.measure.fuzz
     import tickless.measure.idle
-    import tickless.measure.table1
     import tickless.report.html_report
     import tickless.sim.fleet
     import tickless.sim.table1
@@ -283,7 +283,7 @@ def tripwires(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         (tickless.measure.idle, "run_idle"),
         (tickless.measure.cron, "run_cron"),
         (tickless.measure.fuzz, "run_fuzz"),
-        (tickless.measure.table1, "run_table1"),
+        (tickless.cli.table1, "run_table1"),
         (tickless.sim.fleet, "compile_engine"),
         (tickless.sim.fleet, "run_fleet"),
         (tickless.sim.table1, "simulate_table1"),

@@ -138,8 +138,8 @@ def test_table1_keeps_finished_rows_on_ctrl_c(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Rows finished before Ctrl-C are printed and kept in --json; exit 130."""
+    import tickless.backends
     import tickless.cli.table1
-    import tickless.measure.table1
     from tickless.backends import measure as real_measure
     from tickless.results.spec import MeasurementInterrupted, MeasureSpec
 
@@ -152,7 +152,7 @@ def test_table1_keeps_finished_rows_on_ctrl_c(
         sim = MeasureSpec(timer="pv", interval_ns=spec.interval_ns, count=50, backend="sim")
         return real_measure(sim)
 
-    monkeypatch.setattr(tickless.measure.table1, "measure", measure_then_interrupt)
+    monkeypatch.setattr(tickless.backends, "measure", measure_then_interrupt)
     monkeypatch.setattr(tickless.cli.table1, "require_kvm", lambda: None)
     out = tmp_path / "t1.json"
     result = CliRunner().invoke(main, ["table1", "--quick", "--json", str(out)])

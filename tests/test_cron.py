@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from records import cron_record
 
 from tickless.cli import main
 from tickless.errors import InputError
@@ -19,22 +20,6 @@ from tickless.results.cron import CronEvent, CronRecord, CronSpec, canonical_ord
 
 S = 1_000_000_000
 MS = 1_000_000
-
-
-def _record(**kw: object) -> CronRecord:
-    base: dict[str, object] = dict(
-        periods_ns=[S],
-        guests=2,
-        duration_s=10.0,
-        dilation="1",
-        warp_idle=True,
-        seed=0,
-        timer="pv",
-        origin_ns=0,
-        resolution_ns=10 * MS,
-    )
-    base.update(kw)
-    return CronRecord(**base)  # type: ignore[arg-type]
 
 
 def expected_runs(spec: CronSpec) -> int:
@@ -86,7 +71,7 @@ def test_summary_counts_early_runs_and_order_beyond_the_resolution() -> None:
         CronEvent(0, 1, 115 * MS, 132 * MS),  # ran after a deadline 15 ms later: disorder
         CronEvent(1, 1, 140 * MS, 139 * MS),  # early
     ]
-    record = _record()
+    record = cron_record()
     summarize(record, events)
     assert record.early == 1
     assert record.out_of_order == 1
@@ -104,16 +89,16 @@ def test_the_sequence_hash_ignores_ties_and_the_origin_but_not_order() -> None:
         return [(e.guest, e.timer, e.deadline_ns) for e in canonical_order(events)]
 
     assert keys(a) == keys(b)
-    ra, rb = _record(), _record()
+    ra, rb = cron_record(), cron_record()
     summarize(ra, a)
     summarize(rb, b)
     assert ra.sequence_sha256 == rb.sequence_sha256
     shifted = [CronEvent(e.guest, e.timer, e.deadline_ns + 7, e.ran_ns + 7) for e in a]
-    rc = _record(origin_ns=7)
+    rc = cron_record(origin_ns=7)
     summarize(rc, shifted)
     assert rc.sequence_sha256 == ra.sequence_sha256
     swapped = [CronEvent(0, 0, 200 * MS, 200 * MS), CronEvent(1, 0, 100 * MS, 201 * MS)]
-    rd, re_ = _record(), _record()
+    rd, re_ = cron_record(), cron_record()
     summarize(rd, swapped)
     summarize(re_, sorted(swapped, key=lambda e: e.deadline_ns))
     assert rd.sequence_sha256 != re_.sequence_sha256

@@ -6,27 +6,22 @@ import re
 from typing import Any
 
 import pytest
+from records import record_from
 
 from tickless.report.cyclictest import cyclictest_histogram, latency_column
-from tickless.results.schema import HostCounts, ResultRecord
-from tickless.results.stats import summarize, summarize_lateness
+from tickless.results.schema import ResultRecord
 
 BUCKET_LINE = re.compile(r"^(\d{6}) (\d{6}(?:\t\d{6})*)$")
 
 
 def make_record(lateness_ns: list[int], interval_ns: int = 50_000) -> ResultRecord:
     intervals = [interval_ns + max(late, 0) for late in lateness_ns] or [interval_ns]
-    return ResultRecord(
+    return record_from(
+        intervals,
+        lateness_ns or [0],
         backend="sim",
-        timer="pv",
-        mode="tickless",
         method="absolute",
-        hz=None,
         interval_ns=interval_ns,
-        stats=summarize(intervals),
-        lateness=summarize_lateness(lateness_ns or [0]),
-        host=HostCounts(0, 0, 0, 0, 0, 1.0, 0.0),
-        intervals_ns=intervals,
         lateness_ns=lateness_ns,
         platform="KVM",
     )

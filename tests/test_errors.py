@@ -14,10 +14,9 @@ import tickless.backends
 from tickless.atomicfile import OutputError, write_bytes_atomic
 from tickless.buildcache import BuildError
 from tickless.cli import main
-from tickless.errors import GuestStopped, InputError, TicklessError
+from tickless.errors import GuestStopped, InputError, KvmError, KvmUnavailable, TicklessError
 from tickless.host.baseline import HostBaselineError
 from tickless.host.load import LoadError
-from tickless.kvm.errors import KvmError, KvmUnavailable
 from tickless.results.schema import SchemaError
 from tickless.results.spec import MeasureSpec
 from tickless.sim.profile import ProfileError, SimInputError
@@ -73,26 +72,26 @@ def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_bug_in_table1_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tickless.backends
     import tickless.cli.table1
-    import tickless.measure.table1
 
     def buggy(spec: MeasureSpec) -> object:
         raise RuntimeError("a bug, not a user error")
 
-    monkeypatch.setattr(tickless.measure.table1, "measure", buggy)
+    monkeypatch.setattr(tickless.backends, "measure", buggy)
     monkeypatch.setattr(tickless.cli.table1, "require_kvm", lambda: None)
     result = CliRunner().invoke(main, ["table1", "--quick"])
     assert isinstance(result.exception, RuntimeError)
 
 
 def test_a_user_error_in_table1_says_how_far_it_got(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tickless.backends
     import tickless.cli.table1
-    import tickless.measure.table1
 
     def no_stress_ng(spec: MeasureSpec) -> object:
         raise LoadError("stress-ng is not installed")
 
-    monkeypatch.setattr(tickless.measure.table1, "measure", no_stress_ng)
+    monkeypatch.setattr(tickless.backends, "measure", no_stress_ng)
     monkeypatch.setattr(tickless.cli.table1, "require_kvm", lambda: None)
     line = one_line_error(CliRunner().invoke(main, ["table1", "--quick"]))
     assert line.startswith("Error: stress-ng is not installed (after 0 of")

@@ -118,18 +118,13 @@ def test_write_record_figures_names_both_kinds(tmp_path: Path) -> None:
 
 def test_rendering_does_not_import_pyplot() -> None:
     """pyplot would pick a global backend and keep a figure registry in the caller's process."""
-    code = """
+    code = f"""
 import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from records import record_from
 from tickless.report.figures import record_figures
-from tickless.results.schema import HostCounts, ResultRecord
-from tickless.results.stats import summarize, summarize_lateness
 late = [15_000 + k for k in range(50)]
-iv = [50_000 + x for x in late]
-record = ResultRecord(
-    backend="kvm", timer="pv", mode="tickless", method="relative", hz=None,
-    interval_ns=50_000, stats=summarize(iv), lateness=summarize_lateness(late),
-    host=HostCounts(0, 0, 0, 0, 0, 1.0, 0.1), intervals_ns=iv, lateness_ns=late,
-)
+record = record_from([50_000 + x for x in late], late)
 assert len(record_figures(record)) == 2
 assert "matplotlib.pyplot" not in sys.modules, "pyplot was imported"
 """

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from records import idle_record
 
 from tickless.axes import GuestKind, TickMode
 from tickless.cli import main
 from tickless.errors import InputError
 from tickless.measure.fleet_limits import FDS_PER_GUEST, HostLimits, check_fleet
-from tickless.results.idle import GuestIdleCounts, IdleResult, IdleSpec, RampStep
+from tickless.results.idle import IdleResult, IdleSpec, RampStep
 
 GIB = 2**30
 ROOMY = HostLimits(
@@ -74,25 +75,8 @@ def test_ramp_step_counts_missed_ticks() -> None:
     assert RampStep(1, 0.5, 500.0, 510, 1.0).missed_fraction == 0.0
 
 
-def _record(**extra: object) -> IdleResult:
-    return IdleResult(
-        guests=2,
-        mode="periodic",
-        hz=100,
-        duration_s=2.0,
-        host_timer_wakeups=300,
-        host_timer_expiries=400,
-        injections=400,
-        timer_thread_cpu_s=0.1,
-        vcpu_cpu_s=0.2,
-        process_cpu_s=0.4,
-        per_guest=[GuestIdleCounts(f"g{i}", 190, 190, 0, 0, 0, 0.1) for i in range(2)],
-        **extra,  # type: ignore[arg-type]
-    )
-
-
 def test_fleet_fields_of_the_record() -> None:
-    d = _record(boot_s=0.5, ticks_expected=400.0, guests_requested=3).to_json_dict()
+    d = idle_record(boot_s=0.5, ticks_expected=400.0, guests_requested=3).to_json_dict()
     assert d["schema_version"] == 3
     assert d["boot_rate_guests_per_s"] == 4.0
     assert d["host_wakeups_per_s"] == 150.0 and d["guest_timer_irqs_per_s"] == 190.0
@@ -104,7 +88,7 @@ def test_fleet_fields_of_the_record() -> None:
 
 def test_older_records_still_read() -> None:
     """A version 1 record (no fleet fields) reads back with them unset; a new one round-trips."""
-    new = _record(ramp=[RampStep(1, 0.5, 50.0, 49, 2.0)], saturation_guests=2)
+    new = idle_record(ramp=[RampStep(1, 0.5, 50.0, 49, 2.0)], saturation_guests=2)
     back = IdleResult.from_json_dict(json.loads(json.dumps(new.to_json_dict())))
     assert back.to_json_dict() == new.to_json_dict()
     old = new.to_json_dict()

@@ -14,9 +14,9 @@ import pytest
 
 from tickless.axes import TimerPath
 from tickless.backends import measure
+from tickless.devices.config import GuestConfig
 from tickless.guest.abi import ETIME, RESULTS_GPA, Scenario
 from tickless.results.spec import MeasureSpec
-from tickless.vmm.config import GuestConfig
 from tickless.vmm.host import VmmHost
 
 pytestmark = pytest.mark.kvm

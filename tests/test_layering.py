@@ -5,20 +5,26 @@
 (b) No import cycles among tickless modules, lazy (function-level) imports included: two
     modules that reach each other through imports are one tangle, whichever import runs
     first.
+(c) Every row of the layer table in docs/architecture.md, read from the document itself:
+    each module belongs to one row and imports only what that row allows ("lazily": inside
+    a function only).
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import tickless
 
 PACKAGE_DIR = Path(tickless.__file__).parent
+ARCHITECTURE = PACKAGE_DIR.parent / "docs" / "architecture.md"
 FORBIDDEN_FOR_SIM = ("tickless.kvm", "tickless.vmm", "tickless.devices", "tickless.host")
 
 
@@ -51,10 +57,21 @@ def test_simulator_loads_no_kvm_vmm_device_or_host_module() -> None:
     assert bad == [], f"importing tickless.sim.* loads {bad}"
 
 
-def _imports(module: str, path: Path, known: set[str]) -> Iterator[str]:
-    """Every tickless module ``module`` imports, anywhere in its body (functions too)."""
+def _nodes(tree: ast.AST, eager_only: bool) -> Iterator[ast.AST]:
+    """Every node of ``tree``; with ``eager_only``, not those inside a function (what runs
+    when the module loads)."""
+    for child in ast.iter_child_nodes(tree):
+        if eager_only and isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            continue
+        yield child
+        yield from _nodes(child, eager_only)
+
+
+def _imports(module: str, path: Path, known: set[str], eager_only: bool = False) -> Iterator[str]:
+    """Every tickless module ``module`` imports, anywhere in its body (functions too, unless
+    ``eager_only``)."""
     is_package = path.name == "__init__.py"
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+    for node in _nodes(ast.parse(path.read_text(encoding="utf-8"), str(path)), eager_only):
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -69,13 +86,15 @@ def _imports(module: str, path: Path, known: set[str]) -> Iterator[str]:
                 yield candidate if candidate in known else base
 
 
-def import_graph() -> dict[str, set[str]]:
-    """module -> tickless modules it imports, minus imports of its own parent packages."""
+def import_graph(eager_only: bool = False) -> dict[str, set[str]]:
+    """module -> tickless modules it imports, minus imports of its own parent packages;
+    ``eager_only``: only the imports that run when the module loads."""
     modules = _all_modules()
     known = set(modules)
     graph: dict[str, set[str]] = {}
     for module, path in modules.items():
-        targets = {t for t in _imports(module, path, known) if t in known and t != module}
+        found = _imports(module, path, known, eager_only)
+        targets = {t for t in found if t in known and t != module}
         graph[module] = {t for t in targets if not module.startswith(t + ".")}
     return graph
 
@@ -132,48 +151,139 @@ def test_the_graph_sees_lazy_and_relative_imports(tmp_path: Path) -> None:
     assert "tickless.results.spec" in graph["tickless.sim.measure"]
 
 
-VOCABULARY = (
-    "tickless.axes",
-    "tickless.errors",
-    "tickless.units",
-    "tickless.atomicfile",
-    "tickless.jsonfields",
-    "tickless.buildcache",
-)
-# docs/architecture.md's table, for the layers whose rule is checked (✔ there).
-MAY_IMPORT = {
-    "tickless.timers": (*VOCABULARY, "tickless.timers", "tickless.guest.abi"),
-    "tickless.kvm": (*VOCABULARY, "tickless.kvm"),
-    "tickless.results": (
-        *VOCABULARY,
-        "tickless.results",
-        "tickless.guest.abi",
-        "tickless.timers.clock",
-    ),
-    "tickless.devices": (
-        *VOCABULARY,
-        "tickless.devices",
-        "tickless.kvm",
-        "tickless.timers",
-        "tickless.host",
-        "tickless.guest",
-        "tickless.vmm.config",
-    ),
-}
+@dataclass(frozen=True)
+class Layer:
+    """One row of the table: the modules it holds and what they may import."""
+
+    members: tuple[str, ...]  # module prefixes ("tickless.guest") or modules
+    allowed: tuple[str, ...]  # prefixes importable whenever
+    lazily: tuple[str, ...]  # prefixes importable inside functions only
+    everything: bool = False
+
+
+def _names(text: str) -> tuple[str, ...]:
+    """Backquoted paths relative to tickless/ as module prefixes: `guest/` -> tickless.guest,
+    `axes.py` -> tickless.axes, `timers.clock` -> tickless.timers.clock."""
+    out = []
+    for raw in re.findall(r"`([^`]+)`", text):
+        name = raw.removesuffix("/").removesuffix(".py").replace("/", ".")
+        out.append("tickless" if name == "__init__" else f"tickless.{name}")
+    return tuple(out)
+
+
+def parse_layers(markdown: str) -> list[Layer]:
+    """The table under "The layers, and what each may import"; its last column is a list of
+    clauses split by ";": "the vocabulary", "each other only", "everything", backquoted
+    names, a clause opening "lazily", and a bold "never ..." clause that allows nothing."""
+    section = markdown.split("## The layers, and what each may import", 1)[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    cells = [[c.strip() for c in row.strip().strip("|").split("|")] for row in rows]
+    vocabulary = _names(cells[0][0])
+    layers = []
+    for members_text, _, may_text in cells:
+        members = _names(members_text)
+        allowed: list[str] = list(members)
+        lazily: list[str] = []
+        for clause in may_text.split(";"):
+            clause = re.sub(r"\([^)]*\)", "", clause).strip()
+            if clause.startswith("**never"):
+                continue
+            into = lazily if clause.startswith("lazily") else allowed
+            if "the vocabulary" in clause or "each other only" in clause:
+                allowed.extend(vocabulary)
+            into.extend(_names(clause))
+        layers.append(Layer(members, tuple(allowed), tuple(lazily), may_text == "everything"))
+    return layers
 
 
 def _within(module: str, prefixes: tuple[str, ...]) -> bool:
-    return any(module == p or module.startswith(p + ".") for p in prefixes)
+    """``module`` is one of ``prefixes`` or beneath one (the root package: itself only)."""
+    return any(module == p or (p != "tickless" and module.startswith(p + ".")) for p in prefixes)
+
+
+def layer_of(module: str, layers: list[Layer]) -> Layer | None:
+    """The row naming ``module``, by the longest prefix (the root package by itself)."""
+    best: tuple[int, Layer | None] = (-1, None)
+    for layer in layers:
+        for member in layer.members:
+            if _within(module, (member,)) and len(member) > best[0]:
+                best = (len(member), layer)
+    return best[1]
+
+
+def layering_violations(
+    graph: dict[str, set[str]], eager: dict[str, set[str]], layers: list[Layer]
+) -> list[str]:
+    """``module -> target`` for every import its row does not allow, and every module no
+    row names."""
+    bad = []
+    for module in sorted(graph):
+        layer = layer_of(module, layers)
+        if layer is None:
+            bad.append(f"{module}: in no row of the table")
+            continue
+        if layer.everything:
+            continue
+        for target in sorted(graph[module]):
+            if _within(target, layer.allowed):
+                continue
+            if _within(target, layer.lazily) and target not in eager.get(module, set()):
+                continue
+            lazy = " (when it loads)" if _within(target, layer.lazily) else ""
+            bad.append(f"{module} -> {target}{lazy}")
+    return bad
+
+
+def _table() -> list[Layer]:
+    return parse_layers(ARCHITECTURE.read_text(encoding="utf-8"))
 
 
 def test_each_layer_imports_only_what_the_architecture_allows() -> None:
-    graph = import_graph()
-    bad = [
-        f"{module} -> {target}"
-        for layer, allowed in MAY_IMPORT.items()
-        for module, targets in graph.items()
-        if _within(module, (layer,))
-        for target in sorted(targets)
-        if not _within(target, allowed)
-    ]
+    bad = layering_violations(import_graph(), import_graph(eager_only=True), _table())
     assert bad == [], "imports across the layering of docs/architecture.md: " + ", ".join(bad)
+
+
+def test_the_table_is_read_row_by_row() -> None:
+    """Every row is read, with the rules the document states in words."""
+    layers = _table()
+    assert len(layers) == 14
+    by_member = {m: layer for layer in layers for m in layer.members}
+    vocabulary = by_member["tickless.axes"]
+    assert "tickless.errors" in vocabulary.allowed and "tickless" in vocabulary.members
+    assert not _within("tickless.kvm", vocabulary.allowed)
+    sim = by_member["tickless.sim"]
+    assert _within("tickless.results.spec", sim.allowed)
+    assert _within("tickless.guest.abi", sim.allowed)
+    assert not _within("tickless.guest.build", sim.allowed)
+    assert not any(_within(f, sim.allowed + sim.lazily) for f in FORBIDDEN_FOR_SIM)
+    backends = by_member["tickless.backends"]
+    assert _within("tickless.measure.kvm", backends.lazily)
+    assert not _within("tickless.measure.kvm", backends.allowed)
+    assert _within("tickless.kvm.system", backends.lazily)
+    assert by_member["tickless.cli"].everything and by_member["tickless.__main__"].everything
+    devices = by_member["tickless.devices"]
+    assert not _within("tickless.vmm.config", devices.allowed)
+
+
+def test_the_check_finds_upward_eager_and_unlisted_imports() -> None:
+    """The check above must be able to fail: an upward import, a lazily allowed import
+    made when the module loads, and a module in no row are each reported."""
+    layers = _table()
+    graph = {
+        "tickless.devices.x": {"tickless.vmm.machine", "tickless.timers.clock"},
+        "tickless.backends": {"tickless.measure.kvm", "tickless.results.spec"},
+        "tickless.sweep.runners": {"tickless.sim.fleet"},
+        "tickless.newlayer.y": set(),
+    }
+    eager = {"tickless.backends": {"tickless.measure.kvm"}}
+    assert layering_violations(graph, eager, layers) == [
+        "tickless.backends -> tickless.measure.kvm (when it loads)",
+        "tickless.devices.x -> tickless.vmm.machine",
+        "tickless.newlayer.y: in no row of the table",
+    ]
+
+
+def test_the_graph_tells_lazy_imports_from_eager_ones() -> None:
+    eager = import_graph(eager_only=True)
+    assert "tickless.measure.kvm" not in eager["tickless.backends"]
+    assert "tickless.results.spec" in eager["tickless.backends"]

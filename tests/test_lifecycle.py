@@ -42,7 +42,7 @@ def test_a_destroyed_guest_gives_its_memory_back() -> None:
     """After ``VmmHost.destroy`` the guest's RAM is unmapped or, while a device's ctypes
     object still views it (until the garbage collector breaks its cycle), emptied: the
     pages are back with the host either way."""
-    from tickless.vmm.config import GuestConfig
+    from tickless.devices.config import GuestConfig
     from tickless.vmm.host import VmmHost
 
     with VmmHost() as host:

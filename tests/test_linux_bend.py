@@ -28,11 +28,11 @@ from test_time_bending import guest_now, run_guest
 from tickless.axes import GuestKind, TimerPath
 from tickless.backends import measure
 from tickless.cli import main
+from tickless.devices.config import GuestConfig
 from tickless.devices.pvclock import PvclockDevice
 from tickless.guest.abi import PvclockVcpuTimeInfo, Scenario
 from tickless.host.tsc import rdtsc
 from tickless.timers.clock import PvclockScale
-from tickless.vmm.config import GuestConfig
 from tickless.vmm.machine import GuestMachine
 
 pytestmark = [pytest.mark.kvm, pytest.mark.linux]

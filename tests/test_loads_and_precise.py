@@ -10,10 +10,10 @@ import pytest
 
 from tickless.axes import TimerPath, parse_loads
 from tickless.backends import measure
+from tickless.devices.config import GuestConfig
 from tickless.host.load import HostCpuLoad
 from tickless.results.spec import MeasureSpec
 from tickless.timers.injection import HoldBackWindow
-from tickless.vmm.config import GuestConfig
 from tickless.vmm.host import VmmHost
 
 pytestmark = pytest.mark.kvm

@@ -9,6 +9,7 @@ nothing passes by a lucky sleep.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -48,7 +49,8 @@ class FakeGuest:
         self.kick_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self.loop = loop
         self.kicks = 0
-        # vm_fd -1: the injection's ioctl fails (EBADF) and the loop counts the expiry.
+        # vm_fd -1: the injection's ioctl fails (EBADF): the loop counts each expiry as a
+        # failed injection (``expiries`` counts both kinds) and logs it.
         self.channel = loop.add(
             ChannelKind.PAGE,
             -1,
@@ -130,7 +132,7 @@ def test_an_expiry_comes_early_by_the_advance_and_never_twice(loop: DeadlineLoop
     # Nothing armed yet, so the first deadline needs a kick, unless the loop's first look at
     # the new channel came between our write and our read of its promise (Dekker's order).
     kicked = g.publish(deadline)
-    wait_until(lambda: g.stats().fired == 1)
+    wait_until(lambda: g.stats().expiries == 1)
     row = loop.stats(g.channel)
     assert row.kicks == int(kicked) and row.past_deadlines == 0
     log = g.channel.log
@@ -141,7 +143,7 @@ def test_an_expiry_comes_early_by_the_advance_and_never_twice(loop: DeadlineLoop
     assert deadline - 20_000 <= planned <= deadline - 20_000 + 1  # early by the advance
     assert g.clock.ns_at(logged["wake_tsc"]) >= planned  # the loop never wakes before plan
     time.sleep(0.03)
-    assert g.stats().fired == 1  # the page still holds that deadline: delivered once
+    assert g.stats().expiries == 1  # the page still holds that deadline: delivered once
 
 
 def test_a_steady_stream_re_arms_without_kicks(loop: DeadlineLoop) -> None:
@@ -155,7 +157,7 @@ def test_a_steady_stream_re_arms_without_kicks(loop: DeadlineLoop) -> None:
         kicked = g.publish(deadline)
         if i >= 20:
             kicked_late += kicked
-        wait_until(lambda i=i: g.stats().fired == i + 1)
+        wait_until(lambda i=i: g.stats().expiries == i + 1)
         deadline += step_ns
     assert kicked_late == 0
     assert g.kicks <= 20 and g.stats().kicks == g.kicks
@@ -168,7 +170,7 @@ def test_an_earlier_deadline_needs_its_kick_and_gets_it_on_time(loop: DeadlineLo
     wait_until(lambda: int(g.page.pv_host_armed_ns) == later)  # the loop armed it
     earlier = g.now_ns() + 30 * MS
     assert g.publish(earlier)  # earlier than the promise: the rule says kick
-    wait_until(lambda: g.stats().fired == 1)
+    wait_until(lambda: g.stats().expiries == 1)
     log = g.channel.log
     assert log is not None and int(log[0][0]) == earlier
 
@@ -182,7 +184,7 @@ def test_without_its_kick_an_earlier_deadline_waits_for_the_promise(loop: Deadli
     wait_until(lambda: int(g.page.pv_host_armed_ns) == later)
     earlier = g.now_ns() + 50 * MS
     g.page.pv_deadline_ns = earlier  # no kick
-    wait_until(lambda: g.stats().fired == 1, timeout_s=5)
+    wait_until(lambda: g.stats().expiries == 1, timeout_s=5)
     log = g.channel.log
     assert log is not None
     woke_ns = g.clock.ns_at(int(log[0][2]))
@@ -195,10 +197,10 @@ def test_without_its_kick_an_earlier_deadline_waits_for_the_promise(loop: Deadli
 def test_a_past_deadline_fires_once_at_once_and_is_counted(loop: DeadlineLoop) -> None:
     g = guest(loop)
     g.publish(max(1, g.now_ns() - 5 * MS))
-    wait_until(lambda: g.stats().fired == 1)
+    wait_until(lambda: g.stats().expiries == 1)
     time.sleep(0.02)
     stats = g.stats()
-    assert stats.fired == 1 and stats.past_deadlines == 1
+    assert stats.expiries == 1 and stats.past_deadlines == 1
 
 
 def test_a_far_deadline_is_looked_at_again_not_slept_on(loop: DeadlineLoop) -> None:
@@ -208,7 +210,7 @@ def test_a_far_deadline_is_looked_at_again_not_slept_on(loop: DeadlineLoop) -> N
     wait_until(lambda: g.stats().far_deadlines == 1)
     promise = int(g.page.pv_host_armed_ns)
     assert now < promise <= now + MAX_DELTA_NS + 20_000 + 1_000_000_000
-    assert g.stats().fired == 0
+    assert g.stats().expiries == 0
 
 
 def test_torn_writes_and_a_storm_of_kicks_leave_other_guests_served(loop: DeadlineLoop) -> None:
@@ -225,12 +227,28 @@ def test_torn_writes_and_a_storm_of_kicks_leave_other_guests_served(loop: Deadli
         half[values % 2] = (values * 0x9E3779B9) & 0xFFFFFFFF
         bad.kick()
         values += 1
-    wait_until(lambda: good.stats().fired == 1)
+    wait_until(lambda: good.stats().expiries == 1)
     log = good.channel.log
     assert log is not None and int(log[0][0]) == good_deadline
-    assert bad.stats().fired <= values
+    assert bad.stats().expiries <= values
     bad.close()  # returns: the loop is not wedged
-    assert good.stats().fired == 1
+    assert good.stats().expiries == 1
+
+
+def test_a_refused_injection_counts_as_failed_never_as_fired(loop: DeadlineLoop) -> None:
+    """The fake guest's VM descriptor is not one, so the injection's ioctl fails (EBADF):
+    the expiry counts as a failed injection with its errno, the record's note says so, and
+    ``fired`` (what reports call injections) stays 0."""
+    g = guest(loop)
+    g.publish(g.now_ns() + 2 * MS)
+    wait_until(lambda: g.stats().expiries == 1)
+    stats = g.stats()
+    assert (stats.fired, stats.failed_injections) == (0, 1)
+    assert stats.inject_errno == errno.EBADF
+    assert stats.logged == 1  # the log still shows when the loop woke for it
+    note = stats.failure_note("pv")
+    assert note is not None and "1 of 1 injections failed" in note
+    assert loop.totals().fired == 0  # host-wide: nothing was injected
 
 
 # --- real guests -------------------------------------------------------------------------------

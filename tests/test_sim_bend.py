@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from records import idle_record
 
 from tickless.cli import main
 from tickless.guest.abi import MIN_DELTA_NS
@@ -254,18 +255,17 @@ def test_cli_warps_tickless_guests_by_default(tmp_path: Path) -> None:
 
 
 def _idle(**extra: Any) -> IdleResult:
-    return IdleResult(
+    """One tickless guest over 4 s, four timer events."""
+    counts = {"host_timer_wakeups": 4, "host_timer_expiries": 4, "injections": 4}
+    cpu = {"timer_thread_cpu_s": 0.0, "vcpu_cpu_s": 0.0, "process_cpu_s": 0.0}
+    return idle_record(
         guests=1,
         mode="tickless",
         hz=None,
         duration_s=4.0,
-        host_timer_wakeups=4,
-        host_timer_expiries=4,
-        injections=4,
-        timer_thread_cpu_s=0.0,
-        vcpu_cpu_s=0.0,
-        process_cpu_s=0.0,
         per_guest=[GuestIdleCounts("g", 4, 4, 4, 4, 8, 0.0)],
+        **counts,
+        **cpu,
         **extra,
     )
 

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from records import idle_record
 
 from tickless.cli import main
-from tickless.results.idle import GuestIdleCounts, IdleResult
+from tickless.results.idle import GuestIdleCounts
 from tickless.sim import cost, fleet, layout
 from tickless.sim import guest_model as gm
 
@@ -196,19 +197,7 @@ def test_ctrl_c_keeps_a_partial_result() -> None:
 
 def test_json_has_the_idle_result_fields() -> None:
     """A fleet result carries every field of a real idle result, plus the simulator's."""
-    idle = IdleResult(
-        guests=1,
-        mode="periodic",
-        hz=1000,
-        duration_s=1.0,
-        host_timer_wakeups=1,
-        host_timer_expiries=1,
-        injections=1,
-        timer_thread_cpu_s=0.0,
-        vcpu_cpu_s=0.0,
-        process_cpu_s=0.0,
-        per_guest=[GuestIdleCounts("g", 1, 1, 0, 0, 0, 0.0)],
-    ).to_json_dict()
+    idle = idle_record().to_json_dict()
     d = _fleet(guests=3, mode="nohz-full", duration_ns=SECOND_NS).to_json_dict()
     assert set(idle) - {"kind"} <= set(d)
     assert set(idle["per_guest"][0]) <= set(d["per_guest"][0])

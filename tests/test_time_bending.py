@@ -32,12 +32,12 @@ from click.testing import CliRunner
 from tickless.axes import TickMode, TimerPath
 from tickless.backends import measure
 from tickless.cli import main
+from tickless.devices.config import GuestConfig
 from tickless.devices.lguest_clockevent import LguestClockEventDevice
 from tickless.errors import InputError
 from tickless.host.tsc import rdtsc
 from tickless.results.spec import MeasureSpec
 from tickless.timers.timeline import TimelineTotals
-from tickless.vmm.config import GuestConfig
 from tickless.vmm.host import VmmHost
 from tickless.vmm.machine import GuestMachine
 

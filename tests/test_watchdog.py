@@ -7,8 +7,8 @@ import time
 
 import pytest
 
+from tickless.devices.config import GuestConfig
 from tickless.guest.abi import Scenario
-from tickless.vmm.config import GuestConfig
 from tickless.vmm.host import VmmHost
 from tickless.vmm.watchdog import Watchdog
 

@@ -9,7 +9,10 @@ renders those codes into the C header.
 from __future__ import annotations
 
 from enum import Enum, StrEnum
+from fractions import Fraction
 from typing import TypeVar
+
+from tickless.errors import InputError
 
 E = TypeVar("E", bound=Enum)
 
@@ -22,6 +25,16 @@ class TimerPath(StrEnum):
     LAPIC = "lapic"  # KVM's in-kernel LAPIC timer, TSC-deadline mode (the paper's "KVM")
     PRECISE = "precise"  # the dedicated precise channel
     HOST = "host"  # the same method on the host itself: the floor
+
+
+def check_dilation(timer: TimerPath, rate: Fraction) -> None:
+    """Refuse a dilated ``timer`` that cannot follow bent time (one line saying why); the
+    measurement spec and the guest's configuration both ask here."""
+    if rate != 1 and timer is TimerPath.LAPIC:
+        raise InputError(
+            "--timer lapic cannot be dilated: its TSC-deadline timer runs on the guest's "
+            "TSC, which this host cannot scale (no TSC scaling); use --timer pv or lguest"
+        )
 
 
 class GuestKind(StrEnum):

@@ -19,3 +19,12 @@ class InputError(TicklessError, ValueError):
 
 class GuestStopped(TicklessError):
     """A guest ended without finishing its work; the message says why."""
+
+
+class KvmError(TicklessError):
+    """An ioctl on /dev/kvm, a VM or a vCPU failed (every layer that runs guests may catch
+    it: it is vocabulary, not the KVM layer's own)."""
+
+
+class KvmUnavailable(KvmError):
+    """/dev/kvm is missing or not usable by this user: nothing can run on real KVM."""

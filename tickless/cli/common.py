@@ -3,13 +3,14 @@ checked before a run, and how an interrupted command exits."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
@@ -20,8 +21,10 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-from tickless.axes import GuestKind, choices
+from tickless.axes import GuestKind, TickMode, choices
 from tickless.backends import kvm_problem
+from tickless.guest.abi import MAX_EVENTS
+from tickless.results.paper import PAPER_EVENTS
 from tickless.units import DurationParam
 
 SECOND_NS = 1_000_000_000
@@ -241,6 +244,35 @@ def json_option(help_text: str) -> Callable[[F], F]:
 
 
 LINUX_DEFAULT_HZ = 100  # a tick costs ~2 ms of emulated ring 0 here: 1000 HZ cannot keep up
+MAX_HZ = 100_000  # what a guest's configuration takes (idle fleets: at most 10,000)
+
+
+def count_option(help_text: str, name: str = "count", minimum: int = 1) -> Callable[[F], F]:
+    """``--count``: timer events N, the paper's 20,000 unless given."""
+    return click.option(
+        "--count",
+        name,
+        type=click.IntRange(minimum, MAX_EVENTS),
+        default=PAPER_EVENTS,
+        show_default=True,
+        help=help_text,
+    )
+
+
+def mode_option(f: F) -> F:
+    """``--mode``: how the guest ticks (``TickMode``)."""
+    return click.option(
+        "--mode",
+        type=click.Choice(choices(TickMode)),
+        default=TickMode.TICKLESS.value,
+        show_default=True,
+        help="tickless: one-shot events; periodic: a HZ tick drives the guest's timers.",
+    )(f)
+
+
+def hz_option(help_text: str, maximum: int = MAX_HZ) -> Callable[[F], F]:
+    """``--hz``: a guest's tick rate; None when not given (``guest_hz`` picks the default)."""
+    return click.option("--hz", type=click.IntRange(1, maximum), default=None, help=help_text)
 
 
 def guest_options(f: F) -> F:
@@ -272,6 +304,14 @@ def console_option(f: F) -> F:
         default=None,
         help="Save the guest's console output here (also shown when a guest fails).",
     )(f)
+
+
+def settings_of(spec_type: type[Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    """A command's parsed options stored under a field name of ``spec_type`` (a
+    dataclass): the one path from options to a spec, for the command and for a sweep of it
+    (an option added under its field's name comes along; what differs is given by hand)."""
+    names = {f.name for f in dataclasses.fields(spec_type)}
+    return {name: value for name, value in params.items() if name in names}
 
 
 def guest_hz(guest: str, hz: int | None, default: int) -> int:

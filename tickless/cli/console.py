@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from tickless.axes import GuestKind, TickMode, TimerPath, choices
+from tickless.axes import GuestKind, TickMode, TimerPath
 from tickless.cli.common import (
     RUN_DURATION,
     console_option,
@@ -16,6 +16,8 @@ from tickless.cli.common import (
     exit_interrupted,
     guest_hz,
     guest_options,
+    hz_option,
+    mode_option,
     require_kvm,
 )
 
@@ -35,13 +37,8 @@ def _write_through(text: str) -> None:
     help="lguest: the guest ticks on our lguest-style clock-event device (its Linux "
     "driver's); lapic: on KVM's LAPIC timer.",
 )
-@click.option(
-    "--mode",
-    type=click.Choice(choices(TickMode)),
-    default=TickMode.TICKLESS.value,
-    show_default=True,
-)
-@click.option("--hz", type=click.IntRange(1, 10_000), default=None, help="The kernel's HZ.")
+@mode_option
+@hz_option("The kernel's HZ.", maximum=10_000)
 @click.option(
     "--duration",
     "duration_ns",
@@ -67,9 +64,9 @@ def console_command(
       tickless console --guest linux --timer lapic the same kernel on KVM's LAPIC timer
     """
     from tickless.atomicfile import write_bytes_atomic
+    from tickless.devices.config import GuestConfig
     from tickless.devices.console_buffer import Console
     from tickless.guest.abi import Scenario
-    from tickless.vmm.config import GuestConfig
     from tickless.vmm.host import VmmHost
 
     require_kvm()

@@ -6,11 +6,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
-from tickless.axes import GuestKind, TickMode, TimerPath, choices
+from tickless.axes import TickMode, TimerPath
 from tickless.cli.common import (
     DURATION_OR_ZERO,
     RUN_DURATION,
@@ -21,8 +22,11 @@ from tickless.cli.common import (
     exit_interrupted,
     guest_hz,
     guest_options,
+    hz_option,
     json_option,
+    mode_option,
     require_kvm,
+    settings_of,
     slop_option,
     time_options,
 )
@@ -31,6 +35,14 @@ from tickless.report.fleet import fleet_table, ramp_table
 from tickless.results.idle import DEFAULT_MISS_THRESHOLD, IdleResult, IdleSpec
 from tickless.results.schema import write_json_atomic
 from tickless.units import format_duration_ns
+
+
+def idle_spec(params: dict[str, Any]) -> IdleSpec:
+    """The spec the options ask for (the command's and a sweep point's: one path); ``hz``
+    gets the guest's default as the command gives it."""
+    return IdleSpec(
+        **{**settings_of(IdleSpec, params), "hz": guest_hz(params["guest"], params["hz"], 1000)}
+    )
 
 
 @click.command()
@@ -42,18 +54,10 @@ from tickless.units import format_duration_ns
     help="Idle guests to run at once; the limit is this host's memory, descriptors and "
     "threads, checked before anything starts.",
 )
-@click.option(
-    "--mode",
-    type=click.Choice(choices(TickMode)),
-    default=TickMode.TICKLESS.value,
-    show_default=True,
-)
-@click.option(
-    "--hz",
-    type=click.IntRange(1, 10_000),
-    default=None,
-    help="Tick rate of periodic guests (default 1000; --guest linux: the kernel's HZ, "
-    "default 100).",
+@mode_option
+@hz_option(
+    "Tick rate of periodic guests (default 1000; --guest linux: the kernel's HZ, default 100).",
+    maximum=10_000,
 )
 @guest_options
 @click.option(
@@ -135,22 +139,7 @@ def idle(
     from tickless.measure.idle import check_host, run_idle
 
     try:
-        spec = IdleSpec(
-            guests=guests,
-            guest=GuestKind(guest),
-            kernel_path=kernel_path,
-            mode=TickMode(mode),
-            hz=guest_hz(guest, hz, 1000),
-            duration_ns=duration_ns,
-            slop_ns=slop_ns,
-            halt_poll_ns=halt_poll_ns,
-            ramp_step=ramp_step,
-            miss_threshold=miss_threshold,
-            seed=seed,
-            timer=TimerPath(timer) if timer else None,
-            rate=rate,
-            warp_idle=warp_idle,
-        )
+        spec = idle_spec(click.get_current_context().params)
         check_host(spec)
     except InputError as exc:
         raise click.UsageError(str(exc)) from None

@@ -8,29 +8,33 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from tickless.axes import Backend, GuestKind, Load, Method, TickMode, TimerPath, Wait, choices
+from tickless.axes import Backend, GuestKind, Load, Method, TimerPath, Wait, choices
 from tickless.cli.common import (
     DURATION_OR_ZERO,
     SEED,
     FiniteFloatRange,
     console,
     console_option,
+    count_option,
     err_console,
     exit_interrupted,
     guest_hz,
     guest_options,
+    hz_option,
     json_option,
+    mode_option,
     progress_bar,
     require_kvm,
+    settings_of,
     slop_option,
     time_options,
 )
 from tickless.errors import InputError
 from tickless.guest.abi import MAX_DELTA_NS
 from tickless.report.console import render_compare_paper, render_result
-from tickless.results.paper import PAPER_EVENTS, PAPER_IO_RATE_PER_S
+from tickless.results.paper import PAPER_IO_RATE_PER_S
 from tickless.results.schema import to_json_dict, write_json_atomic
-from tickless.results.spec import MAX_EVENTS, MAX_MEASURE_GUESTS, default_timer
+from tickless.results.spec import MAX_MEASURE_GUESTS, default_timer
 from tickless.units import DurationParam, format_duration_ns
 
 if TYPE_CHECKING:
@@ -74,26 +78,10 @@ BACKEND_CHOICES = ["auto", Backend.KVM.value, Backend.SIM.value]  # host: --time
     show_default=True,
     help="Time d between events (ns, us, ms, s).",
 )
-@click.option(
-    "--count",
-    type=click.IntRange(1, MAX_EVENTS),
-    default=PAPER_EVENTS,
-    show_default=True,
-    help="Number of timer events N.",
-)
-@click.option(
-    "--mode",
-    type=click.Choice(choices(TickMode)),
-    default=TickMode.TICKLESS.value,
-    show_default=True,
-    help="tickless: one-shot events; periodic: a HZ tick drives the guest's timers.",
-)
-@click.option(
-    "--hz",
-    type=click.IntRange(1, 100_000),
-    default=None,
-    help="Tick rate for --mode periodic (default 1000); --guest linux: the kernel's HZ "
-    "(default 100).",
+@count_option("Number of timer events N.")
+@mode_option
+@hz_option(
+    "Tick rate for --mode periodic (default 1000); --guest linux: the kernel's HZ (default 100)."
 )
 @guest_options
 @console_option
@@ -247,31 +235,13 @@ def spec_from_options(backend: Backend, options: dict[str, Any]) -> MeasureSpec:
 
     try:
         spec = MeasureSpec(
-            timer=TimerPath(options["timer"] or default_timer(GuestKind(options["guest"]))),
-            interval_ns=options["interval_ns"],
-            count=options["count"],
-            mode=TickMode(options["mode"]),
-            hz=guest_hz(options["guest"], options["hz"], 1000),
-            guest=GuestKind(options["guest"]),
-            kernel_path=options["kernel_path"],
-            console_path=options["console_path"],
-            method=Method(options["method"]),
-            wait=Wait(options["wait"]),
-            slop_ns=options["slop_ns"],
-            realtime=not options["no_rt"],
-            rate=options["rate"],
-            warp_idle=options["warp_idle"],
-            halt_poll_ns=options["halt_poll_ns"],
-            loads=frozenset(Load(load) for load in options["loads"]),
-            backend=backend,
-            platform=options["platform"],
-            seed=options["seed"],
-            io_rate_per_s=options["io_rate_per_s"],
-            io_handler_ns=options["io_handler_ns"],
-            hold_back_ns=options["hold_back_ns"],
-            spin_threshold_ns=options["spin_threshold_ns"],
-            explain=options["explain"],
-            guests=options["guests"],
+            **{
+                **settings_of(MeasureSpec, options),
+                "timer": options["timer"] or default_timer(GuestKind(options["guest"])),
+                "hz": guest_hz(options["guest"], options["hz"], 1000),
+                "realtime": not options["no_rt"],
+                "backend": backend,
+            }
         )
     except InputError as exc:
         raise click.UsageError(str(exc)) from None

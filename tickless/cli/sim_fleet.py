@@ -18,16 +18,16 @@ from tickless.cli.common import (
     SEED,
     DilationParam,
     console,
+    count_option,
     err_console,
     exit_interrupted,
     json_option,
     progress_bar,
+    settings_of,
     slop_option,
 )
 from tickless.report.fleet import fleet_table
-from tickless.results.paper import PAPER_EVENTS
 from tickless.results.schema import write_json_atomic
-from tickless.results.spec import MAX_EVENTS
 from tickless.units import DURATION, format_duration_ns, parse_duration_ns
 
 if TYPE_CHECKING:
@@ -82,6 +82,18 @@ def fleet_spec(**kwargs: Any) -> FleetSpec:
     except (ValueError, MemoryError) as exc:
         raise click.UsageError(str(exc)) from None
     return spec
+
+
+def fleet_spec_from_options(params: dict[str, Any]) -> FleetSpec:
+    """The spec the options ask for (the command's and a sweep point's: one path): options
+    stored under a field's name, the two that are parsed from text, given here."""
+    from tickless.sim.fleet import FleetSpec
+
+    return fleet_spec(
+        **settings_of(FleetSpec, params),
+        housekeeping_ns=parse_housekeeping(params["housekeeping"]),
+        io=tuple(parse_io(t) for t in params["io_text"]),
+    )
 
 
 @click.command()
@@ -140,14 +152,7 @@ def fleet_spec(**kwargs: Any) -> FleetSpec:
     show_default=True,
     help="Periods of each guest's own timers (at most two; 'none': no timers).",
 )
-@click.option(
-    "--count",
-    "measure_count",
-    type=click.IntRange(1, MAX_EVENTS),
-    default=PAPER_EVENTS,
-    show_default=True,
-    help="measure workload: events per guest.",
-)
+@count_option("measure workload: events per guest.", name="measure_count")
 @click.option(
     "--interval",
     "measure_interval_ns",
@@ -205,24 +210,7 @@ def fleet(
     """
     from tickless.sim.fleet import compile_engine, run_fleet
 
-    spec = fleet_spec(
-        guests=guests,
-        mode=mode,
-        hz=hz,
-        duration_ns=duration_ns,
-        rate=rate,
-        warp_idle=warp_idle,
-        cpus=cpus,
-        slop_ns=slop_ns,
-        workload=workload,
-        placement=placement,
-        housekeeping_ns=parse_housekeeping(housekeeping),
-        measure_count=measure_count,
-        measure_interval_ns=measure_interval_ns,
-        io=tuple(parse_io(t) for t in io_text),
-        seed=seed,
-        cost_model=cost_model,
-    )
+    spec = fleet_spec_from_options(click.get_current_context().params)
     try:
         with err_console.status("compiling the simulator (cached after the first run)"):
             compile_s = compile_engine()

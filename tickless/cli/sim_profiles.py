@@ -11,10 +11,9 @@ import click
 from rich import box
 from rich.table import Table
 
-from tickless.cli.common import OUTPUT_FILE, SEED, console, err_console, progress_bar
+from tickless.cli.common import OUTPUT_FILE, SEED, console, count_option, err_console, progress_bar
 from tickless.results.paper import PAPER_EVENTS, paper_rows
 from tickless.results.schema import load_results, write_json_atomic
-from tickless.results.spec import MAX_EVENTS
 
 if TYPE_CHECKING:
     from tickless.sim.cost import CostModel
@@ -36,13 +35,7 @@ def _paper_sd(sd_us: float) -> str:
 
 
 @click.command()
-@click.option(
-    "--count",
-    type=click.IntRange(2, MAX_EVENTS),
-    default=PAPER_EVENTS,
-    show_default=True,
-    help=f"Timer events per simulated row (the paper used {PAPER_EVENTS}).",
-)
+@count_option(f"Timer events per simulated row (the paper used {PAPER_EVENTS}).", minimum=2)
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Simulator seed.")
 @click.option("--json", "json_path", type=OUTPUT_FILE, help="Write every row and the summary here.")
 def table1(count: int, seed: int, json_path: Path | None) -> None:

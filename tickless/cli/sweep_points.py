@@ -62,16 +62,9 @@ def _idle_command() -> click.Command:
 
 
 def _build_idle(params: dict[str, Any]) -> Built:
-    """Options stored under an ``IdleSpec`` field's name go to that field (so new ones
-    come along); ``hz`` gets the guest's default as the command gives it."""
-    from dataclasses import fields
+    from tickless.cli.idle import idle_spec
 
-    from tickless.cli.common import guest_hz
-    from tickless.results.idle import IdleSpec
-
-    kwargs = {f.name: params[f.name] for f in fields(IdleSpec) if f.name in params}
-    kwargs["hz"] = guest_hz(params["guest"], params["hz"], 1000)
-    spec = IdleSpec(**kwargs)
+    spec = idle_spec(params)
     return spec, True, spec.duration_ns / 1e9
 
 
@@ -81,27 +74,10 @@ def _fleet_command() -> click.Command:
     return fleet
 
 
-def _build_fleet(p: dict[str, Any]) -> Built:
-    from tickless.cli.sim_fleet import fleet_spec, parse_housekeeping, parse_io
+def _build_fleet(params: dict[str, Any]) -> Built:
+    from tickless.cli.sim_fleet import fleet_spec_from_options
 
-    spec = fleet_spec(
-        guests=p["guests"],
-        mode=p["mode"],
-        hz=p["hz"],
-        duration_ns=p["duration_ns"],
-        cpus=p["cpus"],
-        slop_ns=p["slop_ns"],
-        workload=p["workload"],
-        placement=p["placement"],
-        housekeeping_ns=parse_housekeeping(p["housekeeping"]),
-        measure_count=p["measure_count"],
-        measure_interval_ns=p["measure_interval_ns"],
-        io=tuple(parse_io(t) for t in p["io_text"]),
-        seed=p["seed"],
-        cost_model=p["cost_model"],
-        rate=p["rate"],
-        warp_idle=p["warp_idle"],
-    )
+    spec = fleet_spec_from_options(params)
     return spec, False, spec.expected_events()
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -18,6 +20,10 @@ from tickless.cli.common import (
 from tickless.errors import TicklessError
 from tickless.results.paper import INTERVALS_US, PAPER_EVENTS
 from tickless.results.schema import ResultRecord, to_json_dict, write_json_atomic
+
+if TYPE_CHECKING:
+    from tickless.results.spec import MeasureSpec
+    from tickless.results.table1 import Table1Plan
 
 
 @click.command()
@@ -66,8 +72,9 @@ def table1(
 ) -> None:
     """Run every timer path at the paper's intervals, idle and loaded, and print our
     Table 1 beside the paper's. Ctrl-C keeps the rows finished so far."""
-    from tickless.measure.table1 import QUICK_COUNT, Table1Plan, render_table1, run_table1
+    from tickless.report.table1 import render_table1
     from tickless.results.spec import MeasurementInterrupted
+    from tickless.results.table1 import QUICK_COUNT, Table1Plan
 
     plan = Table1Plan(
         timers=tuple(map(TimerPath, timers)) or Table1Plan.timers,
@@ -101,3 +108,22 @@ def table1(
     if interrupted:
         err_console.print(f"interrupted after {len(records)} of {plan.runs} runs")
         exit_interrupted()
+
+
+def run_table1(
+    plan: Table1Plan,
+    on_record: Callable[[ResultRecord], None],
+    on_run_start: Callable[[MeasureSpec], None] | None = None,
+) -> list[ResultRecord]:
+    """Run the plan; each record goes to ``on_record`` as soon as it exists (so Ctrl-C
+    loses at most the run in progress)."""
+    from tickless.backends import measure
+
+    records = []
+    for spec in plan.specs():
+        if on_run_start is not None:
+            on_run_start(spec)
+        record = measure(spec)
+        records.append(record)
+        on_record(record)
+    return records

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from tickless.devices.bus import Bus
+from tickless.devices.config import GuestConfig
 from tickless.devices.console_buffer import Console
 from tickless.devices.hypercall import HypercallPort
 from tickless.devices.memory import GuestMemory
@@ -23,7 +24,6 @@ from tickless.kvm.vm import Vm
 from tickless.timers.clock import GuestClock
 from tickless.timers.hrtimer import TimerBase
 from tickless.timers.timeline import Member, Timeline
-from tickless.vmm.config import GuestConfig
 
 
 @dataclass(frozen=True)

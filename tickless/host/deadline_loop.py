@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ctypes as C
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import IntEnum
 from pathlib import Path
 
@@ -87,18 +87,27 @@ class _Stats(C.Structure):
             "far_deadlines",
             "logged",
             "advance_ns",
+            "failed_injections",
+            "inject_errno",
         )
     ]
 
 
 EVENT_FIELDS = ("deadline_ns", "planned_wake_tsc", "wake_tsc", "injected_tsc")
+# AdaptiveAdvance's state, in its order, is what the C loop takes (struct dl_advance, the
+# channel's configuration, dl_advance_step): one list, read from the dataclass.
+ADVANCE_FIELDS = tuple(f.name for f in fields(AdaptiveAdvance))
+
+
+def _advance_state(advance: AdaptiveAdvance) -> dict[str, int]:
+    return {name: int(getattr(advance, name)) for name in ADVANCE_FIELDS}
 
 
 @dataclass(frozen=True)
 class ChannelStats:
     """What the loop did for one channel (counts since it was added)."""
 
-    fired: int  # interrupts injected
+    fired: int  # interrupts injected (the ioctl took them)
     looks: int  # scheduled looks at the page after an expiry (PAGE)
     kicks: int  # guest kicks received (PAGE: the guest exited to say "earlier")
     loop_wakeups: int  # wake-ups of the whole loop (shared by every channel)
@@ -108,6 +117,22 @@ class ChannelStats:
     far_deadlines: int  # published deadlines beyond MAX_DELTA_NS (looked at again later)
     logged: int  # events in the log
     advance_ns: int  # the advance now
+    failed_injections: int = 0  # expiries whose injection ioctl failed: not delivered
+    inject_errno: int = 0  # the last failure's errno (0: none)
+
+    @property
+    def expiries(self) -> int:
+        """Deadlines the loop acted on, delivered or not."""
+        return self.fired + self.failed_injections
+
+    def failure_note(self, what: str) -> str | None:
+        """One line for the record when injections failed (None when none did)."""
+        if not self.failed_injections:
+            return None
+        return (
+            f"{what}: {self.failed_injections} of {self.expiries} injections failed "
+            f"({os.strerror(self.inject_errno)}): those events were never delivered"
+        )
 
 
 @dataclass(frozen=True)
@@ -163,7 +188,7 @@ def library() -> C.CDLL:
         lib.dl_look_offset.restype = C.c_uint64
         lib.dl_look_offset.argtypes = [C.POINTER(C.c_uint64), C.c_int, C.c_uint64, C.c_uint64]
         lib.dl_advance_step.restype = C.c_int64
-        lib.dl_advance_step.argtypes = [C.c_int64] * 8
+        lib.dl_advance_step.argtypes = [C.c_int64] * (len(ADVANCE_FIELDS) + 1)
         _lib = lib
     return _lib
 
@@ -171,19 +196,7 @@ def library() -> C.CDLL:
 def advance_step(advance: AdaptiveAdvance, margin_ns: int) -> int:
     """The C loop's advance update from ``advance``'s state (tests hold it against
     ``AdaptiveAdvance.update``)."""
-    a = advance
-    return int(
-        library().dl_advance_step(
-            a.advance_ns,
-            a.target_margin_ns,
-            a.min_ns,
-            a.max_ns,
-            a.grow,
-            a.grow_shift,
-            a.shrink_shift,
-            margin_ns,
-        )
-    )
+    return int(library().dl_advance_step(*_advance_state(advance).values(), margin_ns))
 
 
 def look_offset(intervals_ns: list[int], advance_ns: int, look_delay_ns: int) -> int:
@@ -279,13 +292,7 @@ class DeadlineLoop:
             system_time_ns=clock.system_time_ns,
             mul=clock.scale.mul,
             shift=clock.scale.shift,
-            advance_ns=advance.advance_ns,
-            target_margin_ns=advance.target_margin_ns,
-            min_ns=advance.min_ns,
-            max_ns=advance.max_ns,
-            grow=advance.grow,
-            grow_shift=advance.grow_shift,
-            shrink_shift=advance.shrink_shift,
+            **_advance_state(advance),
             max_delta_ns=MAX_DELTA_NS,
             look_delay_ns=LOOK_DELAY_NS,
             log_address=log.ctypes.data if log is not None else 0,

@@ -4,7 +4,7 @@ Nothing here knows about timers or guests' workloads; it is the layer kvmtool ke
 ``kvm.c``/``kvm-cpu.c`` and Firecracker in ``vstate/``.
 """
 
-from tickless.kvm.errors import KvmError, KvmUnavailable
+from tickless.errors import KvmError, KvmUnavailable
 from tickless.kvm.system import KvmSystem
 from tickless.kvm.vcpu import Vcpu
 from tickless.kvm.vm import Vm

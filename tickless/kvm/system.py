@@ -7,8 +7,8 @@ import fcntl
 import os
 from functools import cached_property
 
+from tickless.errors import KvmError, KvmUnavailable
 from tickless.kvm import abi
-from tickless.kvm.errors import KvmError, KvmUnavailable
 
 KVM_PATH = "/dev/kvm"
 KVM_API_VERSION = 12

@@ -9,8 +9,8 @@ import fcntl
 import mmap
 import os
 
+from tickless.errors import KvmError
 from tickless.kvm import abi
-from tickless.kvm.errors import KvmError
 from tickless.kvm.exits import (
     IO_OUT,
     ExitReason,

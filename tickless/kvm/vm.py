@@ -8,8 +8,8 @@ import mmap
 import os
 from dataclasses import dataclass
 
+from tickless.errors import KvmError
 from tickless.kvm import abi
-from tickless.kvm.errors import KvmError
 from tickless.kvm.system import KvmSystem
 
 MSI_ADDRESS_BASE = 0xFEE00000

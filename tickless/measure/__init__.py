@@ -1,3 +1,3 @@
 """The real backends: a measurement in a KVM guest (``kvm``), the same method on the bare
-host (``host``), our Table 1 over any backend (``table1``) and idle guests (``idle``).
+host (``host``) and idle guests (``idle``).
 Registered, with the simulator, in ``tickless.backends``."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from tickless.devices.config import GuestConfig
 from tickless.devices.results import ResultsDevice
 from tickless.guest.abi import Scenario
 from tickless.host.cputime import process_cpu_s
@@ -13,7 +14,6 @@ from tickless.host.realtime import RealtimePolicy
 from tickless.measure.idle_fleet import failed, run_to_end, stopped
 from tickless.measure.timeline_report import timeline_notes
 from tickless.results.cron import CronRecord, CronSpec, merge_events, seconds, summarize
-from tickless.vmm.config import GuestConfig
 from tickless.vmm.host import VmmHost
 
 BOOT_ALLOWANCE_S = 0.5  # wall time the group's small guests get to boot before the origin
@@ -74,14 +74,10 @@ def run_cron(spec: CronSpec, progress: Progress | None = None) -> CronRecord:
 
 
 def _config(spec: CronSpec, schedule: tuple[tuple[int, int], ...], origin_ns: int) -> GuestConfig:
-    return GuestConfig(
+    return GuestConfig.from_spec(
+        spec,
         scenario=Scenario.CRON,
-        timer=spec.timer,
-        rate=spec.rate,
-        warp_idle=spec.warp_idle,
         cron=schedule,
         cron_origin_ns=origin_ns,
-        duration_ns=spec.duration_ns,
         count=spec.expected_runs_per_guest + 1,
-        seed=spec.seed,
     )

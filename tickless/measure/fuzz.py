@@ -29,11 +29,11 @@ from types import FrameType
 from typing import Any
 
 from tickless.axes import TimerPath
+from tickless.devices.config import GuestConfig
 from tickless.devices.faults import GuestFault
-from tickless.errors import GuestStopped, InputError
+from tickless.errors import GuestStopped, InputError, KvmError
 from tickless.guest import abi
 from tickless.host.realtime import RealtimePolicy
-from tickless.kvm.errors import KvmError
 from tickless.measure.fuzz_record import (
     FINISHED,
     MAX_CALLS,
@@ -43,7 +43,6 @@ from tickless.measure.fuzz_record import (
     reject_key,
 )
 from tickless.measure.fuzz_record import action_name as fuzz_action_name
-from tickless.vmm.config import GuestConfig
 from tickless.vmm.host import VmmHost
 from tickless.vmm.machine import GuestMachine
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from tickless.axes import GuestKind, TickMode, TimerPath
+from tickless.devices.config import GuestConfig
 from tickless.devices.results import ResultsDevice
 from tickless.guest.abi import Scenario
 from tickless.host.realtime import RealtimePolicy
@@ -44,7 +45,6 @@ from tickless.measure.linux_idle import (
 )
 from tickless.measure.machine_info import machine_facts
 from tickless.results.idle import GuestIdleCounts, IdleResult, IdleSpec, RampStep, time_fields
-from tickless.vmm.config import GuestConfig
 from tickless.vmm.host import VmmHost
 from tickless.vmm.machine import GuestMachine
 
@@ -59,19 +59,12 @@ def guest_config(spec: IdleSpec, phase_ns: int = 0) -> GuestConfig:
     ``--warp-idle`` for the run's duration in guest time, then it stops by itself (a
     warped fleet outruns any host poll). Small guests record their timer runs."""
     small = spec.guest is GuestKind.SMALL
-    return GuestConfig(
-        guest=spec.guest,
-        kernel_path=spec.kernel_path,
+    return GuestConfig.from_spec(
+        spec,
         scenario=Scenario.IDLE,
         timer=spec.timer or TimerPath.LGUEST,  # IdleSpec resolved it (pv or lguest)
-        mode=spec.mode,
-        hz=spec.hz,
         duration_ns=spec.duration_ns if spec.warp_idle else LINUX_IDLE_UNTIL_STOPPED_NS,
-        housekeeping_ns=spec.housekeeping_ns,
         housekeeping_phase_ns=phase_ns,
-        halt_poll_ns=spec.halt_poll_ns,
-        rate=spec.rate,
-        warp_idle=spec.warp_idle,
         count=_runs_capacity(spec) if small else 0,
     )
 

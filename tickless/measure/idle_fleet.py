@@ -9,13 +9,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from tickless.devices.config import GuestConfig
 from tickless.errors import GuestStopped
 from tickless.host.cputime import process_cpu_s
 from tickless.measure.fleet_limits import vcpu_stacks
 from tickless.measure.kvm import console_tail
 from tickless.results.idle import RampStep
 from tickless.timers.timeline import Timeline
-from tickless.vmm.config import GuestConfig
 from tickless.vmm.host import VmmHost
 from tickless.vmm.machine import GuestMachine
 

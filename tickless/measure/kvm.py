@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tickless.atomicfile import write_bytes_atomic
 from tickless.axes import Backend, GuestKind, Load, TimerPath
+from tickless.devices.config import GuestConfig
 from tickless.devices.legacy_ports import LegacyPortsDevice
 from tickless.errors import GuestStopped
 from tickless.guest.abi import Scenario
@@ -30,7 +31,6 @@ from tickless.measure.pv_report import explain_run, pv_counts
 from tickless.measure.timeline_report import timeline_notes
 from tickless.results.schema import HostCounts, ResultRecord
 from tickless.results.spec import MeasurementInterrupted, MeasureSpec, Progress, build_record
-from tickless.vmm.config import GuestConfig
 from tickless.vmm.host import VmmHost
 from tickless.vmm.linux_boot import read_linux_info
 from tickless.vmm.machine import GuestMachine
@@ -48,30 +48,15 @@ def realtime_policy(spec: MeasureSpec) -> RealtimePolicy:
 
 def guest_config(spec: MeasureSpec) -> GuestConfig:
     precise = spec.timer is TimerPath.PRECISE
-    return GuestConfig(
-        guest=spec.guest,
-        kernel_path=spec.kernel_path,
+    return GuestConfig.from_spec(
+        spec,
         scenario=Scenario.MEASURE,
         # A guest spinning to a far deadline shows no progress until it: not a runaway.
         watchdog_s=max(DEFAULT_BOUND_S, 3 * spec.interval_ns / 1e9),
-        timer=spec.timer,
-        method=spec.method,
-        wait=spec.wait,
-        mode=spec.mode,
-        interval_ns=spec.interval_ns,
-        count=spec.count,
-        hz=spec.hz,
-        rate=spec.rate,
-        warp_idle=spec.warp_idle,
-        halt_poll_ns=spec.halt_poll_ns,
         io_rate_per_s=spec.io_rate_per_s if Load.IO in spec.loads else 0.0,
-        io_handler_ns=spec.io_handler_ns,
         hold_back_ns=spec.hold_back_window_ns if precise else 0,
-        spin_threshold_ns=spec.spin_threshold_ns,
         second_vcpu_busy=Load.CPU in spec.loads,
         vcpu_policy=VCPU_PRECISE_POLICY if precise else None,
-        seed=spec.seed,
-        explain=spec.explain,
     )
 
 
@@ -280,6 +265,7 @@ def host_counts(
             f"precise: adaptive advance ended at {loop_stats.advance_ns / 1000:.1f} us; the "
             f"deadline loop woke after the deadline {loop_stats.late_wakeups} times"
         )
+        notes.extend(filter(None, [loop_stats.failure_note("precise")]))
     elif spec.guest is GuestKind.LINUX:  # Linux's own LAPIC driver counts nothing for us
         timer_events = injections = wakeups = machine.events_recorded
         notes.append("lapic: Linux's lapic-deadline device; counts are the workload's events")

@@ -35,6 +35,9 @@ def pv_counts(machine: GuestMachine) -> tuple[int, int, int, list[str]]:
             f"pv: the guest published {stats.past_deadlines} deadlines already past and "
             f"{stats.far_deadlines} beyond an hour (clamped)"
         )
+    failed = stats.failure_note("pv")
+    if failed:
+        notes.append(failed)
     if machine.pv.slow_kicks:
         notes.append(f"pv: {machine.pv.slow_kicks} kicks of another width came through Python")
     return stats.fired, stats.loop_wakeups, kicks, notes

@@ -25,6 +25,7 @@ from tickless.axes import (
     TickMode,
     TimerPath,
     Wait,
+    check_dilation,
     choices,
     format_loads,
 )
@@ -172,11 +173,7 @@ class MeasureSpec:
             raise InputError(
                 "--timer host runs on the host's own clock: it cannot be dilated or warped"
             )
-        if self.rate != 1 and self.timer is TimerPath.LAPIC:
-            raise InputError(
-                "--timer lapic cannot be dilated: its TSC-deadline timer runs on the guest's "
-                "TSC, which this host cannot scale (no TSC scaling); use --timer pv or lguest"
-            )
+        check_dilation(self.timer, self.rate)
         if not self.warp_idle:
             return
         if self.backend is not Backend.KVM:

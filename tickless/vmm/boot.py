@@ -13,18 +13,18 @@ import ctypes
 from typing import Protocol
 
 from tickless.axes import wire_code
+from tickless.devices.config import GuestConfig
 from tickless.devices.device import GuestLayout
 from tickless.devices.memory import GuestMemory
+from tickless.errors import KvmError
 from tickless.guest import abi
 from tickless.kvm import abi as kvm_abi
-from tickless.kvm.errors import KvmError
 from tickless.kvm.exits import VcpuExit
 from tickless.kvm.longmode import LongModeLayout, gdt_and_tss, long_mode_sregs, page_tables
 from tickless.kvm.system import KvmSystem
 from tickless.kvm.vcpu import Vcpu
 from tickless.kvm.vm import Vm
 from tickless.timers.clock import GuestClock
-from tickless.vmm.config import GuestConfig
 
 
 class GuestBoot(Protocol):

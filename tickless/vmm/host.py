@@ -14,6 +14,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 
 from tickless.axes import GuestKind, TickMode, TimerPath
+from tickless.devices.config import GuestConfig
 from tickless.devices.console_buffer import Console
 from tickless.errors import InputError
 from tickless.guest.build import build_image
@@ -26,7 +27,6 @@ from tickless.kvm.system import KvmSystem
 from tickless.kvm.vm import Vm
 from tickless.timers.timeline import Timeline
 from tickless.vmm.boot import GuestBoot, SmallGuestBoot
-from tickless.vmm.config import GuestConfig
 from tickless.vmm.linux_boot import LinuxBoot
 from tickless.vmm.machine import GuestMachine
 from tickless.vmm.vcpu_run import install_stop_signal

@@ -17,6 +17,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from tickless.devices.config import GuestConfig
 from tickless.devices.device import GuestLayout
 from tickless.devices.memory import GuestMemory
 from tickless.errors import InputError
@@ -29,7 +30,6 @@ from tickless.kvm.vcpu import Vcpu
 from tickless.kvm.vm import Vm
 from tickless.timers.clock import GuestClock
 from tickless.vmm.boot import enter_long_mode, write_boot_block, write_long_mode_tables
-from tickless.vmm.config import GuestConfig
 from tickless.vmm.mptable import MPTABLE_BYTES, MPTABLE_GPA, mp_table
 
 ZERO_PAGE_GPA = 0x7000

@@ -10,29 +10,22 @@ from __future__ import annotations
 
 import ctypes
 import threading
-from typing import TypeVar
-
-import numpy as np
-import numpy.typing as npt
 
 from tickless.axes import GuestKind, TimerPath
 from tickless.devices import DEVICE_TYPES, Device, MachineContext
 from tickless.devices.bus import Bus
+from tickless.devices.config import GuestConfig
 from tickless.devices.console_buffer import Console
 from tickless.devices.faults import GuestFault
 from tickless.devices.hypercall import HypercallPort
-from tickless.devices.io_irq import IoInterruptDevice, IoInterruptSource
+from tickless.devices.lookup import MachineDevices
 from tickless.devices.memory import GuestMemory
-from tickless.devices.precise_timer import PreciseTimerDevice
-from tickless.devices.pv_deadline import PvDeadlineDevice
-from tickless.devices.results import ResultsDevice
-from tickless.errors import InputError
+from tickless.errors import InputError, KvmError
 from tickless.guest import abi
 from tickless.host.cputime import thread_cpu_ns
 from tickless.host.deadline_loop import DeadlineLoop
 from tickless.host.realtime import apply_to_current_thread
 from tickless.host.tsc import rdtsc
-from tickless.kvm.errors import KvmError
 from tickless.kvm.exits import (
     Interrupted,
     IoIn,
@@ -48,15 +41,14 @@ from tickless.timers.clock import GuestClock
 from tickless.timers.hrtimer import TimerBase
 from tickless.timers.timeline import Member, Timeline
 from tickless.vmm.boot import GuestBoot, SmallGuestBoot
-from tickless.vmm.config import GuestConfig
 from tickless.vmm.vcpu_run import GuestOutcome, describe_stop, guest_activity, kick
 
 LINUX_WATCHDOG_S = 30.0
-D = TypeVar("D", bound=Device)
 
 
-class GuestMachine:
-    """A guest VM wired to the host's timer thread(s)."""
+class GuestMachine(MachineDevices):
+    """A guest VM wired to the host's timer thread(s). It creates every device type that
+    registered itself and names none (its owner asks for them: ``MachineDevices``)."""
 
     def __init__(
         self,
@@ -165,34 +157,6 @@ class GuestMachine:
     def clock(self) -> GuestClock:
         """The guest's PV clock as it is now (its timeline re-anchors it)."""
         return self.timeline.clock
-
-    # --- devices ----------------------------------------------------------------------------
-
-    def device(self, kind: type[D]) -> D | None:
-        """This machine's device of type ``kind``, if its configuration created one."""
-        for device in self.devices:
-            if isinstance(device, kind):
-                return device
-        return None
-
-    def _required(self, kind: type[D]) -> D:
-        device = self.device(kind)
-        if device is None:
-            raise LookupError(f"{self.name} has no {kind.__name__}")
-        return device
-
-    @property
-    def io(self) -> IoInterruptSource | None:
-        device = self.device(IoInterruptDevice)
-        return device.source if device is not None else None
-
-    @property
-    def precise(self) -> PreciseTimerDevice:
-        return self._required(PreciseTimerDevice)
-
-    @property
-    def pv(self) -> PvDeadlineDevice:
-        return self._required(PvDeadlineDevice)
 
     def _finish(self, events: int) -> None:
         """DONE: the workload recorded ``events`` and the guest may stop."""
@@ -375,10 +339,6 @@ class GuestMachine:
     @property
     def events_recorded(self) -> int:
         return int(self.shared.events_recorded)
-
-    def timestamps_ns(self, events: int) -> npt.NDArray[np.int64]:
-        """The reference timestamp and one per recorded event (see ``ResultsDevice``)."""
-        return self._required(ResultsDevice).timestamps_ns(events)
 
     def close(self) -> None:
         if hasattr(self, "member"):  # never started: it must not hold its group's warps

@@ -62,9 +62,9 @@ struct dl_advance { /* AdaptiveAdvance (tickless/timers/precise.py), the same ar
     int64_t advance_ns, target_margin_ns, min_ns, max_ns, grow, grow_shift, shrink_shift;
 };
 
-struct dl_stats {
+struct dl_stats { /* fired: interrupts the ioctl took; failed_injections: expiries it refused */
     uint64_t fired, looks, kicks, loop_wakeups, late_wakeups, margins, past_deadlines,
-        far_deadlines, logged, advance_ns;
+        far_deadlines, logged, advance_ns, failed_injections, inject_errno;
 };
 
 struct dl_event { /* one expiry, for --explain: guest ns and host TSC */
@@ -156,15 +156,17 @@ static void advance_update(struct dl_advance *a, int64_t margin_ns) {
         a->advance_ns = a->max_ns;
 }
 
-static void inject(struct dl_channel *c) {
-    if (c->gsi < 0) {
-        ioctl(c->vm_fd, KVM_SIGNAL_MSI, &c->msi);
-    } else {
-        struct kvm_irq_level level = {.irq = (uint32_t)c->gsi, .level = 1};
-        ioctl(c->vm_fd, KVM_IRQ_LINE, &level);
-        level.level = 0;
-        ioctl(c->vm_fd, KVM_IRQ_LINE, &level);
-    }
+/* Raise the guest's interrupt: 0, or the errno of the ioctl that refused it (a VM being
+ * torn down, a bad descriptor). KVM_SIGNAL_MSI's 0 (the guest's APIC blocked it) is the
+ * guest's doing, not a failure of ours. */
+static int inject(struct dl_channel *c) {
+    if (c->gsi < 0)
+        return ioctl(c->vm_fd, KVM_SIGNAL_MSI, &c->msi) < 0 ? errno : 0;
+    struct kvm_irq_level level = {.irq = (uint32_t)c->gsi, .level = 1};
+    if (ioctl(c->vm_fd, KVM_IRQ_LINE, &level) < 0)
+        return errno;
+    level.level = 0;
+    return ioctl(c->vm_fd, KVM_IRQ_LINE, &level) < 0 ? errno : 0;
 }
 
 /* When to look at the page after the expiry of deadline: if the guest keeps a steady
@@ -199,11 +201,16 @@ static uint64_t look_after(struct dl_channel *c, uint64_t deadline) {
 
 static void fire(struct dl_channel *c, uint64_t now_tsc, uint64_t now_ns) {
     uint64_t deadline = c->pending_ns;
-    inject(c);
-    if (c->log && c->stats.logged < c->log_capacity)
+    int err = inject(c);
+    if (c->log && c->stats.logged < c->log_capacity) /* every expiry, delivered or not */
         c->log[c->stats.logged++] = (struct dl_event){deadline, c->planned_wake_tsc, now_tsc,
                                                        rdtsc()};
-    c->stats.fired++;
+    if (err) { /* not delivered: counted as failed, never as fired; the deadline is spent */
+        c->stats.failed_injections++;
+        c->stats.inject_errno = (uint64_t)err;
+    } else {
+        c->stats.fired++;
+    }
     if (now_ns >= deadline)
         c->stats.late_wakeups++;
     c->pending_ns = 0;

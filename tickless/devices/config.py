@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
-from tickless.axes import GuestKind, Method, TickMode, TimerPath, Wait
+from tickless.axes import GuestKind, Method, TickMode, TimerPath, Wait, check_dilation
 from tickless.errors import InputError
 from tickless.guest.abi import (
     CRON_MAX_TIMERS,
@@ -85,13 +86,18 @@ class GuestConfig:
         if self.scenario is Scenario.CRON and not self.cron:
             raise InputError("a cron guest needs at least one timer")
 
+    @classmethod
+    def from_spec(cls, spec: object, **given: Any) -> GuestConfig:
+        """The configuration a run's ``spec`` (measurement, idle or cron) asks of one guest:
+        every setting the spec holds under a field name of ours, then ``given`` (what the
+        spec words differently). One path for every spec: a new setting of the same name
+        comes along without being copied by hand."""
+        taken = {f.name: getattr(spec, f.name) for f in fields(cls) if hasattr(spec, f.name)}
+        return cls(**{**taken, **given})
+
     def _check_bending(self) -> None:
         """What each timer path can do with bent time (one line for what it cannot)."""
-        if self.rate != 1 and self.timer is TimerPath.LAPIC:
-            raise InputError(
-                "--timer lapic cannot be dilated: its TSC-deadline timer runs on the guest's "
-                "TSC, which this host cannot scale (no TSC scaling); use --timer pv or lguest"
-            )
+        check_dilation(self.timer, self.rate)
         if not self.warp_idle:
             return
         if self.timer not in (TimerPath.PV, TimerPath.LGUEST):

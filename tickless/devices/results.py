@@ -45,10 +45,23 @@ class ResultsDevice(Device):
             raise GuestStopped("guest reported event timestamps that go backwards")
         return stamps
 
+    def arrivals_ns(self, events: int) -> npt.NDArray[np.int64]:
+        """Per event 1..N, when its interrupt reached the guest's ring 3, before any spin
+        (0: spun to without one). Untrusted: the caller drops values that do not fit
+        between the event's neighbours (``measure/interrupts.py``)."""
+        if self.ctx.config.results_arrays < 2 or self.ctx.config.cron_schedule:
+            raise LookupError("the guest records no interrupt arrivals")
+        n = min(max(events, 0), self.capacity - 1)
+        raw = self.ctx.memory.read(
+            self.ctx.layout.results_gpa + self.capacity * 8 + 8, n * 8, "results"
+        )
+        return np.frombuffer(raw, dtype=np.uint64).astype(np.int64)
+
     def explain_arrays(self, events: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        """``--explain``: per event 1..N, the guest's ring-3 wake-up time (0: spun to) and
-        the longest gap in its clock while spinning. Untrusted like the timestamps: the
-        breakdown skips values that do not fit between the event's neighbours."""
+        """``--explain``: per event 1..N, the guest's ring-3 wake-up time (0: spun to, the
+        same array as ``arrivals_ns``) and the longest gap in its clock while spinning.
+        Untrusted like the timestamps: the breakdown skips values that do not fit between
+        the event's neighbours."""
         if self.ctx.config.results_arrays < 3:
             raise LookupError("the guest was not asked to explain its events")
         n = min(max(events, 0), self.capacity - 1)

@@ -14,10 +14,12 @@ from click.testing import CliRunner
 from never_early import ADVANCE_MAX_NS, assert_never_early
 from records import record_from
 
-from tickless.axes import Advance, Backend
+from tickless.axes import Advance, Backend, TimerPath
 from tickless.backends import measure
 from tickless.cli import main
 from tickless.errors import InputError
+from tickless.measure.cron import run_cron
+from tickless.results.cron import CronSpec, checked_wakes
 from tickless.results.interrupts import NO_SPIN, summarize_interrupts
 from tickless.results.schema import HostCounts, SchemaError, from_json_dict, to_json_dict
 from tickless.results.spec import MeasureSpec, build_record
@@ -142,3 +144,29 @@ def test_lapic_advance_spins_near_deadlines_without_an_interrupt() -> None:
     assert record.interrupt_lateness is not None and record.interrupt_lateness.count == 0
     assert record.host.timer_events == 0
     assert any("0 events by early interrupt, 100 spun" in n for n in record.notes)
+
+
+# --- cron guests -------------------------------------------------------------------------
+
+
+def test_cron_wakes_out_of_their_window_are_dropped() -> None:
+    ran = np.array([10, 20, 20, 35], dtype=np.int64)
+    woke = np.array([5, 15, 12, 40], dtype=np.int64)  # the last after its own run: a lie
+    assert checked_wakes(ran, woke).tolist() == [5, 15, 12, 0]
+    assert checked_wakes(ran, np.array([0, 9, 20, 20])).tolist() == [0, 0, 20, 0]
+
+
+@pytest.mark.kvm
+@pytest.mark.parametrize("timer", [TimerPath.PV, TimerPath.LGUEST])
+def test_cron_records_when_each_interrupt_came(timer: TimerPath) -> None:
+    """pv spins to the deadline before it runs its timers, lguest does not: on both the
+    interrupts are timed per run and counted consistently; lguest's are never early."""
+    record = run_cron(CronSpec(periods_ns=(10_000_000,), duration_ns=300_000_000, timer=timer))
+    assert record.early == 0
+    assert 0 < record.interrupts == len(record.interrupt_lateness_ns) <= record.runs
+    assert record.interrupt_early == sum(1 for v in record.interrupt_lateness_ns if v < 0)
+    if timer is TimerPath.LGUEST:
+        assert record.interrupt_early == 0 and record.spin_cpu_s == 0
+    else:
+        assert min(record.interrupt_lateness_ns) >= -ADVANCE_MAX_NS
+        assert record.spin_cpu_s > 0

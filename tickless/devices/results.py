@@ -72,6 +72,17 @@ class ResultsDevice(Device):
             arrays.append(np.frombuffer(raw, dtype=np.uint64).astype(np.int64))
         return arrays[0], arrays[1]
 
+    def cron_wakes(self, recorded: int) -> npt.NDArray[np.int64]:
+        """CRON and IDLE: per timer run 1..N, when the interrupt the guest woke for reached
+        ring 3 (0: none, or the run was not what the wake-up was for). Untrusted: the
+        record keeps only values between the run's deadline's wait and the run."""
+        if self.ctx.config.results_arrays < 4 or not self.ctx.config.cron_schedule:
+            raise LookupError("the guest runs no cron schedule")
+        n = min(max(recorded, 0), self.capacity - 1)
+        base = self.ctx.layout.results_gpa + 3 * self.capacity * 8
+        raw = self.ctx.memory.read(base + 8, n * 8, "results")
+        return np.frombuffer(raw, dtype=np.uint64).astype(np.int64)
+
     def cron_runs(
         self, recorded: int
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:

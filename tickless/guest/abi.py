@@ -128,7 +128,8 @@ MIN_PERIOD_NS = 10_000  # 100 kHz tick at most
 
 # --- the cron workload (Scenario.CRON and IDLE): a schedule of periodic timers ------------
 CRON_MAX_TIMERS = 8
-CRON_RECORD_ARRAYS = 3  # per run: the time it ran, its deadline, the timer's index
+CRON_RECORD_ARRAYS = 4  # per run: the time it ran, its deadline, the timer's index, and
+# when the interrupt it woke for reached ring 3 (0: none; only runs due at that wake-up)
 
 # --- errno values returned (negated) --------------------------------------------------------
 EINVAL = 22

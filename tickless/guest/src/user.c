@@ -284,11 +284,13 @@ static void measure(void) {
     hypercall(HYPERCALL_DONE, n, 0);
 }
 
-/* Wait for the next timer at deadline the way this guest is set up to. */
-static void idle_wait(uint64_t deadline, int periodic, uint64_t *seen) {
+/* Wait for the next timer at deadline the way this guest is set up to; returns when the
+ * interrupt reached ring 3, before any spin (0: reached by spinning alone). */
+static uint64_t idle_wait(uint64_t deadline, int periodic, uint64_t *seen) {
     uint64_t tsc, entry, gap;
     if (periodic) {
         *seen = wait_irq(&SHARED->irq_count, *seen);
+        return clock_ns();
     } else if (BOOT->warp) {
         block_wait(deadline, &tsc, &entry);
     } else if (BOOT->timer == TIMERPATH_PV) { /* publish, sleep, spin the residual */
@@ -296,19 +298,23 @@ static void idle_wait(uint64_t deadline, int periodic, uint64_t *seen) {
     } else {
         arm_lguest(deadline);
         *seen = wait_irq(&SHARED->irq_count, *seen);
+        return clock_ns();
     }
+    return entry;
 }
 
 /* A guest that lives by timers (CRON; IDLE is the same with two housekeeping timers):
  * each timer runs every period from its first deadline. Tickless: the device is programmed
  * for the next of them only. Periodic: every tick wakes the guest, which checks its timers,
  * as a HZ-driven kernel does. A timer that fell behind runs once per missed deadline, each
- * run recorded (while there is room) with its deadline and the time it ran: the host
- * checks that none ran early, in guest time, whatever dilation and warps did. */
+ * run recorded (while there is room) with its deadline, the time it ran and, for the runs
+ * the wake-up was for, when the interrupt arrived: the host checks that none ran early, in
+ * guest time, whatever dilation and warps did, and how early the interrupts came. */
 static void cron(void) {
     volatile uint64_t *ran = (volatile uint64_t *)BOOT->results_gpa;
     uint64_t cap = BOOT->results_capacity, recorded = 0;
     volatile uint64_t *deadline_at = ran + cap, *timer_at = ran + 2 * cap;
+    volatile uint64_t *woke_at = ran + 3 * cap;
     /* A group's guests count from one origin, so that their schedules interleave the
      * same way whenever each of them booted. */
     uint64_t start = clock_ns(), origin = BOOT->cron_origin_ns ? BOOT->cron_origin_ns : start;
@@ -327,7 +333,7 @@ static void cron(void) {
         for (uint64_t i = 0; i < n; i++)
             if (next[i] < soonest)
                 soonest = next[i];
-        idle_wait(soonest, periodic, &seen);
+        uint64_t woke = idle_wait(soonest, periodic, &seen);
         SHARED->wakeups++;
         uint64_t now = clock_ns();
         if (now >= end)
@@ -339,6 +345,7 @@ static void cron(void) {
                     ran[recorded] = now;
                     deadline_at[recorded] = next[i];
                     timer_at[recorded] = i;
+                    woke_at[recorded] = next[i] == soonest ? woke : 0; /* its interrupt */
                     SHARED->events_recorded = recorded;
                 }
                 next[i] += BOOT->cron_period_ns[i];

@@ -170,3 +170,17 @@ def test_cron_records_when_each_interrupt_came(timer: TimerPath) -> None:
     else:
         assert min(record.interrupt_lateness_ns) >= -ADVANCE_MAX_NS
         assert record.spin_cpu_s > 0
+
+
+@pytest.mark.parametrize("timer", ["pv", "precise", "lapic", "lguest"])
+def test_the_simulator_reports_interrupts_beside_delivered_events(timer: str) -> None:
+    """The simulator's pv and precise guests spin like the real one: their modelled
+    interrupts are in the record; its lapic and lguest events are their interrupts."""
+    spec = MeasureSpec(timer=timer, interval_ns=1_000_000, count=300, backend="sim")  # type: ignore[arg-type]
+    record = measure(spec)
+    assert_never_early(record)
+    assert record.advance == ("auto" if timer in ("pv", "precise") else "off")
+    if record.advance == "auto":
+        irq = record.interrupt_lateness
+        assert irq is not None and 0 < irq.count <= 300
+        assert record.spin is not None and record.spin.cpu_s > 0

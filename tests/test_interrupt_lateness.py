@@ -184,3 +184,12 @@ def test_the_simulator_reports_interrupts_beside_delivered_events(timer: str) ->
         irq = record.interrupt_lateness
         assert irq is not None and 0 < irq.count <= 300
         assert record.spin is not None and record.spin.cpu_s > 0
+
+
+@pytest.mark.kvm
+def test_several_guests_pool_their_interrupts() -> None:
+    spec = MeasureSpec(timer="pv", interval_ns=1_000_000, count=50, guests=2)  # type: ignore[arg-type]
+    record = measure(spec)
+    assert_never_early(record)
+    irq = record.interrupt_lateness
+    assert irq is not None and irq.count <= 100 == record.stats.count

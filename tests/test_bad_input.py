@@ -66,6 +66,7 @@ class Row:
 TABLE: dict[str, dict[str, Row]] = {
     "measure": {
         "--timer": Row(CHOICE),
+        "--advance": Row((*CHOICE, "1", "on"), ("--timer", "lapic")),
         "--guests": Row((*COUNTS, "257")),
         "--interval": Row(DURATIONS),
         "--count": Row(COUNTS),

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+from never_early import assert_never_early
 
 from tickless.axes import TimerPath, parse_loads
 from tickless.backends import measure
@@ -33,8 +34,7 @@ def test_never_early_on_any_path_under_any_load(timer: str, load: str) -> None:
     record = measure(spec)
     assert record.load == load
     assert record.stats.count == 300
-    assert min(record.intervals_ns) >= 100_000
-    assert record.lateness.early_count == 0
+    assert_never_early(record)  # delivered (host, lapic) or interrupt (pv, precise: spin)
 
 
 def test_io_load_reaches_the_requested_rate() -> None:

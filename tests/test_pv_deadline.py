@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from never_early import assert_never_early
 
 from tickless.axes import Load, Method
 from tickless.backends import measure
@@ -260,7 +261,7 @@ def test_a_refused_injection_counts_as_failed_never_as_fired(loop: DeadlineLoop)
 def test_pv_is_never_early(load: Load, method: Method) -> None:
     spec = MeasureSpec(timer="pv", interval_ns=500_000, count=300, loads={load}, method=method)
     record = measure(spec)
-    assert record.lateness.early_count == 0
+    assert_never_early(record)  # pv spins: its interrupts, not its delivered events
     assert record.host.timer_events >= 1
 
 

@@ -59,6 +59,13 @@ class Wait(StrEnum):
     SPIN = "spin"  # spin in ring 3 on the interrupt counter
 
 
+class Advance(StrEnum):
+    """Whether a guest on ``--timer lapic`` arms early and spins the rest, as ``pv`` does."""
+
+    OFF = "off"  # the TSC deadline is the deadline; the event is the interrupt's arrival
+    AUTO = "auto"  # arm early by the PV device's adaptive advance, spin to the deadline
+
+
 class Load(StrEnum):
     IDLE = "idle"  # the paper's idle scenario
     CPU = "cpu"  # stress-ng on every host CPU and a busy second vCPU

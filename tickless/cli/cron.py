@@ -137,6 +137,9 @@ def render(record: CronRecord) -> None:
             f"{record.lateness_mean_ns / 1e3:.1f} / {record.lateness_max_ns / 1e3:.1f} µs",
         ),
         ("out of deadline order", str(record.out_of_order)),
+        ("interrupts early / timed", f"{record.interrupt_early} / {record.interrupts}"),
+        ("interrupt lateness mean / max", _irq_us(record)),
+        ("spin CPU time", f"{record.spin_cpu_s:.3f} s"),
         ("guest time", f"{record.guest_time_s:.3f} s"),
         ("wall time", f"{record.wall_time_s:.3f} s"),
         ("warped", f"{record.warped_s:.3f} s in {record.warps:,} warps"),
@@ -149,6 +152,14 @@ def render(record: CronRecord) -> None:
     console.print(table)
     for note in record.notes:
         console.print(f"note: {note}")
+
+
+def _irq_us(record: CronRecord) -> str:
+    """When the interrupts arrived (before the spin; "early" on pv is the advance)."""
+    mean, late_max = record.interrupt_lateness_mean_ns, record.interrupt_lateness_max_ns
+    if mean is None or late_max is None:
+        return "n/a"
+    return f"{mean / 1e3:.1f} / {late_max / 1e3:.1f} µs"
 
 
 def _periods(record: CronRecord) -> str:

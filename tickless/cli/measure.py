@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from tickless.axes import Backend, GuestKind, Load, Method, TimerPath, Wait, choices
+from tickless.axes import Advance, Backend, GuestKind, Load, Method, TimerPath, Wait, choices
 from tickless.cli.common import (
     DURATION_OR_ZERO,
     SEED,
@@ -54,6 +54,15 @@ BACKEND_CHOICES = ["auto", Backend.KVM.value, Backend.SIM.value]  # host: --time
     "relative clock-event device, one exit per re-arm (the default of --guest linux); "
     "lapic: KVM's in-kernel LAPIC TSC-deadline timer; precise: the dedicated precise "
     "channel (other interrupts held back); host: the same method on the host (the floor).",
+)
+@click.option(
+    "--advance",
+    type=click.Choice([*choices(Advance), "0"]),
+    default=Advance.OFF.value,
+    show_default=True,
+    help="lapic: auto arms the TSC deadline early by the PV device's adaptive advance and "
+    "spins the rest, as pv does (the control experiment: what the spin gives, not the "
+    "device); off or 0: the paper's KVM row.",
 )
 @click.option(
     "--explain",
@@ -182,6 +191,7 @@ BACKEND_CHOICES = ["auto", Backend.KVM.value, Backend.SIM.value]  # host: --time
 )
 def measure(
     timer: str | None,
+    advance: str,
     explain: bool,
     guests: int,
     interval_ns: int,
@@ -233,6 +243,7 @@ def spec_from_options(backend: Backend, options: dict[str, Any]) -> MeasureSpec:
     """The spec the options ask for; a setting that cannot run is a usage error."""
     from tickless.results.spec import MeasureSpec
 
+    advance = Advance.OFF if options["advance"] == "0" else Advance(options["advance"])
     try:
         spec = MeasureSpec(
             **{
@@ -241,6 +252,7 @@ def spec_from_options(backend: Backend, options: dict[str, Any]) -> MeasureSpec:
                 "hz": guest_hz(options["guest"], options["hz"], 1000),
                 "realtime": not options["no_rt"],
                 "backend": backend,
+                "advance": advance,
             }
         )
     except InputError as exc:

@@ -7,7 +7,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from tickless.axes import GuestKind, Method, TickMode, TimerPath, Wait, check_dilation
+from tickless.axes import Advance, GuestKind, Method, TickMode, TimerPath, Wait, check_dilation
 from tickless.errors import InputError
 from tickless.guest.abi import (
     CRON_MAX_TIMERS,
@@ -57,7 +57,8 @@ class GuestConfig:
     vcpu_policy: RealtimePolicy | None = None  # pin / SCHED_FIFO the vCPU thread
     seed: int = 0
     watchdog_s: float | None = None  # stop it after this long busy without progress
-    explain: bool = False  # pv: the guest records each event's wake-up and clock gaps too
+    explain: bool = False  # pv: the guest records each event's longest spin clock gap too
+    advance: Advance = Advance.OFF  # lapic: arm early by an adaptive advance, spin the rest
 
     def __post_init__(self) -> None:
         if self.guest is GuestKind.LINUX and self.count > LINUX_MAX_EVENTS:
@@ -85,6 +86,12 @@ class GuestConfig:
             raise InputError("a cron timer's first run must be within an hour of the start")
         if self.scenario is Scenario.CRON and not self.cron:
             raise InputError("a cron guest needs at least one timer")
+        if self.advance is not Advance.OFF and (
+            self.timer is not TimerPath.LAPIC
+            or self.guest is not GuestKind.SMALL
+            or self.mode is not TickMode.TICKLESS
+        ):
+            raise InputError("--advance auto is the small guest's, on tickless --timer lapic")
 
     @classmethod
     def from_spec(cls, spec: object, **given: Any) -> GuestConfig:
@@ -133,12 +140,15 @@ class GuestConfig:
 
     @property
     def results_arrays(self) -> int:
-        """u64 arrays of results_capacity: timestamps, and with explain the ring-3 wake-up
-        time and the longest clock gap seen while spinning, per event; CRON and IDLE: the
-        time each timer ran, its deadline and the timer's index."""
+        """u64 arrays of results_capacity: timestamps; the small guest's MEASURE: when each
+        event's interrupt reached ring 3 (0: spun to without one), and with explain the
+        longest clock gap seen while spinning; CRON and IDLE: the time each timer ran, its
+        deadline and the timer's index."""
         if self.scenario in (Scenario.CRON, Scenario.IDLE):
             return CRON_RECORD_ARRAYS
-        return 3 if self.explain else 1
+        if self.scenario is Scenario.MEASURE and self.guest is GuestKind.SMALL:
+            return 3 if self.explain else 2
+        return 1
 
     @property
     def memory_bytes(self) -> int:

@@ -45,10 +45,23 @@ class ResultsDevice(Device):
             raise GuestStopped("guest reported event timestamps that go backwards")
         return stamps
 
+    def arrivals_ns(self, events: int) -> npt.NDArray[np.int64]:
+        """Per event 1..N, when its interrupt reached the guest's ring 3, before any spin
+        (0: spun to without one). Untrusted: the caller drops values that do not fit
+        between the event's neighbours (``measure/interrupts.py``)."""
+        if self.ctx.config.results_arrays < 2 or self.ctx.config.cron_schedule:
+            raise LookupError("the guest records no interrupt arrivals")
+        n = min(max(events, 0), self.capacity - 1)
+        raw = self.ctx.memory.read(
+            self.ctx.layout.results_gpa + self.capacity * 8 + 8, n * 8, "results"
+        )
+        return np.frombuffer(raw, dtype=np.uint64).astype(np.int64)
+
     def explain_arrays(self, events: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        """``--explain``: per event 1..N, the guest's ring-3 wake-up time (0: spun to) and
-        the longest gap in its clock while spinning. Untrusted like the timestamps: the
-        breakdown skips values that do not fit between the event's neighbours."""
+        """``--explain``: per event 1..N, the guest's ring-3 wake-up time (0: spun to, the
+        same array as ``arrivals_ns``) and the longest gap in its clock while spinning.
+        Untrusted like the timestamps: the breakdown skips values that do not fit between
+        the event's neighbours."""
         if self.ctx.config.results_arrays < 3:
             raise LookupError("the guest was not asked to explain its events")
         n = min(max(events, 0), self.capacity - 1)
@@ -58,6 +71,17 @@ class ResultsDevice(Device):
             raw = self.ctx.memory.read(base + k * stride + 8, n * 8, "results")
             arrays.append(np.frombuffer(raw, dtype=np.uint64).astype(np.int64))
         return arrays[0], arrays[1]
+
+    def cron_wakes(self, recorded: int) -> npt.NDArray[np.int64]:
+        """CRON and IDLE: per timer run 1..N, when the interrupt the guest woke for reached
+        ring 3 (0: none, or the run was not what the wake-up was for). Untrusted: the
+        record keeps only values between the run's deadline's wait and the run."""
+        if self.ctx.config.results_arrays < 4 or not self.ctx.config.cron_schedule:
+            raise LookupError("the guest runs no cron schedule")
+        n = min(max(recorded, 0), self.capacity - 1)
+        base = self.ctx.layout.results_gpa + 3 * self.capacity * 8
+        raw = self.ctx.memory.read(base + 8, n * 8, "results")
+        return np.frombuffer(raw, dtype=np.uint64).astype(np.int64)
 
     def cron_runs(
         self, recorded: int

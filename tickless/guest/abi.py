@@ -128,7 +128,8 @@ MIN_PERIOD_NS = 10_000  # 100 kHz tick at most
 
 # --- the cron workload (Scenario.CRON and IDLE): a schedule of periodic timers ------------
 CRON_MAX_TIMERS = 8
-CRON_RECORD_ARRAYS = 3  # per run: the time it ran, its deadline, the timer's index
+CRON_RECORD_ARRAYS = 4  # per run: the time it ran, its deadline, the timer's index, and
+# when the interrupt it woke for reached ring 3 (0: none; only runs due at that wake-up)
 
 # --- errno values returned (negated) --------------------------------------------------------
 EINVAL = 22
@@ -237,11 +238,22 @@ class Boot(C.Structure):
             "fuzz_end_call",  # FUZZ: stop (DONE) before this index
             "fuzz_flags",  # FUZZ: FUZZ_FLAG_*
             "fuzz_only",  # FUZZ: 0, or 1 + the one FuzzAction to make (tests)
-            "explain",  # pv: 1 records wake-up times and spin clock gaps after the results
+            "explain",  # pv: 1 records each event's longest spin clock gap after the arrivals
             "housekeeping_phase_ns",  # IDLE: timers run as if the guest started this long ago
             "warp",  # 1: idle waits go through BLOCK (the VM's clock may warp over them)
             "cron_timers",  # CRON / IDLE: how many of the cron_* entries are in use
             "cron_origin_ns",  # CRON: guest time the schedule counts from (0: the start)
+            # --timer lapic --advance auto: the guest arms the TSC deadline early by an
+            # adaptive advance (timers/precise.py AdaptiveAdvance, pv_advance()'s numbers)
+            # and spins the rest in ring 3, as the PV device's guest does.
+            "lapic_advance",  # 1: on (0: the TSC deadline is the deadline, no spin)
+            "advance_start_ns",  # the advance it starts with
+            "advance_target_ns",  # the margin it aims for (deadline - ring-3 wake-up)
+            "advance_min_ns",
+            "advance_max_ns",  # also clamps a margin before it is folded in
+            "advance_grow",  # a late or tight wake-up adds grow * shortfall >> grow_shift
+            "advance_grow_shift",
+            "advance_shrink_shift",  # an early one removes surplus >> shrink_shift
         )
     ] + [
         ("cron_period_ns", C.c_uint64 * CRON_MAX_TIMERS),  # each timer's period
@@ -267,7 +279,7 @@ class Shared(C.Structure):
             "precise_margin_ns",  # signed: deadline - wake-up time of the last IRQ-driven event
             "precise_irq_events",  # precise events reached through an early interrupt
             "precise_spin_events",  # precise events too close for an interrupt: spun to
-            "spin_ns",  # guest time spent spinning to precise deadlines
+            "spin_ns",  # guest time spent spinning to deadlines, every path that spins
             "ready",  # guest: 1 once it takes interrupts (ring 3 has started)
             "ce_etime",  # Linux driver: set_next_event calls the host answered -ETIME
             "ce_min_delta_retries",  # Linux: clockevents_program_min_delta retries seen
@@ -284,6 +296,9 @@ class Shared(C.Structure):
             "pv_spin_events",  # guest: events close enough to reach by spinning alone
             "blocks",  # guest: BLOCK calls made (idle waits under --warp-idle)
             "block_wakes",  # small guest: BLOCK waits over, the clock read after (ring 3)
+            "lapic_advance_ns",  # guest, --advance auto: how early it arms the TSC deadline
+            "lapic_irq_events",  # guest, --advance auto: events reached through an interrupt
+            "lapic_spin_events",  # guest, --advance auto: events spun to without one
         )
     ]
 

@@ -13,7 +13,14 @@ from tickless.host.cputime import process_cpu_s
 from tickless.host.realtime import RealtimePolicy
 from tickless.measure.idle_fleet import failed, run_to_end, stopped
 from tickless.measure.timeline_report import timeline_notes
-from tickless.results.cron import CronRecord, CronSpec, merge_events, seconds, summarize
+from tickless.results.cron import (
+    CronRecord,
+    CronSpec,
+    checked_wakes,
+    merge_events,
+    seconds,
+    summarize,
+)
 from tickless.vmm.host import VmmHost
 
 BOOT_ALLOWANCE_S = 0.5  # wall time the group's small guests get to boot before the origin
@@ -60,14 +67,18 @@ def run_cron(spec: CronSpec, progress: Progress | None = None) -> CronRecord:
             partial=partial,
             notes=timeline_notes(totals, spec.rate),
         )
-        runs = []
+        runs, wakes, spin_ns = [], [], 0
         for m in machines:
             record.runs += int(m.shared.timer_callbacks)
             record.blocks += int(m.shared.blocks)
             device = m.device(ResultsDevice)
             assert device is not None
-            runs.append(device.cron_runs(int(m.shared.events_recorded)))
-    summarize(record, merge_events(runs))
+            recorded = int(m.shared.events_recorded)
+            runs.append(device.cron_runs(recorded))
+            wakes.append(checked_wakes(runs[-1][0], device.cron_wakes(recorded)))
+            spin_ns += min(int(m.shared.spin_ns), spec.duration_ns + origin_ns)  # untrusted
+    summarize(record, merge_events(runs, wakes))
+    record.spin_cpu_s = spin_ns / 1e9 / float(spec.rate)
     if len(record.events) < record.runs:
         record.notes.append(f"{record.runs - len(record.events)} runs counted, not recorded")
     return record

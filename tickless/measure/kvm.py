@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tickless.atomicfile import write_bytes_atomic
-from tickless.axes import Backend, GuestKind, Load, TimerPath
+from tickless.axes import Advance, Backend, GuestKind, Load, TimerPath
 from tickless.devices.config import GuestConfig
 from tickless.devices.legacy_ports import LegacyPortsDevice
 from tickless.errors import GuestStopped
@@ -26,6 +26,7 @@ from tickless.host.cputime import process_cpu_s
 from tickless.host.load import HostCpuLoad
 from tickless.host.realtime import RealtimePolicy
 from tickless.host.timer_thread import HostTimerThread
+from tickless.measure.interrupts import apply_interrupts, guest_interrupts
 from tickless.measure.machine_info import machine_facts
 from tickless.measure.pv_report import explain_run, pv_counts
 from tickless.measure.timeline_report import timeline_notes
@@ -147,6 +148,7 @@ def measure_kvm(spec: MeasureSpec, progress: Progress | None = None) -> ResultRe
         )
         timestamps = machine.timestamps_ns(events) if events else None
         explain = explain_run(spec, machine, timestamps) if timestamps is not None else None
+        interrupts = guest_interrupts(spec, machine, timestamps) if timestamps is not None else None
         linux = read_linux_info(machine.memory, machine.boot.layout)
         notes.extend(linux_notes(machine))
         assists = dict(machine.outcome.assists)
@@ -163,6 +165,7 @@ def measure_kvm(spec: MeasureSpec, progress: Progress | None = None) -> ResultRe
     record = build_record(spec, Backend.KVM, timestamps, counts, facts, notes)
     record.assists = assists
     record.explain = explain
+    apply_interrupts(record, spec, [interrupts] if interrupts is not None else [])
     if linux is not None:
         record.guest_kernel = linux.release
         record.guest_clockevent = linux.clockevent
@@ -272,6 +275,12 @@ def host_counts(
     else:
         timer_events = injections = wakeups = int(shared.lapic_irq_count)
         notes.append("lapic: expiries and injections are KVM's in-kernel LAPIC timer's")
+        if spec.advance is Advance.AUTO:
+            notes.append(
+                f"lapic --advance auto: {int(shared.lapic_irq_events)} events by early "
+                f"interrupt, {int(shared.lapic_spin_events)} spun to without one; the advance "
+                f"ended at {int(shared.lapic_advance_ns) / 1000:.1f} us (the guest's own)"
+            )
     return HostCounts(
         exits=exits,
         hypercalls=hypercalls,

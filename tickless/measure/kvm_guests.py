@@ -16,6 +16,7 @@ from tickless.axes import Backend, Load, TimerPath
 from tickless.errors import GuestStopped
 from tickless.host.cputime import process_cpu_s
 from tickless.host.load import HostCpuLoad
+from tickless.measure.interrupts import apply_interrupts, guest_interrupts
 from tickless.measure.kvm import guest_config, host_counts, open_host
 from tickless.measure.machine_info import machine_facts
 from tickless.measure.pv_report import explain_run
@@ -60,6 +61,11 @@ def measure_kvm_guests(spec: MeasureSpec, progress: Progress | None = None) -> R
             reasons = "; ".join(f"{m.name}: {m.outcome.reason}" for m in failed)
             raise GuestStopped(f"{len(failed)} of {spec.guests} guests stopped: {reasons}")
         per_guest = [_guest_result(spec, host, m, duration_s, cpu_s) for m in machines]
+        interrupts = [
+            guest_interrupts(spec, m, stamps)
+            for m, (stamps, _, _) in zip(machines, per_guest, strict=True)
+            if stamps is not None
+        ]
         notes = [*host.timers.problems, *host.deadline_loop_problems()]
         timer_thread = host.timer_thread(machines[0].config)
         notes.extend(timeline_notes(timeline.totals(), spec.rate))
@@ -86,6 +92,7 @@ def measure_kvm_guests(spec: MeasureSpec, progress: Progress | None = None) -> R
         tsc_khz=host.tsc_hz // 1000, guests=str(spec.guests), timer_thread=timer_thread
     )
     record.explain = explain  # guest0's events
+    apply_interrupts(record, spec, [i for i in interrupts if i is not None])
     if interrupted:
         raise MeasurementInterrupted(record)
     return record

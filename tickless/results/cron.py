@@ -6,6 +6,11 @@ deadline and the time it ran — all in guest time. The guests of a run share on
 events says whether bending time kept them in the order real time would: every run at or
 after its deadline, deadlines further apart than the resolution run in deadline order,
 and with a fixed seed and warp on the sequence is the same run to run (its hash).
+
+A guest on ``pv`` (or warped) spins to its deadline after the interrupt before it runs its
+timers, so "no run early" holds there by construction; the record also keeps when the
+interrupt each wake-up was for reached the guest (``interrupt_*``, per run the wake-up was
+for), early on purpose by the PV device's advance, and what the spin cost (``spin_cpu_s``).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from tickless.guest.abi import CRON_MAX_TIMERS, MAX_DELTA_NS
 from tickless.timers.clock import NSEC_PER_SEC
 
 KIND = "cron"
-VERSION = 1
+VERSION = 2  # 2: interrupt_* and spin_cpu_s
 MIN_PERIOD_NS = 1_000_000
 # First runs are drawn on a grid of the resolution, distinct in the group: deadlines of
 # different timers are then at least that far apart (or equal), and runs must keep their
@@ -96,6 +101,7 @@ class CronEvent:
     timer: int
     deadline_ns: int  # guest time, from the timeline's start
     ran_ns: int
+    woke_ns: int = 0  # when the interrupt of the wake-up it was due at arrived (0: none)
 
 
 @dataclass
@@ -124,9 +130,15 @@ class CronRecord:
     blocks: int = 0
     host_wakeups: int = 0
     host_cpu_s: float = 0.0
+    interrupts: int = 0  # runs whose wake-up came by an interrupt, timed before any spin
+    interrupt_early: int = 0  # of those, interrupts before the run's deadline (the advance)
+    interrupt_lateness_mean_ns: float | None = None  # interrupt arrival - deadline, guest time
+    interrupt_lateness_max_ns: int | None = None
+    spin_cpu_s: float = 0.0  # guest time spent spinning to deadlines (guest s / dilation)
     partial: bool = False
     notes: list[str] = field(default_factory=list)
     events: list[list[int]] = field(default_factory=list)  # [guest, timer, deadline, ran]
+    interrupt_lateness_ns: list[int] = field(default_factory=list)  # per interrupt, run order
     kind: str = KIND
     version: int = VERSION
 
@@ -136,16 +148,29 @@ class CronRecord:
 
 def merge_events(
     per_guest: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]],
+    wakes: list[npt.NDArray[np.int64]] | None = None,
 ) -> list[CronEvent]:
     """Every guest's (ran, deadline, timer) arrays as one sequence in the order the runs
-    happened on the shared clock (ties: by guest, then deadline)."""
+    happened on the shared clock (ties: by guest, then deadline); ``wakes``: per guest,
+    when each run's interrupt arrived (``checked_wakes``)."""
+    woke = wakes or [np.zeros(len(runs[0]), dtype=np.int64) for runs in per_guest]
     events = [
-        CronEvent(g, int(t), int(d), int(r))
-        for g, (ran, deadline, timer) in enumerate(per_guest)
-        for r, d, t in zip(ran, deadline, timer, strict=True)
+        CronEvent(g, int(t), int(d), int(r), int(w))
+        for g, ((ran, deadline, timer), wk) in enumerate(zip(per_guest, woke, strict=True))
+        for r, d, t, w in zip(ran, deadline, timer, wk, strict=True)
     ]
     events.sort(key=lambda e: (e.ran_ns, e.guest, e.deadline_ns))
     return events
+
+
+def checked_wakes(ran: npt.NDArray[np.int64], woke: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """A guest's wake times, untrusted: one that is not after the guest's previous distinct
+    run time and at or before its own run is dropped (0)."""
+    before = np.searchsorted(ran, ran, side="left") - 1
+    floor = np.where(before >= 0, ran[np.maximum(before, 0)], 0)
+    fits = (woke > floor) & (woke <= ran)
+    kept: npt.NDArray[np.int64] = np.where(fits, woke, 0)
+    return kept
 
 
 def canonical_order(events: list[CronEvent]) -> list[CronEvent]:
@@ -165,6 +190,12 @@ def summarize(record: CronRecord, events: list[CronEvent]) -> None:
     if late.size:
         record.lateness_mean_ns = float(late.mean())
         record.lateness_max_ns = int(late.max())
+    irq = np.array([e.woke_ns - e.deadline_ns for e in events if e.woke_ns], dtype=np.int64)
+    record.interrupt_lateness_ns = irq.tolist()
+    record.interrupts, record.interrupt_early = int(irq.size), int(np.count_nonzero(irq < 0))
+    if irq.size:
+        record.interrupt_lateness_mean_ns = float(irq.mean())
+        record.interrupt_lateness_max_ns = int(irq.max())
     record.out_of_order = sum(
         1
         for a, b in itertools.pairwise(events)

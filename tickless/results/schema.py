@@ -1,7 +1,7 @@
 """Versioned JSON result record, shared by real KVM runs and the simulator.
 
 One measurement run becomes one JSON object; multi-run commands write a JSON list of them.
-The on-disk shape (``SCHEMA_VERSION`` = 3; versions 1 and 2 still load) is flat so that
+The on-disk shape (``SCHEMA_VERSION`` = 4; versions 1 to 3 still load) is flat so that
 ``jq`` and spreadsheets can read it.
 Durations are integer or float nanoseconds (``_ns``), host totals are seconds (``_s``), rates are
 per second of wall-clock run time (``_per_s``). Every key below is always written, and
@@ -65,6 +65,25 @@ device, so older kvm and sim "pv" records read as "lguest"):
     explain          object? ``--explain``: per-event parts (ns), their summary, and the cause
                             that dominates the mean, p99 and max lateness; else null.
     guest_rows       [object] ``--guests N``: one row per guest; empty for one guest.
+
+Added in version 4 (``results/interrupts.py``; a version 1-3 record reads as advance "auto"
+for pv and precise, else "off", and null blocks). ``lateness`` above is the *delivered*
+event: on a path that spins, the guest spins to the deadline before it timestamps, so it is
+never early by construction. These say when the interrupt itself arrived:
+    advance          str    "auto": the guest was woken early by an adaptive advance and spun
+                            to the deadline (pv, precise, lapic --advance auto, --warp-idle
+                            waits); "off": the event is the interrupt's arrival (no spin).
+    interrupt_lateness object? Ring-3 arrival of each event's interrupt, before any spin,
+                            minus its deadline, ns; null where the backend cannot see it
+                            (the simulator's spinning paths, --guests N):
+        count        int    Events reached through an interrupt (the rest: spun to without).
+        mean_ns, p99_ns, max_ns  float?  null when count is 0.
+        early_count  int    Interrupts that arrived before their deadline: what the advance
+                            aims for on spinning paths; any is a failure where advance is off.
+    interrupt_lateness_ns [int] Each of those interrupts' lateness, in event order.
+    spin             object? What spinning to the deadline cost (null where not known):
+        mean_ns      float  Guest ns spun per event (0 where advance is off).
+        cpu_s        float  CPU seconds spent spinning in all (guest time / dilation).
 """
 
 from __future__ import annotations
@@ -79,10 +98,18 @@ from pathlib import Path
 from typing import Any
 
 from tickless.atomicfile import write_bytes_atomic
-from tickless.axes import Backend, Method, TickMode, choices
+from tickless.axes import Advance, Backend, Method, TickMode, choices
 from tickless.errors import TicklessError
 from tickless.jsonfields import StrictReader, json_type, read_json_file
 from tickless.results.breakdown import Breakdown, GuestRow, breakdown_from_json, breakdown_to_json
+from tickless.results.interrupts import (
+    InterruptLateness,
+    SpinCost,
+    interrupt_lateness_from_json,
+    interrupt_lateness_to_json,
+    spin_from_json,
+    spin_to_json,
+)
 from tickless.results.stats import (
     IntervalStats,
     LatenessStats,
@@ -104,12 +131,13 @@ __all__ = [
     "write_json_atomic",
 ]
 
-SCHEMA_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+SCHEMA_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 # The closed axes a record is checked against; "timer" and "load" stay open sets of strings.
 BACKENDS = tuple(choices(Backend))
 MODES = tuple(choices(TickMode))
 METHODS = tuple(choices(Method))
+ADVANCES = tuple(choices(Advance))
 
 
 class SchemaError(TicklessError, ValueError):
@@ -187,6 +215,10 @@ class ResultRecord:
     assists: dict[str, int] = field(default_factory=dict)
     explain: Breakdown | None = None
     guest_rows: list[GuestRow] = field(default_factory=list)
+    advance: str = "off"
+    interrupt_lateness: InterruptLateness | None = None
+    interrupt_lateness_ns: list[int] = field(default_factory=list)
+    spin: SpinCost | None = None
 
     @property
     def path_label(self) -> str:
@@ -199,6 +231,7 @@ class ResultRecord:
             ("backend", self.backend, BACKENDS),
             ("mode", self.mode, MODES),
             ("method", self.method, METHODS),
+            ("advance", self.advance, ADVANCES),
         ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
@@ -260,6 +293,10 @@ def to_json_dict(record: ResultRecord) -> dict[str, Any]:
         "assists": dict(record.assists),
         "explain": breakdown_to_json(record.explain),
         "guest_rows": [row.to_json() for row in record.guest_rows],
+        "advance": record.advance,
+        "interrupt_lateness": interrupt_lateness_to_json(record.interrupt_lateness),
+        "interrupt_lateness_ns": list(record.interrupt_lateness_ns),
+        "spin": spin_to_json(record.spin),
     }
 
 
@@ -347,6 +384,13 @@ def from_json_dict(d: Any) -> ResultRecord:
         record.guest_rows = [GuestRow.from_json(_reader(row)) for row in top.list_("guest_rows")]
     elif record.timer == "pv" and record.backend in ("kvm", "sim"):
         record.timer = "lguest"  # the device "pv" named until version 3
+    if version >= 4:
+        record.advance = top.str_("advance", ADVANCES)
+        record.interrupt_lateness_ns = top.int_list("interrupt_lateness_ns")
+        record.interrupt_lateness = interrupt_lateness_from_json(top, record.interrupt_lateness_ns)
+        record.spin = spin_from_json(top)
+    else:  # pv and precise always spun; nothing else could
+        record.advance = "auto" if record.timer in ("pv", "precise") else "off"
     top.check_no_extra()
     return record
 

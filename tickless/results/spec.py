@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tickless.axes import (
+    Advance,
     Backend,
     GuestKind,
     Load,
@@ -31,6 +32,7 @@ from tickless.axes import (
 )
 from tickless.errors import GuestStopped, InputError
 from tickless.guest.abi import LINUX_MAX_EVENTS, MAX_EVENTS
+from tickless.results.interrupts import NO_SPIN, summarize_interrupts
 from tickless.results.paper import PAPER_IO_RATE_PER_S
 from tickless.results.schema import HostCounts, ResultRecord
 from tickless.results.stats import summarize, summarize_lateness
@@ -114,6 +116,7 @@ class MeasureSpec:
     boot_timeout_s: float = 120.0  # a guest that is not running its workload by then stops
     explain: bool = False  # pv: where each event's time went (host wake, injection, entry...)
     guests: int = 1  # run the measurement in this many guests at once (kvm)
+    advance: Advance = Advance.OFF  # lapic: arm early by an adaptive advance, spin the rest
 
     def __post_init__(self) -> None:
         for name, enum in (
@@ -123,6 +126,7 @@ class MeasureSpec:
             ("method", Method),
             ("wait", Wait),
             ("backend", Backend),
+            ("advance", Advance),
         ):
             object.__setattr__(self, name, _member(enum, getattr(self, name), name))
         object.__setattr__(self, "loads", _loads(self.loads))
@@ -162,9 +166,38 @@ class MeasureSpec:
             raise InputError("the host backend runs --timer host only")
         if self.kernel_path is not None and self.guest is not GuestKind.LINUX:
             raise InputError("--kernel needs --guest linux")
+        self._check_advance()
         self._check_bending()
         if self.guest is GuestKind.LINUX:
             self._check_linux()
+
+    def _check_advance(self) -> None:
+        """``--advance auto`` is the control experiment: the PV device's spin on the LAPIC
+        timer of a real small guest (pv and precise always advance; the others cannot)."""
+        if self.advance is Advance.OFF:
+            return
+        if self.timer is not TimerPath.LAPIC:
+            raise InputError(
+                "--advance auto applies to --timer lapic (pv and precise always advance)"
+            )
+        if self.backend is not Backend.KVM:
+            raise InputError(
+                "--advance auto runs real guests (kvm); the simulator does not model it"
+            )
+        if self.guest is not GuestKind.SMALL:
+            raise InputError(
+                "--advance auto is the small guest's: Linux's lapic driver never spins"
+            )
+
+    @property
+    def spins(self) -> bool:
+        """Whether the guest spins to its deadline after an (early) interrupt, so that the
+        delivered event is never early by construction (the record's ``advance``)."""
+        return (
+            self.timer in (TimerPath.PV, TimerPath.PRECISE)
+            or self.advance is Advance.AUTO
+            or self.warp_idle
+        )
 
     def _check_bending(self) -> None:
         """Dilation and warp where a path can honour them; one line where it cannot (the
@@ -269,7 +302,7 @@ def build_record(
     if len(timestamps_ns) < 2:
         raise GuestStopped("no timer event was recorded")
     intervals, lateness = intervals_and_lateness(timestamps_ns, spec.interval_ns, spec.method)
-    return ResultRecord(
+    record = ResultRecord(
         backend=backend.value,
         timer=spec.timer.value,
         mode=spec.mode.value,
@@ -285,4 +318,10 @@ def build_record(
         machine=machine,
         notes=notes,
         guest=spec.guest.value if backend is Backend.KVM else None,
+        advance=(Advance.AUTO if spec.spins else Advance.OFF).value,
     )
+    if not spec.spins:  # the event is the interrupt's arrival: no spin in between
+        record.interrupt_lateness = summarize_interrupts(lateness)
+        record.interrupt_lateness_ns = lateness.tolist()
+        record.spin = NO_SPIN
+    return record

@@ -84,6 +84,9 @@ class SimulatedGuest:
         self.dispatch_at: int | None = None  # when the next of them may start
         self.min_delta_ns = max(MIN_DELTA_NS, profile.min_delta_ns)
         self.timestamps: list[int] = []
+        self.interrupt_lateness_ns: list[int] = []  # absolute paths: arrival - deadline
+        self.spin_ns = 0  # absolute paths: guest time spun to deadlines
+        self._spin_from_ns = 0
         self.t0_ns = 0
         self.deadline_ns = 0
 
@@ -155,6 +158,8 @@ class SimulatedGuest:
         count = self.spec.count
         if self.waiter is not None:  # woken early: report the margin, spin to the deadline
             self.waiter.woke(self.deadline_ns - now_ns)
+            self.interrupt_lateness_ns.append(now_ns - self.deadline_ns)
+            self._spin_from_ns = now_ns
             self.spin_until = max(now, self.clock.ticks_at_or_after(self.deadline_ns))
             return
         if self.spec.mode is TickMode.PERIODIC:
@@ -177,6 +182,7 @@ class SimulatedGuest:
         if self.waiter.wait(self.deadline_ns, now):
             self._halt()
             return
+        self._spin_from_ns = self.clock.ns_at(now)
         self.spin_until = max(now, self.clock.ticks_at_or_after(self.deadline_ns))
 
     def _spin_done(self, now: int) -> None:
@@ -192,6 +198,7 @@ class SimulatedGuest:
         self.pending_waited = False
         now_ns = self.clock.ns_at(now)
         self.timestamps.append(now_ns)
+        self.spin_ns += max(0, now_ns - self._spin_from_ns)
         if len(self.timestamps) <= self.spec.count:
             self.deadline_ns = self._next_deadline(now_ns)
             self._deadline_wait(now)

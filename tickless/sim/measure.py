@@ -27,6 +27,10 @@ Timer paths (``spec.timer``, all of ``TimerPath``):
   of this platform's device handlers).
 * ``host``: the bare Linux profile (the host has no VMM in the way), whatever the platform.
 
+On ``pv`` and ``precise`` the record's ``interrupt_lateness`` is when the modelled
+interrupt reached the guest, before its spin, and ``spin`` the guest time spun. ``--advance
+auto`` (the lapic guest spinning like pv) is not modelled: ``MeasureSpec`` refuses it here.
+
 Time dilation (``spec.rate``): the guest's clock, so its deadlines, its tick and the I/O
 device's rate, run at ``rate`` guest seconds per wall second; delivery latencies and
 handler costs are the host's, in wall time. The record's host counts are per wall second.
@@ -47,6 +51,7 @@ from __future__ import annotations
 import numpy as np
 
 from tickless.axes import Backend, TimerPath, Wait
+from tickless.results.interrupts import SpinCost, summarize_interrupts
 from tickless.results.schema import HostCounts, ResultRecord
 from tickless.results.spec import MeasurementInterrupted, MeasureSpec, Progress, build_record
 from tickless.sim.counts import SimCounts
@@ -174,4 +179,10 @@ def _record(
         spec, Backend.SIM, np.asarray(timestamps, dtype=np.int64), counts, machine, notes
     )
     record.platform = profile.name
+    if run.waiter is not None:  # pv, precise: the modelled interrupts, before the spin
+        events = len(timestamps) - 1
+        record.interrupt_lateness = summarize_interrupts(run.interrupt_lateness_ns)
+        record.interrupt_lateness_ns = list(run.interrupt_lateness_ns)
+        spin_ns = run.spin_ns
+        record.spin = SpinCost(spin_ns / max(events, 1), spin_ns / 1e9 / float(spec.rate))
     return record

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ctypes
 from typing import Protocol
 
-from tickless.axes import wire_code
+from tickless.axes import Advance, wire_code
 from tickless.devices.config import GuestConfig
 from tickless.devices.device import GuestLayout
 from tickless.devices.memory import GuestMemory
@@ -25,6 +25,7 @@ from tickless.kvm.system import KvmSystem
 from tickless.kvm.vcpu import Vcpu
 from tickless.kvm.vm import Vm
 from tickless.timers.clock import GuestClock
+from tickless.timers.pv_deadline import pv_advance
 
 
 class GuestBoot(Protocol):
@@ -73,12 +74,23 @@ def write_boot_params(
     boot.second_vcpu_busy = int(cfg.second_vcpu_busy)
     boot.explain = int(cfg.explain)
     boot.warp = int(cfg.warp_idle)
+    write_lapic_advance(boot, cfg)
     schedule = cfg.cron_schedule
     boot.cron_timers = len(schedule)
     boot.cron_origin_ns = cfg.cron_origin_ns
     for i, (period_ns, first_ns) in enumerate(schedule):
         boot.cron_period_ns[i] = period_ns
         boot.cron_first_ns[i] = first_ns
+
+
+def write_lapic_advance(boot: abi.Boot, cfg: GuestConfig) -> None:
+    """``--timer lapic --advance auto``: the PV device's advance, run by the guest."""
+    boot.lapic_advance = int(cfg.advance is Advance.AUTO)
+    adv = pv_advance()
+    boot.advance_start_ns, boot.advance_target_ns = adv.advance_ns, adv.target_margin_ns
+    boot.advance_min_ns, boot.advance_max_ns = adv.min_ns, adv.max_ns
+    boot.advance_grow, boot.advance_grow_shift = adv.grow, adv.grow_shift
+    boot.advance_shrink_shift = adv.shrink_shift
 
 
 def write_boot_block(

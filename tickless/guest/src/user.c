@@ -119,19 +119,71 @@ static uint64_t pv_wait(uint64_t deadline, uint64_t *tsc, uint64_t *entry, uint6
     } else {
         SHARED->pv_spin_events++;
     }
-    return spin_to(deadline, tsc, gap);
+    uint64_t t = spin_to(deadline, tsc, gap);
+    SHARED->spin_ns += t - now;
+    return t;
+}
+
+/* The PV device's policy on KVM's LAPIC timer (--advance auto), the control experiment:
+ * arm the TSC deadline early by an adaptive advance (timers/precise.py AdaptiveAdvance,
+ * with the numbers the host passes), sleep, spin the rest in ring 3. Deadlines nearer
+ * than the advance or the spin threshold are spun to at once, as pv_wait does.
+ * *arrival: the ring-3 wake-up (0: spun without an interrupt). */
+static void lapic_advance_update(int64_t margin) {
+    int64_t max = (int64_t)BOOT->advance_max_ns, min = (int64_t)BOOT->advance_min_ns;
+    int64_t adv = (int64_t)SHARED->lapic_advance_ns;
+    if (margin > max)
+        margin = max; /* as AdaptiveAdvance.update clamps a margin */
+    if (margin < -max)
+        margin = -max;
+    int64_t error = margin - (int64_t)BOOT->advance_target_ns;
+    if (error < 0)
+        adv += ((int64_t)BOOT->advance_grow * -error) >> BOOT->advance_grow_shift;
+    else
+        adv -= error >> BOOT->advance_shrink_shift;
+    SHARED->lapic_advance_ns = (uint64_t)(adv < min ? min : adv > max ? max : adv);
+}
+
+static uint64_t lapic_advance_wait(uint64_t deadline, uint64_t deadline_tsc, uint64_t *tsc,
+                                   uint64_t *arrival) {
+    uint64_t now = clock_ns(), gap;
+    uint64_t adv = SHARED->lapic_advance_ns, spin_below = adv;
+    *arrival = 0;
+    if (spin_below < BOOT->spin_threshold_ns)
+        spin_below = BOOT->spin_threshold_ns;
+    if (deadline > now && deadline - now > spin_below) {
+        uint64_t seen = SHARED->lapic_irq_count;
+        /* advance_max_ns (200 us) * the TSC ticks of an hour fits 64 bits (no libgcc) */
+        uint64_t adv_tsc = adv * BOOT->interval_tsc / BOOT->interval_ns;
+        arm_lapic(deadline_tsc - adv_tsc);
+        wait_irq(&SHARED->lapic_irq_count, seen);
+        now = *arrival = clock_ns();
+        lapic_advance_update((int64_t)(deadline - now)); /* < 0: the interrupt came late */
+        SHARED->lapic_irq_events++;
+    } else {
+        SHARED->lapic_spin_events++;
+    }
+    uint64_t t = spin_to(deadline, tsc, &gap);
+    SHARED->spin_ns += t - now;
+    return t;
 }
 
 /* An idle wait the host can see (--warp-idle): BLOCK until deadline, which arms a
  * one-shot and tells the host this vCPU waits for a timer, so a group whose every vCPU
  * blocks may warp its clock to the earliest deadline. Then spin the residual (none after
- * a warp: the clock reads the deadline). Returns the event time (>= deadline). */
-static uint64_t block_wait(uint64_t deadline, uint64_t *tsc) {
-    uint64_t seen = SHARED->irq_count, gap;
+ * a warp: the clock reads the deadline). *arrival: the ring-3 wake-up (0: no sleep).
+ * Returns the event time (>= deadline). */
+static uint64_t block_wait(uint64_t deadline, uint64_t *tsc, uint64_t *arrival) {
+    uint64_t seen = SHARED->irq_count, gap, now;
     SHARED->blocks++;
-    if (hypercall(HYPERCALL_BLOCK, deadline, 0) == 0)
+    *arrival = 0;
+    if (hypercall(HYPERCALL_BLOCK, deadline, 0) == 0) {
         wait_irq(&SHARED->irq_count, seen);
+        *arrival = clock_ns();
+    }
+    now = clock_ns();
     uint64_t t = spin_to(deadline, tsc, &gap);
+    SHARED->spin_ns += t - now;
     __asm__ volatile("" ::: "memory");
     SHARED->block_wakes++; /* the host holds a warped clock until it sees this */
     return t;
@@ -147,15 +199,17 @@ static volatile uint64_t *timer_counter(void) {
 
 /* The precise channel: publish the deadline (the host holds other interrupts back before
  * it); when it is far enough away, ask for an early interrupt and sleep; then spin on the
- * PV clock, in ring 3, to the exact deadline. Returns the event time (>= deadline). */
-static uint64_t precise_wait(uint64_t deadline, uint64_t *tsc) {
+ * PV clock, in ring 3, to the exact deadline. *arrival: the ring-3 wake-up (0: spun to
+ * without an interrupt). Returns the event time (>= deadline). */
+static uint64_t precise_wait(uint64_t deadline, uint64_t *tsc, uint64_t *arrival) {
     SHARED->precise_deadline_ns = deadline;
     uint64_t now = clock_ns();
+    *arrival = 0;
     if (deadline > now && deadline - now > BOOT->spin_threshold_ns) {
         uint64_t seen = SHARED->precise_irq_count;
         if (hypercall(HYPERCALL_SET_PRECISE, deadline, 0) == 0) {
             wait_irq(&SHARED->precise_irq_count, seen);
-            now = clock_ns();
+            now = *arrival = clock_ns();
             SHARED->precise_margin_ns = deadline - now; /* < 0: the interrupt came late */
             SHARED->precise_irq_events++;
         }
@@ -181,42 +235,47 @@ static void measure(void) {
     int precise = BOOT->timer == TIMERPATH_PRECISE;
     int pv = BOOT->timer == TIMERPATH_PV;
     int absolute = BOOT->method == METHOD_ABSOLUTE;
-    /* explain: per event, the ring-3 wake-up time and the longest spin clock gap */
-    volatile uint64_t *entry_at = BOOT->explain ? res + BOOT->results_capacity : 0;
+    /* Per event, when its interrupt reached ring 3, before any spin (0: spun to without
+     * one); explain adds the longest clock gap seen while spinning. */
+    volatile uint64_t *arrival_at = res + BOOT->results_capacity;
     volatile uint64_t *gap_at = BOOT->explain ? res + 2 * BOOT->results_capacity : 0;
 
     if (periodic && hypercall(HYPERCALL_SET_PERIODIC, BOOT->period_ns, 0) != 0)
         panic(PANIC_SET_PERIODIC_REFUSED, BOOT->period_ns);
+    if (BOOT->lapic_advance)
+        SHARED->lapic_advance_ns = BOOT->advance_start_ns;
     uint64_t seen = *counter;
     uint64_t tsc0, tsc;
     uint64_t t0 = clock_read(&tsc0), t = t0;
     tsc = tsc0;
     res[0] = t0;
     for (uint64_t i = 1; i <= n; i++) {
-        uint64_t deadline = absolute ? t0 + i * d : t + d;
+        uint64_t deadline = absolute ? t0 + i * d : t + d, arrival, gap = 0;
+        uint64_t deadline_tsc = absolute ? tsc0 + i * d_tsc : tsc + d_tsc;
         if (periodic) {
             /* A ticking kernel: the timer runs at the first tick at or after its time. */
             while ((t = clock_ns()) < deadline)
                 seen = wait_irq(counter, seen);
+            arrival = t;
         } else if (BOOT->warp) {
-            t = block_wait(deadline, &tsc);
+            t = block_wait(deadline, &tsc, &arrival);
         } else if (precise) {
-            t = precise_wait(deadline, &tsc);
+            t = precise_wait(deadline, &tsc, &arrival);
         } else if (pv) {
-            uint64_t entry, gap;
-            t = pv_wait(deadline, &tsc, &entry, &gap);
-            if (entry_at) {
-                entry_at[i] = entry;
-                gap_at[i] = gap;
-            }
+            t = pv_wait(deadline, &tsc, &arrival, &gap);
+        } else if (lapic && BOOT->lapic_advance) {
+            t = lapic_advance_wait(deadline, deadline_tsc, &tsc, &arrival);
         } else {
             if (lapic)
-                arm_lapic(absolute ? tsc0 + i * d_tsc : tsc + d_tsc);
+                arm_lapic(deadline_tsc);
             else
                 arm_lguest(deadline);
             seen = wait_irq(counter, seen);
-            t = clock_read(&tsc);
+            arrival = t = clock_read(&tsc); /* no spin: the event is the interrupt */
         }
+        arrival_at[i] = arrival;
+        if (gap_at)
+            gap_at[i] = gap;
         res[i] = t;
         SHARED->events_recorded = i;
     }
@@ -225,31 +284,37 @@ static void measure(void) {
     hypercall(HYPERCALL_DONE, n, 0);
 }
 
-/* Wait for the next timer at deadline the way this guest is set up to. */
-static void idle_wait(uint64_t deadline, int periodic, uint64_t *seen) {
+/* Wait for the next timer at deadline the way this guest is set up to; returns when the
+ * interrupt reached ring 3, before any spin (0: reached by spinning alone). */
+static uint64_t idle_wait(uint64_t deadline, int periodic, uint64_t *seen) {
     uint64_t tsc, entry, gap;
     if (periodic) {
         *seen = wait_irq(&SHARED->irq_count, *seen);
+        return clock_ns();
     } else if (BOOT->warp) {
-        block_wait(deadline, &tsc);
+        block_wait(deadline, &tsc, &entry);
     } else if (BOOT->timer == TIMERPATH_PV) { /* publish, sleep, spin the residual */
         pv_wait(deadline, &tsc, &entry, &gap);
     } else {
         arm_lguest(deadline);
         *seen = wait_irq(&SHARED->irq_count, *seen);
+        return clock_ns();
     }
+    return entry;
 }
 
 /* A guest that lives by timers (CRON; IDLE is the same with two housekeeping timers):
  * each timer runs every period from its first deadline. Tickless: the device is programmed
  * for the next of them only. Periodic: every tick wakes the guest, which checks its timers,
  * as a HZ-driven kernel does. A timer that fell behind runs once per missed deadline, each
- * run recorded (while there is room) with its deadline and the time it ran: the host
- * checks that none ran early, in guest time, whatever dilation and warps did. */
+ * run recorded (while there is room) with its deadline, the time it ran and, for the runs
+ * the wake-up was for, when the interrupt arrived: the host checks that none ran early, in
+ * guest time, whatever dilation and warps did, and how early the interrupts came. */
 static void cron(void) {
     volatile uint64_t *ran = (volatile uint64_t *)BOOT->results_gpa;
     uint64_t cap = BOOT->results_capacity, recorded = 0;
     volatile uint64_t *deadline_at = ran + cap, *timer_at = ran + 2 * cap;
+    volatile uint64_t *woke_at = ran + 3 * cap;
     /* A group's guests count from one origin, so that their schedules interleave the
      * same way whenever each of them booted. */
     uint64_t start = clock_ns(), origin = BOOT->cron_origin_ns ? BOOT->cron_origin_ns : start;
@@ -268,7 +333,7 @@ static void cron(void) {
         for (uint64_t i = 0; i < n; i++)
             if (next[i] < soonest)
                 soonest = next[i];
-        idle_wait(soonest, periodic, &seen);
+        uint64_t woke = idle_wait(soonest, periodic, &seen);
         SHARED->wakeups++;
         uint64_t now = clock_ns();
         if (now >= end)
@@ -280,6 +345,7 @@ static void cron(void) {
                     ran[recorded] = now;
                     deadline_at[recorded] = next[i];
                     timer_at[recorded] = i;
+                    woke_at[recorded] = next[i] == soonest ? woke : 0; /* its interrupt */
                     SHARED->events_recorded = recorded;
                 }
                 next[i] += BOOT->cron_period_ns[i];

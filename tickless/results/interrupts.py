@@ -6,7 +6,22 @@ event's timestamp, so the delivered time is never early by construction. What ca
 (on purpose: that is the advance) or late is the interrupt: its ring-3 arrival, the instant
 a non-spinning path (``lapic`` without advance, ``lguest``, ``host``) records as its event.
 ``InterruptLateness`` summarises that arrival against the deadline; ``SpinCost`` says what
-the spin to the deadline cost. Schema: ``results/schema.py`` (version 4).
+the spin to the deadline cost. The record's fields (``results/schema.py``, version 4):
+
+    advance          str    "auto": the guest was woken early by an adaptive advance and spun
+                            to the deadline (pv, precise, lapic --advance auto, --warp-idle
+                            waits); "off": the event is the interrupt's arrival (no spin).
+    interrupt_lateness object? Ring-3 arrival of each event's interrupt, before any spin,
+                            minus its deadline, ns (modelled by the simulator); null in
+                            records older than version 4:
+        count        int    Events reached through an interrupt (the rest: spun to without).
+        mean_ns, p99_ns, max_ns  float?  null when count is 0.
+        early_count  int    Interrupts that arrived before their deadline: what the advance
+                            aims for on spinning paths; any is a failure where advance is off.
+    interrupt_lateness_ns [int] Each of those interrupts' lateness, in event order.
+    spin             object? What spinning to the deadline cost (null where not known):
+        mean_ns      float  Guest ns spun per event (0 where advance is off).
+        cpu_s        float  CPU seconds spent spinning in all (guest time / dilation).
 """
 
 from __future__ import annotations

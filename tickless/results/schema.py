@@ -66,24 +66,12 @@ device, so older kvm and sim "pv" records read as "lguest"):
                             that dominates the mean, p99 and max lateness; else null.
     guest_rows       [object] ``--guests N``: one row per guest; empty for one guest.
 
-Added in version 4 (``results/interrupts.py``; a version 1-3 record reads as advance "auto"
-for pv and precise, else "off", and null blocks). ``lateness`` above is the *delivered*
-event: on a path that spins, the guest spins to the deadline before it timestamps, so it is
-never early by construction. These say when the interrupt itself arrived:
-    advance          str    "auto": the guest was woken early by an adaptive advance and spun
-                            to the deadline (pv, precise, lapic --advance auto, --warp-idle
-                            waits); "off": the event is the interrupt's arrival (no spin).
-    interrupt_lateness object? Ring-3 arrival of each event's interrupt, before any spin,
-                            minus its deadline, ns; null where the backend cannot see it
-                            (the simulator's spinning paths, --guests N):
-        count        int    Events reached through an interrupt (the rest: spun to without).
-        mean_ns, p99_ns, max_ns  float?  null when count is 0.
-        early_count  int    Interrupts that arrived before their deadline: what the advance
-                            aims for on spinning paths; any is a failure where advance is off.
-    interrupt_lateness_ns [int] Each of those interrupts' lateness, in event order.
-    spin             object? What spinning to the deadline cost (null where not known):
-        mean_ns      float  Guest ns spun per event (0 where advance is off).
-        cpu_s        float  CPU seconds spent spinning in all (guest time / dilation).
+Added in version 4 (each field and its units: ``results/interrupts.py``; a version 1-3
+record reads as advance "auto" for pv and precise, else "off", and null blocks): ``advance``
+("auto" | "off"), ``interrupt_lateness`` (count, mean_ns, p99_ns, max_ns, early_count: when
+each interrupt reached the guest, before any spin), ``interrupt_lateness_ns`` (per interrupt)
+and ``spin`` (mean_ns, cpu_s). ``lateness`` above is the *delivered* event, never early by
+construction on a path that spins.
 """
 
 from __future__ import annotations

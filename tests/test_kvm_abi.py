@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tickless.guest import abi as guest_abi
+from tickless.guest import abi_header
 from tickless.kvm import abi
 from tickless.kvm.exits import ExitReason
 from tickless.kvm.longmode import (
@@ -270,7 +271,7 @@ def test_c_header_compiles(tmp_path: Path) -> None:
     source = '#include "tickless_abi.h"\nint x = HYPERCALL_SET_CLOCKEVENT;\n'
     _compile(
         tmp_path,
-        guest_abi.render_c_header(),
+        abi_header.render_c_header(),
         "-fsyntax-only",
         "-ffreestanding",
         "-std=gnu11",
@@ -284,7 +285,7 @@ def test_c_header_compiles(tmp_path: Path) -> None:
 @needs_gcc
 def test_c_header_static_asserts_bite(tmp_path: Path) -> None:
     """The check above is not vacuous: a header with one wrong offset does not compile."""
-    header = guest_abi.render_c_header()
+    header = abi_header.render_c_header()
     good = "__builtin_offsetof(struct tickless_shared, wakeups) == 40, "
     assert good in header
     bad = header.replace(good, good.replace("== 40", "== 48"))
@@ -310,7 +311,7 @@ def test_c_header_usable_from_assembly(tmp_path: Path) -> None:
     )
     _compile(
         tmp_path,
-        guest_abi.render_c_header(),
+        abi_header.render_c_header(),
         "-c",
         "-o",
         str(tmp_path / "use.o"),

@@ -15,7 +15,7 @@ import pytest
 
 from tickless.buildcache import BuildError
 from tickless.errors import InputError
-from tickless.guest import abi
+from tickless.guest import abi_header
 from tickless.guest import linux_build as lb
 
 GCC = shutil.which("gcc")
@@ -161,7 +161,7 @@ def test_check_vmlinux_refuses_a_missing_file(tmp_path: Path) -> None:
 
 def test_kernel_header_is_namespaced() -> None:
     """Unprefixed, EINVAL or PVCLOCK_TSC_STABLE_BIT would clash with the kernel's."""
-    header = abi.render_c_header(kernel=True)
+    header = abi_header.render_c_header(kernel=True)
     defines = [line.split()[1] for line in header.splitlines() if line.startswith("#define")]
     assert defines and all(name.startswith("TICKLESS_") for name in defines)
     assert "TICKLESS_HYPERCALL_SET_CLOCKEVENT 1" in header
@@ -177,7 +177,7 @@ def test_kernel_header_compiles_and_its_asserts_hold(tmp_path: Path) -> None:
         "typedef unsigned long long u64; typedef unsigned int u32;\n"
         "typedef signed char s8; typedef unsigned char u8;\n"
     )
-    (tmp_path / "tickless_abi.h").write_text(abi.render_c_header(kernel=True))
+    (tmp_path / "tickless_abi.h").write_text(abi_header.render_c_header(kernel=True))
     src = tmp_path / "use.c"
     src.write_text('#include "tickless_abi.h"\nint x = TICKLESS_LINUX_TIMER_IRQ;\n')
     cmd = [GCC, "-fsyntax-only", "-std=gnu11", "-Wall", "-Werror", f"-I{tmp_path}", str(src)]

@@ -1,7 +1,7 @@
 """The contract between the tickless guest kernel and the host: memory layout, ports,
 hypercalls, vectors and shared structures.
 
-This module is the single source of truth: ``render_c_header()`` turns it into the
+This module is the single source of truth: ``abi_header.render_c_header()`` turns it into the
 ``tickless_abi.h`` the guest is compiled against, so the two sides cannot drift.
 
 Hypercall ABI (documented in the README):
@@ -37,9 +37,6 @@ from __future__ import annotations
 
 import ctypes as C
 from enum import IntEnum
-from typing import Any
-
-from tickless.axes import Method, TickMode, TimerPath, Wait, wire_code
 
 ABI_VERSION = 1
 BOOT_MAGIC = 0x7469636B6C657373  # "tickless"
@@ -333,78 +330,3 @@ class PvclockVcpuTimeInfo(C.Structure):
 
 
 PVCLOCK_TSC_STABLE_BIT = 1 << 0
-
-_C_TYPES: dict[Any, str] = {
-    C.c_uint64: "uint64_t",
-    C.c_uint32: "uint32_t",
-    C.c_int8: "int8_t",
-    C.c_uint8: "uint8_t",
-}
-# The kernel's own spelling (<linux/types.h>), which checkpatch and kernel style expect.
-_KERNEL_TYPES: dict[Any, str] = {
-    C.c_uint64: "u64",
-    C.c_uint32: "u32",
-    C.c_int8: "s8",
-    C.c_uint8: "u8",
-}
-
-
-def _c_struct(name: str, struct: type[C.Structure], types: dict[Any, str] = _C_TYPES) -> list[str]:
-    lines = [f"struct {name} {{"]
-    fields: list[tuple[str, Any]] = struct._fields_  # type: ignore[assignment]
-    for field_name, ctype in fields:
-        if hasattr(ctype, "_length_"):
-            lines.append(f"    {types[ctype._type_]} {field_name}[{ctype._length_}];")
-        else:
-            lines.append(f"    {types[ctype]} {field_name};")
-    lines.append("} __attribute__((packed));")
-    lines.append(f'_Static_assert(sizeof(struct {name}) == {C.sizeof(struct)}, "{name}");')
-    for field_name, _ in fields:
-        offset = getattr(struct, field_name).offset
-        lines.append(
-            f"_Static_assert(__builtin_offsetof(struct {name}, {field_name}) == {offset}, "
-            f'"{name}.{field_name}");'
-        )
-    return lines
-
-
-def _c_defines() -> list[tuple[str, str]]:
-    """Every constant (hex), enum member and axis code (decimal) above, as (name, value)."""
-    consts = [(k, f"{v:#x}") for k, v in globals().items() if k.isupper() and isinstance(v, int)]
-    for enum in (Hypercall, Scenario, Panic, FuzzAction):
-        consts += [(f"{enum.__name__.upper()}_{m.name}", str(int(m))) for m in enum]
-    for axis in (TimerPath, Method, Wait, TickMode):  # user-facing axes the guest sees
-        consts += [(f"{axis.__name__.upper()}_{c.name}", str(wire_code(c))) for c in axis]
-    return consts
-
-
-def render_c_header(kernel: bool = False) -> str:
-    """tickless_abi.h: every constant and structure above, for the guest's C and assembly.
-
-    ``kernel=True`` renders the variant the Linux drivers include: names prefixed with
-    ``TICKLESS_`` (unprefixed, ``EINVAL``, ``KERNEL_CS`` or ``PVCLOCK_TSC_STABLE_BIT`` would
-    clash with the kernel's own), ``<linux/types.h>`` types, and no pvclock structure (the
-    kernel has it in ``<asm/pvclock-abi.h>``, with the same layout)."""
-    lines = ["/* Generated from tickless/guest/abi.py: do not edit. */", "#pragma once", ""]
-    prefix = "TICKLESS_" if kernel else ""
-    lines += [f"#define {prefix}{key} {value}" for key, value in _c_defines()]
-    # The small guest's fixed addresses; the Linux window has none (the drivers use structs).
-    fixed = () if kernel else (("SHARED", SHARED_GPA, Shared), ("BOOT_PARAM", BOOT_GPA, Boot))
-    for name, base, struct in fixed:
-        for field_name, _ in struct._fields_:  # type: ignore[misc]
-            offset = getattr(struct, field_name).offset
-            lines.append(f"#define {name}_{field_name.upper()} ({base + offset:#x})")
-    structs: list[tuple[str, type[C.Structure]]] = [
-        ("tickless_boot", Boot),
-        ("tickless_shared", Shared),
-        ("tickless_linux_info", LinuxInfo),
-    ]
-    if kernel:
-        lines += ["", "#ifndef __ASSEMBLY__", "#include <linux/types.h>"]
-    else:
-        lines += ["", "#ifndef __ASSEMBLER__", "#include <stdint.h>"]
-        structs.insert(2, ("pvclock_vcpu_time_info", PvclockVcpuTimeInfo))
-    for name, layout in structs:
-        lines += _c_struct(name, layout, _KERNEL_TYPES if kernel else _C_TYPES)
-    lines += ["#endif", ""]
-    return "\n".join(lines)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tickless.buildcache import BuildError, cached_build, require_tool, run_tool, tool_version
-from tickless.guest import abi
+from tickless.guest import abi, abi_header
 
 SRC_DIR = Path(__file__).parent / "src"
 SOURCES = ("entry.S", "kernel.c", "user.c", "fuzz.c", "fuzz_stop.c")
@@ -27,7 +27,7 @@ CFLAGS = (
 def build_image(force: bool = False) -> Path:
     """Return the path of the flat guest image, building it first when needed."""
     gcc, objcopy = require_tool("gcc"), require_tool("objcopy")
-    header = abi.render_c_header()
+    header = abi_header.render_c_header()
     inputs: list[bytes] = []
     for name in (*SOURCES, *HEADERS, "linker.ld"):
         inputs += [name.encode(), (SRC_DIR / name).read_bytes()]

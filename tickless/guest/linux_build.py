@@ -28,7 +28,7 @@ from tickless.buildcache import (
     tool_version,
 )
 from tickless.errors import InputError
-from tickless.guest import abi
+from tickless.guest import abi_header
 
 LINUX_DIR = Path(__file__).parent / "linux"
 FRAGMENT = LINUX_DIR / "tickless.config"
@@ -122,7 +122,7 @@ def fingerprint_inputs(
         if "__pycache__" in path.parts:
             continue
         inputs += [path.relative_to(linux_dir).as_posix().encode(), path.read_bytes()]
-    inputs += [abi.render_c_header(kernel=True).encode(), tool_version(gcc)]
+    inputs += [abi_header.render_c_header(kernel=True).encode(), tool_version(gcc)]
     inputs += [_MAKEFILE_HOOK.encode(), _KCONFIG_HOOK.encode(), " ".join(OUTPUTS).encode()]
     return inputs
 
@@ -240,7 +240,7 @@ def build_vmlinux(hz: int = 100, *, force: bool = False) -> Path:
     options = fragment_options(hz)
     ensure_build_deps()
     gcc = require_tool("gcc")
-    header = abi.render_c_header(kernel=True)
+    header = abi_header.render_c_header(kernel=True)
     inputs = fingerprint_inputs(hz, gcc=gcc)
 
     def build(work: Path) -> None:

@@ -25,7 +25,8 @@ import numpy.typing as npt
 
 from tickless.buildcache import cached_build, require_tool, run_tool, tool_version
 from tickless.errors import TicklessError
-from tickless.guest.abi import MAX_DELTA_NS, render_c_header
+from tickless.guest.abi import MAX_DELTA_NS
+from tickless.guest.abi_header import render_c_header
 from tickless.host.realtime import RealtimePolicy, hold_cpu_dma_latency, scheduling_of
 from tickless.timers.clock import GuestClock
 from tickless.timers.precise import AdaptiveAdvance

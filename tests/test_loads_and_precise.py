@@ -61,8 +61,10 @@ def test_io_load_reaches_the_requested_rate() -> None:
 
 def test_io_interrupts_compete_with_the_timer() -> None:
     """Same vCPU, non-preemptible handler: a guest spinning to deadlines 10 us apart (no
-    hold-back) cannot absorb a 20 us handler, so nearly every I/O interrupt it takes makes
-    some event at least 10 us late."""
+    hold-back) cannot absorb a 20 us handler, so every I/O interrupt it takes adds at
+    least 10 us to the interval it falls in (k handlers in one make it >= 20k us, >= 10 us
+    + 10k us): the intervals' excess over 10 us is at least 10 us per handled interrupt.
+    (How many events end up late is a figure: a stalled host lumps several together.)"""
     with VmmHost() as host:
         machine = host.boot(
             GuestConfig(
@@ -79,9 +81,9 @@ def test_io_interrupts_compete_with_the_timer() -> None:
         assert machine.outcome.ok, machine.outcome.reason
         handled = int(machine.shared.io_irq_count)
         intervals = np.diff(machine.timestamps_ns(machine.outcome.events))
-    delayed = int(np.sum(intervals - 10_000 >= 10_000))
-    assert handled > 100
-    assert delayed >= 0.8 * handled
+    excess_ns = int(np.sum(intervals - 10_000))
+    assert handled >= 10
+    assert excess_ns >= handled * 10_000, (excess_ns, handled)
 
 
 def test_cpu_load_is_visible_in_host_accounting() -> None:

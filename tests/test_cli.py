@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -85,8 +86,13 @@ def test_idle_counts_host_wakeups(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data["kind"] == "idle"
-    # 3 guests x 250 HZ: about 750 host timer expiries a second.
-    assert 600 <= data["expiries_per_s"] <= 800
+    # 3 guests x 250 HZ: at most one host timer expiry a period each (+1 at the window's
+    # edge), more than three tickless guests' 1 s and 4 s timers could ask for, and each
+    # expiry one injection. (How close to 750 a second it gets is a figure.)
+    window_s, expiries = data["duration_s"], data["host_timer_expiries"]
+    assert 3 * 2 * window_s + 3 < expiries <= 3 * 250 * window_s * 1.005 + 3, data
+    assert data["injections"] == expiries, data
+    assert sum(g["timer_interrupts"] for g in data["per_guest"]) <= expiries, data
 
 
 @pytest.mark.kvm
@@ -99,8 +105,10 @@ def test_tickless_idle_guests_wake_rarely(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
-    assert 0.5 <= data["interrupts_per_guest_per_s"] <= 2.0
-    assert data["wakeups_per_s"] <= 2.0 * 3
+    window_s = data["duration_s"]
+    most = math.ceil(window_s) + math.ceil(window_s / 4) + 1  # +1: one already pending
+    assert all(1 <= g["timer_interrupts"] <= most for g in data["per_guest"]), data
+    assert data["host_timer_wakeups"] <= 3 * most, data
 
 
 def test_auto_backend_falls_back_to_the_simulator_without_kvm(

@@ -5,6 +5,7 @@ record's fleet fields (and older records still read), and a real fleet that boot
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -103,36 +104,45 @@ def test_older_records_still_read() -> None:
 
 @pytest.mark.kvm
 def test_a_hundred_tickless_guests_boot_and_wake_about_once_a_second(tmp_path: Path) -> None:
-    """100 guests at their own phases: every one booted and took its 1 s timer, and the
-    slop coalesced their timers into fewer host wake-ups than guest interrupts."""
+    """100 guests at their own phases: every one booted and took its 1 s timer, none took
+    more interrupts than its 1 s and 4 s timers can ask for in the window (a guest that
+    ticked would), and the slop coalesced their timers into fewer host wake-ups than
+    guest interrupts. (The rates themselves are figures: ``benchmarks/idle_fleet.py``.)"""
     out = tmp_path / "idle.json"
     args = ["idle", "--guests", "100", "--duration", "3s", "--slop", "20ms", "--json", str(out)]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     d = json.loads(out.read_text())
     assert d["guests"] == 100 and len(d["per_guest"]) == 100
-    rates = [g["timer_interrupts"] / d["duration_s"] for g in d["per_guest"]]
-    assert min(rates) >= 0.6 and max(rates) <= 1.4
-    assert 60 <= d["guest_timer_irqs_per_s"] <= 140
-    assert d["host_wakeups_per_s"] < 0.8 * d["guest_timer_irqs_per_s"]
+    window_s = d["duration_s"]
+    most = math.ceil(window_s) + math.ceil(window_s / 4) + 1  # +1: one already pending
+    counts = [g["timer_interrupts"] for g in d["per_guest"]]
+    assert min(counts) >= 1 and max(counts) <= most, (counts, window_s)
+    assert d["host_wakeups_per_s"] < d["guest_timer_irqs_per_s"]  # one window: counts
     assert d["boot_rate_guests_per_s"] > 0 and 0 < d["rss_per_guest_mib"] < 4
     assert d["steady_cpu_percent_of_core"] > 0
 
 
 @pytest.mark.kvm
 def test_a_periodic_ramp_finds_where_ticks_are_missed(tmp_path: Path) -> None:
-    """At 5000 HZ this host cannot serve 40 guests (200,000 ticks/s): the ramp stops at the
-    first step that misses more than the threshold, and does not boot the rest."""
+    """A ramp of 5000 HZ guests, 4 more a step, up to 40 (200,000 ticks/s): whether and
+    where this host saturates depends on how fast and loaded it is (a figure), but the
+    ramp's rule does not: it stops at the first step that misses more than the
+    threshold, and does not boot the rest; a host that keeps up boots all 40."""
     out = tmp_path / "idle.json"
     args = ["idle", "--guests", "40", "--mode", "periodic", "--hz", "5000", "--step", "4"]
     result = CliRunner().invoke(main, [*args, "--duration", "500ms", "--json", str(out)])
     assert result.exit_code == 0, result.output
     d = json.loads(out.read_text())
-    sat = d["saturation_guests"]
-    assert sat is not None and sat < 40 and d["guests"] == sat
-    assert d["ramp"][-1]["missed_fraction"] > 0.05
-    assert all(s["missed_fraction"] <= 0.05 for s in d["ramp"][:-1])
-    assert "ramp stopped" in result.output
+    sat, ramp = d["saturation_guests"], d["ramp"]
+    assert ramp and [s["guests"] for s in ramp] == [4 * (i + 1) for i in range(len(ramp))]
+    assert all(s["missed_fraction"] <= 0.05 for s in ramp[:-1])
+    if ramp[-1]["missed_fraction"] > 0.05:  # the ramp found it
+        assert sat == d["guests"] == ramp[-1]["guests"]
+        assert "ramp stopped" in result.output
+    else:  # it kept up through the ramp: all 40 booted
+        assert d["guests"] == 40 and "ramp stopped" not in result.output
+        assert sat in (None, 40)  # 40 if the whole fleet's own window missed
 
 
 def test_linux_spec_is_refused_by_memory_not_by_a_cap() -> None:

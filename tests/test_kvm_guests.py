@@ -39,35 +39,41 @@ def test_relative_method_never_fires_early(timer: str) -> None:
 
 @pytest.mark.parametrize("timer", ["pv", "lguest", "lapic"])
 def test_absolute_method_deadlines_on_a_grid(timer: str) -> None:
-    """cyclictest's mode: event i never before t0 + i*d."""
+    """cyclictest's mode: event i never before t0 + i*d. (That the mean interval tends
+    to d itself on a grid depends on how late the last event was: a figure.)"""
     record = measure(MeasureSpec(timer=timer, interval_ns=200_000, count=300, method="absolute"))
     assert record.stats.count == 300
+    assert len(record.lateness_ns) == 300
     assert min(record.lateness_ns) >= 0
-    # On a grid, the mean interval tends to d itself, not d + latency.
-    assert abs(record.stats.mean_ns - 200_000) < 20_000
 
 
 def test_lguest_host_counts_match_the_events() -> None:
-    """One hypercall per armed event (+ DONE), one injection and one exit each."""
+    """One hypercall per armed event (+ DONE), one injection, one exit and one host timer
+    expiry each. (How many times the timer thread woke for them is a figure: an early
+    wake-up sleeps again.)"""
     record = measure(MeasureSpec(timer="lguest", interval_ns=100_000, count=500))
     assert record.host.hypercalls == 501
     assert record.host.injections == 500
     assert record.host.exits == 501
-    assert record.host.wakeups <= 500
+    assert record.host.timer_events == 500
 
 
 def test_periodic_guest_quantizes_to_ticks() -> None:
-    """A 1000 HZ ticking guest asking for 50 us gets about one tick, 1 ms, per event."""
+    """A 1000 HZ ticking guest asking for 50 us waits for a tick, 1 ms, per event: the
+    median interval is a tick or more (tickless it would be ~50 us plus the latency).
+    A loaded host can make it miss ticks, so there is no upper bound."""
     record = measure(
         MeasureSpec(timer="lguest", interval_ns=50_000, count=50, mode="periodic", hz=1000)
     )
     intervals = np.array(record.intervals_ns)
     assert intervals.min() >= 50_000
-    assert 900_000 <= float(np.median(intervals)) <= 1_100_000
+    assert float(np.median(intervals)) >= 900_000
 
 
 def test_time_dilation_slows_the_guest_clock() -> None:
-    """At rate 1/2, 200 events of 200 us guest time take at least 80 ms of host time."""
+    """At rate 1/2, 200 events of 200 us guest time take at least 80 ms of host time
+    (lower bounds: a slow host only makes them easier; the rate itself is checked
+    between bracketing host reads in test_time_bending)."""
     t0 = time.monotonic()
     record = measure(MeasureSpec(timer="pv", interval_ns=200_000, count=200, rate=Fraction(1, 2)))
     wall_s = time.monotonic() - t0
@@ -102,14 +108,14 @@ def test_misbehaving_guest_is_stopped_with_a_clear_message(
     try:
         machine = host.boot(config)
         machine.start()
-        assert machine.join(20), "the misbehaving guest was not stopped"
+        assert machine.join(120), "the misbehaving guest was not stopped"
         assert not machine.outcome.ok
         assert expected in machine.outcome.reason
         # The host survives: its timer thread still serves a well-behaved guest.
         assert host.timers.error is None
         good = host.boot(GuestConfig(interval_ns=100_000, count=50))
         good.start()
-        assert good.join(20)
+        assert good.join(120)
         assert good.outcome.ok, good.outcome.reason
     finally:
         host.close()
@@ -121,7 +127,7 @@ def test_bad_delta_gets_etime_first() -> None:
     try:
         machine = host.boot(GuestConfig(scenario=Scenario.BAD_DELTA))
         machine.start()
-        assert machine.join(20)
+        assert machine.join(120)
         first = machine.memory.read(RESULTS_GPA, 8, "test")
         assert int.from_bytes(first, "little", signed=True) == -ETIME
     finally:
@@ -134,7 +140,7 @@ def test_hypercall_round_trip_loop() -> None:
     try:
         machine = host.boot(GuestConfig(scenario=Scenario.HYPERCALL_LOOP, count=1000))
         machine.start()
-        assert machine.join(20)
+        assert machine.join(120)
         assert machine.outcome.ok, machine.outcome.reason
         stamps = machine.timestamps_ns(machine.outcome.events)
         assert len(stamps) == 1001

@@ -48,7 +48,7 @@ def test_a_destroyed_guest_gives_its_memory_back() -> None:
     with VmmHost() as host:
         machine = host.boot(GuestConfig(interval_ns=100_000, count=20))
         machine.start()
-        machine.join(10)
+        machine.join(120)
         assert machine.outcome.ok, machine.outcome.reason
         region = machine.vm.regions[0]
         assert any(region.mapping[:])  # the guest kernel was loaded there

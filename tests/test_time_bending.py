@@ -3,11 +3,11 @@ rate changed while a guest runs, freeze and thaw (by the API and by Ctrl-Z), a p
 tick across a freeze, the idle warp; and the combinations refused before anything runs
 (no KVM needed).
 
-Run it alone on the machine: ``flock /tmp/tickless-timing.lock python -m pytest -q
-tests/test_time_bending.py``. Guest-time assertions are exact (no event early, intervals
-on their deadlines); wall-time ones have tolerances wide enough for a loaded CI host and
-narrow enough that the failure they look for (an undilated clock, a burst, a clock that
-ran on while frozen) cannot pass: each says why.
+Nothing here depends on how fast or how loaded the host is: guest-time assertions are
+exact (no event early, counts), and where the wall clock matters it is read on both sides
+of a guest-clock read (``bracket``), so the guest clock's rate is checked between two
+bounds a descheduled test thread only widens. How long things take is a figure:
+``benchmarks/bending_time.py`` prints it.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ from tickless.vmm.machine import GuestMachine
 
 MS = 1_000_000
 S = 1_000_000_000
-BOOT_TIMEOUT_S = 30.0
-RUN_TIMEOUT_S = 60.0
+BOOT_TIMEOUT_S = 120.0  # conditions waited for, generous: a loaded host is slow
+RUN_TIMEOUT_S = 300.0
 
 
 @dataclass
@@ -104,6 +104,38 @@ def guest_now(machine: GuestMachine) -> int:
     return clock.ns_at(max(rdtsc(), clock.tsc_timestamp))
 
 
+@dataclass
+class Bracketed:
+    """A guest-clock read between two host monotonic reads (all ns)."""
+
+    before_ns: int
+    guest_ns: int
+    after_ns: int
+
+
+def bracket(machine: GuestMachine) -> Bracketed:
+    before = time.monotonic_ns()
+    guest = guest_now(machine)
+    return Bracketed(before, guest, time.monotonic_ns())
+
+
+# TSC against CLOCK_MONOTONIC (NTP slew, the TSC frequency's rounding): far below this.
+CLOCK_TOLERANCE = 0.005
+
+
+def assert_guest_rate(a: Bracketed, b: Bracketed, rate: Fraction) -> None:
+    """Between ``a`` and ``b`` the guest clock ran at ``rate`` of the host's: its advance
+    lies between ``rate`` times the shortest and the longest host span the reads allow,
+    however long the test thread was descheduled between them."""
+    advance = b.guest_ns - a.guest_ns
+    shortest, longest = b.before_ns - a.after_ns, b.after_ns - a.before_ns
+    low = float(rate) * shortest * (1 - CLOCK_TOLERANCE) - 1_000
+    high = float(rate) * longest * (1 + CLOCK_TOLERANCE) + 1_000
+    assert low <= advance <= high, (
+        f"guest clock advanced {advance} ns in {shortest}..{longest} ns of host time (rate {rate})"
+    )
+
+
 def assert_never_early(run: Run, interval_ns: int) -> None:
     """Relative method: each event's deadline is the previous event plus the interval."""
     assert run.ok, run.reason
@@ -120,33 +152,35 @@ def lguest_device(machine: GuestMachine) -> LguestClockEventDevice:
 
 @pytest.mark.kvm
 @pytest.mark.parametrize(
-    ("rate", "interval_ns", "count", "rel_tol", "abs_tol_s"),
-    [
-        # 0.2 s of guest time in 2 s of wall time. The issue's goal is ±1 % at 10 s; here
-        # ±2 % + 10 ms (polling for the start, the DONE exit, thread wake-ups: ms): an
-        # undilated clock would take 0.2 s, 90 % off.
-        (Fraction(1, 10), 20 * MS, 10, 0.02, 0.010),
-        # 1 s of guest time in 0.1 s of wall time: ±5 % + 10 ms (ms-scale overheads are a
-        # large part of 100 ms); an undilated clock would take 1 s, 10x off.
-        (Fraction(10), 100 * MS, 10, 0.05, 0.010),
-    ],
+    ("rate", "interval_ns", "count"),
+    [(Fraction(1, 10), 20 * MS, 10), (Fraction(10), 100 * MS, 10)],
     ids=["dilation-0.1", "dilation-10"],
 )
 @pytest.mark.parametrize("timer", [TimerPath.PV, TimerPath.LGUEST])
 def test_dilation_stretches_wall_time_and_keeps_guest_intervals(
-    timer: TimerPath, rate: Fraction, interval_ns: int, count: int, rel_tol: float, abs_tol_s: float
+    timer: TimerPath, rate: Fraction, interval_ns: int, count: int
 ) -> None:
-    run = run_guest(GuestConfig(timer=timer, interval_ns=interval_ns, count=count, rate=rate))
+    """The guest clock runs at the rate against the host's (an undilated clock is 10x
+    off), every interval is at least the request in guest time, and the run cannot take
+    less wall time than its guest time divided by the rate."""
+
+    def watch(machine: GuestMachine) -> dict[str, object]:
+        a = bracket(machine)
+        time.sleep(0.02)
+        return {"a": a, "b": bracket(machine)}
+
+    run = run_guest(
+        GuestConfig(timer=timer, interval_ns=interval_ns, count=count, rate=rate), watch
+    )
     assert_never_early(run, interval_ns)
     assert len(run.intervals) == count
-    # in guest time the intervals are what was asked, plus the delivery latency: a wall
-    # latency dilated too (at 10x a 1 ms hiccup of the host is 10 ms of guest time)
-    assert run.intervals.max() < interval_ns + max(1, float(rate)) * 10 * MS, run.intervals
-    guest_s = (run.timestamps[-1] - run.timestamps[0]) / S
-    want_wall_s = guest_s / float(rate)
-    assert abs(run.ready_to_end_s - want_wall_s) <= rel_tol * want_wall_s + abs_tol_s, (
-        f"{guest_s:.4f} s of guest time took {run.ready_to_end_s:.4f} s of wall time "
-        f"at dilation {rate} (expected {want_wall_s:.4f} s)"
+    assert_guest_rate(run.extra["a"], run.extra["b"], rate)  # type: ignore[arg-type]
+    # from the first bracketing read (the guest clock was at most ``a.guest_ns`` then)
+    a: Bracketed = run.extra["a"]  # type: ignore[assignment]
+    guest_s = (run.timestamps[-1] - a.guest_ns) / S
+    wall_s = run.ended_at - a.before_ns / S
+    assert wall_s >= guest_s / float(rate) * (1 - CLOCK_TOLERANCE), (
+        f"{guest_s:.4f} s of guest time took {wall_s:.4f} s of wall time at dilation {rate}"
     )
     assert run.totals.warps == 0 and run.totals.frozen_ns == 0
 
@@ -213,35 +247,35 @@ def test_the_refusals_hold_in_the_guest_config_too() -> None:
 @pytest.mark.parametrize("timer", [TimerPath.PV, TimerPath.LGUEST])
 def test_a_rate_change_mid_run_never_jumps_nor_goes_back(timer: TimerPath) -> None:
     """200 x 5 ms; after ~0.3 s the group's rate goes to 1/2 from this (another) thread.
-    The guest's timestamps never go backwards or jump, no event is early, the intervals
-    after the change are still ~5 ms of guest time, and the rest takes twice its guest
-    time in wall time."""
+    The guest's timestamps never go backwards, no event is early, the clock does not jump
+    at the change (its advance across it is bounded by the host time the reads took), it
+    runs at 1 before and 1/2 after, and the rest takes at least twice its guest time."""
     interval = 5 * MS
 
     def change(machine: GuestMachine) -> dict[str, object]:
-        time.sleep(0.3)
-        before = guest_now(machine)
+        a = bracket(machine)
+        time.sleep(0.1)
+        b = bracket(machine)
         machine.timeline.set_rate(Fraction(1, 2))
-        after = guest_now(machine)
-        return {"before": before, "after": after, "at_s": time.monotonic()}
+        c = bracket(machine)
+        time.sleep(0.1)
+        return {"a": a, "b": b, "c": c, "d": bracket(machine)}
 
     run = run_guest(GuestConfig(timer=timer, interval_ns=interval, count=200), change)
     assert_never_early(run, interval)
     assert np.all(np.diff(run.timestamps) > 0)
-    before, after = int(run.extra["before"]), int(run.extra["after"])  # type: ignore[call-overload]
-    assert 0 <= after - before < 5 * MS  # the host's own two reads: no jump at the change
-    later = run.intervals[run.timestamps[:-1] >= after]
-    assert len(later) >= 100, "the change came too late to see its effect"
-    assert np.median(later) < interval + 500_000, np.median(later)
-    assert later.max() < interval + 5 * MS, later.max()
-    # the rest of the run in wall time: twice its guest time (±10 % + 20 ms: ms-scale
-    # overheads; a rate that did not apply would take half that, one applied twice double)
-    rest_guest_s = (run.timestamps[-1] - after) / S
-    rest_wall_s = run.ended_at - float(run.extra["at_s"])  # type: ignore[arg-type]
-    assert abs(rest_wall_s - 2 * rest_guest_s) <= 0.1 * 2 * rest_guest_s + 0.02, (
-        rest_wall_s,
-        rest_guest_s,
-    )
+    a, b, c, d = (run.extra[k] for k in "abcd")
+    assert_guest_rate(a, b, Fraction(1))  # type: ignore[arg-type]
+    assert_guest_rate(c, d, Fraction(1, 2))  # type: ignore[arg-type]
+    # across the change: at most the host time between the reads at rate 1, no jump
+    assert 0 <= c.guest_ns - b.guest_ns <= c.after_ns - b.before_ns + 1_000  # type: ignore[attr-defined]
+    later = run.intervals[run.timestamps[:-1] >= c.guest_ns]  # type: ignore[attr-defined]
+    assert len(later) >= 1, "the guest ended before the change"
+    # the rest of the run in wall time: at least twice its guest time (a rate that did not
+    # apply would take half that); the guest clock read ``c`` came after ``c.before_ns``
+    rest_guest_s = (run.timestamps[-1] - c.guest_ns) / S  # type: ignore[attr-defined]
+    rest_wall_s = run.ended_at - c.before_ns / S  # type: ignore[attr-defined]
+    assert rest_wall_s >= 2 * rest_guest_s * (1 - CLOCK_TOLERANCE), (rest_wall_s, rest_guest_s)
     assert run.totals.rate_changes == 1
 
 
@@ -251,33 +285,44 @@ def test_a_rate_change_mid_run_never_jumps_nor_goes_back(timer: TimerPath) -> No
 @pytest.mark.kvm
 @pytest.mark.parametrize("timer", [TimerPath.PV, TimerPath.LGUEST])
 def test_a_frozen_guest_clock_stands_still(timer: TimerPath) -> None:
-    """100 x 10 ms, frozen ~0.5 s of wall time in the middle: the guest clock moves by far
-    less than that across the freeze, no event lands while frozen, no interval comes near
-    0.5 s, none is early, and the guest finishes."""
+    """100 x 10 ms, frozen >= 0.5 s of wall time in the middle: the guest clock stands
+    still while frozen (two reads 0.4 s apart agree) and moves across the freeze by no
+    more than the host time outside it, no event lands while frozen, none is early, the
+    guest's span of events is its wall time less the freeze, and the guest finishes."""
     interval = 10 * MS
 
     def freeze(machine: GuestMachine) -> dict[str, object]:
         time.sleep(0.3)
-        g0 = guest_now(machine)
+        g0 = bracket(machine)
         machine.freeze()
+        frozen_at = time.monotonic_ns()
         assert machine.frozen and machine.timeline.frozen
         time.sleep(0.1)  # the vCPU has left KVM_RUN by now
         events_a, clock_a = machine.events_recorded, guest_now(machine)
         time.sleep(0.4)
         events_b, clock_b = machine.events_recorded, guest_now(machine)
+        thaw_at = time.monotonic_ns()
         machine.thaw()
-        g1 = guest_now(machine)
-        return {"g": g1 - g0, "events": (events_a, events_b), "clock": (clock_a, clock_b)}
+        g1 = bracket(machine)
+        outside_ns = (frozen_at - g0.before_ns) + (g1.after_ns - thaw_at)
+        return {
+            "g": g1.guest_ns - g0.guest_ns,
+            "outside_ns": outside_ns,
+            "events": (events_a, events_b),
+            "clock": (clock_a, clock_b),
+        }
 
     run = run_guest(GuestConfig(timer=timer, interval_ns=interval, count=100), freeze)
     assert_never_early(run, interval)
     assert len(run.intervals) == 100
-    assert run.extra["clock"][0] == run.extra["clock"][1]  # type: ignore[index]
-    assert run.extra["events"][0] == run.extra["events"][1]  # type: ignore[index]
-    # the guest clock across ~0.5 s of freeze: a few host reads' worth (a 0.5 s jump fails)
-    assert int(run.extra["g"]) < 50 * MS, run.extra["g"]  # type: ignore[call-overload]
-    assert run.intervals.max() < interval + 50 * MS, run.intervals.max()
-    assert run.totals.frozen_ns >= 0.45 * S
+    x = run.extra
+    assert x["clock"][0] == x["clock"][1]  # type: ignore[index]
+    assert x["events"][0] == x["events"][1]  # type: ignore[index]
+    # across the freeze the clock moved only while not frozen (a 0.5 s jump fails)
+    assert 0 <= int(x["g"]) <= int(x["outside_ns"]) * (1 + CLOCK_TOLERANCE) + 1_000, x  # type: ignore[call-overload]
+    assert run.totals.frozen_ns >= 0.5 * S  # the sleeps between freeze and thaw
+    span_ns = int(run.timestamps[-1] - run.timestamps[0])
+    assert span_ns <= (run.ready_to_end_s * S - run.totals.frozen_ns) * (1 + CLOCK_TOLERANCE)
 
 
 @pytest.mark.kvm
@@ -294,31 +339,42 @@ def test_a_lapic_guest_cannot_be_frozen() -> None:
 
 @pytest.mark.kvm
 def test_a_periodic_tick_is_not_caught_up_after_a_freeze() -> None:
-    """HZ 1000 (1 ms ticks) frozen for ~150 periods: while frozen no tick comes, after the
-    thaw the ticks come at the period's rate (a catch-up burst would add ~150 at once),
-    and the device counts no ~150 overruns (a frozen clock misses nothing)."""
-    period_s = 0.001
-    window_s = 0.1
+    """HZ 1000 (1 ms ticks) frozen for >= 150 periods: while frozen no tick comes and
+    no expiry or overrun is counted (a frozen clock misses nothing); after the thaw, over
+    a window, every period the tick grid advanced is one expiry or one counted overrun,
+    and no more expiries come than the window holds periods (a catch-up burst of the
+    ~150 frozen periods would), whatever the host's load."""
+
+    def counts(machine: GuestMachine) -> tuple[int, int, int, int]:
+        """(interrupts, expiries, overruns, next tick), read until two reads agree (the
+        timer thread updates them one after another)."""
+        device = lguest_device(machine).clockevent
+        previous = None
+        while True:
+            now = (
+                int(machine.shared.irq_count),
+                device.stats.expiries,
+                device.stats.overruns,
+                int(device.next_event_ns or 0),
+            )
+            if now == previous:
+                return now
+            previous = now
 
     def freeze(machine: GuestMachine) -> dict[str, object]:
-        device = lguest_device(machine).clockevent
         time.sleep(0.2)
-        overruns0 = device.stats.overruns
         machine.freeze()
         time.sleep(0.02)
-        irq_frozen = int(machine.shared.irq_count)
+        frozen_a = counts(machine)
         time.sleep(0.15)
-        irq_frozen_end = int(machine.shared.irq_count)
+        frozen_b = counts(machine)
         machine.thaw()
-        t_thaw, irq_thaw = time.monotonic(), int(machine.shared.irq_count)
-        time.sleep(window_s)
-        t1, irq1 = time.monotonic(), int(machine.shared.irq_count)
-        return {
-            "frozen": irq_frozen_end - irq_frozen,
-            "after": irq1 - irq_thaw,
-            "expected": (t1 - t_thaw) / period_s,
-            "overruns": device.stats.overruns - overruns0,
-        }
+        t0 = time.monotonic_ns()  # before the first counter read: the window only grows
+        start = counts(machine)
+        time.sleep(0.1)
+        end = counts(machine)
+        t1 = time.monotonic_ns()
+        return {"frozen": (frozen_a, frozen_b), "start": start, "end": end, "host_ns": t1 - t0}
 
     config = GuestConfig(
         timer=TimerPath.LGUEST, mode=TickMode.PERIODIC, hz=1000, interval_ns=5 * MS, count=120
@@ -326,12 +382,12 @@ def test_a_periodic_tick_is_not_caught_up_after_a_freeze() -> None:
     run = run_guest(config, freeze)
     assert_never_early(run, 5 * MS)
     x = run.extra
-    assert x["frozen"] == 0, x
-    # ticks over the window after the thaw: about the period's count (±30 for a busy host;
-    # a burst of the ~150 frozen periods could not fit)
-    assert float(x["after"]) <= float(x["expected"]) + 30, x  # type: ignore[arg-type]
-    assert float(x["after"]) >= float(x["expected"]) * 0.5, x  # type: ignore[arg-type]
-    assert int(x["overruns"]) < 30, x  # type: ignore[call-overload]
+    frozen_a, frozen_b = x["frozen"]  # type: ignore[misc]
+    assert frozen_a == frozen_b, x  # no interrupt, expiry, overrun or grid move while frozen
+    irqs, expiries, overruns, grid_ns = (e - s for s, e in zip(x["start"], x["end"], strict=True))  # type: ignore[call-overload]
+    assert grid_ns % MS == 0 and expiries + overruns == grid_ns // MS, x
+    assert expiries <= int(x["host_ns"]) * (1 + CLOCK_TOLERANCE) / MS + 1, x  # type: ignore[call-overload]
+    assert irqs <= expiries + 1, x  # one interrupt per expiry at most (one may be pending)
 
 
 # --- 10. the idle warp ------------------------------------------------------------------------
@@ -340,21 +396,24 @@ def test_a_periodic_tick_is_not_caught_up_after_a_freeze() -> None:
 @pytest.mark.kvm
 @pytest.mark.parametrize("timer", [TimerPath.PV, TimerPath.LGUEST])
 def test_warp_skips_idle_time(timer: TimerPath) -> None:
-    """50 x 1 s with --warp-idle: 50 s of guest time in well under 10 s of wall time, no event
-    early, every event on its deadline, and the note says how much was warped."""
+    """50 x 1 s with --warp-idle: at least 50 s of guest time, no event early, each
+    deadline reached by one warp, and the note says how much was warped: the guest time
+    not warped over is at most the wall time the run took (the clock runs at 1 otherwise),
+    so the warps account for the rest."""
     spec = MeasureSpec(timer=timer, interval_ns=S, count=50, warp_idle=True)
-    t0 = time.monotonic()
     record = measure(spec)
-    wall_s = time.monotonic() - t0
-    assert wall_s < 10, wall_s
     assert record.lateness.early_count == 0
-    assert min(record.intervals_ns) >= S
-    assert max(record.intervals_ns) < S + 10 * MS, max(record.intervals_ns)
+    assert len(record.intervals_ns) == 50 and min(record.intervals_ns) >= S
     (note,) = [n for n in record.notes if n.startswith("time: ")]
-    assert "warped" in note, note
-    m = re.match(r"time: ([0-9.]+) s of guest time in ([0-9.]+) s of wall time", note)
+    m = re.match(
+        r"time: ([0-9.]+) s of guest time in ([0-9.]+) s of wall time.*"
+        r"warped over ([0-9.]+) s of idle guest time in ([0-9]+) warps",
+        note,
+    )
     assert m is not None, note
-    assert float(m.group(1)) >= 50 and float(m.group(2)) < 10, note
+    guest_s, wall_s, warped_s, warps = (float(g) for g in m.groups())
+    assert guest_s >= 50 and warps == 50, note  # each deadline reached by one warp
+    assert warped_s > 0 and guest_s - warped_s <= wall_s + 0.002, note  # 3 decimals each
 
 
 @pytest.mark.kvm
@@ -363,8 +422,8 @@ def test_a_warped_guest_that_blocked_while_frozen_warps_at_the_thaw(timer: Timer
     """The group's clock frozen for 50 ms (``Timeline.freeze``: what a group's clock gets
     when one of its guests is frozen, whose vCPUs the others' freeze does not pause) while
     a 200 x 1 s warped guest runs on: it blocks meanwhile, and the thaw must warp it (it
-    is all idle). Without that it sits out its 1 s wait in wall time: the run takes over
-    a second instead of ~30 ms plus the freeze."""
+    is all idle). Without that it sits out its 1 s wait in wall time, and that deadline
+    is reached without a warp."""
 
     def freeze(machine: GuestMachine) -> dict[str, object]:
         end = time.monotonic() + 10
@@ -381,10 +440,9 @@ def test_a_warped_guest_that_blocked_while_frozen_warps_at_the_thaw(timer: Timer
     run = run_guest(config, freeze)
     assert_never_early(run, S)
     assert run.extra["events"] < 200 and run.extra["blocked"], run.extra  # type: ignore[operator]
-    assert run.ready_to_end_s < 0.05 + 0.5, (
-        f"a 200 x 1 s warped run frozen 50 ms took {run.ready_to_end_s:.3f} s of wall time "
-        "(a thawed all-idle guest waited for its timer in wall time instead of warping)"
-    )
+    # one warp per deadline: a thawed all-idle guest that waited for its timer in wall
+    # time instead of warping would reach one deadline without a warp
+    assert run.totals.warps == 200, run.totals
 
 
 # --- 11. Ctrl-Z -------------------------------------------------------------------------------
@@ -398,8 +456,8 @@ def _state(pid: int) -> str:
 @pytest.mark.kvm
 def test_ctrl_z_freezes_guest_time(tmp_path: Path) -> None:
     """A measuring ``tickless`` gets SIGTSTP once under way, stays stopped ~1 s, then
-    SIGCONT: it finishes, nothing is early, no interval comes near 1 s (guest time stood
-    still), and its record says it was frozen."""
+    SIGCONT: it finishes, nothing is early, its record says it was frozen, and the
+    freeze is not in its guest time."""
     out = tmp_path / "r.json"
     args = ["measure", "--interval", "50ms", "--count", "40", "--json", str(out)]
     proc = subprocess.Popen(
@@ -438,7 +496,11 @@ def test_ctrl_z_freezes_guest_time(tmp_path: Path) -> None:
     intervals = record["intervals_ns"]
     assert len(intervals) == 40
     assert min(intervals) >= 50 * MS
-    assert max(intervals) < 50 * MS + 100 * MS, max(intervals)  # a 1 s stop would show
     (note,) = [n for n in record["notes"] if n.startswith("time: ")]
-    m = re.search(r"frozen for ([0-9.]+) s", note)
-    assert m is not None and float(m.group(1)) >= 0.9, note
+    m = re.search(r"time: ([0-9.]+) s of guest time in ([0-9.]+) s of wall time", note)
+    frozen = re.search(r"frozen for ([0-9.]+) s", note)
+    assert m is not None and frozen is not None, note
+    guest_s, wall_s, frozen_s = float(m.group(1)), float(m.group(2)), float(frozen.group(1))
+    assert frozen_s >= 1.0, note  # stopped for at least the test's 1 s sleep
+    # the stop is not guest time: guest time is the wall time less the freeze (3 decimals)
+    assert guest_s <= wall_s - frozen_s + 0.002, note

@@ -3,8 +3,6 @@ idle guest halted for long, or a busy one that makes progress, is left alone."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from tickless.devices.config import GuestConfig
@@ -82,16 +80,17 @@ def test_a_half_busy_spinner_at_the_threshold() -> None:
 @pytest.mark.kvm
 @pytest.mark.parametrize("scenario", [Scenario.RUNAWAY_RING3, Scenario.RUNAWAY_RING0])
 def test_real_runaway_guests_are_stopped_and_the_host_goes_on(scenario: Scenario) -> None:
+    """A real runaway is stopped by the watchdog (how soon is the fake clock's business,
+    above: here the wait is only a generous bound on a failing test), the idle guest
+    beside it is not, and the host boots and runs another guest after."""
     with VmmHost(watchdog_s=1.0) as host:
         idle = host.boot(GuestConfig(scenario=Scenario.IDLE, duration_ns=4 * SECOND_NS))
         idle.start()
-        t0 = time.monotonic()
         runaway = host.boot(GuestConfig(scenario=scenario))
         runaway.start()
-        assert runaway.join(10), "the runaway guest was not stopped"
-        assert time.monotonic() - t0 < 5
+        assert runaway.join(120), "the runaway guest was not stopped"
         assert runaway.outcome.reason.startswith("watchdog: no progress")
-        assert idle.join(10) and idle.outcome.ok, idle.outcome.reason  # halted, not runaway
+        assert idle.join(120) and idle.outcome.ok, idle.outcome.reason  # halted, not runaway
         good = host.boot(GuestConfig(interval_ns=100_000, count=50))
         good.start()
-        assert good.join(10) and good.outcome.ok, good.outcome.reason
+        assert good.join(120) and good.outcome.ok, good.outcome.reason

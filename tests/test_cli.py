@@ -86,13 +86,16 @@ def test_idle_counts_host_wakeups(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data["kind"] == "idle"
-    # 3 guests x 250 HZ: at most one host timer expiry a period each (+1 at the window's
-    # edge), more than three tickless guests' 1 s and 4 s timers could ask for, and each
-    # expiry one injection. (How close to 750 a second it gets is a figure.)
-    window_s, expiries = data["duration_s"], data["host_timer_expiries"]
-    assert 3 * 2 * window_s + 3 < expiries <= 3 * 250 * window_s * 1.005 + 3, data
+    # Up to 3 guests x 250 HZ (a loaded host's ramp may stop before the third): at most
+    # one host timer expiry a period each (+1 at the window's edge), more than tickless
+    # guests' 1 s and 4 s timers could ask for, each expiry one injection, and no guest
+    # interrupt without one (+1 a guest: one in flight as the window closes). How close
+    # to 750 a second it gets is a figure (benchmarks/host_figures.py).
+    n, window_s, expiries = data["guests"], data["duration_s"], data["host_timer_expiries"]
+    assert 1 <= n <= 3 and len(data["per_guest"]) == n, data
+    assert n * 2 * window_s + n < expiries <= n * 250 * window_s * 1.005 + n, data
     assert data["injections"] == expiries, data
-    assert sum(g["timer_interrupts"] for g in data["per_guest"]) <= expiries, data
+    assert sum(g["timer_interrupts"] for g in data["per_guest"]) <= expiries + n, data
 
 
 @pytest.mark.kvm

@@ -28,7 +28,7 @@ from tickless.devices.pv_deadline import PvDeadlineDevice
 from tickless.devices.results import ResultsDevice
 from tickless.errors import InputError
 from tickless.guest import abi
-from tickless.host.cputime import thread_cpu_ns
+from tickless.host.cputime import thread_busy_ns, thread_cpu_ns
 from tickless.host.deadline_loop import DeadlineLoop
 from tickless.host.realtime import apply_to_current_thread
 from tickless.host.tsc import rdtsc
@@ -315,6 +315,12 @@ class GuestMachine:
         if not self.running:
             return self.outcome.vcpu_cpu_ns
         return thread_cpu_ns(self._vcpu_native_id)
+
+    def vcpu_busy_ns(self) -> int:
+        """Time the boot vCPU's thread was on a CPU or waiting for one (0 once ended)."""
+        if self._vcpu_native_id is None or not self.running:
+            return 0
+        return thread_busy_ns(self._vcpu_native_id)
 
     def _vcpu_thread(self) -> None:
         try:

@@ -36,7 +36,7 @@ def pair(tmp: Path) -> tuple[float, float, float]:
     record, profile = tmp / "run.json", tmp / "kvm-here.json"
     write_json_atomic(record, to_json_dict(fitted))
     cmd = [sys.executable, "-m", "tickless", "sim", "fit", str(record), "--name", "kvm-here"]
-    subprocess.run([*cmd, "--out", str(profile)], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([*cmd, "--out", str(profile)], check=True, capture_output=True)
     predicted = run(PREDICT_NS, backend="sim", platform=str(profile))
     return fitted.stats.mean_ns, real.stats.mean_ns, predicted.stats.mean_ns
 

@@ -25,7 +25,7 @@ class FakeMachine:
     def activity(self) -> bytes:
         return self.counter.to_bytes(8, "little")
 
-    def vcpu_cpu_ns(self) -> int:
+    def vcpu_busy_ns(self) -> int:
         return self.cpu_ns
 
     def request_stop(self, reason: str) -> None:

@@ -17,6 +17,18 @@ def thread_cpu_ns(native_id: int) -> int:
         return 0
 
 
+def thread_busy_ns(native_id: int) -> int:
+    """Time one thread of this process was on a CPU or runnable, waiting for one: what a
+    thread that never sleeps accrues at the wall clock's pace however loaded the host is
+    (on-CPU time alone shrinks with the load)."""
+    try:
+        with open(f"/proc/self/task/{native_id}/schedstat") as f:
+            on_cpu, waiting = f.read().split()[:2]
+        return int(on_cpu) + int(waiting)
+    except (OSError, ValueError):
+        return 0
+
+
 def process_cpu_s() -> float:
     """User and system CPU of the whole process (every thread, the timer thread included)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)

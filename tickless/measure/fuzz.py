@@ -211,7 +211,7 @@ class _Runner:
     def supervise(self, machine: GuestMachine, first: int) -> None:
         """Wait for the guest to stop; stop it ourselves (a hang) if the watchdog did not."""
         limit_s = WATCHDOG_S * 1.25 + HANG_MARGIN_S
-        last_call, since, cpu_since = first, time.monotonic(), machine.vcpu_cpu_ns()
+        last_call, since, cpu_since = first, time.monotonic(), machine.vcpu_busy_ns()
         while machine.running:
             machine.join(POLL_S)
             if self.stop.signum is not None and machine.running:
@@ -221,9 +221,9 @@ class _Runner:
             call, now = int(machine.shared.fuzz_call), time.monotonic()
             self.progress(min(call, self.spec.calls))
             if call != last_call:
-                last_call, since, cpu_since = call, now, machine.vcpu_cpu_ns()
+                last_call, since, cpu_since = call, now, machine.vcpu_busy_ns()
             elif now - since > limit_s and machine.running:
-                busy = (machine.vcpu_cpu_ns() - cpu_since) / 1e9 / (now - since)
+                busy = (machine.vcpu_busy_ns() - cpu_since) / 1e9 / (now - since)
                 what = "busy" if busy >= 0.5 else "halted"
                 detail = f"call {call}: no progress for {now - since:.1f} s while {what}"
                 if busy >= 0.5:  # a runaway the watchdog should have stopped

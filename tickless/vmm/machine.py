@@ -22,7 +22,7 @@ from tickless.devices.lookup import MachineDevices
 from tickless.devices.memory import GuestMemory
 from tickless.errors import InputError, KvmError
 from tickless.guest import abi
-from tickless.host.cputime import thread_cpu_ns
+from tickless.host.cputime import thread_busy_ns, thread_cpu_ns
 from tickless.host.deadline_loop import DeadlineLoop
 from tickless.host.realtime import apply_to_current_thread
 from tickless.host.tsc import rdtsc
@@ -279,6 +279,12 @@ class GuestMachine(MachineDevices):
         if not self.running:
             return self.outcome.vcpu_cpu_ns
         return thread_cpu_ns(self._vcpu_native_id)
+
+    def vcpu_busy_ns(self) -> int:
+        """Time the boot vCPU's thread was on a CPU or waiting for one (0 once ended)."""
+        if self._vcpu_native_id is None or not self.running:
+            return 0
+        return thread_busy_ns(self._vcpu_native_id)
 
     def _vcpu_thread(self) -> None:
         try:

@@ -5,9 +5,10 @@ a change in the counters it writes in the shared page (an interrupt the host inj
 the guest's doing: a guest looping with interrupts off still gets them injected). A
 guest that idles in HLT shows none of that either, for as long as its next timer is far
 off, but it costs no CPU; so the rule is both: no progress *and* its vCPU thread busy for
-at least ``BUSY_FRACTION`` of ``bound_s``. That is a runaway loop, in ring 3 or in ring 0
-with interrupts off, and it is stopped within ``bound_s`` plus one check period (a quarter
-of the bound). The host process and its other guests go on.
+at least ``BUSY_FRACTION`` of ``bound_s``, busy meaning on a CPU or runnable, waiting for
+one (a runaway on a loaded host gets less CPU, but never sleeps). That is a runaway loop,
+in ring 3 or in ring 0 with interrupts off, and it is stopped within ``bound_s`` plus one
+check period (a quarter of the bound). The host process and its other guests go on.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 DEFAULT_BOUND_S = 5.0
-BUSY_FRACTION = 0.5  # of the bound: a halted guest's vCPU thread uses ~none
+BUSY_FRACTION = 0.5  # of the bound: a halted guest's vCPU thread sleeps, ~never busy
 
 
 class Watched(Protocol):
@@ -36,7 +37,8 @@ class Watched(Protocol):
 
     def activity(self) -> bytes: ...
 
-    def vcpu_cpu_ns(self) -> int: ...
+    def vcpu_busy_ns(self) -> int:
+        """Time the vCPU thread was on a CPU or runnable (``thread_busy_ns``)."""
 
     def request_stop(self, reason: str) -> None: ...
 
@@ -94,11 +96,11 @@ class Watchdog:
             activity = machine.activity()
             seen = self._seen.get(id(machine))
             if seen is None or seen.activity != activity:
-                # The vCPU's CPU time is read only once it stops showing progress: with a
+                # The vCPU's busy time is read only once it stops showing progress: with a
                 # thousand guests, a system call per guest per check is most of the cost.
                 self._seen[id(machine)] = _Seen(activity, now, -1)
                 continue
-            cpu_ns = machine.vcpu_cpu_ns()
+            cpu_ns = machine.vcpu_busy_ns()
             if seen.cpu_ns < 0:
                 seen.cpu_ns = cpu_ns
                 continue

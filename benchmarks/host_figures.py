@@ -19,6 +19,7 @@ import numpy as np
 
 from tickless.axes import TickMode
 from tickless.backends import measure
+from tickless.devices.config import GuestConfig
 from tickless.guest.abi import Scenario
 from tickless.host.load import HostCpuLoad
 from tickless.measure.cron import run_cron
@@ -26,7 +27,6 @@ from tickless.measure.idle import run_idle
 from tickless.results.cron import CronSpec
 from tickless.results.idle import IdleSpec
 from tickless.results.spec import MeasureSpec
-from tickless.vmm.config import GuestConfig
 from tickless.vmm.host import VmmHost
 
 S = 1_000_000_000

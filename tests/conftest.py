@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 
 import pytest
 
@@ -24,6 +25,15 @@ def _require_kvm() -> None:
     if os.environ.get("TICKLESS_REQUIRE_KVM") == "1":
         pytest.fail(f"TICKLESS_REQUIRE_KVM=1 but KVM is unusable: {problem}")
     pytest.skip(problem)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A suite started in the background by a non-interactive shell (``bash -c '...' &``)
+    inherits SIGINT ignored, and Python then installs no Ctrl-C handler: the tests of
+    Ctrl-C would see nothing. Give this process, and through it every ``tickless`` it
+    starts (a handler resets to the default across exec), the ordinary Ctrl-C."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

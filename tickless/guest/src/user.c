@@ -205,17 +205,20 @@ static uint64_t precise_wait(uint64_t deadline, uint64_t *tsc, uint64_t *arrival
     SHARED->precise_deadline_ns = deadline;
     uint64_t now = clock_ns();
     *arrival = 0;
+    int by_irq = 0;
     if (deadline > now && deadline - now > BOOT->spin_threshold_ns) {
         uint64_t seen = SHARED->precise_irq_count;
+        /* -ETIME: the deadline passed before the host saw it (this vCPU was preempted) */
         if (hypercall(HYPERCALL_SET_PRECISE, deadline, 0) == 0) {
             wait_irq(&SHARED->precise_irq_count, seen);
             now = *arrival = clock_ns();
             SHARED->precise_margin_ns = deadline - now; /* < 0: the interrupt came late */
             SHARED->precise_irq_events++;
+            by_irq = 1;
         }
-    } else {
-        SHARED->precise_spin_events++;
     }
+    if (!by_irq) /* spun to (or already past) without an interrupt */
+        SHARED->precise_spin_events++;
     uint64_t gap;
     uint64_t t = spin_to(deadline, tsc, &gap);
     SHARED->spin_ns += t - now;

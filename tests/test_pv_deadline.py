@@ -292,7 +292,10 @@ def test_a_real_guest_re_arms_without_exits() -> None:
     kicks = int(note.split("the guest kicked the host ")[1].split(" ")[0])
     assert pv.host.hypercalls == 1, pv.host  # DONE only
     assert pv.host.exits == kicks + 1, (pv.host, note)
-    assert pv.host.injections == pv.host.timer_events == 300, pv.host
+    # an interrupt fired for every event reached through one (a guest running late may
+    # reach a near deadline by spinning alone, without one)
+    assert pv.interrupt_lateness is not None
+    assert pv.host.injections == pv.host.timer_events >= pv.interrupt_lateness.count >= 1
     assert lguest.host.hypercalls == lguest.host.exits == 301, lguest.host
     assert pv.lateness.early_count == lguest.lateness.early_count == 0
 
@@ -318,4 +321,7 @@ def test_several_guests_measure_together() -> None:
     assert [row.name for row in record.guest_rows] == ["guest0", "guest1", "guest2"]
     assert all(row.events == 100 and row.early_count == 0 for row in record.guest_rows)
     assert record.stats.count == 300
-    assert record.host.timer_events >= 300
+    # each event reached through an interrupt had one fired for it; a late-running guest
+    # may reach a near deadline by spinning alone, so not every event has one
+    assert record.interrupt_lateness is not None
+    assert record.host.timer_events >= record.interrupt_lateness.count >= 1

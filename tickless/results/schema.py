@@ -78,7 +78,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -90,6 +89,11 @@ from tickless.axes import Advance, Backend, Method, TickMode, choices
 from tickless.errors import TicklessError
 from tickless.jsonfields import StrictReader, json_type, read_json_file
 from tickless.results.breakdown import Breakdown, GuestRow, breakdown_from_json, breakdown_to_json
+from tickless.results.host_counts import (
+    HostCounts,
+    host_counts_from_json,
+    host_counts_to_json,
+)
 from tickless.results.interrupts import (
     InterruptLateness,
     SpinCost,
@@ -130,35 +134,6 @@ ADVANCES = tuple(choices(Advance))
 
 class SchemaError(TicklessError, ValueError):
     """A result file or record that cannot be read; the message is one line naming the problem."""
-
-
-def _rate(count: int, duration_s: float) -> float:
-    return count / duration_s if duration_s > 0 else 0.0
-
-
-@dataclass
-class HostCounts:
-    """What the host paid for the guest's timer: the cost side of precision."""
-
-    exits: int
-    hypercalls: int
-    injections: int
-    wakeups: int
-    timer_events: int
-    duration_s: float
-    cpu_s: float
-
-    @property
-    def wakeups_per_s(self) -> float:
-        return _rate(self.wakeups, self.duration_s)
-
-    @property
-    def timer_events_per_s(self) -> float:
-        return _rate(self.timer_events, self.duration_s)
-
-    @property
-    def injections_per_s(self) -> float:
-        return _rate(self.injections, self.duration_s)
 
 
 def _now_utc() -> str:
@@ -256,18 +231,7 @@ def to_json_dict(record: ResultRecord) -> dict[str, Any]:
             "max_ns": late.max_ns,
             "early_count": late.early_count,
         },
-        "host": {
-            "exits": host.exits,
-            "hypercalls": host.hypercalls,
-            "injections": host.injections,
-            "wakeups": host.wakeups,
-            "timer_events": host.timer_events,
-            "duration_s": host.duration_s,
-            "cpu_s": host.cpu_s,
-            "wakeups_per_s": host.wakeups_per_s,
-            "timer_events_per_s": host.timer_events_per_s,
-            "injections_per_s": host.injections_per_s,
-        },
+        "host": host_counts_to_json(host),
         "machine": dict(record.machine),
         "notes": list(record.notes),
         "created_utc": record.created_utc,
@@ -292,13 +256,6 @@ def _reader(obj: Any) -> StrictReader:
     return StrictReader(obj, SchemaError, format_name="the schema")
 
 
-def _check_rate(reader: StrictReader, key: str, expected: float) -> None:
-    """Stored rates are derived; refuse a file whose rate disagrees rather than silently fix it."""
-    stored = reader.float_(key)
-    if not math.isclose(stored, expected, rel_tol=1e-9, abs_tol=1e-9):
-        raise reader.fail(key, f"is {stored} but the counts give {expected}")
-
-
 def _iso8601(reader: StrictReader, key: str) -> str:
     value = reader.str_(key)
     try:
@@ -306,24 +263,6 @@ def _iso8601(reader: StrictReader, key: str) -> str:
     except ValueError:
         raise reader.fail(key, f"must be an ISO 8601 time, got {value!r}") from None
     return value
-
-
-def _host_counts(top: StrictReader) -> HostCounts:
-    h = top.object_("host")
-    host = HostCounts(
-        exits=h.int_("exits"),
-        hypercalls=h.int_("hypercalls"),
-        injections=h.int_("injections"),
-        wakeups=h.int_("wakeups"),
-        timer_events=h.int_("timer_events"),
-        duration_s=h.float_("duration_s"),
-        cpu_s=h.float_("cpu_s"),
-    )
-    _check_rate(h, "wakeups_per_s", host.wakeups_per_s)
-    _check_rate(h, "timer_events_per_s", host.timer_events_per_s)
-    _check_rate(h, "injections_per_s", host.injections_per_s)
-    h.check_no_extra()
-    return host
 
 
 def from_json_dict(d: Any) -> ResultRecord:
@@ -338,7 +277,7 @@ def from_json_dict(d: Any) -> ResultRecord:
             f"{', '.join(map(str, READABLE_VERSIONS))}"
         )
 
-    stats, lateness, host = read_interval_stats(top), read_lateness(top), _host_counts(top)
+    stats, lateness, host = read_interval_stats(top), read_lateness(top), host_counts_from_json(top)
     record = ResultRecord(
         backend=top.str_("backend", BACKENDS),
         timer=top.str_("timer"),

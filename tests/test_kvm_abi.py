@@ -498,3 +498,24 @@ def test_long_mode_sregs() -> None:
     assert (sregs.tr.base, sregs.tr.limit) == (LAYOUT.tss, tss_limit(LAYOUT))
     assert (sregs.tr.selector, sregs.tr.type, sregs.tr.present) == (guest_abi.TSS_SEL, 11, 1)
     assert (sregs.gdt.base, sregs.gdt.limit) == (LAYOUT.gdt, 7 * 8 - 1)
+
+
+def test_page_tables_map_one_uncached_mmio_page_high() -> None:
+    """The small guest's IOAPIC/HPET page: PDPT[3] -> its own PD, whose entry for 0xFEC00000
+    maps that 2 MiB page uncached; a page that is not 2 MiB aligned is refused."""
+    from dataclasses import replace
+
+    from tickless.kvm.longmode import PTE_PCD, PTE_PWT
+
+    layout = replace(LAYOUT, mmio_page=(guest_abi.PD_HIGH_GPA, guest_abi.IOAPIC_GPA))
+    tables = page_tables(layout)
+    flags = PTE_PRESENT | PTE_WRITE | PTE_USER
+    pdpt = struct.unpack(f"<{len(tables[LAYOUT.pdpt]) // 8}Q", tables[LAYOUT.pdpt])
+    assert pdpt == (LAYOUT.pd | flags, 0, 0, guest_abi.PD_HIGH_GPA | flags)
+    high = tables[guest_abi.PD_HIGH_GPA]
+    entries = struct.unpack(f"<{len(high) // 8}Q", high)
+    index = (guest_abi.HPET_GPA - 3 * (1 << 30)) // HUGE_PAGE  # the HPET shares the page
+    assert entries[index] == guest_abi.IOAPIC_GPA | flags | PTE_HUGE | PTE_PCD | PTE_PWT
+    assert not any(entries[:index])
+    with pytest.raises(ValueError, match="2 MiB page"):
+        page_tables(replace(LAYOUT, mmio_page=(guest_abi.PD_HIGH_GPA, 0xFED00000)))

@@ -25,6 +25,13 @@ class TimerPath(StrEnum):
     LAPIC = "lapic"  # KVM's in-kernel LAPIC timer, TSC-deadline mode (the paper's "KVM")
     PRECISE = "precise"  # the dedicated precise channel
     HOST = "host"  # the same method on the host itself: the floor
+    # The timer zoo a PC guest has, emulated by tickless on the group's timeline:
+    HPET = "hpet"  # IA-PC HPET 1.0a at 0xFED00000: a comparator per event
+    PIT = "pit"  # i8254 channel 0 on ISA IRQ 0 (ports 0x40-0x43, gate at 0x61)
+    RTC = "rtc"  # MC146818 CMOS RTC's periodic interrupt on ISA IRQ 8 (ports 0x70-0x71)
+
+
+ZOO_TIMERS = frozenset({TimerPath.HPET, TimerPath.PIT, TimerPath.RTC})
 
 
 def check_dilation(timer: TimerPath, rate: Fraction) -> None:

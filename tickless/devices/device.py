@@ -91,6 +91,14 @@ class MachineContext:
             self.vm.pulse_irq(gsi)
 
 
+    def raise_gsi(self, gsi: int) -> None:
+        """An edge on IOAPIC pin ``gsi``: how the timer zoo's chips interrupt (ISA IRQ n is
+        GSI n). The guest routes the pin to a vector (the small guest's kernel does it at
+        boot, as firmware would; Linux from the MP table or ACPI's MADT)."""
+        self.injections += 1
+        self.vm.pulse_irq(gsi)
+
+
 class Device:
     """One device of a machine. ``start`` runs just before the vCPU does, ``stop`` once it
     has stopped (cancel host timers there: the guest is gone)."""

@@ -45,6 +45,7 @@ BOOT_MAGIC = 0x7469636B6C657373  # "tickless"
 PML4_GPA = 0x1000
 PDPT_GPA = 0x2000
 PD_GPA = 0x3000
+PD_HIGH_GPA = 0x11000  # maps the 2 MiB page at IOAPIC_GPA (IOAPIC, HPET), uncached
 GDT_GPA = 0x4000
 TSS_GPA = 0x4100  # 104 bytes + I/O bitmap up to HYPERCALL_PORT, below 0x5000
 BOOT_GPA = 0x5000  # struct tickless_boot: host -> guest parameters
@@ -98,6 +99,22 @@ PRECISE_VECTOR = 0xF0  # the dedicated precise timer channel: highest priority c
 TIMER_VECTOR = 0xE0  # the PV clock-event device
 LAPIC_TIMER_VECTOR = 0xE1  # KVM's in-kernel LAPIC timer, TSC-deadline mode
 IO_VECTOR = 0x60  # device interrupts (I/O load)
+# The timer zoo's interrupts on the small guest (its kernel routes each GSI in the IOAPIC):
+HPET_VECTOR = 0xE2
+PIT_VECTOR = 0xE3  # GSI 0: ISA IRQ 0 (ISA IRQ n is GSI n: no overrides, MP table and MADT)
+RTC_VECTOR = 0xE4  # GSI 8: ISA IRQ 8
+PIT_GSI = 0
+RTC_GSI = 8
+# --- platform MMIO ------------------------------------------------------------------------
+IOAPIC_GPA = 0xFEC0_0000  # KVM's in-kernel IOAPIC
+HPET_GPA = 0xFED0_0000  # the HPET's 1 KiB register block
+HPET_MMIO_BYTES = 0x400
+# --- legacy ports of the timer zoo ----------------------------------------------------------
+PIT_PORT = 0x40  # channels 0-2 at 0x40-0x42, mode/command at 0x43
+PIT_PORTS = 4
+PIT_GATE_PORT = 0x61  # NMI status and control: channel 2's gate (bit 0) and output (bit 5)
+RTC_PORT = 0x70  # index (bit 7: NMI mask), data at 0x71
+RTC_PORTS = 2
 SPURIOUS_VECTOR = 0xFF
 
 # --- RFLAGS the guest runs ring 3 with -------------------------------------------------------
@@ -116,6 +133,10 @@ MSR_TSC_DEADLINE = 0x6E0
 MSR_X2APIC_EOI = 0x80B
 MSR_X2APIC_SVR = 0x80F
 MSR_X2APIC_LVT_TIMER = 0x832
+MSR_X2APIC_LVT_LINT0 = 0x835  # where the PIC's ExtINT would arrive (masked: no PIC here)
+APIC_LVT_MASKED = 1 << 16
+IOAPIC_IOWIN_OFFSET = 0x10
+IOAPIC_REDIRECTION_BASE = 0x10  # register index of GSI 0's low half; two per GSI
 LVT_TSC_DEADLINE_MODE = 2 << 17
 
 # --- clock-event device limits -------------------------------------------------------------

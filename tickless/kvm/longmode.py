@@ -16,7 +16,9 @@ CR4_PAE, CR4_OSFXSR, CR4_OSXMMEXCPT = 1 << 5, 1 << 9, 1 << 10
 EFER_LME, EFER_LMA = 1 << 8, 1 << 10
 
 PTE_PRESENT, PTE_WRITE, PTE_USER, PTE_HUGE = 1 << 0, 1 << 1, 1 << 2, 1 << 7
+PTE_PWT, PTE_PCD = 1 << 3, 1 << 4
 HUGE_PAGE = 2 << 20
+GIB = 1 << 30
 
 GDT_KERNEL_CODE = 0x00AF9A000000FFFF
 GDT_KERNEL_DATA = 0x00CF92000000FFFF
@@ -36,19 +38,33 @@ class LongModeLayout:
     kernel_stack_top: int
     user_ports: tuple[int, ...]  # I/O ports ring 3 may use (TSS I/O permission bitmap)
     selectors: tuple[int, int, int, int, int]  # kernel cs, kernel ds, user ds, user cs, tss
+    # One more 2 MiB page, uncached, above the first GiB: (its page directory, its address).
+    # The small guest's platform MMIO (IOAPIC and HPET share the page at 0xFEC00000).
+    mmio_page: tuple[int, int] | None = None
 
 
 def page_tables(layout: LongModeLayout) -> dict[int, bytes]:
     """Identity map of the first 1 GiB in 2 MiB pages, user-accessible (ring 3 runs there).
 
     Only the guest's memory slots are backed; an access elsewhere in this map reaches the
-    host as an MMIO exit, which is how a wild write is caught.
+    host as an MMIO exit, which is how a wild write is caught. ``layout.mmio_page`` adds one
+    uncached 2 MiB page in a higher GiB (a device's registers, read from ring 3 too).
     """
     flags = PTE_PRESENT | PTE_WRITE | PTE_USER
     pml4 = struct.pack("<Q", layout.pdpt | flags)
-    pdpt = struct.pack("<Q", layout.pd | flags)
+    pdpt_entries = [layout.pd | flags]
     pd = b"".join(struct.pack("<Q", i * HUGE_PAGE | flags | PTE_HUGE) for i in range(512))
-    return {layout.pml4: pml4, layout.pdpt: pdpt, layout.pd: pd}
+    tables = {layout.pml4: pml4, layout.pd: pd}
+    if layout.mmio_page is not None:
+        pd_high, gpa = layout.mmio_page
+        gib, index = divmod(gpa, GIB)
+        if gpa % HUGE_PAGE or not 0 < gib < 4:
+            raise ValueError(f"an MMIO page at {gpa:#x} is not a 2 MiB page in GiB 1-3")
+        pdpt_entries += [0] * (gib - 1) + [pd_high | flags]
+        entry = gpa | flags | PTE_HUGE | PTE_PCD | PTE_PWT
+        tables[pd_high] = struct.pack("<Q", entry).rjust((index // HUGE_PAGE + 1) * 8, b"\0")
+    tables[layout.pdpt] = b"".join(struct.pack("<Q", e) for e in pdpt_entries)
+    return tables
 
 
 TSS_BASE_BYTES = 104

@@ -109,8 +109,16 @@ SMALL_GUEST_LONG_MODE = LongModeLayout(
     gdt=abi.GDT_GPA,
     tss=abi.TSS_GPA,
     kernel_stack_top=abi.KERNEL_STACK_TOP,
-    user_ports=(abi.CONSOLE_PORT, abi.HYPERCALL_PORT, abi.PV_KICK_PORT),
+    user_ports=(
+        abi.CONSOLE_PORT,
+        abi.HYPERCALL_PORT,
+        abi.PV_KICK_PORT,
+        *range(abi.PIT_PORT, abi.PIT_PORT + abi.PIT_PORTS),  # the timer zoo, from ring 3
+        abi.PIT_GATE_PORT,
+        *range(abi.RTC_PORT, abi.RTC_PORT + abi.RTC_PORTS),
+    ),
     selectors=(abi.KERNEL_CS, abi.KERNEL_DS, abi.USER_DS, abi.USER_CS, abi.TSS_SEL),
+    mmio_page=(abi.PD_HIGH_GPA, abi.IOAPIC_GPA),  # IOAPIC and HPET registers
 )
 
 

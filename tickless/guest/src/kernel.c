@@ -42,6 +42,17 @@ static inline uint64_t rdmsr(uint32_t msr) {
     return ((uint64_t)hi << 32) | lo;
 }
 
+/* Route an IOAPIC pin to a vector: edge, active high, fixed, physical APIC 0, unmasked, as
+ * firmware would. The zoo's ISA timers arrive this way (ISA IRQ n is GSI n). */
+static void ioapic_route(uint32_t gsi, uint32_t vector) {
+    volatile uint32_t *sel = (volatile uint32_t *)IOAPIC_GPA;
+    volatile uint32_t *win = (volatile uint32_t *)(IOAPIC_GPA + IOAPIC_IOWIN_OFFSET);
+    *sel = IOAPIC_REDIRECTION_BASE + 2 * gsi + 1;
+    *win = 0; /* destination: APIC 0 */
+    *sel = IOAPIC_REDIRECTION_BASE + 2 * gsi;
+    *win = vector;
+}
+
 struct idt_ptr {
     uint16_t limit;
     uint64_t base;
@@ -76,8 +87,14 @@ void kernel_main(void) {
 
     wrmsr(MSR_APIC_BASE, rdmsr(MSR_APIC_BASE) | APIC_BASE_ENABLE | APIC_BASE_X2APIC_ENABLE);
     wrmsr(MSR_X2APIC_SVR, APIC_SVR_ENABLE | SPURIOUS_VECTOR);
+    /* No PIC: the in-kernel one would deliver ISA IRQs as ExtINT on LINT0 (vector 8+). */
+    wrmsr(MSR_X2APIC_LVT_LINT0, APIC_LVT_MASKED);
     if (BOOT->timer == TIMERPATH_LAPIC)
         wrmsr(MSR_X2APIC_LVT_TIMER, LVT_TSC_DEADLINE_MODE | LAPIC_TIMER_VECTOR);
+    if (BOOT->timer == TIMERPATH_PIT)
+        ioapic_route(PIT_GSI, PIT_VECTOR);
+    if (BOOT->timer == TIMERPATH_RTC)
+        ioapic_route(RTC_GSI, RTC_VECTOR);
     if (BOOT->scenario == SCENARIO_FUZZ)
         fuzz_open_ports();
     if (BOOT->scenario == SCENARIO_RUNAWAY_RING0)

@@ -25,7 +25,7 @@ def test_help_lists_the_commands() -> None:
         (["measure", "--interval", "50"], "unit"),
         (["measure", "--interval", "-5us"], "--interval"),
         (["measure", "--count", "0"], "--count"),
-        (["measure", "--timer", "hpet"], "--timer"),
+        (["measure", "--timer", "acpi_pm"], "--timer"),
         (["measure", "--timer", "lapic", "--mode", "periodic"], "--timer lguest"),
         (["measure", "--dilation", "zero"], "--dilation"),
         (["idle", "--guests", "0"], "--guests"),

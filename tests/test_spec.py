@@ -35,7 +35,11 @@ def test_strings_become_axis_members_and_loads_a_set() -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"timer": "hpet"}, "--timer must be one of pv, lguest, lapic, precise, host, not 'hpet'"),
+        (
+            {"timer": "acpi_pm"},
+            "--timer must be one of pv, lguest, lapic, precise, host, hpet, pit, rtc, "
+            "not 'acpi_pm'",
+        ),
         ({"loads": {"disk"}}, "--load takes idle, cpu, io"),
         ({"loads": frozenset()}, "--load takes"),
         ({"loads": {Load.IDLE, Load.IO}}, "cannot be combined"),

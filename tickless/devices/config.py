@@ -7,7 +7,16 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from tickless.axes import Advance, GuestKind, Method, TickMode, TimerPath, Wait, check_dilation
+from tickless.axes import (
+    ZOO_TIMERS,
+    Advance,
+    GuestKind,
+    Method,
+    TickMode,
+    TimerPath,
+    Wait,
+    check_dilation,
+)
 from tickless.errors import InputError
 from tickless.guest.abi import (
     CRON_MAX_TIMERS,
@@ -127,6 +136,12 @@ class GuestConfig:
             phase = self.housekeeping_phase_ns
             return tuple((p, p - phase % p) for p in self.housekeeping_ns)
         return ()
+
+    @property
+    def zoo(self) -> bool:
+        """Whether the guest gets a PC's timer chips emulated on its timeline (HPET, PIT,
+        CMOS RTC: all three, as a PC has them) instead of KVM's in-kernel PIT."""
+        return self.timer in ZOO_TIMERS
 
     @property
     def period_ns(self) -> int:

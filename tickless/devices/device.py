@@ -90,7 +90,6 @@ class MachineContext:
         else:
             self.vm.pulse_irq(gsi)
 
-
     def raise_gsi(self, gsi: int) -> None:
         """An edge on IOAPIC pin ``gsi``: how the timer zoo's chips interrupt (ISA IRQ n is
         GSI n). The guest routes the pin to a vector (the small guest's kernel does it at

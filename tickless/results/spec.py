@@ -53,6 +53,8 @@ __all__ = [
 HANDLER_ENTRY_EXIT_NS = 70_000
 ASSUMED_LATENCY_NS = 60_000  # only for progress estimates
 
+# Timers with a periodic mode of their own: lguest's SET_PERIODIC and the zoo's chips.
+PERIODIC_TIMERS = frozenset({TimerPath.LGUEST, TimerPath.HPET, TimerPath.PIT, TimerPath.RTC})
 MAX_MEASURE_GUESTS = 256  # one vCPU thread each, measuring at once on two cores
 
 Progress = Callable[[int], None]
@@ -150,8 +152,11 @@ class MeasureSpec:
             raise InputError("--io-rate must be positive and --io-handler not negative")
 
     def _check_combinations(self) -> None:
-        if self.mode is TickMode.PERIODIC and self.timer is not TimerPath.LGUEST:
-            raise InputError("--mode periodic is offered by the lguest device: --timer lguest")
+        if self.mode is TickMode.PERIODIC and self.timer not in PERIODIC_TIMERS:
+            raise InputError(
+                "--mode periodic is offered by the lguest device and the timer zoo: "
+                "--timer lguest, hpet, pit or rtc"
+            )
         if self.explain and (self.timer is not TimerPath.PV or self.backend is not Backend.KVM):
             raise InputError("--explain breaks down --timer pv events on the kvm backend")
         if self.guests > 1 and self.backend is not Backend.KVM:

@@ -164,8 +164,11 @@ class LinuxBoot:
         if len(self.cmdline) + 1 > CMDLINE_MAX_BYTES:
             raise InputError(f"kernel command line over {CMDLINE_MAX_BYTES} bytes")
 
+    in_kernel_pit = True  # False where the zoo's i8254 (devices/pit.py) has the ports
+
     def prepare_vm(self, vm: Vm) -> None:
-        vm.create_pit2()  # Linux calibrates against it and expects one on a PC
+        if self.in_kernel_pit:
+            vm.create_pit2()  # Linux calibrates against it and expects one on a PC
 
     def load(self, memory: GuestMemory, config: GuestConfig, clock: GuestClock) -> None:
         ram = config.memory_bytes

@@ -115,6 +115,8 @@ PIT_PORTS = 4
 PIT_GATE_PORT = 0x61  # NMI status and control: channel 2's gate (bit 0) and output (bit 5)
 RTC_PORT = 0x70  # index (bit 7: NMI mask), data at 0x71
 RTC_PORTS = 2
+RTC_MIN_RATE_HZ = 2  # the MC146818's periodic interrupt: 2 to 8192 Hz, powers of two
+RTC_MAX_RATE_HZ = 8192
 SPURIOUS_VECTOR = 0xFF
 
 # --- RFLAGS the guest runs ring 3 with -------------------------------------------------------
@@ -272,6 +274,7 @@ class Boot(C.Structure):
             "advance_grow",  # a late or tight wake-up adds grow * shortfall >> grow_shift
             "advance_grow_shift",
             "advance_shrink_shift",  # an early one removes surplus >> shrink_shift
+            "rtc_rate_select",  # --timer rtc: register A's RS (its periodic rate 2^(16-RS) Hz)
         )
     ] + [
         ("cron_period_ns", C.c_uint64 * CRON_MAX_TIMERS),  # each timer's period

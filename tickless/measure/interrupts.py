@@ -53,7 +53,7 @@ def guest_interrupts(
         arrivals = results.arrivals_ns(events)
     except LookupError:
         return None
-    deadlines = event_deadlines_ns(timestamps_ns, spec.interval_ns, spec.method)
+    deadlines = event_deadlines_ns(timestamps_ns, spec.device_period_ns, spec.method)
     came = arrivals != 0
     fits = (arrivals >= timestamps_ns[:-1]) & (arrivals <= timestamps_ns[1:])
     notes = []

@@ -163,7 +163,7 @@ def _pooled_record(
                 vcpu_cpu_s=machine.outcome.vcpu_cpu_ns / 1e9,
             )
         )
-        i, late = intervals_and_lateness(stamps, spec.interval_ns, spec.method)
+        i, late = intervals_and_lateness(stamps, spec.device_period_ns, spec.method)
         intervals.append(i)
         lateness.append(late)
     all_intervals, all_lateness = np.concatenate(intervals), np.concatenate(lateness)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from tickless.devices.i8254 import bcd_decode, bcd_encode, edge_index, edge_time_ns
 from tickless.devices.pit import I8254, MIN_PERIOD_EDGES
 from tickless.guest.abi import MIN_PERIOD_NS, PIT_GATE_PORT, PIT_HZ, pit_count
+from tickless.results.spec import MeasureSpec, record_interval_ns, spec_deadlines_ns
 from tickless.timers.hrtimer import TimerQueue
 from tickless.timers.timeline import Timeline
 
@@ -404,3 +406,22 @@ def test_wide_accesses_reach_the_next_ports() -> None:
     rig.pit.io_write(CH0, bytes([0x34, 0x12]), None)  # type: ignore[arg-type]
     assert rig.pit.channels[0].has_count is False  # both bytes went to two channels
     assert rig.pit.io_read(CONTROL, 2, None) == b"\xff\xff"  # type: ignore[arg-type]
+
+
+# --- the record of a periodic PIT run -------------------------------------------------------
+
+
+def test_periodic_pit_deadlines_are_the_edges_after_the_guests_clock_read() -> None:
+    """Interrupt i cannot come before edge L + i*N, L > the edge of the guest's read before
+    the count write (timestamps[0]); other paths keep their deadlines."""
+    stamps = np.array([5_000_000_123, 5_001_000_000, 5_002_000_000], dtype=np.int64)
+    spec = MeasureSpec(timer="pit", mode="periodic", interval_ns=1_000_000, count=2)
+    first = edge_index(5_000_000_123) + 1
+    expected = [edge_time_ns(first + 1193), edge_time_ns(first + 2 * 1193)]
+    assert spec_deadlines_ns(spec, stamps).tolist() == expected
+    assert record_interval_ns(spec) == 999_847
+    one_shot = MeasureSpec(timer="pit", interval_ns=1_000_000, count=2)
+    assert spec_deadlines_ns(one_shot, stamps).tolist() == [5_001_000_123, 5_002_000_000]
+    assert record_interval_ns(one_shot) == 1_000_000
+    sim = MeasureSpec(timer="pit", mode="periodic", interval_ns=1_000_000, count=2, backend="sim")
+    assert record_interval_ns(sim) == 1_000_000

@@ -154,6 +154,7 @@ def measure_kvm(spec: MeasureSpec, progress: Progress | None = None) -> ResultRe
         linux = read_linux_info(machine.memory, machine.boot.layout)
         notes.extend(linux_notes(machine))
         assists = dict(machine.outcome.assists)
+        pit = which_pit(machine)
     if cpu_load is not None and cpu_load.report is not None:
         r = cpu_load.report
         notes.append(
@@ -167,7 +168,7 @@ def measure_kvm(spec: MeasureSpec, progress: Progress | None = None) -> ResultRe
     record = build_record(spec, Backend.KVM, timestamps, counts, facts, notes)
     record.assists = assists
     record.explain = explain
-    record.pit = which_pit(machine)
+    record.pit = pit
     apply_interrupts(record, spec, [interrupts] if interrupts is not None else [])
     if linux is not None:
         record.guest_kernel = linux.release
@@ -284,6 +285,12 @@ def host_counts(
         timer_events = int(shared.irq_count)
         injections, wakeups = pit.pit.stats.irqs, pit.pit.clockevent.stats.expiries
         notes.append(pit.summary())
+        merged = injections - timer_events
+        if merged > 1:  # one may come after the last event
+            notes.append(
+                f"pit: {merged} edges raised while the one before was still pending merged "
+                "into it (a periodic event after a merge is a tick late)"
+            )
         if pit.pit.clockevent.stats.overruns:
             notes.append(
                 f"pit: {pit.pit.clockevent.stats.overruns} periodic edges the host "

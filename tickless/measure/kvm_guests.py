@@ -77,6 +77,7 @@ def measure_kvm_guests(spec: MeasureSpec, progress: Progress | None = None) -> R
             )
         notes.extend(f"{machines[0].name}: {note}" for note in per_guest[0][2])
         first = per_guest[0][0]
+        pit = which_pit(machines[0])
         explain = explain_run(spec, machines[0], first) if first is not None else None
     series = [
         (m, stamps)
@@ -92,7 +93,7 @@ def measure_kvm_guests(spec: MeasureSpec, progress: Progress | None = None) -> R
         tsc_khz=host.tsc_hz // 1000, guests=str(spec.guests), timer_thread=timer_thread
     )
     record.explain = explain  # guest0's events
-    record.pit = which_pit(machines[0])
+    record.pit = pit
     apply_interrupts(record, spec, [i for i in interrupts if i is not None])
     if interrupted:
         raise MeasurementInterrupted(record)

@@ -352,7 +352,12 @@ def event_deadlines_ns(
 
 def pit_grid(spec: MeasureSpec) -> bool:
     """The small guest's periodic PIT: one event per interrupt, on the 8254's own grid."""
-    return spec.timer is TimerPath.PIT and spec.mode is TickMode.PERIODIC
+    return (
+        spec.timer is TimerPath.PIT
+        and spec.mode is TickMode.PERIODIC
+        and spec.guest is GuestKind.SMALL
+        and spec.backend is Backend.KVM
+    )
 
 
 def spec_deadlines_ns(
@@ -362,7 +367,7 @@ def spec_deadlines_ns(
     the periodic PIT's, whose interrupt i rises at clock edge ``L + i*N``, ``L`` the load
     edge: at least one edge after the guest's clock read before the count write
     (``timestamps_ns[0]``), so the earliest it may legally come (``user.c: measure``)."""
-    if spec.guest is GuestKind.SMALL and pit_grid(spec):
+    if pit_grid(spec):
         first = pit_edges(int(timestamps_ns[0])) + 1
         count = pit_count(spec.interval_ns)
         edges = [first + i * count for i in range(1, len(timestamps_ns))]
@@ -373,7 +378,7 @@ def spec_deadlines_ns(
 def record_interval_ns(spec: MeasureSpec) -> int:
     """The interval the device really ran at, to the ns: the periodic PIT's N clocks
     (1 ms: N = 1193, 999847 ns), else the one asked for."""
-    if spec.guest is GuestKind.SMALL and pit_grid(spec):
+    if pit_grid(spec):
         return round(pit_count(spec.interval_ns) * 10**9 / PIT_HZ)
     return round(spec.device_period_ns)  # the RTC's own 2^-k s (rtc_notes), else --interval
 

@@ -203,6 +203,28 @@ static void pic(struct rng *r) {
         port_in(port, 1);
 }
 
+/* The zoo's i8254: a few accesses to its ports with random and boundary values, any width
+ * (a wide one spills into the next ports): control words (latch, read-back, every mode,
+ * BCD), counts (0, 1, 2: the tiny periodic ones the host clamps), reads, gate 2 at 0x61. */
+static void pit(struct rng *r) {
+    static const uint8_t controls[] = {0x30, 0x34, 0x36, 0x38, 0x3a, 0x32, 0x35, 0x00, 0x10,
+                                       0x20, 0xb0, 0xb6, 0xc2, 0xce, 0xde, 0xee, 0xfe, 0xff};
+    static const uint8_t counts[] = {0, 1, 2, 3, 0xff, 0x80, 0x99, 0xa9, 0x04};
+    for (uint64_t n = 1 + below(r, 4); n; n--) {
+        uint16_t port = below(r, 5) == 4 ? PIT_GATE_PORT : (uint16_t)(PIT_PORT + below(r, 4));
+        unsigned width = below(r, 8) ? 1 : 1u << below(r, 3);
+        uint32_t value = (uint32_t)next(r);
+        if (port == PIT_PORT + 3 && below(r, 2))
+            value = controls[below(r, COUNT(controls))];
+        else if (port != PIT_GATE_PORT && below(r, 2))
+            value = counts[below(r, COUNT(counts))];
+        if (below(r, 3) == 0)
+            port_in(port, width);
+        else
+            port_out(port, width, value);
+    }
+}
+
 /* --- the mix: out of 100000, about 2.5 % of calls stop the guest --------------------------- */
 
 static const struct {
@@ -218,6 +240,7 @@ static const struct {
     {FUZZACTION_PORT, 500},              {FUZZACTION_MMIO, 400},
     {FUZZACTION_EXCEPTION, 800},         {FUZZACTION_BAD_HALT, 200},
     {FUZZACTION_RUNAWAY, 10},            {FUZZACTION_PV_DEADLINE, 3000},
+    {FUZZACTION_PIT, 2000},
 };
 
 static uint64_t pick(struct rng *r) {
@@ -254,6 +277,7 @@ static void act(uint64_t action, struct rng *r) {
     case FUZZACTION_MMIO: fuzz_mmio(r); break;
     case FUZZACTION_EXCEPTION: fuzz_exception(r); break;
     case FUZZACTION_BAD_HALT: fuzz_halt_bad(r); break;
+    case FUZZACTION_PIT: pit(r); break;
     default: fuzz_runaway(r);
     }
 }

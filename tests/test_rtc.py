@@ -372,3 +372,44 @@ def test_wide_accesses_and_the_write_only_index() -> None:
     assert inb(ports, 0x0E) == 0x77
     assert ports.io_read(RTC_PORT, 1, cast(Any, None)) == b"\xff"
     assert ports.io_read(RTC_PORT + 1, 2, cast(Any, None)) == bytes([0x77, 0xFF])
+
+
+def linux_get_time(c: Chip, now_ns: int, step_ns: int = 12_000) -> tuple[int, int]:
+    """Linux's mc146818_get_time (drivers/rtc/rtc-mc146818-lib.c) against the chip: seconds,
+    UIP (wait 100 us while set), seconds again, the other fields, UIP again; each port
+    access ``step_ns`` of guest time (an exit here). Returns (seconds since 1970, when)."""
+    t = now_ns
+
+    def rd(reg: int) -> int:
+        nonlocal t
+        t += step_ns
+        return c.read(reg, t)
+
+    for _ in range(200):
+        seconds = rd(SEC)
+        if rd(REG_A) & A_UIP:
+            t += 100_000
+            continue
+        if seconds != rd(SEC):
+            continue
+        fields = [rd(r) for r in (MIN, HOUR, MDAY, MONTH, YEAR)]
+        ctrl, century = rd(REG_B), rd(CENTURY)
+        if rd(REG_A) & A_UIP:
+            t += 100_000
+            continue
+        assert ctrl & B_24H and not ctrl & B_DM  # what Linux expects of a PC's RTC
+        mi, h, d, mo, y = (v // 16 * 10 + v % 16 for v in fields)
+        yy = (century // 16 * 10 + century % 16) * 100 + y
+        when = datetime.datetime(
+            yy, mo, d, h, mi, seconds // 16 * 10 + seconds % 16, tzinfo=datetime.UTC
+        )
+        return int(when.timestamp()), t
+    raise AssertionError("UIP never cleared")
+
+
+@pytest.mark.parametrize("start_ns", [0, 249_000_000, 249_800_000, 250_000_000, 999_900_000])
+def test_linux_reads_the_epoch_plus_guest_time(start_ns: int) -> None:
+    """Also when it starts inside the UIP window: it waits, and reads the new second."""
+    c = Chip()
+    got, done = linux_get_time(c, start_ns)
+    assert got == (EPOCH_NS + done) // S  # the second the clock shows when the read ends

@@ -200,6 +200,8 @@ class MeasureSpec:
         power of two nearest to 1/--interval (``hz``), its events lie on its own grid
         (method absolute, mode periodic), whatever --mode, --method and --hz said
         (``rtc_notes`` puts this in the record)."""
+        if self.backend is not Backend.KVM:
+            raise InputError("--timer rtc is a chip of the kvm backend: the simulator has none")
         object.__setattr__(self, "hz", rtc_rate_hz(self.interval_ns))
         object.__setattr__(self, "mode", TickMode.PERIODIC)
         object.__setattr__(self, "method", Method.ABSOLUTE)

@@ -413,3 +413,36 @@ def test_linux_reads_the_epoch_plus_guest_time(start_ns: int) -> None:
     c = Chip()
     got, done = linux_get_time(c, start_ns)
     assert got == (EPOCH_NS + done) // S  # the second the clock shows when the read ends
+
+
+def test_record_deadlines_bound_the_chips_edges_and_skip_lost_ones() -> None:
+    """The deadlines the record checks (``rtc_deadlines_ns``) against the chip itself: a
+    guest releases the divider inside a bracket, takes each interrupt after a latency
+    (sometimes over a period: edges are lost) and reads register C after. Each deadline
+    is never after the edge that raised the event (so "early" is a real check), and is
+    that edge to within the bracket, lost edges or not (no period counted as lateness)."""
+    import numpy as np
+
+    from tickless.results.spec import rtc_deadlines_ns
+
+    c = Chip()
+    c.write(REG_A, 0x76, 1_000)
+    c.read(REG_C, 1_000)
+    c.write(REG_B, B_24H | B_PIE, 2_000)
+    t0, release, t1 = 10_000, 13_000, 15_000
+    c.write(REG_A, 0x26, release)
+    stamps, edges, t = [t0], [], t1
+    latencies = [30_000, 70_000, 2_100_000, 5_000, 980_000, 20_000] * 20
+    for latency in latencies:
+        edge = c.chip.next_irq_ns(t)
+        assert edge is not None
+        c.chip.sync(edge)
+        edges.append(edge)
+        stamps.append(edge + latency)
+        t = edge + latency + 12_000  # ring 3 reads C after recording the event
+        assert c.read(REG_C, t) & C_IRQF
+    assert c.irqs == len(latencies) and c.chip.periodic_missed > 0
+    deadlines = rtc_deadlines_ns(np.array(stamps, dtype=np.int64), Fraction(S, 1024), t1 - t0)
+    slack = deadlines - np.array(edges)
+    assert int(slack.max()) <= 0  # never after the real edge
+    assert int(slack.min()) >= -(release - t0) - 1  # within the bracket (and rounding)

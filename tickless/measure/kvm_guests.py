@@ -16,7 +16,7 @@ from tickless.axes import Backend, Load, TimerPath
 from tickless.errors import GuestStopped
 from tickless.host.cputime import process_cpu_s
 from tickless.host.load import HostCpuLoad
-from tickless.measure.interrupts import apply_interrupts, guest_interrupts
+from tickless.measure.interrupts import apply_interrupts, guest_deadlines_ns, guest_interrupts
 from tickless.measure.kvm import guest_config, host_counts, open_host
 from tickless.measure.machine_info import machine_facts
 from tickless.measure.pv_report import explain_run
@@ -28,7 +28,6 @@ from tickless.results.spec import (
     MeasureSpec,
     Progress,
     build_record,
-    intervals_and_lateness,
 )
 from tickless.results.stats import summarize, summarize_lateness
 from tickless.vmm.host import VmmHost
@@ -149,7 +148,8 @@ def _pooled_record(
 ) -> ResultRecord:
     rows, intervals, lateness = [], [], []
     for machine, stamps in series:
-        one = build_record(spec, Backend.KVM, stamps, counts[0], {}, [])
+        deadlines = guest_deadlines_ns(spec, machine, stamps)
+        one = build_record(spec, Backend.KVM, stamps, counts[0], {}, [], deadlines)
         rows.append(
             GuestRow(
                 name=machine.name,
@@ -163,7 +163,7 @@ def _pooled_record(
                 vcpu_cpu_s=machine.outcome.vcpu_cpu_ns / 1e9,
             )
         )
-        i, late = intervals_and_lateness(stamps, spec.device_period_ns, spec.method)
+        i, late = np.diff(stamps), stamps[1:] - deadlines
         intervals.append(i)
         lateness.append(late)
     all_intervals, all_lateness = np.concatenate(intervals), np.concatenate(lateness)

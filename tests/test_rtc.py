@@ -353,17 +353,27 @@ def test_frozen_timeline_fires_nothing_and_thaw_goes_on() -> None:
     assert ctx.gsis == [RTC_GSI] and inb(ports, SEC) == 0x59
 
 
-def test_far_alarm_is_reached_through_hour_steps() -> None:
-    _dev, ctx, ticks, ports = device()
+@pytest.mark.parametrize("rate", [Fraction(1), Fraction(1, 3), Fraction(4)])
+def test_far_alarm_and_updates_follow_a_dilated_timeline(rate: Fraction) -> None:
+    _dev, ctx, ticks, ports = device(rate)
     out(ports, SEC_ALARM, 0x00)
     out(ports, MIN_ALARM, 0x00)
-    out(ports, HOUR_ALARM, 0x09)  # 09:00:00 tomorrow: 11 h 0 min 1.25 s away
+    out(ports, HOUR_ALARM, 0x09)  # 09:00:00 tomorrow: 11 h 0 min 1.25 s of guest time away
     out(ports, REG_B, B_24H | B_AIE)
     due = (11 * 3600 + 1) * S + 250_000_000
-    run_timers(ctx, ticks, due - 1)
-    assert ctx.gsis == []
-    run_timers(ctx, ticks, due + 100)
+    at = ctx.timeline.clock.ticks_at_or_after  # guest ns -> host ticks (pvclock's scale)
+    run_timers(ctx, ticks, at(due) - 1)
+    assert ctx.gsis == [] and ctx.timeline.now_ns() < due
+    run_timers(ctx, ticks, at(due + 12))  # hour steps: the last under 1 ns a step late
     assert ctx.gsis == [RTC_GSI] and inb(ports, REG_C) & C_AF
+    assert inb(ports, HOUR) == 0x09 and inb(ports, MIN) == 0 and inb(ports, SEC) == 0
+    out(ports, REG_B, B_24H | B_UIE)  # update-ended: one a guest second
+    for n in range(2, 5):
+        run_timers(ctx, ticks, at(due + (n - 1) * S) - 1)
+        assert len(ctx.gsis) == n - 1
+        run_timers(ctx, ticks, at(due + (n - 1) * S))
+        assert len(ctx.gsis) == n and inb(ports, REG_C) == C_IRQF | C_UF | C_PF
+        assert inb(ports, SEC) == n - 1
 
 
 def test_wide_accesses_and_the_write_only_index() -> None:

@@ -123,7 +123,8 @@ class RtcDevice(Device):
                 return
             if due == ce.next_event_ns:
                 return
-            if due - now > MAX_DELTA_NS:  # an alarm a day away: ticks that reach it exactly
+            if due - now > MAX_DELTA_NS:  # an alarm a day away: hour steps, the last at or
+                # just after it (by under a ns per step); the expiries before find nothing due
                 steps = -(-(due - now) // MAX_DELTA_NS)
                 ce.set_periodic(-(-(due - now) // steps), ticks)
                 return

@@ -32,9 +32,26 @@ def test_rtc_row_never_early_on_its_own_grid(rate: Fraction) -> None:
     # each interrupt the chip raised reached the guest; one more may come before PIE is off
     assert record.host.injections == record.host.timer_events
     assert count <= record.host.timer_events <= count + 1
+    # each deadline is at or after the event before (a lost edge moves it on, see
+    # rtc_deadlines_ns): no event is later than its interval, however long a stall was
+    assert all(
+        late <= gap for late, gap in zip(record.lateness_ns, record.intervals_ns, strict=True)
+    )
     assert any(
         n.startswith("rtc: periodic interrupt at 1024 Hz (register A RS=6)") for n in record.notes
     ), record.notes
+
+
+@pytest.mark.kvm
+def test_rtc_row_in_two_guests_at_once() -> None:
+    """Each guest's RTC (a chip each, one timeline): its deadlines from its own bracket."""
+    record = measure(MeasureSpec(timer=TimerPath.RTC, interval_ns=2_000_000, count=150, guests=2))
+    assert record.guest_rows is not None and [r.events for r in record.guest_rows] == [150, 150]
+    assert all(r.early_count == 0 for r in record.guest_rows)
+    assert_never_early(record)
+    assert all(
+        late <= gap for late, gap in zip(record.lateness_ns, record.intervals_ns, strict=True)
+    )
 
 
 @pytest.mark.parametrize(

@@ -30,9 +30,8 @@ def guest_deadlines_ns(
 ) -> npt.NDArray[np.int64]:
     """Each event's deadline: from the timestamps, or for the RTC also from the bracket
     the guest recorded around its releasing write (``rtc_deadlines_ns``)."""
-    results = machine.device(ResultsDevice)
-    if spec.timer is TimerPath.RTC and results is not None:
-        bracket = results.release_bracket_ns()
+    if spec.timer is TimerPath.RTC:
+        bracket = machine.required(ResultsDevice).release_bracket_ns()
         return rtc_deadlines_ns(timestamps_ns, spec.device_period_ns, bracket)
     return event_deadlines_ns(timestamps_ns, spec.device_period_ns, spec.method)
 

@@ -77,11 +77,11 @@ def measure_kvm_guests(spec: MeasureSpec, progress: Progress | None = None) -> R
         notes.extend(f"{machines[0].name}: {note}" for note in per_guest[0][2])
         first = per_guest[0][0]
         explain = explain_run(spec, machines[0], first) if first is not None else None
-    series = [
-        (m, stamps)
-        for m, (stamps, _, _) in zip(machines, per_guest, strict=True)
-        if stamps is not None and len(stamps) > 1
-    ]
+        series = [  # deadlines while the guests' memory is there (the RTC's bracket)
+            (m, stamps, guest_deadlines_ns(spec, m, stamps))
+            for m, (stamps, _, _) in zip(machines, per_guest, strict=True)
+            if stamps is not None and len(stamps) > 1
+        ]
     if not series:
         if interrupted:
             raise MeasurementInterrupted(None)
@@ -140,15 +140,14 @@ def _guest_result(
 
 def _pooled_record(
     spec: MeasureSpec,
-    series: list[tuple[GuestMachine, np.ndarray]],
+    series: list[tuple[GuestMachine, np.ndarray, np.ndarray]],
     counts: list[HostCounts],
     duration_s: float,
     cpu_s: float,
     notes: list[str],
 ) -> ResultRecord:
     rows, intervals, lateness = [], [], []
-    for machine, stamps in series:
-        deadlines = guest_deadlines_ns(spec, machine, stamps)
+    for machine, stamps, deadlines in series:
         one = build_record(spec, Backend.KVM, stamps, counts[0], {}, [], deadlines)
         rows.append(
             GuestRow(
@@ -184,7 +183,7 @@ def _pooled_record(
         f"{spec.guests} guests: lateness mean per guest {min(means):.1f}-{max(means):.1f} us; "
         f"host CPU {core_pct:.1f} % of a core in total, {core_pct / spec.guests:.2f} % per guest",
     )
-    record = build_record(spec, Backend.KVM, series[0][1], host, {}, notes)
+    record = build_record(spec, Backend.KVM, series[0][1], host, {}, notes, series[0][2])
     record.stats = summarize(all_intervals)
     record.lateness = summarize_lateness(all_lateness)
     record.intervals_ns = all_intervals.tolist()

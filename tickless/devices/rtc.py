@@ -140,10 +140,9 @@ class RtcDevice(Device):
         self.ctx.raise_gsi(RTC_GSI)
 
     def summary(self) -> str:
-        """What the chip did, for the record's notes."""
+        """What the chip did, for the record's notes (as of the guest's last access: an
+        edge since then must not raise an interrupt into a guest that has finished)."""
         chip = self.chip
-        with self._lock:
-            chip.sync(self.ctx.timeline.now_ns())
         return (
             f"rtc: {chip.raised} interrupts raised, register C read {chip.c_reads} times, "
             f"{chip.periodic_missed} periodic edges lost while one was pending"

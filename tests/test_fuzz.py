@@ -90,6 +90,7 @@ SURVIVABLE = [
     FuzzAction.PIC,
     FuzzAction.PV_DEADLINE,
     FuzzAction.PIT,
+    FuzzAction.RTC,
 ]
 # What the calls of each kind stop their guest with (one of). Not every such call stops it:
 # a PIC or console port, a straddling load inside memory, rep outs to the hypercall port

@@ -226,6 +226,8 @@ class MeasureSpec:
         power of two nearest to 1/--interval (``hz``), its events lie on its own grid
         (method absolute, mode periodic), whatever --mode, --method and --hz said
         (``rtc_notes`` puts this in the record)."""
+        if self.backend is not Backend.KVM:
+            raise InputError("--timer rtc is a chip of the kvm backend: the simulator has none")
         object.__setattr__(self, "hz", rtc_rate_hz(self.interval_ns))
         object.__setattr__(self, "mode", TickMode.PERIODIC)
         object.__setattr__(self, "method", Method.ABSOLUTE)
@@ -390,6 +392,30 @@ def spec_intervals_and_lateness(
     return np.diff(timestamps_ns), timestamps_ns[1:] - spec_deadlines_ns(spec, timestamps_ns)
 
 
+def rtc_deadlines_ns(
+    timestamps_ns: npt.NDArray[np.int64], period_ns: Fraction, bracket_ns: int
+) -> npt.NDArray[np.int64]:
+    """The earliest time the RTC may raise each event 1..N, knowing only how the guest
+    programmed it. Its edges lie at t_w + k*p, t_w the releasing write, somewhere in the
+    bracket [t0, t0 + bracket_ns] of PV clock reads around it (t0 = timestamps[0]). The
+    first cannot come before t0 + p; each later one comes at the first edge after the guest
+    read register C, which it does after recording the event before (at c): so not before
+    the first t0-grid point after c, unless c lies within the bracket's width after a
+    grid point (that edge may be just after c: then c itself is the bound). A lost edge
+    (register C read after the next one) thus moves the next deadline on by a period
+    instead of counting as a period of lateness; the chip counts the lost ones."""
+    num, den = period_ns.numerator, period_ns.denominator
+    t0 = int(timestamps_ns[0])
+    delta = min(max(bracket_ns, 0), int(period_ns))
+    prev = timestamps_ns[:-1] - t0
+    k = prev * den // num
+    frac = prev * den - k * num  # in 1/den ns past the t0-grid point k
+    grid = t0 - (-(k + 1) * num // den)
+    deadlines: npt.NDArray[np.int64] = np.where(frac < delta * den, timestamps_ns[:-1], grid)
+    deadlines[0] = t0 - (-num // den)
+    return deadlines
+
+
 def intervals_and_lateness(
     timestamps_ns: npt.NDArray[np.int64], interval_ns: int | Fraction, method: Method
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
@@ -408,7 +434,8 @@ def rtc_notes(spec: MeasureSpec) -> list[str]:
         f"rtc: periodic interrupt at {spec.hz} Hz (register A RS={rs}): every "
         f"{float(period) / 1000:.7g} us, the power-of-two rate nearest to the --interval of "
         f"{spec.interval_ns / 1000:g} us; its events lie on the chip's grid from the divider "
-        "release (mode periodic, method absolute, whatever was asked)"
+        "release (mode periodic, method absolute, whatever was asked); an edge lost while "
+        "the one before was pending moves the next deadline on (the chip counts them)"
     ]
 
 
@@ -419,11 +446,16 @@ def build_record(
     host: HostCounts,
     machine: dict[str, str],
     notes: list[str],
+    deadlines_ns: npt.NDArray[np.int64] | None = None,
 ) -> ResultRecord:
-    """The record of a run that produced ``timestamps_ns``; the strings come from the enums."""
+    """The record of a run that produced ``timestamps_ns``; the strings come from the enums.
+    ``deadlines_ns``: each event's, where the timestamps alone do not tell (the RTC's)."""
     if len(timestamps_ns) < 2:
         raise GuestStopped("no timer event was recorded")
-    intervals, lateness = spec_intervals_and_lateness(spec, timestamps_ns)
+    if deadlines_ns is None:
+        intervals, lateness = spec_intervals_and_lateness(spec, timestamps_ns)
+    else:
+        intervals, lateness = np.diff(timestamps_ns), timestamps_ns[1:] - deadlines_ns
     record = ResultRecord(
         backend=backend.value,
         timer=spec.timer.value,

@@ -225,6 +225,27 @@ static void pit(struct rng *r) {
     }
 }
 
+/* The CMOS RTC: a few accesses, index (with the NMI mask bit at random) then data, to its
+ * registers or any, with the values that matter (divider reset 0x70, test modes 0x40,
+ * 8192 Hz 0x23, rate 0, SET, every interrupt enable, don't-cares, bad BCD) or random
+ * ones, and 1-, 2- and 4-byte accesses to either port. */
+static void rtc(struct rng *r) {
+    static const uint8_t regs[] = {0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08,
+                                   0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x32, 0x7f};
+    static const uint8_t values[] = {0x00, 0x70, 0x60, 0x40, 0x20, 0x23, 0x2f, 0x21, 0x80,
+                                     0xf0, 0x7f, 0xc0, 0xff, 0x59, 0x99, 0x92, 0x12, 0x7a};
+    for (uint64_t n = 1 + below(r, 8); n; n--) {
+        uint8_t reg = below(r, 4) ? regs[below(r, COUNT(regs))] : (uint8_t)next(r);
+        uint8_t value = below(r, 2) ? values[below(r, COUNT(values))] : (uint8_t)next(r);
+        switch (below(r, 4)) {
+        case 0: port_out(RTC_PORT, 1, reg); port_out(RTC_PORT + 1, 1, value); break;
+        case 1: port_out(RTC_PORT, 1, reg); port_in(RTC_PORT + 1, 1); break;
+        case 2: port_out(RTC_PORT + below(r, 2), 1u << below(r, 3), (uint32_t)next(r)); break;
+        default: port_in(RTC_PORT + below(r, 2), 1u << below(r, 3));
+        }
+    }
+}
+
 /* --- the mix: out of 100000, about 2.5 % of calls stop the guest --------------------------- */
 
 static const struct {
@@ -241,6 +262,7 @@ static const struct {
     {FUZZACTION_EXCEPTION, 800},         {FUZZACTION_BAD_HALT, 200},
     {FUZZACTION_RUNAWAY, 10},            {FUZZACTION_PV_DEADLINE, 3000},
     {FUZZACTION_PIT, 2000},
+    {FUZZACTION_RTC, 2000},
 };
 
 static uint64_t pick(struct rng *r) {
@@ -269,6 +291,7 @@ static void act(uint64_t action, struct rng *r) {
     case FUZZACTION_HALT: halt(r); break;
     case FUZZACTION_TSC_DEADLINE: user_wrmsr(MSR_TSC_DEADLINE, fuzz_arg(r)); break;
     case FUZZACTION_PIC: pic(r); break;
+    case FUZZACTION_RTC: rtc(r); break;
     case FUZZACTION_DONE: fuzz_done(r); break;
     case FUZZACTION_BAD_LOG: fuzz_log_bad(r); break;
     case FUZZACTION_PANIC: hypercall(HYPERCALL_PANIC, fuzz_arg(r), fuzz_arg(r)); break;

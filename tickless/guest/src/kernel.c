@@ -97,8 +97,8 @@ void kernel_main(void) {
         wrmsr(MSR_X2APIC_LVT_TIMER, LVT_TSC_DEADLINE_MODE | LAPIC_TIMER_VECTOR);
     if (BOOT->timer == TIMERPATH_PIT)
         ioapic_route(PIT_GSI, PIT_VECTOR);
-    if (BOOT->timer == TIMERPATH_RTC)
-        ioapic_route(RTC_GSI, RTC_VECTOR);
+    if (BOOT->timer == TIMERPATH_RTC || BOOT->scenario == SCENARIO_FUZZ)
+        ioapic_route(RTC_GSI, RTC_VECTOR); /* the fuzzer's RTC interrupts arrive too */
     if (BOOT->scenario == SCENARIO_FUZZ)
         fuzz_open_ports();
     if (BOOT->scenario == SCENARIO_RUNAWAY_RING0)

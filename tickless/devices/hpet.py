@@ -418,6 +418,16 @@ class HpetDevice(Device):
             ctx.timeline.subscribe(event)
         return cls(ctx, hpet)
 
+    def summary(self) -> str:
+        """What the guest made of its HPET, for the record's notes."""
+        s = self.hpet.stats
+        return (
+            f"hpet: {s.matches} comparator matches, {s.interrupts} interrupts raised, "
+            f"{s.masked} masked, {s.overruns} periods skipped late, {s.clamped} run at the "
+            f"10 us minimum period, {s.refused_routes} routes refused, {s.bad_msi} bad MSIs "
+            f"dropped, {s.ignored_writes} writes ignored"
+        )
+
     def stop(self, now_ticks: int) -> None:
         self.hpet.shutdown()
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from tickless.atomicfile import write_bytes_atomic
 from tickless.axes import Advance, Backend, GuestKind, Load, TimerPath
 from tickless.devices.config import GuestConfig
+from tickless.devices.hpet import HpetDevice
 from tickless.devices.legacy_ports import LegacyPortsDevice
 from tickless.errors import GuestStopped
 from tickless.guest.abi import Scenario
@@ -269,6 +270,13 @@ def host_counts(
             f"deadline loop woke after the deadline {loop_stats.late_wakeups} times"
         )
         notes.extend(filter(None, [loop_stats.failure_note("precise")]))
+    elif spec.timer is TimerPath.HPET:
+        hpet = machine.device(HpetDevice)
+        assert hpet is not None
+        timer_events = int(shared.irq_count)
+        injections, wakeups = hpet.hpet.stats.interrupts, host.timers.stats.wakeups
+        notes.append(hpet.summary())
+        notes.append(_lateness_note(host.timers, host.tsc_hz))
     elif spec.guest is GuestKind.LINUX:  # Linux's own LAPIC driver counts nothing for us
         timer_events = injections = wakeups = machine.events_recorded
         notes.append("lapic: Linux's lapic-deadline device; counts are the workload's events")

@@ -302,8 +302,9 @@ class Hpet(BusDevice):
     def _write_timer_config(self, t: HpetTimer, new: int) -> None:
         old = t.config
         new = (new & TN_WRITABLE) | (old & ~TN_WRITABLE)
-        if not (ROUTE_CAP >> ((new & TN_ROUTE_MASK) >> TN_ROUTE_SHIFT)) & 1:
-            self.stats.refused_routes += 1
+        route = (new & TN_ROUTE_MASK) >> TN_ROUTE_SHIFT
+        if not (ROUTE_CAP >> route) & 1 and new & TN_ROUTE_MASK != old & TN_ROUTE_MASK:
+            self.stats.refused_routes += 1  # a pin not offered: the old route stays
             new = (new & ~TN_ROUTE_MASK) | (old & TN_ROUTE_MASK)
         if not old & TN_FSB_CAP:
             new &= ~TN_FSB_EN

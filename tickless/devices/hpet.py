@@ -363,18 +363,20 @@ class Hpet(BusDevice):
         if counter < target:  # an hourly look at a far match
             event.rearm_from_expiry(self._ns_of(target), now_ns)
             return
+        comparator = t.comparator
         if t.config & TN_PERIODIC and t.period:
             step = max(t.period, MIN_PERIOD_TICKS)
             self.stats.clamped += t.period < MIN_PERIOD_TICKS
             passed = (counter - target) // step + 1
             self.stats.overruns += passed - 1
-            t.comparator = (t.comparator + passed * step) & t.mask
+            comparator = (comparator + passed * step) & t.mask
             t.target = target + passed * step
         else:
             t.target = self._next_target(t, counter)
         if t.target is not None:
             event.rearm_from_expiry(self._ns_of(t.target), now_ns)
         self._fire(t)
+        t.comparator = comparator  # after the interrupt: a read of the next match knows it
 
     def _fire(self, t: HpetTimer) -> None:
         self.stats.matches += 1

@@ -13,7 +13,7 @@ Time: the counter is a pure function of the guest's time on the timeline, ``(ns 
 origin_ns) // 10`` while ENABLE_CNF is set (held, and writable, while it is clear; a write
 while it runs is ignored, as QEMU's is), so dilation, freeze and warp follow by
 construction. Each comparator's next match is armed as a guest-time deadline on the host
-timer thread (``_ComparatorEvent``, a ``ClockEventDevice``); a re-anchored clock re-arms it
+timer thread (a ``ClockEventDevice``, ``program_match``); a re-anchored clock re-arms it
 at the same guest time, a frozen one holds it. A read of the counter or of the status
 register first raises every match the returned counter value has passed (a comparator
 fires the instant the counter reaches it, so no read can see the counter past a pending
@@ -54,14 +54,13 @@ from tickless.devices.device import Device, MachineContext, register_device
 from tickless.guest.abi import (
     HPET_GPA,
     HPET_MMIO_BYTES,
-    MAX_DELTA_NS,
     MIN_PERIOD_NS,
     PIT_GSI,
     RTC_GSI,
 )
 from tickless.kvm.vcpu import Vcpu
 from tickless.timers.clock import GuestClock
-from tickless.timers.clockevents import ClockEventDevice, ClockEventState
+from tickless.timers.clockevents import ClockEventDevice
 from tickless.timers.hrtimer import TimerBase
 from tickless.timers.timeline import Timeline
 
@@ -100,24 +99,6 @@ MSI_WINDOW, MSI_WINDOW_MASK = 0xFEE0_0000, 0xFFF0_0000
 
 RaiseGsi = Callable[[int], None]
 SignalMsi = Callable[[int, int], object]  # (vector, destination APIC ID)
-
-
-class _ComparatorEvent(ClockEventDevice):
-    """One comparator's next match, armed in guest time (locking and clock changes are
-    ``ClockEventDevice``'s). Every match is a one-shot; the expiry's handler arms the next
-    one itself (``rearm_from_expiry``, without the lock: state changes cancel the timer
-    first and wait for a running expiry, as the base class's periodic re-arm does)."""
-
-    def program(self, deadline_ns: int, now_ns: int) -> None:
-        """From a register write (vCPU thread): the next match, or a look again an hour on."""
-        with self._lock:
-            self._shutdown()
-            self.rearm_from_expiry(deadline_ns, now_ns)
-            self.stats.programmed += 1
-
-    def rearm_from_expiry(self, deadline_ns: int, now_ns: int) -> None:
-        self.state = ClockEventState.ONESHOT
-        self._program_event(min(deadline_ns, now_ns + MAX_DELTA_NS))
 
 
 @dataclass
@@ -175,7 +156,7 @@ class Hpet(BusDevice):
         caps = TN_PER_CAP | TN_SIZE_CAP | (TN_FSB_CAP if fsb else 0) | ROUTE_CAP << 32
         self.timers = [HpetTimer(i, caps) for i in range(NUM_TIMERS)]
         self.events = [
-            _ComparatorEvent(
+            ClockEventDevice(
                 timeline.clock, timers, self._expiry_of(t), name=f"{name}-comparator{t.index}"
             )
             for t in self.timers
@@ -334,7 +315,7 @@ class Hpet(BusDevice):
         _, now_ns = self._now()
         t.target = self._next_target(t, self._counter_at(now_ns))
         if t.target is not None:
-            self.events[t.index].program(self._ns_of(t.target), now_ns)
+            self.events[t.index].program_match(self._ns_of(t.target), now_ns)
 
     def _sync(self) -> int:
         """Raise every match the counter has passed (before a read shows it); returns the

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
+from tickless.guest.abi import MAX_DELTA_NS
 from tickless.timers import policy
 from tickless.timers.clock import GuestClock
 from tickless.timers.hrtimer import HostTimer, TimerBase
@@ -159,6 +160,22 @@ class ClockEventDevice:
         """Stop the device; when this returns its expiry is not running and will not run."""
         with self._lock:
             self._shutdown()
+
+    def program_match(self, deadline_ns: int, now_ns: int) -> None:
+        """An emulated chip's next match, computed by the chip (no policy check: the chip
+        decides what its registers mean); one further than ``MAX_DELTA_NS`` is looked at
+        again then. From the guest's thread."""
+        with self._lock:
+            self._shutdown()
+            self.rearm_from_expiry(deadline_ns, now_ns)
+            self.stats.programmed += 1
+
+    def rearm_from_expiry(self, deadline_ns: int, now_ns: int) -> None:
+        """The next match, from the expiry's own handler: without the lock, since every
+        state change cancels the timer first and waits for a running expiry (as the
+        periodic re-arm in ``_expired`` does)."""
+        self.state = ClockEventState.ONESHOT
+        self._program_event(min(deadline_ns, now_ns + MAX_DELTA_NS))
 
     def _shutdown(self) -> None:
         self.timers.cancel(self.timer)

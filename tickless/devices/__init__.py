@@ -11,6 +11,7 @@ from tickless.devices import (
     io_irq,  # noqa: F401  (registers IoInterruptDevice)
     legacy_ports,  # noqa: F401  (registers LegacyPortsDevice)
     lguest_clockevent,  # noqa: F401  (registers LguestClockEventDevice)
+    message,  # noqa: F401  (registers MessageDevice)
     precise_timer,  # noqa: F401  (registers PreciseTimerDevice)
     pv_deadline,  # noqa: F401  (registers PvDeadlineDevice)
     pvclock,  # noqa: F401  (registers PvclockDevice)

@@ -334,6 +334,12 @@ class Timeline:
         only by warps, so guest compute takes no guest time. Raises ``ValueError`` for a
         ``t_ns`` in the past, ``LockstepStall`` after ``timeout_s`` of wall time; Ctrl-C
         (``KeyboardInterrupt``) leaves the clock held where it stood."""
+        self.release_until(t_ns)
+        self.wait_until(timeout_s)
+
+    def release_until(self, t_ns: int) -> None:
+        """``run_until``'s first half, which returns at once: a coordinator releases every
+        group, then waits for each (``wait_until``), so that groups run side by side."""
         if not self.lockstep:
             raise ValueError("run_until drives a lockstep timeline (Timeline(lockstep=True))")
         with self._lock:
@@ -342,14 +348,19 @@ class Timeline:
                 raise ValueError(f"run_until({t_ns} ns) is in the past: clock at {now_ns} ns")
             self._until_ns = t_ns
             self._lockstep_step()
+
+    def wait_until(self, timeout_s: float = RUN_UNTIL_TIMEOUT_S) -> None:
+        """``run_until``'s second half: wait until the group rests at its bound."""
+        with self._lock:
             give_up = time.monotonic() + timeout_s
             while not self._at_rest():
                 left = give_up - time.monotonic()
                 if left <= 0:
                     busy = ", ".join(m.name for m in self._members if m.deadline_ns is None)
                     raise LockstepStall(
-                        f"the group did not reach {t_ns} ns within {timeout_s:g} s: the clock "
-                        f"holds at {self.clock.system_time_ns} ns, still running: {busy or '-'}"
+                        f"the group did not reach {self._until_ns} ns within {timeout_s:g} s: "
+                        f"the clock holds at {self.clock.system_time_ns} ns, still running: "
+                        f"{busy or '-'}"
                     )
                 self._rested.wait(min(left, 0.1))
 

@@ -75,6 +75,11 @@ def write_boot_params(
     boot.explain = int(cfg.explain)
     boot.warp = int(cfg.warp_idle)
     write_lapic_advance(boot, cfg)
+    boot.msg_address, boot.msg_peer, boot.msg_retry_ns = (
+        cfg.msg_address,
+        cfg.msg_peer,
+        cfg.msg_retry_ns,
+    )
     schedule = cfg.cron_schedule
     boot.cron_timers = len(schedule)
     boot.cron_origin_ns = cfg.cron_origin_ns

@@ -46,6 +46,13 @@ COUNTING_ISR isr_pv_timer, SHARED_IRQ_COUNT
 COUNTING_ISR isr_lapic_timer, SHARED_LAPIC_IRQ_COUNT
 COUNTING_ISR isr_precise, SHARED_PRECISE_IRQ_COUNT
 
+/* The message device: a message is in the ring. Also bumps irq_count, which a BLOCK waits
+ * on, so one wait wakes for a message or the timer (user.c: msg_wait). */
+    .global isr_msg
+isr_msg:
+    incq SHARED_MSG_IRQ_COUNT
+    jmp isr_pv_timer
+
 /* A device interrupt with a handler that stays busy for io_handler_tsc ticks: it cannot be
  * preempted (interrupt gate), so a timer interrupt arriving meanwhile waits, as in the
  * paper's heavy-I/O experiment. */

@@ -11,7 +11,15 @@ complete script to copy.
 
 from tickless.cosim.coordinator import Coordinator, CosimCounts, Endpoint
 from tickless.cosim.network import Link, Network, Packet
-from tickless.cosim.pingpong import PingpongRecord, PingpongSpec, build_network, run_pingpong
+from tickless.cosim.pingpong import (
+    PingpongRecord,
+    PingpongSpec,
+    build_network,
+    pingpong_guest,
+    round_trips_ns,
+    run_pingpong,
+)
+from tickless.vmm.host import VmmHost
 
 __all__ = [
     "Coordinator",
@@ -22,6 +30,9 @@ __all__ = [
     "Packet",
     "PingpongRecord",
     "PingpongSpec",
+    "VmmHost",
     "build_network",
+    "pingpong_guest",
+    "round_trips_ns",
     "run_pingpong",
 ]

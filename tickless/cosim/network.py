@@ -70,12 +70,20 @@ class Link:
             return 0
         return -(-length * 8 * 10**9 // int(self.bandwidth_bps))
 
-    def carry(self, packet: Packet, entered_late_ns: int = 0) -> None:
+    def carry(
+        self,
+        packet: Packet,
+        entered_late_ns: int = 0,
+        then: Callable[[Packet], None] | None = None,
+    ) -> None:
         """Start carrying ``packet`` now; ``entered_late_ns`` of its latency has passed
-        already (the lookahead, on the link a guest sends on)."""
-        self.network.env.process(self._carry(packet, entered_late_ns))
+        already (the lookahead, on the link a guest sends on). At the far end ``then``
+        takes it (a next hop), by default the network's ``arrive`` (its receiver)."""
+        self.network.env.process(self._carry(packet, entered_late_ns, then or self.network.arrive))
 
-    def _carry(self, packet: Packet, entered_late_ns: int) -> Generator[Any, Any, None]:
+    def _carry(
+        self, packet: Packet, entered_late_ns: int, then: Callable[[Packet], None]
+    ) -> Generator[Any, Any, None]:
         env = self.network.env
         if self.bandwidth_bps:
             with self._wire.request() as turn:
@@ -86,7 +94,7 @@ class Link:
             return
         packet.earliest_ns += self.latency_ns
         yield env.timeout(max(0, self.latency_ns - entered_late_ns))
-        self.network.arrive(packet)
+        then(packet)
 
 
 class Network:

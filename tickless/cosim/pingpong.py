@@ -100,17 +100,39 @@ class PingpongRecord:
         return asdict(self)
 
 
-def _config(spec: PingpongSpec, address: int, peer: int) -> GuestConfig:
+def pingpong_guest(
+    address: int, peer: int = 0, count: int = 0, retry_ns: int = 0, lockstep: bool = True
+) -> GuestConfig:
+    """A small guest running PINGPONG at ``address``: ``count`` pings to ``peer``, each
+    sent again after ``retry_ns`` unanswered (guest time); without a peer it answers."""
     return GuestConfig(
         scenario=Scenario.PINGPONG,
         timer=TimerPath.LGUEST,  # BLOCK's one-shot
-        warp_idle=not spec.realtime,
-        count=spec.count if peer else 0,
+        warp_idle=lockstep,
+        count=count if peer else 0,
         msg_address=address,
         msg_peer=peer,
-        msg_retry_ns=spec.retry_timeout_ns,
-        seed=spec.seed,
+        msg_retry_ns=retry_ns,
     )
+
+
+def round_trips_ns(endpoint: Endpoint) -> list[int]:
+    """The round trips a pinging guest recorded (guest time: its pong's arrival minus
+    its ping's last send), read from its memory and checked (untrusted)."""
+    machine = endpoint.machine
+    device = machine.device(ResultsDevice)
+    assert device is not None
+    events = int(machine.shared.events_recorded)
+    answered = device.timestamps_ns(events)[1:]
+    sent = device.arrivals_ns(events)
+    rtts = [int(a - s) for a, s in zip(answered, sent, strict=True)]
+    if any(r <= 0 for r in rtts):
+        raise GuestStopped(f"{machine.name} reported a round trip that ended before it began")
+    return rtts
+
+
+def _config(spec: PingpongSpec, address: int, peer: int) -> GuestConfig:
+    return pingpong_guest(address, peer, spec.count, spec.retry_timeout_ns, not spec.realtime)
 
 
 def build_network(spec: PingpongSpec) -> Network:
@@ -165,15 +187,8 @@ def _summarize(
 ) -> None:
     rtts: list[int] = []
     for e in pingers:
-        device = e.machine.device(ResultsDevice)
-        assert device is not None
-        events = int(e.machine.shared.events_recorded)
-        answered = device.timestamps_ns(events)[1:]
-        sent = device.arrivals_ns(events)
-        rtts += [int(a - s) for a, s in zip(answered, sent, strict=True)]
+        rtts += round_trips_ns(e)
         record.retries += int(e.machine.shared.msg_retries)
-    if any(r <= 0 for r in rtts):
-        raise GuestStopped("a guest reported a round trip that ended before it began")
     link = coordinator.network.links[1, 2]
     path_ns = 2 * (spec.latency_ns + link.transmission_ns_for(PAYLOAD_BYTES))
     if rtts:

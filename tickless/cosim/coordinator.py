@@ -197,7 +197,7 @@ class Coordinator:
                     self.counts.causality_violations += 1
             self._record(arrived, "deliver", packet.src, packet.dst, packet.seq, packet.payload)
 
-        endpoint.timeline.at(due_ns, deliver)
+        endpoint.timeline.at(due_ns, deliver, late_runs_now=self.realtime)
 
     def _late(self, packet: Packet) -> None:
         """In lockstep a late step breaks causality; in real time the host was late."""

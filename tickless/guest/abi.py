@@ -294,13 +294,9 @@ class Boot(C.Structure):
     ] + [
         ("cron_period_ns", C.c_uint64 * CRON_MAX_TIMERS),  # each timer's period
         ("cron_first_ns", C.c_uint64 * CRON_MAX_TIMERS),  # its first deadline after the start
-    ] + [
-        (name, C.c_uint64)
-        for name in (
-            "msg_address",  # PINGPONG: this guest's network address (0: no message device)
-            "msg_peer",  # PINGPONG: the address it pings (0: it only answers)
-            "msg_retry_ns",  # PINGPONG: a ping unanswered this long is sent again
-        )
+        ("msg_address", C.c_uint64),  # PINGPONG: this guest's address (0: no message device)
+        ("msg_peer", C.c_uint64),  # PINGPONG: the address it pings (0: it only answers)
+        ("msg_retry_ns", C.c_uint64),  # PINGPONG: a ping unanswered this long is sent again
     ]
 
 

@@ -364,13 +364,15 @@ class Timeline:
                     )
                 self._rested.wait(min(left, 0.1))
 
-    def at(self, due_ns: int, arrival: Arrival) -> None:
+    def at(self, due_ns: int, arrival: Arrival, late_runs_now: bool = False) -> None:
         """Run ``arrival(now_ticks)`` when the clock reads ``due_ns`` (a message delivered
         by a simulator): in lockstep by a warp, as a member's deadline; otherwise by a host
         timer. It must wake the member it interrupts (``Member.wake``). ValueError in the
-        past."""
+        past, unless ``late_runs_now`` (a clock running in real time: run it at once)."""
         with self._lock:
             now_ns = self.now_ns()
+            if due_ns < now_ns and late_runs_now:
+                due_ns = now_ns
             if due_ns < now_ns:
                 raise ValueError(f"an arrival at {due_ns} ns is in the past (clock: {now_ns} ns)")
             heapq.heappush(self._arrivals, (due_ns, next(self._arrival_order), arrival))

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import ctypes as C
 from enum import IntEnum
+from typing import Any
 
 ABI_VERSION = 1
 BOOT_MAGIC = 0x7469636B6C657373  # "tickless"
@@ -243,6 +244,13 @@ class FuzzAction(IntEnum):
     PV_DEADLINE = 19  # a deadline in the PV device's page (random, torn, soon, 0), a kick
 
 
+_MSG_BOOT_FIELDS: list[tuple[str, Any]] = [
+    ("msg_address", C.c_uint64),  # PINGPONG: this guest's address (0: no message device)
+    ("msg_peer", C.c_uint64),  # PINGPONG: the address it pings (0: it only answers)
+    ("msg_retry_ns", C.c_uint64),  # PINGPONG: a ping unanswered this long is sent again
+]
+
+
 class Boot(C.Structure):
     """struct tickless_boot at BOOT_GPA: written by the host before the guest starts."""
 
@@ -294,9 +302,7 @@ class Boot(C.Structure):
     ] + [
         ("cron_period_ns", C.c_uint64 * CRON_MAX_TIMERS),  # each timer's period
         ("cron_first_ns", C.c_uint64 * CRON_MAX_TIMERS),  # its first deadline after the start
-        ("msg_address", C.c_uint64),  # PINGPONG: this guest's address (0: no message device)
-        ("msg_peer", C.c_uint64),  # PINGPONG: the address it pings (0: it only answers)
-        ("msg_retry_ns", C.c_uint64),  # PINGPONG: a ping unanswered this long is sent again
+        *_MSG_BOOT_FIELDS,
     ]
 
 

@@ -1,4 +1,4 @@
-"""A lockstep timeline (``Timeline(lockstep=True)``, ``run_until``, ``at``): the clock holds
+"""A lockstep timeline (``DrivenTimeline(lockstep=True)``, ``run_until``, ``at``): the clock holds
 while guests run and moves only by warps to what is due, never past the bound. Pure Python:
 host ticks come from a counter the test moves; fake guests are threads that block again."""
 
@@ -8,7 +8,8 @@ import threading
 
 import pytest
 
-from tickless.timers.timeline import LockstepStall, Member, Timeline
+from tickless.timers.driven import DrivenTimeline, LockstepStall
+from tickless.timers.timeline import Member
 
 TICK_HZ = 10**9
 MS = 1_000_000
@@ -27,7 +28,7 @@ class FakeGuest:
     """A vCPU that, woken at a deadline, reads the clock and blocks again ``period`` later
     (on its own thread, as a vCPU does), until ``until_ns``."""
 
-    def __init__(self, timeline: Timeline, name: str, first_ns: int, period_ns: int) -> None:
+    def __init__(self, timeline: DrivenTimeline, name: str, first_ns: int, period_ns: int) -> None:
         self.timeline, self.period_ns = timeline, period_ns
         self.member: Member = timeline.join(name)
         self.member.deliver = self._deliver
@@ -47,8 +48,8 @@ class FakeGuest:
         self.timeline.block(self.member, now_ns + self.period_ns)
 
 
-def lockstep() -> Timeline:
-    return Timeline(TICK_HZ, Ticks(), lockstep=True)
+def lockstep() -> DrivenTimeline:
+    return DrivenTimeline(TICK_HZ, Ticks(), lockstep=True)
 
 
 def test_the_clock_holds_from_the_start_and_stops_at_the_bound() -> None:
@@ -110,4 +111,4 @@ def test_a_member_that_never_waits_stalls_the_group_with_a_clear_error() -> None
 
 def test_run_until_needs_a_lockstep_timeline() -> None:
     with pytest.raises(ValueError, match="lockstep"):
-        Timeline(TICK_HZ, Ticks()).run_until(MS)
+        DrivenTimeline(TICK_HZ, Ticks()).run_until(MS)

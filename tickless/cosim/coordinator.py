@@ -1,12 +1,13 @@
 """Guests in lockstep with the network: conservative synchronisation with a lookahead.
 
-Each guest is a group of its own on a lockstep timeline (``Timeline(lockstep=True)``): its
-clock holds while it computes and moves only when the coordinator lets it. One quantum
+Each guest is a group of its own on a lockstep timeline (``DrivenTimeline``, in
+``timers/driven.py``): its clock holds while it computes and moves only when the
+coordinator lets it. One quantum
 (at most the lookahead, the smallest link latency) from ``T`` to ``T1``:
 
 1. the network (SimPy) runs to ``T1``: every packet arriving before then was sent before
    ``T`` (it spent at least the lookahead on the way), so it is known; each arrival is
-   scheduled on its receiver's timeline (``Timeline.at``);
+   scheduled on its receiver's timeline (``DrivenTimeline.at``);
 2. every group runs to ``T1`` (``release_until`` for all, then ``wait_until``): guests take
    their timers and messages at their exact guest times, and rest at ``T1``;
 3. the messages sent in the quantum (stamped with the sender's guest time) enter the
@@ -31,7 +32,7 @@ from tickless.devices.config import GuestConfig
 from tickless.devices.message import MessageDevice, SentMessage
 from tickless.errors import GuestStopped, InputError
 from tickless.host.tsc import rdtsc
-from tickless.timers.timeline import RUN_UNTIL_TIMEOUT_S, Timeline
+from tickless.timers.driven import RUN_UNTIL_TIMEOUT_S, DrivenTimeline
 from tickless.vmm.host import VmmHost
 from tickless.vmm.machine import GuestMachine
 
@@ -47,7 +48,7 @@ class Endpoint:
     address: int
     machine: GuestMachine
     device: MessageDevice
-    timeline: Timeline
+    timeline: DrivenTimeline
 
 
 @dataclass
@@ -83,7 +84,9 @@ class Coordinator:
         self.start_ns = 0  # where the exchange began (real time: after booting)
         self._trace: list[tuple[int, int, int, int, str, int, str]] = []
         self._lock = threading.Lock()  # arrivals run on vCPU threads
-        self._shared = host.timeline(1, False) if realtime else None
+        self._shared = (
+            DrivenTimeline(host.tsc_hz, rdtsc, 1, False, host.timers) if realtime else None
+        )
         network.on_arrive = self._arrive
         network.on_lost = self._lost
 
@@ -91,7 +94,7 @@ class Coordinator:
         """Boot a small guest with a message device (``config.msg_address``) on the network."""
         if not config.msg_address or config.msg_address in self.endpoints:
             raise InputError(f"guest {name} needs an address of its own on the network")
-        timeline = self._shared or Timeline(
+        timeline = self._shared or DrivenTimeline(
             self.host.tsc_hz, rdtsc, 1, config.warp_idle, self.host.timers, lockstep=True
         )
         machine = self.host.boot(config, name, timeline=timeline)

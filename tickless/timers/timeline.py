@@ -16,11 +16,8 @@ are pages guests read first mark themselves "being updated" (``begin``) before "
 read, so no guest read of the old page can come from after the new anchor (the pvclock
 protocol: an odd version makes the guest retry).
 
-**Lockstep** (``lockstep=True``, for a simulator driving guest time): the clock holds
-(rate 0) from the start and moves only inside ``run_until(t)``, by warps: when every member
-waits, it jumps to the earliest of their deadlines, the arrivals scheduled with ``at`` and
-``t``, and delivers what is due there. Guest compute takes no guest time (the clock holds
-while any vCPU runs), so a run repeats exactly whatever the host's speed or load.
+A simulator drives a group's time with a ``DrivenTimeline`` (``timers/driven.py``): held
+in lockstep, moved by ``run_until``, with arrivals at guest times (``at``).
 
 Members are the vCPUs that run guest code. ``block`` marks one idle until its deadline;
 whoever delivers that deadline calls ``wake`` (a plain store: an expiry callback may call it
@@ -30,29 +27,17 @@ Pure Python and no KVM: the simulator and the real host share it.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Protocol
 
-from tickless.errors import TicklessError
 from tickless.timers.clock import GuestClock
 from tickless.timers.hrtimer import HostTimer, TimerBase
 
 WARP_TAKE_TIMEOUT_NS = 10_000_000  # a warp holds the clock this long at most
 HOLD_POLL_NS = 200_000  # how often the hold looks whether the woken guests ran on
-RUN_UNTIL_TIMEOUT_S = 60.0  # wall time a lockstep group gets to reach its bound (default)
-
-Arrival = Callable[[int], None]  # something due at a guest time (``at``): gets the host tick
-
-
-class LockstepStall(TicklessError):
-    """A lockstep group did not reach its bound in time: a guest kept running (it never
-    waited for a timer) while the clock held."""
 
 
 class ClockListener(Protocol):
@@ -105,16 +90,13 @@ class Timeline:
         rate: Fraction | int = 1,
         warp_idle: bool = False,
         hold_timers: TimerBase | None = None,
-        lockstep: bool = False,
     ) -> None:
         """``hold_timers``: where a warp's hold is polled (the VMM's timer thread); without
-        them a warp runs on at once, as the simulator's does. ``lockstep``: the clock holds
-        from the start and moves only in ``run_until`` (see the module docstring)."""
+        them a warp runs on at once, as the simulator's does."""
         self.read_ticks = read_ticks
         self.warp_idle = warp_idle
         self.rate = Fraction(rate)  # the dilation, also while frozen (thaw restores it)
         self._start_ticks = read_ticks()
-        self.lockstep = lockstep
         self.clock = GuestClock.create(tick_hz, self._start_ticks, 0, self._run_rate())
         self.frozen = False
         self._frozen_at_ticks = 0
@@ -131,12 +113,6 @@ class Timeline:
         self._members: list[Member] = []
         self._listeners: list[ClockListener] = []
         self._lock = threading.RLock()
-        # Things due at a guest time (``at``): (due_ns, order, callback), earliest first.
-        self._arrivals: list[tuple[int, int, Arrival]] = []
-        self._arrival_order = itertools.count()
-        self._arrival_timer = HostTimer(self._arrivals_due, name="timeline-arrivals")
-        self._until_ns = 0  # lockstep: the clock never passes this
-        self._rested = threading.Condition(self._lock)
 
     # --- who reads the clock, who runs on it ------------------------------------------------
 
@@ -241,8 +217,6 @@ class Timeline:
 
     def _maybe_warp(self) -> bool:
         """Warp if every member waits, to the earliest deadline."""
-        if self.lockstep:
-            return self._lockstep_step()
         if not self.warp_idle or self.frozen or not self._members:
             return False
         deadlines = [m.deadline_ns for m in self._members]
@@ -305,8 +279,11 @@ class Timeline:
             self._reanchor(self._run_rate(), 0)
 
     def _run_rate(self) -> Fraction:
-        """The rate the clock runs at when nothing holds it: 0 in lockstep."""
-        return Fraction(0) if self.lockstep else self.rate
+        """The rate the clock runs at when nothing holds it (a driven timeline: 0)."""
+        return self.rate
+
+    def _clock_moved(self, now_ticks: int) -> None:
+        """After every re-anchoring, still under the lock (a driven timeline re-arms)."""
 
     def _reanchor(self, rate: Fraction, at_least_ns: int) -> int:
         """Anchor the clock at now with ``rate``, reading at least ``at_least_ns`` (a warp);
@@ -322,116 +299,5 @@ class Timeline:
         self.clock = GuestClock.create(old.tick_hz, now, reading, rate)
         for listener in self._listeners:
             listener.clock_changed(self.clock, now)
-        if self._arrivals and not self.lockstep:
-            self._arm_arrivals()
+        self._clock_moved(now)
         return now
-
-    # --- driven from outside: lockstep and arrivals ------------------------------------------
-
-    def run_until(self, t_ns: int, timeout_s: float = RUN_UNTIL_TIMEOUT_S) -> None:
-        """Lockstep: let the group run until its clock reads ``t_ns`` and every member waits,
-        and hold there (no guest reads a later time before the next call). The clock moves
-        only by warps, so guest compute takes no guest time. Raises ``ValueError`` for a
-        ``t_ns`` in the past, ``LockstepStall`` after ``timeout_s`` of wall time; Ctrl-C
-        (``KeyboardInterrupt``) leaves the clock held where it stood."""
-        self.release_until(t_ns)
-        self.wait_until(timeout_s)
-
-    def release_until(self, t_ns: int) -> None:
-        """``run_until``'s first half, which returns at once: a coordinator releases every
-        group, then waits for each (``wait_until``), so that groups run side by side."""
-        if not self.lockstep:
-            raise ValueError("run_until drives a lockstep timeline (Timeline(lockstep=True))")
-        with self._lock:
-            now_ns = self.clock.system_time_ns  # a held clock reads exactly this
-            if t_ns < now_ns:
-                raise ValueError(f"run_until({t_ns} ns) is in the past: clock at {now_ns} ns")
-            self._until_ns = t_ns
-            self._lockstep_step()
-
-    def wait_until(self, timeout_s: float = RUN_UNTIL_TIMEOUT_S) -> None:
-        """``run_until``'s second half: wait until the group rests at its bound."""
-        with self._lock:
-            give_up = time.monotonic() + timeout_s
-            while not self._at_rest():
-                left = give_up - time.monotonic()
-                if left <= 0:
-                    busy = ", ".join(m.name for m in self._members if m.deadline_ns is None)
-                    raise LockstepStall(
-                        f"the group did not reach {self._until_ns} ns within {timeout_s:g} s: "
-                        f"the clock holds at {self.clock.system_time_ns} ns, still running: "
-                        f"{busy or '-'}"
-                    )
-                self._rested.wait(min(left, 0.1))
-
-    def at(self, due_ns: int, arrival: Arrival, late_runs_now: bool = False) -> None:
-        """Run ``arrival(now_ticks)`` when the clock reads ``due_ns`` (a message delivered
-        by a simulator): in lockstep by a warp, as a member's deadline; otherwise by a host
-        timer. It must wake the member it interrupts (``Member.wake``). ValueError in the
-        past, unless ``late_runs_now`` (a clock running in real time: run it at once)."""
-        with self._lock:
-            now_ns = self.now_ns()
-            if due_ns < now_ns and late_runs_now:
-                due_ns = now_ns
-            if due_ns < now_ns:
-                raise ValueError(f"an arrival at {due_ns} ns is in the past (clock: {now_ns} ns)")
-            heapq.heappush(self._arrivals, (due_ns, next(self._arrival_order), arrival))
-            if not self.lockstep:
-                self._arm_arrivals()
-
-    def drop_arrivals(self) -> None:
-        """Forget every arrival not yet run (its guests are going)."""
-        with self._lock:
-            self._arrivals.clear()
-        if self._hold_timers is not None:
-            self._hold_timers.cancel(self._arrival_timer)
-
-    def _at_rest(self) -> bool:
-        return self.clock.system_time_ns >= self._until_ns and all(
-            m.deadline_ns is not None for m in self._members
-        )
-
-    def _lockstep_step(self) -> bool:
-        """While every member waits, jump to the next thing due (a deadline, an arrival, the
-        bound) and deliver it there: arrivals in order, then members in join order."""
-        warped = False
-        while not self.frozen and all(m.deadline_ns is not None for m in self._members):
-            due = [m.deadline_ns for m in self._members if m.deadline_ns is not None]
-            if self._arrivals:
-                due.append(self._arrivals[0][0])
-            target = min([self._until_ns, *due])
-            now = self.read_ticks()
-            if target > self.clock.system_time_ns:
-                now = self._reanchor(Fraction(0), target)
-                self.warps += 1
-                warped = True
-            delivered = False
-            while self._arrivals and self._arrivals[0][0] <= target:
-                heapq.heappop(self._arrivals)[2](now)
-                delivered = True
-            for m in self._members:
-                if m.deadline_ns is not None and m.deadline_ns <= target:
-                    m.deadline_ns = None
-                    if m.deliver is not None:
-                        m.deliver(now)
-                    delivered = True
-            if not delivered:  # at the bound, everyone waiting: at rest
-                self._rested.notify_all()
-                break
-        return warped
-
-    def _arm_arrivals(self) -> None:
-        """Real time: the host timer for the earliest arrival, on the clock as it is."""
-        if self._hold_timers is None:
-            raise ValueError("arrivals in real time need the host's timers")
-        if self._arrivals and not self.clock.frozen:
-            ticks = self.clock.ticks_at_or_after(self._arrivals[0][0])
-            self._hold_timers.arm(self._arrival_timer, ticks)
-
-    def _arrivals_due(self, now_ticks: int) -> None:
-        """The arrivals' host timer: run what is due (by the clock as it is now), re-arm."""
-        with self._lock:
-            now_ns = self.now_ns(now_ticks)
-            while self._arrivals and self._arrivals[0][0] <= now_ns:
-                heapq.heappop(self._arrivals)[2](now_ticks)
-            self._arm_arrivals()

@@ -412,8 +412,8 @@ static void msg_wait(uint64_t deadline) {
 }
 
 /* Take every message in the ring; answer pings (as the answering end), and return whether
- * the pong for seq came. */
-static int msg_drain(uint64_t seq) {
+ * the pong for seq's try came (a pong for an earlier try came late: not this round trip). */
+static int msg_drain(uint64_t seq, uint64_t try) {
     int answered = 0;
     while (MSG_RING->head != MSG_RING->tail) {
         uint64_t tail = MSG_RING->tail, src, len;
@@ -421,7 +421,7 @@ static int msg_drain(uint64_t seq) {
         if (len == 3 * sizeof(uint64_t)) {
             if (m[0] == PING)
                 msg_send(src, PONG, m[1], m[2]);
-            else if (m[0] == PONG && m[1] == seq)
+            else if (m[0] == PONG && m[1] == seq && m[2] == try)
                 answered = 1;
         }
         __asm__ volatile("" ::: "memory"); /* the slot is read before it is given back */
@@ -442,14 +442,14 @@ static void pingpong(void) {
     if (!peer)
         for (;;) {
             msg_wait(clock_ns() + MAX_DELTA_NS / 2);
-            msg_drain(0);
+            msg_drain(0, 0);
         }
     for (uint64_t i = 1; i <= BOOT->count; i++) {
         uint64_t tries = 0, sent = clock_ns();
         msg_send(peer, PING, i, tries);
         for (;;) {
             msg_wait(retry ? sent + retry : sent + MAX_DELTA_NS / 2);
-            if (msg_drain(i))
+            if (msg_drain(i, tries))
                 break;
             if (retry && clock_ns() >= sent + retry) {
                 sent = clock_ns();

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import ctypes
 import importlib.util
+import json
+import signal
 import sys
 from pathlib import Path
 
 import pytest
+from cli_signals import interrupt_once_under_way
 from click.testing import CliRunner
 
 from tickless.cli import main
@@ -96,6 +99,7 @@ def test_the_message_device_bounds_what_a_guest_can_do() -> None:
         results = [device.deliver(message, 0) for _ in range(MSG_RING_SLOTS + 3)]
         assert results[MSG_RING_SLOTS:] == ["ring full"] * 3
         assert all(isinstance(r, int) for r in results[:MSG_RING_SLOTS])
+        device.publish()
         ring = MsgRing.from_buffer(
             endpoint.machine.memory.view(MSG_RING_GPA, ctypes.sizeof(MsgRing), "test")
         )
@@ -183,3 +187,42 @@ def test_the_example_runs_and_repeats() -> None:
     assert first == second
     assert first["round_trips"] == 20 and first["causality_violations"] == 0
     assert first["rtt_min_ms"] >= 4 * 5  # four links of 5 ms
+
+
+@pytest.mark.kvm
+def test_ctrl_c_keeps_the_round_trips_recorded(tmp_path: Path) -> None:
+    out = tmp_path / "pp.json"
+    args = ["cosim", "pingpong", "--count", "20000", "--json", str(out)]
+    status, stderr = interrupt_once_under_way(args, signal.SIGINT)
+    assert status == 130, stderr
+    record = json.loads(out.read_text())
+    assert record["partial"] is True
+    assert 0 < record["rtt_ns"]["count"] < 20000
+    assert record["causality_violations"] == 0
+
+
+class Flood(Network):
+    """Every ping arrives 40 times at once: more than the receiver's ring holds."""
+
+    def route(self, packet: Packet, entered_late_ns: int) -> None:
+        copies = 40 if packet.payload[:8] == (1).to_bytes(8, "little") else 1
+        for _ in range(copies):
+            copy = Packet(packet.src, packet.dst, packet.seq, packet.send_ns, packet.payload)
+            self.links[packet.src, packet.dst].carry(copy, entered_late_ns)
+
+
+@pytest.mark.kvm
+def test_a_full_ring_drops_and_counts_while_the_guest_runs_on() -> None:
+    network = Flood()
+    network.duplex(1, 2, MS)
+    with VmmHost() as host:
+        coordinator = Coordinator(host, network)
+        pong = coordinator.add_guest(pingpong_guest(2), "pong")
+        ping = coordinator.add_guest(pingpong_guest(1, 2, count=1, retry_ns=10 * MS), "ping")
+        coordinator.start([pong], [ping])
+        assert coordinator.run(lambda: ping.machine.outcome.ok, 10**9)
+        host.stop_all("done")
+        assert coordinator.counts.dropped == {"ring full": 40 - MSG_RING_SLOTS}
+        assert pong.device.counts.dropped_full == 40 - MSG_RING_SLOTS
+        assert int(pong.machine.shared.msg_received) == MSG_RING_SLOTS
+        assert coordinator.counts.causality_violations == 0

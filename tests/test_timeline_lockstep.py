@@ -5,10 +5,11 @@ host ticks come from a counter the test moves; fake guests are threads that bloc
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
 
-from tickless.timers.driven import DrivenTimeline, LockstepStall
+from tickless.timers.driven import Arrival, DrivenTimeline, LockstepStall
 from tickless.timers.timeline import Member
 
 TICK_HZ = 10**9
@@ -82,7 +83,7 @@ def test_arrivals_run_at_their_time_and_never_in_the_past() -> None:
     guest = FakeGuest(timeline, "g", 100 * MS, MS)
     got: list[tuple[str, int]] = []
 
-    def arrival(name: str) -> object:
+    def arrival(name: str) -> Arrival:
         def run(now_ticks: int) -> None:
             got.append((name, timeline.now_ns(now_ticks)))
 
@@ -112,3 +113,26 @@ def test_a_member_that_never_waits_stalls_the_group_with_a_clear_error() -> None
 def test_run_until_needs_a_lockstep_timeline() -> None:
     with pytest.raises(ValueError, match="lockstep"):
         DrivenTimeline(TICK_HZ, Ticks()).run_until(MS)
+
+
+def test_a_follow_up_runs_once_after_every_arrival_due_with_it() -> None:
+    """What lets a device show its guest a batch of messages at once."""
+    timeline = lockstep()
+    FakeGuest(timeline, "g", 100 * MS, MS)
+    order: list[str] = []
+
+    def publish() -> None:
+        order.append("publish")
+
+    def arrival(name: str) -> Arrival:
+        def run(now_ticks: int) -> Callable[[], None]:
+            order.append(name)
+            return publish
+
+        return run
+
+    timeline.at(MS, arrival("a"))
+    timeline.at(MS, arrival("b"))
+    timeline.at(2 * MS, arrival("c"))
+    timeline.run_until(3 * MS)
+    assert order == ["a", "b", "publish", "c", "publish"]

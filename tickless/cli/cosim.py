@@ -13,6 +13,7 @@ from tickless.cli.common import (
     err_console,
     exit_interrupted,
     json_option,
+    progress_bar,
     require_kvm,
 )
 from tickless.errors import InputError
@@ -116,7 +117,8 @@ def pingpong(
     from tickless.cosim.pingpong import run_pingpong
     from tickless.results.schema import write_json_atomic
 
-    record = run_pingpong(spec)
+    with progress_bar("round trips", 1.0, show=True) as progress:
+        record = run_pingpong(spec, progress)
     _render(record)
     if json_path is not None:
         write_json_atomic(json_path, record.to_json_dict())

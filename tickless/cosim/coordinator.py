@@ -133,7 +133,12 @@ class Coordinator:
             ):
                 raise GuestStopped(f"{machine.name} stopped: {machine.outcome.reason}")
 
-    def run(self, done: Callable[[], bool], max_guest_ns: int) -> bool:
+    def run(
+        self,
+        done: Callable[[], bool],
+        max_guest_ns: int,
+        after_quantum: Callable[[], None] | None = None,
+    ) -> bool:
         """Quantum after quantum until ``done()`` or ``max_guest_ns``; True when done.
         Ctrl-C (KeyboardInterrupt) leaves every group held at a quantum's boundary."""
         while not done():
@@ -141,6 +146,8 @@ class Coordinator:
                 return False
             self.check_guests()
             self.quantum(self.now_ns + self.quantum_ns)
+            if after_quantum is not None:
+                after_quantum()
         return True
 
     def quantum(self, t1_ns: int) -> None:
@@ -189,16 +196,17 @@ class Coordinator:
             self._late(packet)
         message = SentMessage(packet.src, packet.dst, packet.seq, packet.send_ns, packet.payload)
 
-        def deliver(now_ticks: int) -> None:
+        def deliver(now_ticks: int) -> Callable[[], None]:
             arrived = endpoint.device.deliver(message, now_ticks)
             if isinstance(arrived, str):
                 self._lost(packet, arrived, due_ns)
-                return
-            with self._lock:
-                self.counts.delivered += 1
-                if arrived < packet.earliest_ns:
-                    self.counts.causality_violations += 1
-            self._record(arrived, "deliver", packet.src, packet.dst, packet.seq, packet.payload)
+            else:
+                with self._lock:
+                    self.counts.delivered += 1
+                    if arrived < packet.earliest_ns:
+                        self.counts.causality_violations += 1
+                self._record(arrived, "deliver", packet.src, packet.dst, packet.seq, packet.payload)
+            return endpoint.device.publish  # the guest sees the batch due now at once
 
         endpoint.timeline.at(due_ns, deliver, late_runs_now=self.realtime)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -143,9 +144,12 @@ def build_network(spec: PingpongSpec) -> Network:
     return network
 
 
-def run_pingpong(spec: PingpongSpec) -> PingpongRecord:
+def run_pingpong(
+    spec: PingpongSpec, progress: Callable[[float], None] | None = None
+) -> PingpongRecord:
     """Boot the pairs, run them with the network until every pinging guest is done (or
-    the guest time bound); Ctrl-C keeps what was recorded (``partial``)."""
+    the guest time bound); Ctrl-C keeps what was recorded (``partial``). ``progress``
+    gets the fraction of round trips done."""
     network = build_network(spec)
     record = PingpongRecord(
         spec.guests, spec.latency_ns, spec.count, spec.seed, spec.loss, spec.bandwidth_bps,
@@ -161,12 +165,14 @@ def run_pingpong(spec: PingpongSpec) -> PingpongRecord:
             pingers.append(coordinator.add_guest(_config(spec, a, b), f"ping{pair}"))
         t0 = time.monotonic()
         finished = False
+        total = spec.count * len(pingers)
         try:
             coordinator.start(answerers, pingers)
             t0 = time.monotonic()  # booted: the rate is of the exchange, not of booting
             finished = coordinator.run(
                 lambda: all(e.machine.outcome.ok or not e.machine.running for e in pingers),
                 spec.guest_time_bound_ns,
+                None if progress is None else lambda: progress(_done(pingers) / total),
             )
         except KeyboardInterrupt:
             record.partial = True
@@ -180,6 +186,10 @@ def run_pingpong(spec: PingpongSpec) -> PingpongRecord:
                 raise GuestStopped(f"{e.machine.name} stopped: {e.machine.outcome.reason}")
         _summarize(record, spec, coordinator, pingers)
     return record
+
+
+def _done(pingers: list[Endpoint]) -> int:
+    return sum(min(int(e.machine.shared.events_recorded), e.machine.config.count) for e in pingers)
 
 
 def _summarize(

@@ -69,6 +69,7 @@ class MessageDevice(Device):
         self._outbox: list[SentMessage] = []
         self._lock = threading.Lock()  # the vCPU thread sends, the coordinator takes
         self._stopped = False
+        self._head = 0  # slots written; the guest sees them at publish
 
     @classmethod
     def create(cls, ctx: MachineContext) -> MessageDevice | None:
@@ -106,34 +107,47 @@ class MessageDevice(Device):
         return taken
 
     def deliver(self, message: SentMessage, now_ticks: int) -> int | str:
-        """Write ``message`` into the ring and interrupt the guest (called when its guest
-        time has come, by the timeline); returns the guest time it arrived at, or why it
-        was dropped ("ring full", "stopped")."""
+        """Write ``message`` into the ring (called when its guest time has come, by the
+        timeline); returns the guest time it arrived at, or why it was dropped ("ring full",
+        "stopped"). The guest sees it at ``publish``: messages due at one guest time are
+        all written first, so a guest already running cannot take some of them early and
+        make room for others (which would make what a full ring drops depend on timing)."""
         with self._lock:
             if self._stopped:
                 self.counts.dropped_stopped += 1
                 return "stopped"
             view = self.ctx.memory.view(MSG_RING_GPA, ctypes.sizeof(MsgRing), "message ring")
             ring = MsgRing.from_buffer(view)
-            head, tail = int(ring.head), int(ring.tail)
+            head, tail = self._head, int(ring.tail)
             if not 0 <= head - tail < MSG_RING_SLOTS:  # full, or a tail that makes no sense
                 self.counts.dropped_full += 1
                 ring.dropped = self.counts.dropped_full
                 del ring
                 return "ring full"
+            del ring
             gpa = MSG_RING_GPA + MSG_SLOTS_OFFSET + (head % MSG_RING_SLOTS) * ctypes.sizeof(MsgSlot)
-            slot_view = self.ctx.memory.view(gpa, ctypes.sizeof(MsgSlot), "message slot")
-            slot = MsgSlot.from_buffer(slot_view)
+            slot = MsgSlot.from_buffer(self.ctx.memory.view(gpa, ctypes.sizeof(MsgSlot), "slot"))
             arrived_ns = self.ctx.timeline.now_ns(now_ticks)
             slot.src, slot.len = message.src, len(message.payload)
             slot.send_ns, slot.deliver_ns = message.send_ns, arrived_ns
             ctypes.memmove(ctypes.addressof(slot.payload), message.payload, len(message.payload))
-            ring.head = head + 1  # after the slot: the guest reads head, then the slot (x86 TSO)
-            del slot, ring
+            del slot
+            self._head = head + 1
             self.counts.delivered += 1
-        self.ctx.member.wake()  # it runs now: its group holds until it waits again
-        self.ctx.inject(MSG_VECTOR)
         return arrived_ns
+
+    def publish(self) -> None:
+        """Show the guest what ``deliver`` wrote (``head``, after the slots: x86 keeps the
+        stores in order) and interrupt it once."""
+        with self._lock:
+            view = self.ctx.memory.view(MSG_RING_GPA, ctypes.sizeof(MsgRing), "message ring")
+            ring = MsgRing.from_buffer(view)
+            fresh = int(ring.head) != self._head
+            ring.head = self._head
+            del ring
+        if fresh:
+            self.ctx.member.wake()  # it runs now: its group holds until it waits again
+            self.ctx.inject(MSG_VECTOR)
 
     def stop(self, now_ticks: int) -> None:
         with self._lock:

@@ -29,7 +29,9 @@ from tickless.timers.timeline import Timeline
 
 RUN_UNTIL_TIMEOUT_S = 60.0  # wall time a lockstep group gets to reach its bound (default)
 
-Arrival = Callable[[int], None]  # something due at a guest time (``at``): gets the host tick
+# Something due at a guest time (``at``): gets the host tick, may return what to run once
+# every arrival due then has run (a device showing its guest a batch at once).
+Arrival = Callable[[int], Callable[[], None] | None]
 
 
 class LockstepStall(TicklessError):
@@ -121,10 +123,8 @@ class DrivenTimeline(Timeline):
                 now = self._reanchor(Fraction(0), target)
                 self.warps += 1
                 warped = True
-            delivered = False
-            while self._arrivals and self._arrivals[0][0] <= target:
-                heapq.heappop(self._arrivals)[2](now)
-                delivered = True
+            delivered = bool(self._arrivals) and self._arrivals[0][0] <= target
+            self._run_arrivals(target, now)
             for m in self._members:
                 if m.deadline_ns is not None and m.deadline_ns <= target:
                     m.deadline_ns = None
@@ -176,7 +176,15 @@ class DrivenTimeline(Timeline):
     def _arrivals_due(self, now_ticks: int) -> None:
         """The arrivals' host timer: run what is due (by the clock as it is now), re-arm."""
         with self._lock:
-            now_ns = self.now_ns(now_ticks)
-            while self._arrivals and self._arrivals[0][0] <= now_ns:
-                heapq.heappop(self._arrivals)[2](now_ticks)
+            self._run_arrivals(self.now_ns(now_ticks), now_ticks)
             self._arm_arrivals()
+
+    def _run_arrivals(self, upto_ns: int, now_ticks: int) -> None:
+        """Every arrival due by ``upto_ns``, in order, then their follow-ups, each once."""
+        after: dict[Callable[[], None], None] = {}  # ordered, without repeats
+        while self._arrivals and self._arrivals[0][0] <= upto_ns:
+            follow_up = heapq.heappop(self._arrivals)[2](now_ticks)
+            if follow_up is not None:
+                after[follow_up] = None
+        for follow_up in after:
+            follow_up()

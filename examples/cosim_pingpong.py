@@ -63,6 +63,7 @@ def main(seed: int = 1, count: int = 20) -> dict[str, object]:
             done=lambda: all(p.machine.outcome.ok for p in pings), max_guest_ns=60_000 * MS
         )
         host.stop_all("the example is done")
+        coordinator.close()
         rtts = [rtt for p in pings for rtt in round_trips_ns(p)]
         result: dict[str, object] = {
             "round_trips": len(rtts),

@@ -123,6 +123,11 @@ class Coordinator:
             self.now_ns = self.start_ns = self._shared.now_ns()
             self.network.env.run(until=self.now_ns)
 
+    def close(self) -> None:
+        """After the guests stopped: no arrival runs any more (real time: host timers)."""
+        for timeline in {id(e.timeline): e.timeline for e in self.endpoints.values()}.values():
+            timeline.drop_arrivals()
+
     def check_guests(self) -> None:
         for endpoint in self.endpoints.values():
             machine = endpoint.machine

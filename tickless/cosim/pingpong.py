@@ -53,8 +53,8 @@ class PingpongSpec:
             raise InputError(f"--count must be between 1 and {MAX_COUNT:,}")
         if not 0.0 <= self.loss <= 0.9:
             raise InputError("--loss must be between 0 and 0.9")
-        if self.bandwidth_bps < 0:
-            raise InputError("--bandwidth must not be negative")
+        if not 0 <= self.bandwidth_bps < 1e15:  # also refuses nan and inf
+            raise InputError("--bandwidth must be a number of bit/s, 0 or more")
         if self.retry_ns and not 2 * self.latency_ns < self.retry_ns <= MAX_DELTA_NS // 4:
             raise InputError(
                 "--retry must be longer than a round trip (2 x latency), at most 15 min"
@@ -178,6 +178,7 @@ def run_pingpong(
             record.partial = True
         record.wall_time_s = time.monotonic() - t0
         host.stop_all("end of the pingpong run")
+        coordinator.close()
         if not finished and not record.partial:
             record.partial = True
             record.notes.append(f"stopped at the guest time bound ({spec.guest_time_bound_ns} ns)")

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from fractions import Fraction
 
-from tickless.errors import TicklessError
+from tickless.errors import InputError, TicklessError
 from tickless.timers.hrtimer import HostTimer, TimerBase
 from tickless.timers.timeline import Timeline
 
@@ -66,7 +66,7 @@ class DrivenTimeline(Timeline):
         """Let the group run until its clock reads ``t_ns`` and every member waits, and
         hold there (no guest reads a later time before the next call). The clock moves only
         by warps, so guest compute takes no guest time. Raises ``ValueError`` for a ``t_ns``
-        in the past, ``LockstepStall`` after ``timeout_s`` of wall time; Ctrl-C
+        in the past (``InputError``), ``LockstepStall`` after ``timeout_s`` of wall time; Ctrl-C
         (``KeyboardInterrupt``) leaves the clock held where it stood."""
         self.release_until(t_ns)
         self.wait_until(timeout_s)
@@ -79,7 +79,7 @@ class DrivenTimeline(Timeline):
         with self._lock:
             now_ns = self.clock.system_time_ns  # a held clock reads exactly this
             if t_ns < now_ns:
-                raise ValueError(f"run_until({t_ns} ns) is in the past: clock at {now_ns} ns")
+                raise InputError(f"run_until({t_ns} ns) is in the past: clock at {now_ns} ns")
             self._until_ns = t_ns
             self._lockstep_step()
 

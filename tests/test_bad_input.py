@@ -119,6 +119,16 @@ TABLE: dict[str, dict[str, Row]] = {
         "--seed": Row(SEEDS),
         "--json": Row(OUTPUT_FILES),
     },
+    "cosim pingpong": {
+        "--guests": Row((*COUNTS, "3", "65")),
+        "--latency": Row((*DURATIONS, "500ns", "11s")),
+        "--count": Row((*COUNTS, "1000001")),
+        "--seed": Row(SEEDS),
+        "--loss": Row(("-0.1", "0.95", "1", "nan", "lots")),
+        "--bandwidth": Row(("-1", "nan", "inf", "fast")),
+        "--retry": Row(("-5us", "10 parsecs", "5", "2h", "15ms")),
+        "--json": Row(OUTPUT_FILES),
+    },
     "table1": {
         "--timer": Row(CHOICE),
         "--interval-us": Row((*COUNTS, "50us")),

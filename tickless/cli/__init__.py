@@ -49,11 +49,13 @@ def main() -> None:
       tickless measure --timer host         the same method on the host itself (the floor)
       tickless idle --mode periodic         what 10 idle 1000 HZ guests cost the host
       tickless console --guest linux        boot Linux on our PV timer, stream its console
+      tickless cosim pingpong               guests in lockstep with a SimPy network
     """
 
 
 def _register() -> None:
     from tickless.cli.console import console_command
+    from tickless.cli.cosim import cosim
     from tickless.cli.cron import cron
     from tickless.cli.fuzz import fuzz
     from tickless.cli.idle import idle
@@ -72,6 +74,7 @@ def _register() -> None:
     main.add_command(console_command)
     main.add_command(fuzz)
     main.add_command(sweep)
+    main.add_command(cosim)
 
 
 _register()

@@ -27,6 +27,7 @@ from tickless.guest.abi import (
     MAX_EVENTS,
     MIN_MEMORY_BYTES,
     MIN_PERIOD_NS,
+    MSG_MAX_ADDRESS,
     RESULTS_GPA,
     Scenario,
 )
@@ -71,6 +72,12 @@ class GuestConfig:
     advance: Advance = Advance.OFF  # lapic: arm early by an adaptive advance, spin the rest
     zoo_devices: bool = False  # the timer zoo's chips whatever the timer (the fuzzing guest)
     rtc_epoch_ns: int | None = None  # the CMOS RTC's time at the start (None: the host's)
+    # The message device (devices/message.py, tickless cosim): this guest's address on the
+    # simulated network (0: no device), the address PINGPONG pings (0: it only answers),
+    # and how long a ping waits for its answer before it is sent again.
+    msg_address: int = 0
+    msg_peer: int = 0
+    msg_retry_ns: int = 0
 
     def __post_init__(self) -> None:
         if self.guest is GuestKind.LINUX and self.count > LINUX_MAX_EVENTS:
@@ -94,6 +101,7 @@ class GuestConfig:
             raise InputError("--timer rtc runs at a power-of-two rate of 2 to 8192 Hz")
         if self.timer is TimerPath.HPET and self.mode is TickMode.PERIODIC:
             self._check_hpet_period()
+        self._check_messages()
         if len(self.cron_schedule) > CRON_MAX_TIMERS:
             raise InputError(f"a cron guest runs at most {CRON_MAX_TIMERS} timers")
         if any(not 0 < period <= MAX_DELTA_NS for period, _ in self.cron_schedule):
@@ -128,6 +136,16 @@ class GuestConfig:
         comes along without being copied by hand."""
         taken = {f.name: getattr(spec, f.name) for f in fields(cls) if hasattr(spec, f.name)}
         return cls(**{**taken, **given})
+
+    def _check_messages(self) -> None:
+        if not (0 <= self.msg_address <= MSG_MAX_ADDRESS and 0 <= self.msg_peer <= MSG_MAX_ADDRESS):
+            raise InputError(f"network addresses are 1 to {MSG_MAX_ADDRESS}")
+        if self.msg_address and self.guest is not GuestKind.SMALL:
+            raise InputError("the message device is the small guest's (no Linux end point yet)")
+        if self.scenario is Scenario.PINGPONG and not self.msg_address:
+            raise InputError("a pingpong guest needs a network address")
+        if not 0 <= self.msg_retry_ns <= MAX_DELTA_NS:
+            raise InputError("the retry timeout must be between 0 and an hour")
 
     def _check_bending(self) -> None:
         """What each timer path can do with bent time (one line for what it cannot)."""
@@ -181,6 +199,8 @@ class GuestConfig:
             return CRON_RECORD_ARRAYS
         if self.scenario is Scenario.MEASURE and self.guest is GuestKind.SMALL:
             return 3 if self.explain else 2
+        if self.scenario is Scenario.PINGPONG:  # when each answer came; when its ping left
+            return 2
         return 1
 
     @property

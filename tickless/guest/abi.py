@@ -31,12 +31,18 @@ Hypercall ABI (documented in the README):
   deadline. ``0``: until the event the lguest clock-event device has programmed (Linux's
   idle path). A deadline already reached returns ``-ETIME`` (do not sleep); one more than
   ``MAX_DELTA_NS`` ahead, or ``0`` with nothing programmed, ``-EINVAL``.
+* ``MSG_SEND(dst, len)``: send the ``len`` bytes at ``MSG_TX_GPA`` to address ``dst`` on the
+  simulated network (``devices/message.py``); the host stamps it with the sender's guest
+  time. ``-EINVAL``: ``dst`` 0 or above ``MSG_MAX_ADDRESS``, ``len`` 0 or above
+  ``MSG_MAX_BYTES``; ``-EAGAIN``: ``MSG_MAX_QUEUED`` sends wait for the simulator already.
+  Messages arrive in the ring at ``MSG_RING_GPA`` with ``MSG_VECTOR``.
 """
 
 from __future__ import annotations
 
 import ctypes as C
 from enum import IntEnum
+from typing import Any
 
 ABI_VERSION = 1
 BOOT_MAGIC = 0x7469636B6C657373  # "tickless"
@@ -99,6 +105,7 @@ PRECISE_VECTOR = 0xF0  # the dedicated precise timer channel: highest priority c
 TIMER_VECTOR = 0xE0  # the PV clock-event device
 LAPIC_TIMER_VECTOR = 0xE1  # KVM's in-kernel LAPIC timer, TSC-deadline mode
 IO_VECTOR = 0x60  # device interrupts (I/O load)
+MSG_VECTOR = 0x70  # the message device: a message arrived in the ring
 # The timer zoo's interrupts on the small guest (its kernel routes each GSI in the IOAPIC):
 HPET_VECTOR = 0xE2
 PIT_VECTOR = 0xE3  # GSI 0: ISA IRQ 0 (ISA IRQ n is GSI n: no overrides, MP table and MADT)
@@ -160,6 +167,16 @@ EINVAL = 22
 ENOSYS = 38
 ETIME = 62
 E2BIG = 7
+EAGAIN = 11
+
+# --- the message device (devices/message.py, Scenario.PINGPONG) ------------------------------
+MSG_TX_GPA = 0x30000  # the small guest's send buffer (MSG_SEND reads len bytes here)
+MSG_RING_GPA = 0x40000  # struct tickless_msg_ring, then MSG_RING_SLOTS struct tickless_msg_slot
+MSG_SLOTS_OFFSET = 0x40  # where the slots start, from MSG_RING_GPA
+MSG_MAX_BYTES = 256  # payload bytes per message
+MSG_RING_SLOTS = 32  # a full ring drops (and counts) what arrives
+MSG_MAX_QUEUED = 64  # sends waiting for the simulator, per guest, before -EAGAIN
+MSG_MAX_ADDRESS = 0xFFFF  # network addresses are 1..this
 
 
 def pit_edges(ns: int) -> int:
@@ -196,6 +213,7 @@ class Hypercall(IntEnum):
     PANIC = 5
     SET_PRECISE = 6
     BLOCK = 7
+    MSG_SEND = 10
 
 
 class Scenario(IntEnum):
@@ -214,6 +232,7 @@ class Scenario(IntEnum):
     RUNAWAY_RING0 = 10  # loops in ring 0 with interrupts off (watchdog)
     FUZZ = 11  # random actions from (fuzz_seed, call index): guest/src/fuzz.c
     CRON = 12  # a schedule of periodic timers, each run recorded (timer, deadline, time)
+    PINGPONG = 20  # the message device: pings to msg_peer and their replies (user.c)
 
 
 # --- the fuzzing guest (Scenario.FUZZ) ------------------------------------------------------
@@ -248,6 +267,13 @@ class FuzzAction(IntEnum):
     HPET = 20  # an HPET register (or any offset of its 1 KiB): read or written, any width
     PIT = 21  # the zoo's i8254: control words (read-back too), counts, reads, port 0x61
     RTC = 22  # the CMOS RTC's ports: indexes (NMI bit too), boundary and random bytes, widths
+
+
+_MSG_BOOT_FIELDS: list[tuple[str, Any]] = [
+    ("msg_address", C.c_uint64),  # PINGPONG: this guest's address (0: no message device)
+    ("msg_peer", C.c_uint64),  # PINGPONG: the address it pings (0: it only answers)
+    ("msg_retry_ns", C.c_uint64),  # PINGPONG: a ping unanswered this long is sent again
+]
 
 
 class Boot(C.Structure):
@@ -302,6 +328,7 @@ class Boot(C.Structure):
     ] + [
         ("cron_period_ns", C.c_uint64 * CRON_MAX_TIMERS),  # each timer's period
         ("cron_first_ns", C.c_uint64 * CRON_MAX_TIMERS),  # its first deadline after the start
+        *_MSG_BOOT_FIELDS,
     ]
 
 
@@ -343,7 +370,42 @@ class Shared(C.Structure):
             "lapic_advance_ns",  # guest, --advance auto: how early it arms the TSC deadline
             "lapic_irq_events",  # guest, --advance auto: events reached through an interrupt
             "lapic_spin_events",  # guest, --advance auto: events spun to without one
+            "msg_irq_count",  # message interrupts taken (ring-0 handler; it bumps irq_count too)
+            "msg_sent",  # guest: MSG_SEND calls accepted
+            "msg_received",  # guest: messages taken from the ring
+            "msg_retries",  # guest: pings sent again after msg_retry_ns without an answer
         )
+    ]
+
+
+class MsgRing(C.Structure):
+    """struct tickless_msg_ring at MSG_RING_GPA: the host fills slot ``head % SLOTS`` and
+    bumps ``head``; the guest consumes at ``tail``. ``tail`` is the guest's: untrusted."""
+
+    _fields_ = [
+        (name, C.c_uint64)
+        for name in (
+            "head",  # host: messages written
+            "tail",  # guest: messages taken
+            "dropped",  # host: messages that found the ring full
+            "pad0",
+            "pad1",
+            "pad2",
+            "pad3",
+            "pad4",
+        )
+    ]
+
+
+class MsgSlot(C.Structure):
+    """struct tickless_msg_slot: one delivered message."""
+
+    _fields_ = [
+        ("src", C.c_uint64),  # the sender's address
+        ("len", C.c_uint64),  # payload bytes
+        ("send_ns", C.c_uint64),  # the sender's guest time at MSG_SEND
+        ("deliver_ns", C.c_uint64),  # the receiver's guest time at delivery
+        ("payload", C.c_uint8 * MSG_MAX_BYTES),
     ]
 
 

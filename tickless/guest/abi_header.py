@@ -16,6 +16,8 @@ from tickless.guest.abi import (
     FuzzAction,
     Hypercall,
     LinuxInfo,
+    MsgRing,
+    MsgSlot,
     Panic,
     PvclockVcpuTimeInfo,
     Scenario,
@@ -86,6 +88,8 @@ def render_c_header(kernel: bool = False) -> str:
         ("tickless_boot", Boot),
         ("tickless_shared", Shared),
         ("tickless_linux_info", LinuxInfo),
+        ("tickless_msg_ring", MsgRing),
+        ("tickless_msg_slot", MsgSlot),
     ]
     if kernel:
         lines += ["", "#ifndef __ASSEMBLY__", "#include <linux/types.h>"]

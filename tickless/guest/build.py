@@ -13,7 +13,7 @@ from tickless.buildcache import BuildError, cached_build, require_tool, run_tool
 from tickless.guest import abi, abi_header
 
 SRC_DIR = Path(__file__).parent / "src"
-SOURCES = ("entry.S", "kernel.c", "user.c", "fuzz.c", "fuzz_stop.c")
+SOURCES = ("entry.S", "kernel.c", "user.c", "fuzz.c", "fuzz_stop.c", "pingpong.c")
 HEADERS = ("guest.h", "fuzz.h")
 # fmt: off
 CFLAGS = (

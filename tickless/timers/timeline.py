@@ -16,6 +16,9 @@ are pages guests read first mark themselves "being updated" (``begin``) before "
 read, so no guest read of the old page can come from after the new anchor (the pvclock
 protocol: an odd version makes the guest retry).
 
+A simulator drives a group's time with a ``DrivenTimeline`` (``timers/driven.py``): held
+in lockstep, moved by ``run_until``, with arrivals at guest times (``at``).
+
 Members are the vCPUs that run guest code. ``block`` marks one idle until its deadline;
 whoever delivers that deadline calls ``wake`` (a plain store: an expiry callback may call it
 while ``block`` holds the lock, and ``cancel`` of that expiry must never wait on the lock).
@@ -94,7 +97,7 @@ class Timeline:
         self.warp_idle = warp_idle
         self.rate = Fraction(rate)  # the dilation, also while frozen (thaw restores it)
         self._start_ticks = read_ticks()
-        self.clock = GuestClock.create(tick_hz, self._start_ticks, 0, self.rate)
+        self.clock = GuestClock.create(tick_hz, self._start_ticks, 0, self._run_rate())
         self.frozen = False
         self._frozen_at_ticks = 0
         self.frozen_ticks = 0
@@ -174,7 +177,7 @@ class Timeline:
             self.rate_changes += 1
             self._holding = []
             if not self.frozen:
-                self._reanchor(rate, 0)
+                self._reanchor(self._run_rate(), 0)
 
     def freeze(self) -> None:
         """Stop the clock (idempotent): guest time stands still, no timer of it fires."""
@@ -189,7 +192,7 @@ class Timeline:
             if self.frozen:
                 self.frozen = False
                 self._holding = []
-                now = self._reanchor(self.rate, 0)
+                now = self._reanchor(self._run_rate(), 0)
                 self.frozen_ticks += now - self._frozen_at_ticks
                 self._maybe_warp()  # they may all have blocked meanwhile
 
@@ -273,7 +276,14 @@ class Timeline:
     def _end_hold(self) -> None:
         self._holding = []
         if not self.frozen:
-            self._reanchor(self.rate, 0)
+            self._reanchor(self._run_rate(), 0)
+
+    def _run_rate(self) -> Fraction:
+        """The rate the clock runs at when nothing holds it (a driven timeline: 0)."""
+        return self.rate
+
+    def _clock_moved(self, now_ticks: int) -> None:
+        """After every re-anchoring, still under the lock (a driven timeline re-arms)."""
 
     def _reanchor(self, rate: Fraction, at_least_ns: int) -> int:
         """Anchor the clock at now with ``rate``, reading at least ``at_least_ns`` (a warp);
@@ -289,4 +299,5 @@ class Timeline:
         self.clock = GuestClock.create(old.tick_hz, now, reading, rate)
         for listener in self._listeners:
             listener.clock_changed(self.clock, now)
+        self._clock_moved(now)
         return now

@@ -77,6 +77,11 @@ def write_boot_params(
     write_lapic_advance(boot, cfg)
     if cfg.timer is TimerPath.RTC:  # its periodic rate, 2^(16 - RS) Hz (hz: a power of two)
         boot.rtc_rate_select = 16 - cfg.hz.bit_length() + 1
+    boot.msg_address, boot.msg_peer, boot.msg_retry_ns = (
+        cfg.msg_address,
+        cfg.msg_peer,
+        cfg.msg_retry_ns,
+    )
     schedule = cfg.cron_schedule
     boot.cron_timers = len(schedule)
     boot.cron_origin_ns = cfg.cron_origin_ns

@@ -49,6 +49,13 @@ COUNTING_ISR isr_pit, SHARED_IRQ_COUNT           /* the zoo's i8254: GSI 0 via t
 COUNTING_ISR isr_rtc, SHARED_IRQ_COUNT  /* the CMOS RTC (IOAPIC pin 8, edge): ring 3 reads C */
 COUNTING_ISR isr_hpet, SHARED_IRQ_COUNT  /* the HPET's comparator (--timer hpet) */
 
+/* The message device: a message is in the ring. Also bumps irq_count, which a BLOCK waits
+ * on, so one wait wakes for a message or the timer (user.c: msg_wait). */
+    .global isr_msg
+isr_msg:
+    incq SHARED_MSG_IRQ_COUNT
+    jmp isr_pv_timer
+
 /* A device interrupt with a handler that stays busy for io_handler_tsc ticks: it cannot be
  * preempted (interrupt gate), so a timer interrupt arriving meanwhile waits, as in the
  * paper's heavy-I/O experiment. */

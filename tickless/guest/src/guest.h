@@ -32,6 +32,10 @@ static inline __attribute__((noreturn)) void panic(uint64_t code, uint64_t detai
         __asm__ volatile("pause");
 }
 
+uint64_t clock_ns(void);                                  /* user.c: the PV clock */
+uint64_t wait_irq(volatile uint64_t *counter, uint64_t seen); /* user.c: sleep until it moves */
+void pingpong(void);                                      /* pingpong.c: ring 3 */
+
 void fuzz_open_ports(void); /* fuzz.c: ring 0, at boot */
 void fuzz_main(void);       /* fuzz.c: ring 3 */
 

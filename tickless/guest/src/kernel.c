@@ -16,7 +16,7 @@ extern char isr_pv_timer[], isr_lapic_timer[], isr_precise[], isr_io[], isr_spur
 extern char isr_pit[];
 extern char isr_rtc[];
 extern char isr_hpet[];
-extern char isr_gp[];
+extern char isr_gp[], isr_msg[];
 extern char isr_unexpected[];
 extern char exc_0[], exc_1[], exc_2[], exc_3[], exc_4[], exc_5[], exc_6[], exc_7[], exc_8[],
     exc_9[], exc_10[], exc_11[], exc_12[], exc_14[], exc_16[], exc_17[], exc_18[], exc_19[],
@@ -86,6 +86,7 @@ void kernel_main(void) {
     set_gate(IO_VECTOR, isr_io);
     set_gate(PRECISE_VECTOR, isr_precise);
     set_gate(PIT_VECTOR, isr_pit);
+    set_gate(MSG_VECTOR, isr_msg);
     set_gate(SPURIOUS_VECTOR, isr_spurious);
     set_gate(RTC_VECTOR, isr_rtc);
     set_gate(HPET_VECTOR, isr_hpet);

@@ -31,7 +31,7 @@ static uint64_t clock_read(uint64_t *tsc_out) {
     return ns;
 }
 
-static uint64_t clock_ns(void) {
+uint64_t clock_ns(void) { /* also pingpong.c */
     uint64_t tsc;
     return clock_read(&tsc);
 }
@@ -44,7 +44,7 @@ static void log_str(const char *s) {
 }
 
 /* Sleep (or spin) until *counter moves away from seen; returns its new value. */
-static uint64_t wait_irq(volatile uint64_t *counter, uint64_t seen) {
+uint64_t wait_irq(volatile uint64_t *counter, uint64_t seen) {
     uint64_t now;
     while ((now = *counter) == seen) {
         if (BOOT->wait == WAIT_SPIN)
@@ -588,6 +588,9 @@ void user_main(void) {
         break;
     case SCENARIO_HYPERCALL_LOOP:
         hypercall_loop();
+        break;
+    case SCENARIO_PINGPONG:
+        pingpong();
         break;
     case SCENARIO_BAD_DELTA: {
         /* Insist on a delta below the minimum, ignoring -ETIME. */

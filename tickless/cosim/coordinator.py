@@ -1,0 +1,246 @@
+"""Guests in lockstep with the network: conservative synchronisation with a lookahead.
+
+Each guest is a group of its own on a lockstep timeline (``DrivenTimeline``, in
+``timers/driven.py``): its clock holds while it computes and moves only when the
+coordinator lets it. One quantum
+(at most the lookahead, the smallest link latency) from ``T`` to ``T1``:
+
+1. the network (SimPy) runs to ``T1``: every packet arriving before then was sent before
+   ``T`` (it spent at least the lookahead on the way), so it is known; each arrival is
+   scheduled on its receiver's timeline (``DrivenTimeline.at``);
+2. every group runs to ``T1`` (``release_until`` for all, then ``wait_until``): guests take
+   their timers and messages at their exact guest times, and rest at ``T1``;
+3. the messages sent in the quantum (stamped with the sender's guest time) enter the
+   network at their send time plus the lookahead, which is not before ``T1``.
+
+A message is never delivered before its send time plus the latency of its path; every
+message is checked (``causality_violations``). ``realtime=True`` runs the same traffic on
+one clock at wall-clock rate instead (no holding, arrivals by host timers): the
+comparison for what lockstep costs and gains.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tickless.cosim.network import Network, Packet
+from tickless.devices.config import GuestConfig
+from tickless.devices.message import MessageDevice, SentMessage
+from tickless.errors import GuestStopped, InputError
+from tickless.host.tsc import rdtsc
+from tickless.timers.driven import RUN_UNTIL_TIMEOUT_S, DrivenTimeline
+from tickless.vmm.host import VmmHost
+from tickless.vmm.machine import GuestMachine
+
+READY_TIMEOUT_S = 120.0  # wall time an answering guest gets to boot and wait
+POLL_S = 0.005
+_KIND_ORDER = {"send": 0, "deliver": 1}  # drops after both
+
+
+@dataclass
+class Endpoint:
+    """A guest on the network: its address, machine, message device and clock."""
+
+    address: int
+    machine: GuestMachine
+    device: MessageDevice
+    timeline: DrivenTimeline
+
+
+@dataclass
+class CosimCounts:
+    sent: int = 0
+    delivered: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)  # why -> messages
+    causality_violations: int = 0  # delivered before send + path latency, or scheduled late
+    late_deliveries: int = 0  # realtime: delivered after the network said (host late)
+    quanta: int = 0
+
+
+class Coordinator:
+    """Runs guests and a ``Network`` together; see the module docstring."""
+
+    def __init__(
+        self,
+        host: VmmHost,
+        network: Network,
+        quantum_ns: int | None = None,
+        realtime: bool = False,
+        stall_timeout_s: float = RUN_UNTIL_TIMEOUT_S,
+    ) -> None:
+        self.host, self.network, self.realtime = host, network, realtime
+        self.lookahead_ns = network.lookahead_ns
+        self.quantum_ns = quantum_ns or self.lookahead_ns
+        if self.quantum_ns <= 0:
+            raise InputError("the quantum must be positive")
+        self.stall_timeout_s = stall_timeout_s
+        self.endpoints: dict[int, Endpoint] = {}
+        self.counts = CosimCounts()
+        self.now_ns = 0  # every group rests here between quanta
+        self.start_ns = 0  # where the exchange began (real time: after booting)
+        self._trace: list[tuple[int, int, int, int, str, int, str]] = []
+        self._lock = threading.Lock()  # arrivals run on vCPU threads
+        self._shared = (
+            DrivenTimeline(host.tsc_hz, rdtsc, 1, False, host.timers) if realtime else None
+        )
+        network.on_arrive = self._arrive
+        network.on_lost = self._lost
+
+    def add_guest(self, config: GuestConfig, name: str) -> Endpoint:
+        """Boot a small guest with a message device (``config.msg_address``) on the network."""
+        if not config.msg_address or config.msg_address in self.endpoints:
+            raise InputError(f"guest {name} needs an address of its own on the network")
+        timeline = self._shared or DrivenTimeline(
+            self.host.tsc_hz, rdtsc, 1, config.warp_idle, self.host.timers, lockstep=True
+        )
+        machine = self.host.boot(config, name, timeline=timeline)
+        device = machine.device(MessageDevice)
+        assert device is not None  # the config asked for it
+        endpoint = self.endpoints[config.msg_address] = Endpoint(
+            config.msg_address, machine, device, timeline
+        )
+        return endpoint
+
+    def start(self, first: list[Endpoint], then: list[Endpoint]) -> None:
+        """Start ``first`` (guests that answer), wait until each waits for messages, then
+        ``then``: nothing is sent to a guest still booting."""
+        for endpoint in first:
+            endpoint.machine.start()
+        give_up = time.monotonic() + READY_TIMEOUT_S
+        for endpoint in first:
+            while int(endpoint.machine.shared.blocks) == 0:
+                self.check_guests()
+                if time.monotonic() > give_up:
+                    raise GuestStopped(f"{endpoint.machine.name} did not start waiting")
+                time.sleep(POLL_S)
+        for endpoint in then:
+            endpoint.machine.start()
+        if self._shared is not None:  # real time: the clock ran while they booted
+            self.now_ns = self.start_ns = self._shared.now_ns()
+            self.network.env.run(until=self.now_ns)
+
+    def close(self) -> None:
+        """After the guests stopped: no arrival runs any more (real time: host timers)."""
+        for timeline in {id(e.timeline): e.timeline for e in self.endpoints.values()}.values():
+            timeline.drop_arrivals()
+
+    def check_guests(self) -> None:
+        for endpoint in self.endpoints.values():
+            machine = endpoint.machine
+            if (
+                not machine.running
+                and not machine.outcome.ok
+                and machine.outcome.reason != ("not started")
+            ):
+                raise GuestStopped(f"{machine.name} stopped: {machine.outcome.reason}")
+
+    def run(
+        self,
+        done: Callable[[], bool],
+        max_guest_ns: int,
+        after_quantum: Callable[[], None] | None = None,
+    ) -> bool:
+        """Quantum after quantum until ``done()`` or ``max_guest_ns``; True when done.
+        Ctrl-C (KeyboardInterrupt) leaves every group held at a quantum's boundary."""
+        while not done():
+            if self.now_ns >= max_guest_ns:
+                return False
+            self.check_guests()
+            self.quantum(self.now_ns + self.quantum_ns)
+            if after_quantum is not None:
+                after_quantum()
+        return True
+
+    def quantum(self, t1_ns: int) -> None:
+        """One round: the network to ``t1_ns``, the guests to ``t1_ns``, their sends in."""
+        self.network.env.run(until=t1_ns)
+        if self._shared is not None:
+            while (left := t1_ns - self._shared.now_ns()) > 0:
+                time.sleep(left / 1e9)
+        else:
+            timelines = [e.timeline for e in self.endpoints.values()]
+            for timeline in timelines:
+                timeline.release_until(t1_ns)
+            for timeline in timelines:
+                timeline.wait_until(self.stall_timeout_s)
+        self.now_ns = t1_ns
+        self.counts.quanta += 1
+        self._collect()
+
+    def _collect(self) -> None:
+        sent: list[SentMessage] = []
+        for address in sorted(self.endpoints):
+            sent += self.endpoints[address].device.take_sent()
+        sent.sort(key=lambda m: (m.send_ns, m.src, m.seq))
+        env = self.network.env
+        for m in sent:
+            self._record(m.send_ns, "send", m.src, m.dst, m.seq, m.payload)
+            self.counts.sent += 1
+            packet = Packet(m.src, m.dst, m.seq, m.send_ns, m.payload)
+            if m.send_ns + self.lookahead_ns < env.now:  # the network is past its entry
+                self._late(packet)
+                packet.send_ns = int(env.now) - self.lookahead_ns
+            self.network.enter(packet)
+
+    # --- the network's hooks (inside env.run, at env.now) ------------------------------------
+
+    def _arrive(self, packet: Packet) -> None:
+        at_ns = int(self.network.env.now)
+        endpoint = self.endpoints.get(packet.dst)
+        if endpoint is None:
+            self._lost(packet, "no such address")
+            return
+        if at_ns < packet.earliest_ns:
+            self.counts.causality_violations += 1
+        due_ns = max(at_ns, endpoint.timeline.now_ns())
+        if due_ns > at_ns:
+            self._late(packet)
+        message = SentMessage(packet.src, packet.dst, packet.seq, packet.send_ns, packet.payload)
+
+        def deliver(now_ticks: int) -> Callable[[], None]:
+            arrived = endpoint.device.deliver(message, now_ticks)
+            if isinstance(arrived, str):
+                self._lost(packet, arrived, due_ns)
+            else:
+                with self._lock:
+                    self.counts.delivered += 1
+                    if arrived < packet.earliest_ns:
+                        self.counts.causality_violations += 1
+                self._record(arrived, "deliver", packet.src, packet.dst, packet.seq, packet.payload)
+            return endpoint.device.publish  # the guest sees the batch due now at once
+
+        endpoint.timeline.at(due_ns, deliver, late_runs_now=self.realtime)
+
+    def _late(self, packet: Packet) -> None:
+        """In lockstep a late step breaks causality; in real time the host was late."""
+        with self._lock:
+            if self.realtime:
+                self.counts.late_deliveries += 1
+            else:
+                self.counts.causality_violations += 1
+
+    def _lost(self, packet: Packet, why: str, at_ns: int | None = None) -> None:
+        """Dropped: by the network (at its time) or by the receiver (at ``at_ns``)."""
+        with self._lock:
+            self.counts.dropped[why] = self.counts.dropped.get(why, 0) + 1
+        when = int(self.network.env.now) if at_ns is None else at_ns
+        self._record(when, f"drop: {why}", packet.src, packet.dst, packet.seq, packet.payload)
+
+    def _record(self, at_ns: int, kind: str, src: int, dst: int, seq: int, payload: bytes) -> None:
+        with self._lock:
+            order = _KIND_ORDER.get(kind, 2)
+            self._trace.append((at_ns, order, src, seq, kind, dst, payload.hex()))
+
+    def trace_hash(self) -> str:
+        """sha256 of the ordered message trace: every send, delivery and drop with its guest
+        time, ends, sequence number and payload."""
+        with self._lock:
+            entries = sorted(self._trace)
+        digest = hashlib.sha256()
+        for at_ns, _, src, seq, kind, dst, payload in entries:
+            digest.update(f"{at_ns} {kind} {src}>{dst} #{seq} {payload}\n".encode())
+        return digest.hexdigest()

@@ -62,10 +62,13 @@ REQUIRED_TOP_KEYS = [
     "interrupt_lateness",
     "interrupt_lateness_ns",
     "spin",
+    "io",
+    "late_causes",
 ]
-VERSION_2_KEYS = REQUIRED_TOP_KEYS[-11:-6]
-VERSION_3_KEYS = REQUIRED_TOP_KEYS[-6:-4]
-VERSION_4_KEYS = REQUIRED_TOP_KEYS[-4:]
+VERSION_2_KEYS = REQUIRED_TOP_KEYS[-13:-8]
+VERSION_3_KEYS = REQUIRED_TOP_KEYS[-8:-6]
+VERSION_4_KEYS = REQUIRED_TOP_KEYS[-6:-2]
+VERSION_5_KEYS = REQUIRED_TOP_KEYS[-2:]
 LATENESS_KEYS = ["mean_ns", "sd_ns", "p99_ns", "max_ns", "early_count"]
 HOST_KEYS = [
     "exits",
@@ -107,7 +110,7 @@ def test_json_dict_has_the_documented_shape() -> None:
     assert set(d) == set(REQUIRED_TOP_KEYS)
     assert set(d["lateness"]) == set(LATENESS_KEYS)
     assert set(d["host"]) == set(HOST_KEYS)
-    assert d["schema_version"] == SCHEMA_VERSION == 4
+    assert d["schema_version"] == SCHEMA_VERSION == 5
     assert d["ci99_ns"][0] < d["mean_ns"] < d["ci99_ns"][1]
     assert d["host"]["wakeups_per_s"] == pytest.approx(20.0)
     assert d["load"] == "idle"
@@ -176,7 +179,7 @@ def test_missing_nested_key(section: str, key: str) -> None:
         from_json_dict(d)
 
 
-@pytest.mark.parametrize("version", [0, 5, "1", 1.0, None])
+@pytest.mark.parametrize("version", [0, 6, "1", 1.0, None])
 def test_wrong_schema_version(version: object) -> None:
     d = _good()
     d["schema_version"] = version
@@ -338,7 +341,7 @@ def test_load_empty_list(tmp_path: Path) -> None:
 def test_a_version_1_file_still_loads() -> None:
     """Records written before the Linux guest: no guest keys; a kvm one ran the small guest."""
     d = _good()
-    for key in (*VERSION_2_KEYS, *VERSION_3_KEYS, *VERSION_4_KEYS):
+    for key in (*VERSION_2_KEYS, *VERSION_3_KEYS, *VERSION_4_KEYS, *VERSION_5_KEYS):
         del d[key]
     d["schema_version"] = 1
     record = from_json_dict(d)
@@ -366,7 +369,7 @@ def test_a_version_2_pv_record_reads_as_lguest() -> None:
     """Until version 3, "pv" named lguest's relative device; the name moved to the PV
     deadline device, so an old pv row must not pass for the new one."""
     d = _good()
-    for key in (*VERSION_3_KEYS, *VERSION_4_KEYS):
+    for key in (*VERSION_3_KEYS, *VERSION_4_KEYS, *VERSION_5_KEYS):
         del d[key]
     d["schema_version"], d["timer"] = 2, "pv"
     record = from_json_dict(d)

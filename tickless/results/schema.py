@@ -72,6 +72,8 @@ record reads as advance "auto" for pv and precise, else "off", and null blocks):
 each interrupt reached the guest, before any spin), ``interrupt_lateness_ns`` (per interrupt)
 and ``spin`` (mean_ns, cpu_s). ``lateness`` above is the *delivered* event, never early by
 construction on a path that spins.
+Added in version 5 (``results/io_counts.py``; older records read as null): ``io`` (the I/O
+load's accounting and steering) and ``late_causes`` (``--explain`` on the precise channel).
 """
 
 from __future__ import annotations
@@ -102,6 +104,14 @@ from tickless.results.interrupts import (
     spin_from_json,
     spin_to_json,
 )
+from tickless.results.io_counts import (
+    IoCounts,
+    LateCauses,
+    io_counts_from_json,
+    io_counts_to_json,
+    late_causes_from_json,
+    late_causes_to_json,
+)
 from tickless.results.stats import (
     IntervalStats,
     LatenessStats,
@@ -123,8 +133,8 @@ __all__ = [
     "write_json_atomic",
 ]
 
-SCHEMA_VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)
+SCHEMA_VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 # The closed axes a record is checked against; "timer" and "load" stay open sets of strings.
 BACKENDS = tuple(choices(Backend))
 MODES = tuple(choices(TickMode))
@@ -182,6 +192,8 @@ class ResultRecord:
     interrupt_lateness: InterruptLateness | None = None
     interrupt_lateness_ns: list[int] = field(default_factory=list)
     spin: SpinCost | None = None
+    io: IoCounts | None = None
+    late_causes: LateCauses | None = None
 
     @property
     def path_label(self) -> str:
@@ -249,6 +261,8 @@ def to_json_dict(record: ResultRecord) -> dict[str, Any]:
         "interrupt_lateness": interrupt_lateness_to_json(record.interrupt_lateness),
         "interrupt_lateness_ns": list(record.interrupt_lateness_ns),
         "spin": spin_to_json(record.spin),
+        "io": io_counts_to_json(record.io),
+        "late_causes": late_causes_to_json(record.late_causes),
     }
 
 
@@ -318,6 +332,12 @@ def from_json_dict(d: Any) -> ResultRecord:
         record.spin = spin_from_json(top)
     else:  # pv and precise always spun; nothing else could
         record.advance = "auto" if record.timer in ("pv", "precise") else "off"
+    if version >= 5:
+        io, late = top.get("io"), top.get("late_causes")
+        record.io = None if io is None else io_counts_from_json(top.object_("io"))
+        record.late_causes = (
+            None if late is None else late_causes_from_json(top.object_("late_causes"))
+        )
     top.check_no_extra()
     return record
 

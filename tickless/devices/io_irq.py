@@ -27,8 +27,8 @@ from tickless.timers.clock import GuestClock
 from tickless.timers.injection import HoldBack
 from tickless.timers.precise import AdaptiveAdvance
 
-RETRY_NS = 10_000  # one interrupt in flight: look again this much later
-LOST_AFTER_NS = 20_000_000  # an interrupt not handled by then is counted lost
+RETRY_NS = 20_000  # one interrupt in flight: look again at least this much later
+LOST_AFTER_NS = 1_000_000_000  # in flight this long (a guest that stopped taking them): lost
 LOG_SLACK = 1024  # the event log's room beyond the expected interrupts
 
 

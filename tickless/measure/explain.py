@@ -76,8 +76,8 @@ def late_causes(
     precise_log: npt.NDArray[np.uint64] | None,
 ) -> LateCauses:
     """Give each late precise event one cause: an I/O interrupt on its vCPU ran in its wait
-    (``io_log``: the interrupts steered to it, rows of IO_EVENT_FIELDS; None: none were) and
-    cost what interrupts cost (design), else a gap in its clock reads or an interrupt that
+    (``io_log``: the interrupts steered to it, rows of IO_EVENT_FIELDS; None: none were),
+    cost what interrupts cost and delayed the event no longer than that (design), else a gap in its clock reads or an interrupt that
     ran over twice the median's cost (its handler was preempted: platform), else its early
     interrupt came after the deadline (``precise_log``: the loop's expiries, EVENT_FIELDS),
     else unexplained."""
@@ -104,7 +104,9 @@ def late_causes(
         k = np.searchsorted(inj, ends, side="right") - 1  # the last injection before the event
         kk = np.maximum(k, 0)
         hit = (k >= 0) & (end[kk] >= starts)
-        io_hit, slow_io = hit & ~slow[kk], hit & slow[kk]
+        # an interrupt delays an event by its cost at most: later than that, something else
+        within = late_ns <= cost[kk] + LATE_NS
+        io_hit, slow_io = hit & ~slow[kk] & within, hit & slow[kk]
     preempted = (gaps_ns >= GAP_NS) | slow_io
     loop_late = np.zeros(n, dtype=bool)
     if precise_log is not None and len(precise_log):

@@ -271,8 +271,13 @@ static void io_process(struct dl_loop *loop, struct dl_channel *c, uint64_t now_
             if (at < wake_ns)
                 wake_ns = at;
         } else if (in_flight && now_ns - io->progress_ns < io->cfg.lost_after_ns) {
-            if (now_ns + io->cfg.retry_ns < wake_ns) /* coalesce: one in flight at a time */
-                wake_ns = now_ns + io->cfg.retry_ns;
+            /* coalesce: one in flight at a time. Look again after half the time it has been
+             * in flight (at least retry_ns, at most 1 ms): polling every few us would keep
+             * this real-time thread on its CPU, and a vCPU that shares it from taking it */
+            uint64_t step = (now_ns - io->progress_ns) / 2;
+            step = step < io->cfg.retry_ns ? io->cfg.retry_ns : step > 1000000 ? 1000000 : step;
+            if (now_ns + step < wake_ns)
+                wake_ns = now_ns + step;
         } else {
             s->lost += in_flight; /* no progress for long: stop waiting for them */
             io_deliver(c, now_ns);

@@ -82,12 +82,17 @@ static void arm_lapic(uint64_t tsc_deadline) {
  * gap between two clock reads (a gap means something took the CPU away from us). */
 static uint64_t spin_to(uint64_t deadline, uint64_t *tsc, uint64_t *max_gap) {
     uint64_t t = clock_read(tsc), gap = 0;
+    int slow = 0;
     while (t < deadline) {
         uint64_t next = clock_read(tsc), step = next - t;
         if (step > gap)
             gap = step;
-        if (step > 1000 && !SHARED->ring3_back_tsc) /* back after an I/O handler (it */
-            SHARED->ring3_back_tsc = *tsc;          /* zeroed this): what it cost, to the host */
+        /* Back at full speed after losing the CPU (an I/O handler zeroed ring3_back_tsc):
+         * when, to the host, for what an interrupt really costs. */
+        if (step > 1000)
+            slow = 1;
+        else if (slow && !SHARED->ring3_back_tsc)
+            SHARED->ring3_back_tsc = *tsc, slow = 0;
         t = next;
     }
     *max_gap = gap;

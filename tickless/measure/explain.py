@@ -77,10 +77,10 @@ def late_causes(
 ) -> LateCauses:
     """Give each late precise event one cause: an I/O interrupt on its vCPU ran in its wait
     (``io_log``: the interrupts steered to it, rows of IO_EVENT_FIELDS; None: none were),
-    cost what interrupts cost and delayed the event no longer than that (design), else a gap in its clock reads or an interrupt that
-    ran over twice the median's cost (its handler was preempted: platform), else its early
-    interrupt came after the deadline (``precise_log``: the loop's expiries, EVENT_FIELDS),
-    else unexplained."""
+    cost what interrupts cost and delayed the event no longer than that (design); else a
+    gap in its clock reads, or an interrupt that ran over twice the median's cost (its
+    handler lost the CPU): a preemption (platform); else its early interrupt came after the
+    deadline (``precise_log``: the loop's expiries, EVENT_FIELDS); else unexplained."""
     t = timestamps_ns.astype(np.int64)
     late_ns = t[1:] - deadlines_ns
     starts, ends = t[:-1], t[1:]

@@ -49,9 +49,6 @@ __all__ = [
     "intervals_and_lateness",
 ]
 
-# An I/O interrupt stalls a spinning ring-3 guest 30-45 us beyond its handler's own busy
-# time here (world switch into emulated ring 0, entry, EOI, iret): measured, see README.
-HANDLER_ENTRY_EXIT_NS = 70_000
 ASSUMED_LATENCY_NS = 60_000  # only for progress estimates
 
 # Timers with a periodic mode of their own: lguest's SET_PERIODIC and the zoo's chips.
@@ -256,14 +253,6 @@ class MeasureSpec:
     def load(self) -> str:
         """The loads as records store them ("idle", "io", "cpu+io")."""
         return format_loads(self.loads)
-
-    @property
-    def hold_back_window_ns(self) -> int:
-        """Long enough for one I/O handler (plus its emulated entry and EOI) to finish
-        before the deadline, and no longer: a wider window only makes interrupts wait."""
-        if self.hold_back_ns is not None:
-            return self.hold_back_ns
-        return self.io_handler_ns + HANDLER_ENTRY_EXIT_NS
 
     @property
     def expected_duration_s(self) -> float:

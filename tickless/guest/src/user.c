@@ -80,9 +80,12 @@ static void arm_lapic(uint64_t tsc_deadline) {
 
 /* Spin on the PV clock, in ring 3, to deadline; returns the time reached and the longest
  * gap between two clock reads (a gap means something took the CPU away from us). */
+/* Ring 3 lost the CPU (a long step between clock reads) and has not yet been seen back at
+ * full speed: kept across waits, since a short wait may end inside the slow stretch. */
+static int cpu_lost;
+
 static uint64_t spin_to(uint64_t deadline, uint64_t *tsc, uint64_t *max_gap) {
     uint64_t t = clock_read(tsc), gap = 0;
-    int slow = 0;
     while (t < deadline) {
         uint64_t next = clock_read(tsc), step = next - t;
         if (step > gap)
@@ -90,9 +93,9 @@ static uint64_t spin_to(uint64_t deadline, uint64_t *tsc, uint64_t *max_gap) {
         /* Back at full speed after losing the CPU (an I/O handler zeroed ring3_back_tsc):
          * when, to the host, for what an interrupt really costs. */
         if (step > 1000)
-            slow = 1;
-        else if (slow && !SHARED->ring3_back_tsc)
-            SHARED->ring3_back_tsc = *tsc, slow = 0;
+            cpu_lost = 1;
+        else if (cpu_lost && !SHARED->ring3_back_tsc)
+            SHARED->ring3_back_tsc = *tsc, cpu_lost = 0;
         t = next;
     }
     *max_gap = gap;
@@ -218,6 +221,8 @@ static uint64_t precise_wait(uint64_t deadline, uint64_t prev, uint64_t *tsc, ui
     SHARED->precise_deadline_ns = deadline;
     uint64_t now = clock_ns();
     uint64_t before = now > prev ? now - prev : 0; /* the way here: a gap of its own */
+    if (before > 1000)
+        cpu_lost = 1;
     *arrival = 0;
     int by_irq = 0;
     if (deadline > now && deadline - now > BOOT->spin_threshold_ns) {

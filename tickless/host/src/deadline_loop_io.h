@@ -16,9 +16,9 @@
  *   many arrivals the interrupts so far covered; the handler copies it (io_seen).
  * - What an interrupt costs: the handler writes shared.io_done_tsc just before its EOI, and
  *   ring 3 writes shared.ring3_back_tsc when it runs again after a gap in its clock reads
- *   (or a HLT): the iret from emulated ring 0 costs tens of us more here. From the
- *   decision to inject to the later of the two is one sample, read without an exit once
- *   the handler's count catches up. The estimate is a high quantile of the last
+ *   at full speed again (or after a HLT): the iret from emulated ring 0 costs tens of us
+ *   more here. From the decision to inject to ring 3's return (to the handler's end when
+ *   ring 3 shows none) is one sample, read without an exit. The estimate is a high quantile of the last
  *   IO_COST_SAMPLES samples (the IO_COST_RANK-th largest): a preempted handler now and
  *   then does not widen the window for long.
  * - Hold-back (a linked precise channel): the guest hints its next precise deadline in
@@ -36,6 +36,7 @@
 #define IO_COST_SAMPLES 64
 #define IO_COST_RANK 2 /* the 2nd largest of 64: about the 97th percentile */
 #define IO_EARLY_NS 60000 /* wake this much before a release, spin the rest */
+#define IO_BACK_WAIT_NS 1000000 /* wait this long for ring 3's stamp after a handler */
 
 struct dl_io_config {
     uint64_t mean_gap_ns;      /* 1e9 / the requested rate */
@@ -73,6 +74,8 @@ struct dl_io {
     uint64_t pending, pending_since_ns, pending_held; /* arrivals not covered yet */
     uint64_t force_deadline_ns; /* overdue: go in just after this deadline */
     uint64_t inject_tsc, handled, progress_ns;
+    int sampling; /* the last handler ended: its cost is read once ring 3 shows its return */
+    uint64_t sample_inject_tsc, sample_done_tsc;
     uint64_t cost_ns[IO_COST_SAMPLES]; /* the last samples (0: none yet) */
     unsigned cost_next;
     struct dl_io_event *log;
@@ -107,12 +110,9 @@ static uint64_t io_gap_ns(struct dl_io *io) {
     return gap < 1.0 ? 1 : gap > 1e15 ? (uint64_t)1e15 : (uint64_t)gap;
 }
 
-static void io_sample_cost(struct dl_io *io, const struct dl_clock *clock, uint64_t done_tsc,
-                           uint64_t back_tsc, uint64_t now_tsc) {
-    if (done_tsc <= io->inject_tsc || done_tsc > now_tsc) /* not this one's, or nonsense */
-        return;
-    uint64_t end_tsc = back_tsc > done_tsc && back_tsc <= now_tsc ? back_tsc : done_tsc;
-    uint64_t cost = guest_ns(clock, end_tsc) - guest_ns(clock, io->inject_tsc);
+static void io_sample_cost(struct dl_io *io, const struct dl_clock *clock, uint64_t inject_tsc,
+                           uint64_t end_tsc) {
+    uint64_t cost = guest_ns(clock, end_tsc) - guest_ns(clock, inject_tsc);
     if (cost > io->cfg.max_cost_ns)
         cost = io->cfg.max_cost_ns;
     struct dl_io_stats *s = &io->stats;
@@ -134,8 +134,28 @@ static void io_sample_cost(struct dl_io *io, const struct dl_clock *clock, uint6
     }
     unsigned seen = s->cost_samples < IO_COST_SAMPLES ? (unsigned)s->cost_samples : IO_COST_SAMPLES;
     s->estimate_ns = seen >= IO_COST_RANK ? top[IO_COST_RANK - 1] : top[0];
-    if (s->logged && io->log[s->logged - 1].inject_tsc == io->inject_tsc)
-        io->log[s->logged - 1].done_tsc = end_tsc;
+    for (uint64_t i = s->logged; i > 0 && i + 4 > s->logged; i--) /* its row, near the end */
+        if (io->log[i - 1].inject_tsc == inject_tsc)
+            io->log[i - 1].done_tsc = end_tsc;
+}
+
+/* The last handler has ended (at done_tsc): its cost ends when ring 3 ran at full speed
+ * again, which the guest stamps a little later (ring3_back_tsc, zeroed by the handler);
+ * without a stamp for IO_BACK_WAIT_NS (ring 3 was not spinning), at the handler's end. */
+static int io_try_sample(struct dl_io *io, volatile struct tickless_shared *p,
+                         const struct dl_clock *clock, double tsc_per_ns, uint64_t now_tsc) {
+    uint64_t done = io->sample_done_tsc, back = p->ring3_back_tsc;
+    if (p->io_done_tsc != done || done <= io->sample_inject_tsc || done > now_tsc)
+        return 0; /* a later handler ran, or nonsense: no sample */
+    if (back > done && back <= now_tsc) {
+        io_sample_cost(io, clock, io->sample_inject_tsc, back);
+        return 0;
+    }
+    if ((double)(now_tsc - done) > IO_BACK_WAIT_NS * tsc_per_ns) {
+        io_sample_cost(io, clock, io->sample_inject_tsc, done);
+        return 0;
+    }
+    return 1; /* look again soon */
 }
 
 /* The same guest's precise channel (a CALL channel on its VM), or NULL. */
@@ -247,9 +267,14 @@ static void io_process(struct dl_loop *loop, struct dl_channel *c, uint64_t now_
     if (handled > io->handled) {
         io->handled = handled;
         io->progress_ns = now_ns;
-        if (handled == s->delivered)
-            io_sample_cost(io, &c->clock, p->io_done_tsc, p->ring3_back_tsc, now_tsc);
+        if (handled == s->delivered) {
+            io->sampling = 1;
+            io->sample_inject_tsc = io->inject_tsc;
+            io->sample_done_tsc = p->io_done_tsc;
+        }
     }
+    if (io->sampling)
+        io->sampling = io_try_sample(io, p, &c->clock, loop->tsc_per_ns, now_tsc);
     s->handled = io->handled;
     if (s->lost > s->delivered - io->handled) /* counted lost, but the guest took them */
         s->lost = s->delivered - io->handled;
@@ -285,6 +310,8 @@ static void io_process(struct dl_loop *loop, struct dl_channel *c, uint64_t now_
                 wake_ns = now_ns + io->cfg.retry_ns;
         }
     }
+    if (io->sampling && now_ns + io->cfg.retry_ns < wake_ns)
+        wake_ns = now_ns + io->cfg.retry_ns;
     s->pending = io->pending;
     c->wake_tsc = tsc_at(&c->clock, wake_ns);
 }

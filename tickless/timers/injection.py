@@ -40,7 +40,7 @@ class HoldMode(IntEnum):
 
 
 HOLD_MARGIN_NS = 10_000  # beyond the handler's measured end: its iret, a HLT re-entry
-ENTRY_GUESS_NS = 40_000  # the emulated interrupt entry and EOI, until the first sample
+ENTRY_GUESS_NS = 80_000  # emulated entry, EOI and iret back to ring 3, until the first sample
 MAX_COST_NS = 500_000  # a sample longer than this is a preempted handler: clamped
 MAX_HOLD_NS = 1_000_000  # an arrival held this long goes in after the next deadline anyway
 RELEASE_AFTER_NS = 1_000  # held interrupts go in this long after the deadline ...

@@ -70,7 +70,8 @@ def verdicts(
             f"d={d} same: p99 lateness {us(p99)} us <= 1: {ok(p99 <= 1000)}",
             f"d={d} same: undisturbed sd {us(c.undisturbed_sd_ns)} us <= 0.3: "
             f"{ok(c.undisturbed_sd_ns <= 300)}",
-            f"d={d} same: lapic/precise sd {ratio:.1f} >= 10: {ok(ratio >= 10)}",
+            f"d={d} same: lapic/precise sd {ratio:.1f} >= 10: {ok(ratio >= 10)} (lapic sd / "
+            f"precise undisturbed sd: {lio.stats.sd_ns / max(c.undisturbed_sd_ns, 1):.0f})",
         ]
     elif cpu == "same":
         # The arithmetic: an interrupt costs more than d, so it delays the events it runs

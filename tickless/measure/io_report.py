@@ -54,7 +54,7 @@ def io_notes(spec: MeasureSpec, counts: IoCounts) -> list[str]:
     if c.cost_mean_ns:
         notes.append(
             f"io load: an interrupt cost the guest {c.cost_mean_ns / 1000:.1f} us on average "
-            f"(max {c.cost_max_ns / 1000:.1f} us; injection to its handler's end), the "
+            f"(max {c.cost_max_ns / 1000:.1f} us; injection to ring 3 running again), the "
             f"running estimate ended at {c.cost_estimate_ns / 1000:.1f} us"
         )
     if c.achieved_per_s < 0.95 * c.requested_per_s:

@@ -14,22 +14,23 @@
  *   shared.io_irq_count); arrivals meanwhile wait and go in together as one interrupt, as
  *   interrupt moderation does on a NIC. The device's status, shared.io_covered, says how
  *   many arrivals the interrupts so far covered; the handler copies it (io_seen).
- * - What an interrupt costs: the handler writes shared.io_done_tsc just before its EOI, and
- *   ring 3 writes shared.ring3_back_tsc when it runs again after a gap in its clock reads
- *   at full speed again (or after a HLT): the iret from emulated ring 0 costs tens of us
- *   more here. From the decision to inject to ring 3's return (to the handler's end when
- *   ring 3 shows none) is one sample, read without an exit. The estimate is a high quantile of the last
- *   IO_COST_SAMPLES samples (the IO_COST_RANK-th largest): a preempted handler now and
- *   then does not widen the window for long.
- * - Hold-back (a linked precise channel): the guest hints its next precise deadline in
+ * - What an interrupt costs: the handler writes shared.io_done_tsc just before its EOI
+ *   (and zeroes shared.ring3_back_tsc); ring 3 writes ring3_back_tsc when, after a gap in
+ *   its clock reads (or a HLT), it runs at full speed again: the iret from emulated ring 0
+ *   and the slow stretch after it cost tens of us more here. From the decision to inject
+ *   to that return (to the handler's end when ring 3 shows none) is one sample, read
+ *   without an exit. The estimate is a high quantile of the last IO_COST_SAMPLES samples
+ *   (the IO_COST_RANK-th largest): a preempted handler now and then does not widen the
+ *   window for long.
+ * - Hold-back (the guest's precise channel): the guest hints its next precise deadline in
  *   shared.precise_deadline_ns. No interrupt goes in from deadline - (estimate + margin
  *   [+ the precise channel's advance when it will interrupt]) until the event was
- *   delivered (the hint moved on, or release_after_ns past the deadline at the latest
- *   late_bound_ns past it); held arrivals then go in at once, coalesced. The loop's own
+ *   delivered (the hint moved on, at least release_after_ns and at most late_bound_ns
+ *   past the deadline); held arrivals then go in at once, coalesced. The loop's own
  *   wake-up is late by tens of us on this host, so it wakes IO_EARLY_NS before a release
- *   and spins into it (loop->spin_until_tsc). The hint is the
- *   guest's (untrusted): an arrival held max_hold_ns is forced in just after the next
- *   deadline, and never waits more than 2 * max_hold_ns.
+ *   and spins into it (loop->spin_until_tsc). The hint is the guest's (untrusted): an
+ *   arrival held max_hold_ns goes in just after the next deadline, and never waits more
+ *   than 2 * max_hold_ns.
  */
 #include <math.h>
 

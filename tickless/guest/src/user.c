@@ -440,10 +440,11 @@ void user_main(void) {
 /* The second vCPU: under CPU load, busy in ring 3 (native speed); when it takes the I/O
  * load's interrupts (--io-cpu other) and has nothing else to do, idle in HLT between them. */
 void ap_main(void) {
+    if (BOOT->io_cpu)
+        SHARED->ap_ready = 1; /* the host steers no interrupt here before this */
     if (BOOT->io_cpu && !BOOT->second_vcpu_busy) {
         volatile uint64_t *taken = &SHARED->io_irq_cpu1;
         uint64_t seen = *taken;
-        SHARED->ap_ready = 1; /* the host steers no interrupt here before this */
         for (;;) {
             while (*taken == seen)
                 __asm__ volatile("hlt" ::"c"(taken), "d"(seen) : "memory");

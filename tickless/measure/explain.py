@@ -77,10 +77,11 @@ def late_causes(
 ) -> LateCauses:
     """Give each late precise event one cause: an I/O interrupt on its vCPU ran in its wait
     (``io_log``: the interrupts steered to it, rows of IO_EVENT_FIELDS; None: none were),
-    cost what interrupts cost and delayed the event no longer than that (design); else a
-    gap in its clock reads, or an interrupt that ran over twice the median's cost (its
-    handler lost the CPU): a preemption (platform); else its early interrupt came after the
-    deadline (``precise_log``: the loop's expiries, EVENT_FIELDS); else unexplained."""
+    came before its deadline, cost what interrupts cost and delayed the event no longer
+    than that (design); else a gap in its clock reads, or an interrupt that ran over twice
+    the median's cost (its handler lost the CPU): a preemption (platform); else its early
+    interrupt came after the deadline (``precise_log``: the loop's expiries,
+    EVENT_FIELDS); else unexplained."""
     t = timestamps_ns.astype(np.int64)
     late_ns = t[1:] - deadlines_ns
     starts, ends = t[:-1], t[1:]
@@ -104,8 +105,9 @@ def late_causes(
         k = np.searchsorted(inj, ends, side="right") - 1  # the last injection before the event
         kk = np.maximum(k, 0)
         hit = (k >= 0) & (end[kk] >= starts)
-        # an interrupt delays an event by its cost at most: later than that, something else
-        within = late_ns <= cost[kk] + LATE_NS
+        # an interrupt delays an event by its cost at most, and only if it came before the
+        # deadline (after it, the event was late already): otherwise, something else
+        within = (late_ns <= cost[kk] + LATE_NS) & (inj[kk] <= deadlines_ns)
         io_hit, slow_io = hit & ~slow[kk] & within, hit & slow[kk]
     preempted = (gaps_ns >= GAP_NS) | slow_io
     loop_late = np.zeros(n, dtype=bool)

@@ -16,8 +16,9 @@ interrupt cost the guest (injection to its handler's end): ``cost_mean_ns``,
 
 ``late_causes`` (null unless ``--explain`` on ``--timer precise``): events later than
 ``late_threshold_ns``, each given one cause, in this order: ``io`` (an I/O interrupt on its
-vCPU ran in its wait), ``preemption`` (a gap of at least ``gap_threshold_ns`` in its clock
-reads: something else had the CPU), ``loop_late`` (its early interrupt was injected after
+vCPU ran in its wait, came before its deadline and cost at least the lateness),
+``preemption`` (a gap of at least ``gap_threshold_ns`` in its clock reads, or an interrupt
+that cost over twice the median: something else had the CPU), ``loop_late`` (its early interrupt was injected after
 the deadline), else ``unexplained``; the four sum to ``late``. ``undisturbed_*``: sd and
 p99 lateness of the events the platform did not disturb (neither preempted nor served
 late by the loop), beside the whole run's ``sd_ns`` and ``p99_ns``.

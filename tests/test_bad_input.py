@@ -85,6 +85,7 @@ TABLE: dict[str, dict[str, Row]] = {
         "--io-rate": Row(("0", "-1", "1e30", "nan", "inf", "fast")),
         "--io-handler": Row(DURATIONS_OR_ZERO),
         "--hold-back": Row(DURATIONS_OR_ZERO, ("--timer", "precise")),
+        "--io-cpu": Row((*CHOICE, "1", "both"), ("--load", "io")),
         "--spin-threshold": Row(DURATIONS_OR_ZERO, ("--timer", "precise")),
         "--backend": Row(CHOICE),
         "--platform": Row(("bogus", "", "{tmp}/missing.json", "{dir}", "{png}", "{result}")),

@@ -82,9 +82,10 @@ def test_shared_options_are_declared_once() -> None:
 def test_the_advance_reaches_the_c_loop_by_its_field_names_in_order() -> None:
     """The C channel's configuration holds AdaptiveAdvance's fields in the dataclass's
     order (they are passed by name, and to dl_advance_step by position)."""
-    from tickless.host.deadline_loop import ADVANCE_FIELDS, _ChannelConfig
+    from tickless.host.deadline_abi import ChannelConfigC
+    from tickless.host.deadline_loop import ADVANCE_FIELDS
 
-    names = [name for name, *_ in _ChannelConfig._fields_]
+    names = [name for name, *_ in ChannelConfigC._fields_]
     start = names.index(ADVANCE_FIELDS[0])
     assert tuple(names[start : start + len(ADVANCE_FIELDS)]) == ADVANCE_FIELDS
     assert len(ADVANCE_FIELDS) == 7

@@ -63,11 +63,13 @@ REQUIRED_TOP_KEYS = [
     "interrupt_lateness_ns",
     "spin",
     "pit",
+    "io",
+    "late_causes",
 ]
-VERSION_2_KEYS = REQUIRED_TOP_KEYS[-12:-7]
-VERSION_3_KEYS = REQUIRED_TOP_KEYS[-7:-5]
-VERSION_4_KEYS = REQUIRED_TOP_KEYS[-5:-1]
-VERSION_5_KEYS = REQUIRED_TOP_KEYS[-1:]
+VERSION_2_KEYS = REQUIRED_TOP_KEYS[-14:-9]
+VERSION_3_KEYS = REQUIRED_TOP_KEYS[-9:-7]
+VERSION_4_KEYS = REQUIRED_TOP_KEYS[-7:-3]
+VERSION_5_KEYS = REQUIRED_TOP_KEYS[-3:]
 LATENESS_KEYS = ["mean_ns", "sd_ns", "p99_ns", "max_ns", "early_count"]
 HOST_KEYS = [
     "exits",
@@ -364,7 +366,8 @@ def test_which_pit_ran_round_trips_and_is_checked() -> None:
 
 def test_a_version_4_file_does_not_know_its_pit() -> None:
     d = _good()
-    del d["pit"]
+    for key in VERSION_5_KEYS:
+        del d[key]
     d["schema_version"] = 4
     assert from_json_dict(d).pit is None
     d["pit"] = "kvm-pit2"  # a version 4 file cannot carry version 5 keys

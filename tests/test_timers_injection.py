@@ -53,3 +53,19 @@ def test_release_never_before_now(window: int, now: int, deadline: int | None) -
     assert result in (now, deadline)
     in_window = deadline is not None and window > 0 and deadline - window <= now <= deadline
     assert result == (deadline if in_window else now)
+
+
+def test_the_io_hold_back_is_fixed_cost_aware_or_none() -> None:
+    """The deadline loop's hold-back settings (host/src/deadline_loop_io.h runs them): a
+    cost-aware window starts from the handler's busy time plus a guess at its entry and is
+    the estimate plus a margin (plus the precise channel's advance when it interrupts)."""
+    from tickless.timers.injection import ENTRY_GUESS_NS, HOLD_MARGIN_NS, HoldBack, HoldMode
+
+    cost = HoldBack.choose(0, True, 20_000)
+    assert cost.mode is HoldMode.COST and cost.initial_cost_ns == 20_000 + ENTRY_GUESS_NS
+    assert cost.window_for(80_000) == 80_000 + HOLD_MARGIN_NS
+    assert cost.window_for(80_000, advance_ns=5_000) == 85_000 + HOLD_MARGIN_NS
+    fixed = HoldBack.choose(50_000, False, 20_000)
+    assert fixed.mode is HoldMode.FIXED and fixed.window_for(80_000) == 50_000
+    none = HoldBack.choose(0, False, 20_000)
+    assert none.mode is HoldMode.NONE and none.window_for(80_000) == 0

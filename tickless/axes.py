@@ -73,6 +73,13 @@ class Advance(StrEnum):
     AUTO = "auto"  # arm early by the PV device's adaptive advance, spin to the deadline
 
 
+class IoCpu(StrEnum):
+    """Which vCPU of the small guest takes the I/O load's interrupts (irqaffinity=)."""
+
+    SAME = "same"  # the timer's vCPU: the paper's harder case
+    OTHER = "other"  # vCPU 1: the timer's vCPU sees none (isolcpus= + irqaffinity=)
+
+
 class Load(StrEnum):
     IDLE = "idle"  # the paper's idle scenario
     CPU = "cpu"  # stress-ng on every host CPU and a busy second vCPU

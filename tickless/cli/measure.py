@@ -8,7 +8,17 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from tickless.axes import Advance, Backend, GuestKind, Load, Method, TimerPath, Wait, choices
+from tickless.axes import (
+    Advance,
+    Backend,
+    GuestKind,
+    IoCpu,
+    Load,
+    Method,
+    TimerPath,
+    Wait,
+    choices,
+)
 from tickless.cli.common import (
     DURATION_OR_ZERO,
     SEED,
@@ -70,7 +80,9 @@ BACKEND_CHOICES = ["auto", Backend.KVM.value, Backend.SIM.value]  # host: --time
     is_flag=True,
     help="pv: break each event's time down (host wake-up lateness, injection, guest entry, "
     "residual spin, clock gaps the guest saw) and say which part dominates the mean, p99 "
-    "and max; the breakdown goes into the JSON record.",
+    "and max; the breakdown goes into the JSON record. precise: each late event's cause "
+    "(an I/O interrupt, a preemption of the spinning vCPU, the loop waking late) and the "
+    "sd and p99 of the events the platform did not disturb.",
 )
 @click.option(
     "--guests",
@@ -155,8 +167,16 @@ BACKEND_CHOICES = ["auto", Backend.KVM.value, Backend.SIM.value]  # host: --time
     "hold_back_ns",
     type=DURATION_OR_ZERO,
     default=None,
-    help="precise: hold other interrupts back this long before each deadline "
-    "(default: the I/O handler's cost + 70us of interrupt entry/exit on this host).",
+    help="precise: hold I/O interrupts back this long before each deadline (default: as "
+    "long as one costs the guest, measured per interrupt; 0: none).",
+)
+@click.option(
+    "--io-cpu",
+    type=click.Choice(choices(IoCpu)),
+    default=IoCpu.SAME.value,
+    show_default=True,
+    help="The vCPU that takes the I/O interrupts: the timer's (same), or the small guest's "
+    "second vCPU (other: the timer's vCPU sees none, as irqaffinity= does).",
 )
 @click.option(
     "--spin-threshold",
@@ -216,6 +236,7 @@ def measure(
     io_rate_per_s: float,
     io_handler_ns: int,
     hold_back_ns: int | None,
+    io_cpu: str,
     spin_threshold_ns: int,
     backend: str,
     platform: str,

@@ -85,8 +85,6 @@ def table1(
         guests=tuple(map(GuestKind, guests)) or Table1Plan.guests,
     )
     require_kvm()
-    for reason in plan.skipped():
-        err_console.print(f"left out: {reason}")
     records: list[ResultRecord] = []
 
     def keep(record: ResultRecord) -> None:
@@ -106,6 +104,8 @@ def table1(
         raise click.ClickException(f"{exc} (after {len(records)} of {plan.runs} runs)") from None
     if records:
         render_table1(records, console)
+    for reason in plan.skipped():  # under the table, where the missing rows are noticed
+        err_console.print(f"left out: {reason}")
     if json_path and records:
         err_console.print(f"{len(records)} rows written to {json_path}")
     if interrupted:

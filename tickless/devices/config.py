@@ -11,6 +11,7 @@ from tickless.axes import (
     ZOO_TIMERS,
     Advance,
     GuestKind,
+    IoCpu,
     Method,
     TickMode,
     TimerPath,
@@ -62,10 +63,13 @@ class GuestConfig:
     max_hypercall_rate: float = 50_000.0
     io_rate_per_s: float = 0.0  # I/O interrupts into the timer's vCPU (0: none)
     io_handler_ns: int = 20_000  # how long the guest's I/O handler stays busy
-    hold_back_ns: int = 0  # precise: hold other interrupts back this long before a deadline
+    hold_back_ns: int = 0  # precise: hold I/O interrupts back this long before a deadline
+    hold_back_cost: bool = False  # precise: ... as long as one costs (measured), not fixed
+    io_cpu: IoCpu = IoCpu.SAME  # the vCPU the I/O interrupts go to (other: vCPU 1)
     spin_threshold_ns: int = 200_000  # precise: closer deadlines are spun to, no interrupt
     second_vcpu_busy: bool = False  # CPU load inside the VM: vCPU 1 runs a busy loop
     vcpu_policy: RealtimePolicy | None = None  # pin / SCHED_FIFO the vCPU thread
+    ap_policy: RealtimePolicy | None = None  # ... and vCPU 1's, when it runs
     seed: int = 0
     watchdog_s: float | None = None  # stop it after this long busy without progress
     explain: bool = False  # pv: the guest records each event's longest spin clock gap too
@@ -94,6 +98,8 @@ class GuestConfig:
             raise InputError("the I/O interrupt rate must be between 0 and 100000/s")
         if self.io_handler_ns < 0 or self.hold_back_ns < 0 or self.spin_threshold_ns < 0:
             raise InputError("handler cost, hold-back window and spin threshold must be >= 0")
+        if self.io_cpu is IoCpu.OTHER and self.guest is not GuestKind.SMALL:
+            raise InputError("--io-cpu other steers to the small guest's second vCPU")
         if self.max_hypercall_rate < 100:
             raise InputError("the hypercall rate limit must be at least 100/s")
         self._check_bending()
@@ -172,6 +178,11 @@ class GuestConfig:
             phase = self.housekeeping_phase_ns
             return tuple((p, p - phase % p) for p in self.housekeeping_ns)
         return ()
+
+    @property
+    def second_vcpu(self) -> bool:
+        """Whether vCPU 1 runs: busy (CPU load) or taking the I/O interrupts."""
+        return self.second_vcpu_busy or (self.io_cpu is IoCpu.OTHER and self.io_rate_per_s > 0)
 
     @property
     def zoo(self) -> bool:

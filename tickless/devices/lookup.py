@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tickless.devices.device import Device
-from tickless.devices.io_irq import IoInterruptDevice, IoInterruptSource
+from tickless.devices.io_irq import IoInterruptDevice
 from tickless.devices.precise_timer import PreciseTimerDevice
 from tickless.devices.pv_deadline import PvDeadlineDevice
 from tickless.devices.results import ResultsDevice
@@ -41,9 +41,8 @@ class MachineDevices:
         return device
 
     @property
-    def io(self) -> IoInterruptSource | None:
-        device = self.device(IoInterruptDevice)
-        return device.source if device is not None else None
+    def io(self) -> IoInterruptDevice | None:
+        return self.device(IoInterruptDevice)
 
     @property
     def precise(self) -> PreciseTimerDevice:

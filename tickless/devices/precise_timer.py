@@ -13,6 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
+
 from tickless.devices.device import Device, MachineContext, register_device
 from tickless.devices.hypercall import as_signed
 from tickless.guest.abi import PRECISE_VECTOR, Hypercall
@@ -43,6 +46,7 @@ class PreciseTimerDevice(Device):
                 PRECISE_VECTOR,
                 ctx.clock,
                 AdaptiveAdvance().for_rate(ctx.config.rate),
+                log_capacity=ctx.config.count + 16 if ctx.config.explain else 0,
             ),
         )
         ctx.timeline.subscribe(self._channel)
@@ -80,6 +84,10 @@ class PreciseTimerDevice(Device):
 
     def stats(self) -> ChannelStats | None:
         return self._channel.stats()
+
+    def event_log(self) -> npt.NDArray[np.uint64] | None:
+        """``--explain``: the loop's expiries (``EVENT_FIELDS``), else None."""
+        return self._channel.event_log()
 
     def stop(self, now_ticks: int) -> None:
         self._channel.release()

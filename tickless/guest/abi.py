@@ -62,6 +62,7 @@ USER_STACK_TOP = 0xF0000  # ring-3 stack, grows down
 AP_KERNEL_STACK_TOP = 0xC0000  # the second vCPU's ring-0 stack (it only passes through)
 AP_USER_STACK_TOP = 0xE0000  # the second vCPU's ring-3 stack
 AP_SHARED_GPA = 0x8000  # the second vCPU's counter, on a page of its own
+AP_TSS_GPA = 0x8100  # the second vCPU's TSS (its RSP0: its own ring-0 stack), same page
 IMAGE_GPA = 0x100000  # kernel image load address and entry point
 AP_ENTRY_GPA = 0x100010  # the second vCPU's entry point, at a fixed place in the image
 IMAGE_MAX_BYTES = 0x100000
@@ -324,6 +325,7 @@ class Boot(C.Structure):
             "advance_grow_shift",
             "advance_shrink_shift",  # an early one removes surplus >> shrink_shift
             "rtc_rate_select",  # --timer rtc: register A's RS (its periodic rate 2^(16-RS) Hz)
+            "io_cpu",  # the vCPU the I/O load's interrupts go to (0, or 1: vCPU 1 takes them)
         )
     ] + [
         ("cron_period_ns", C.c_uint64 * CRON_MAX_TIMERS),  # each timer's period
@@ -374,6 +376,14 @@ class Shared(C.Structure):
             "msg_sent",  # guest: MSG_SEND calls accepted
             "msg_received",  # guest: messages taken from the ring
             "msg_retries",  # guest: pings sent again after msg_retry_ns without an answer
+            # The I/O device (devices/io_irq.py, served by the host's deadline loop):
+            "io_covered",  # host: arrivals covered by the interrupts injected so far (status)
+            "io_seen",  # guest: io_covered as its last I/O handler read it
+            "io_done_tsc",  # guest: TSC at its last I/O handler's end (before the EOI)
+            "io_irq_cpu0",  # guest: I/O interrupts vCPU 0 (the timer's) took
+            "io_irq_cpu1",  # guest: I/O interrupts vCPU 1 took (--io-cpu other)
+            "ap_ready",  # guest: 1 once vCPU 1 takes interrupts (--io-cpu other)
+            "ring3_back_tsc",  # guest: TSC ring 3 first ran again after an I/O handler (0: not yet)
         )
     ]
 

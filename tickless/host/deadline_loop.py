@@ -27,12 +27,22 @@ from tickless.buildcache import cached_build, require_tool, run_tool, tool_versi
 from tickless.errors import TicklessError
 from tickless.guest.abi import MAX_DELTA_NS
 from tickless.guest.abi_header import render_c_header
+from tickless.host.deadline_abi import (
+    IO_EVENT_FIELDS,
+    IO_STAT_FIELDS,
+    ChannelConfigC,
+    ChannelStatsC,
+    IoConfig,
+    IoLoopStats,
+    IoStatsC,
+)
 from tickless.host.realtime import RealtimePolicy, hold_cpu_dma_latency, scheduling_of
 from tickless.timers.clock import GuestClock
 from tickless.timers.precise import AdaptiveAdvance
 from tickless.timers.pv_deadline import LOOK_DELAY_NS
 
 SRC = Path(__file__).parent / "src" / "deadline_loop.c"
+IO_SRC = SRC.parent / "deadline_loop_io.h"  # the IO channel, included by SRC
 CFLAGS = ("-O2", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-pthread")
 LIBRARY = "libdeadline_loop.so"
 MSI_ADDRESS_BASE = 0xFEE00000
@@ -45,53 +55,7 @@ class DeadlineLoopError(TicklessError):
 class ChannelKind(IntEnum):
     PAGE = 0  # the deadline is published in the guest's shared page
     CALL = 1  # the deadline comes through set_deadline (a validated hypercall)
-
-
-class _ChannelConfig(C.Structure):
-    _fields_ = [
-        ("kind", C.c_int32),
-        ("vm_fd", C.c_int32),
-        ("gsi", C.c_int32),
-        ("kick_fd", C.c_int32),
-        ("msi_address_lo", C.c_uint32),
-        ("msi_data", C.c_uint32),
-        ("page_address", C.c_uint64),
-        ("tsc_timestamp", C.c_uint64),
-        ("system_time_ns", C.c_uint64),
-        ("mul", C.c_uint32),
-        ("shift", C.c_int32),
-        ("advance_ns", C.c_int64),
-        ("target_margin_ns", C.c_int64),
-        ("min_ns", C.c_int64),
-        ("max_ns", C.c_int64),
-        ("grow", C.c_int64),
-        ("grow_shift", C.c_int64),
-        ("shrink_shift", C.c_int64),
-        ("max_delta_ns", C.c_uint64),
-        ("look_delay_ns", C.c_uint64),
-        ("log_address", C.c_uint64),
-        ("log_capacity", C.c_uint64),
-    ]
-
-
-class _Stats(C.Structure):
-    _fields_ = [
-        (name, C.c_uint64)
-        for name in (
-            "fired",
-            "looks",
-            "kicks",
-            "loop_wakeups",
-            "late_wakeups",
-            "margins",
-            "past_deadlines",
-            "far_deadlines",
-            "logged",
-            "advance_ns",
-            "failed_injections",
-            "inject_errno",
-        )
-    ]
+    IO = 2  # not a timer: the I/O load's arrivals and their interrupts (deadline_abi.py)
 
 
 EVENT_FIELDS = ("deadline_ns", "planned_wake_tsc", "wake_tsc", "injected_tsc")
@@ -147,11 +111,17 @@ def build_library(force: bool = False) -> Path:
     """Path of the loop's shared library, rebuilt when its source, the ABI or gcc change."""
     gcc = require_tool("gcc")
     header = render_c_header().encode()
-    inputs = [SRC.read_bytes(), header, " ".join(CFLAGS).encode(), tool_version(gcc)]
+    inputs = [
+        SRC.read_bytes(),
+        IO_SRC.read_bytes(),
+        header,
+        " ".join(CFLAGS).encode(),
+        tool_version(gcc),
+    ]
 
     def build(work: Path) -> None:
         (work / "tickless_abi.h").write_bytes(header)
-        run_tool([gcc, *CFLAGS, "-I", str(work), "-o", str(work / LIBRARY), str(SRC)])
+        run_tool([gcc, *CFLAGS, "-I", str(work), "-o", str(work / LIBRARY), str(SRC), "-lm"])
 
     return cached_build("deadline-loop", inputs, build, (LIBRARY,), force=force) / LIBRARY
 
@@ -172,7 +142,7 @@ def library() -> C.CDLL:
         lib.dl_start.argtypes = [C.c_void_p]
         lib.dl_destroy.argtypes = [C.c_void_p]
         lib.dl_destroy.restype = None
-        lib.dl_add.argtypes = [C.c_void_p, C.POINTER(_ChannelConfig)]
+        lib.dl_add.argtypes = [C.c_void_p, C.POINTER(ChannelConfigC)]
         lib.dl_remove.argtypes = [C.c_void_p, C.c_int]
         lib.dl_set_deadline.argtypes = [C.c_void_p, C.c_int, C.c_uint64, C.c_int, C.c_int64]
         lib.dl_set_clock.argtypes = [
@@ -183,7 +153,8 @@ def library() -> C.CDLL:
             C.c_uint32,
             C.c_int32,
         ]
-        lib.dl_stats.argtypes = [C.c_void_p, C.c_int, C.POINTER(_Stats)]
+        lib.dl_stats.argtypes = [C.c_void_p, C.c_int, C.POINTER(ChannelStatsC)]
+        lib.dl_io_stats.argtypes = [C.c_void_p, C.c_int, C.POINTER(IoStatsC)]
         lib.dl_totals.restype = None
         lib.dl_totals.argtypes = [C.c_void_p, *[C.POINTER(C.c_uint64)] * 3]
         lib.dl_look_offset.restype = C.c_uint64
@@ -277,16 +248,24 @@ class DeadlineLoop:
         kick_fd: int = -1,
         gsi: int | None = None,
         log_capacity: int = 0,
+        io: IoConfig | None = None,
+        apic_id: int = 0,
     ) -> Channel:
         """Serve one guest timer; ``page_address`` is the host address of its shared page
-        (PAGE), ``kick_fd`` the eventfd its kicks signal, ``log_capacity`` events logged."""
-        log = np.zeros((log_capacity, len(EVENT_FIELDS)), dtype=np.uint64) if log_capacity else None
-        cfg = _ChannelConfig(
+        (PAGE, IO), ``kick_fd`` the eventfd its kicks signal, ``log_capacity`` events logged;
+        IO: ``io`` its settings (its log's address and capacity are filled here), its
+        interrupts to the vCPU of ``apic_id``."""
+        columns = len(IO_EVENT_FIELDS) if kind is ChannelKind.IO else len(EVENT_FIELDS)
+        log = np.zeros((log_capacity, columns), dtype=np.uint64) if log_capacity else None
+        if io is not None:
+            io.log_address = log.ctypes.data if log is not None else 0
+            io.log_capacity = log_capacity
+        cfg = ChannelConfigC(
             kind=int(kind),
             vm_fd=vm_fd,
             gsi=-1 if gsi is None else gsi,
             kick_fd=kick_fd,
-            msi_address_lo=MSI_ADDRESS_BASE,
+            msi_address_lo=MSI_ADDRESS_BASE | (apic_id & 0xFF) << 12,
             msi_data=vector,
             page_address=page_address,
             tsc_timestamp=clock.tsc_timestamp,
@@ -296,8 +275,9 @@ class DeadlineLoop:
             **_advance_state(advance),
             max_delta_ns=MAX_DELTA_NS,
             look_delay_ns=LOOK_DELAY_NS,
-            log_address=log.ctypes.data if log is not None else 0,
-            log_capacity=log_capacity,
+            log_address=0 if io is not None or log is None else log.ctypes.data,
+            log_capacity=0 if io is not None else log_capacity,
+            io=io if io is not None else IoConfig(),
         )
         index = self._lib.dl_add(self._h(), C.byref(cfg))
         if index < 0:
@@ -338,11 +318,18 @@ class DeadlineLoop:
         return LoopTotals(*(int(v.value) for v in values))
 
     def stats(self, channel: Channel) -> ChannelStats:
-        out = _Stats()
+        out = ChannelStatsC()
         if self._handle is None or self._lib.dl_stats(self._handle, channel.id, C.byref(out)):
             raise DeadlineLoopError(f"no channel {channel.id} in the deadline loop")
-        names = [field[0] for field in _Stats._fields_]
+        names = [field[0] for field in ChannelStatsC._fields_]
         return ChannelStats(**{name: int(getattr(out, name)) for name in names})
+
+    def io_stats(self, channel: Channel) -> IoLoopStats:
+        """IO channels: what the I/O device did."""
+        out = IoStatsC()
+        if self._handle is None or self._lib.dl_io_stats(self._handle, channel.id, C.byref(out)):
+            raise DeadlineLoopError(f"no IO channel {channel.id} in the deadline loop")
+        return IoLoopStats(**{name: int(getattr(out, name)) for name in IO_STAT_FIELDS})
 
     def close(self) -> None:
         """Stop the thread and free every channel (remove them first: guests may be gone)."""

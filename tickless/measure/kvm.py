@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tickless.atomicfile import write_bytes_atomic
-from tickless.axes import Advance, Backend, GuestKind, Load, TimerPath
+from tickless.axes import Advance, Backend, GuestKind, IoCpu, Load, TimerPath
 from tickless.devices.config import GuestConfig
 from tickless.devices.hpet import HpetDevice
 from tickless.devices.legacy_ports import LegacyPortsDevice
@@ -30,6 +30,7 @@ from tickless.host.load import HostCpuLoad
 from tickless.host.realtime import RealtimePolicy
 from tickless.host.timer_thread import HostTimerThread
 from tickless.measure.interrupts import apply_interrupts, guest_deadlines_ns, guest_interrupts
+from tickless.measure.io_report import io_counts, io_notes, precise_late_causes
 from tickless.measure.machine_info import machine_facts
 from tickless.measure.pv_report import explain_run, pv_counts
 from tickless.measure.timeline_report import timeline_notes
@@ -52,15 +53,22 @@ def realtime_policy(spec: MeasureSpec) -> RealtimePolicy:
 
 def guest_config(spec: MeasureSpec) -> GuestConfig:
     precise = spec.timer is TimerPath.PRECISE
+    same_cpu = spec.io_cpu is IoCpu.SAME
     return GuestConfig.from_spec(
         spec,
         scenario=Scenario.MEASURE,
         # A guest spinning to a far deadline shows no progress until it: not a runaway.
         watchdog_s=max(DEFAULT_BOUND_S, 3 * spec.interval_ns / 1e9),
         io_rate_per_s=spec.io_rate_per_s if Load.IO in spec.loads else 0.0,
-        hold_back_ns=spec.hold_back_window_ns if precise else 0,
+        # A hold-back protects the precise vCPU from the I/O interrupts it takes: none when
+        # they go to the other vCPU.
+        hold_back_ns=(spec.hold_back_ns or 0) if precise and same_cpu else 0,
+        hold_back_cost=precise and same_cpu and spec.hold_back_ns is None,
         second_vcpu_busy=Load.CPU in spec.loads,
         vcpu_policy=VCPU_PRECISE_POLICY if precise else None,
+        # vCPU 1 beside the loop, off the precise vCPU's CPU, at a real-time priority below
+        # every host timer thread's: the housekeeping CPU takes the interrupts (isolcpus=)
+        ap_policy=AP_PRECISE_POLICY if precise and not same_cpu else None,
     )
 
 
@@ -69,6 +77,7 @@ def guest_config(spec: MeasureSpec) -> GuestConfig:
 VCPU_PRECISE_POLICY = RealtimePolicy(fifo_priority=80, cpu=1)
 PRECISE_TIMER_POLICY = RealtimePolicy(fifo_priority=95, cpu=0)
 OTHER_TIMERS_WITH_PRECISE = RealtimePolicy(fifo_priority=90, cpu=0)  # off the vCPU's CPU
+AP_PRECISE_POLICY = RealtimePolicy(fifo_priority=50, cpu=0, hold_cpu_dma_latency=False)
 
 
 @dataclass
@@ -151,6 +160,10 @@ def measure_kvm(spec: MeasureSpec, progress: Progress | None = None) -> ResultRe
         )
         timestamps = machine.timestamps_ns(events) if events else None
         explain = explain_run(spec, machine, timestamps) if timestamps is not None else None
+        late = precise_late_causes(spec, machine, timestamps) if timestamps is not None else None
+        io = io_counts(spec, machine)
+        if io is not None:
+            notes.extend(io_notes(spec, io))
         interrupts = guest_interrupts(spec, machine, timestamps) if timestamps is not None else None
         deadlines = (
             guest_deadlines_ns(spec, machine, timestamps) if timestamps is not None else None
@@ -173,6 +186,8 @@ def measure_kvm(spec: MeasureSpec, progress: Progress | None = None) -> ResultRe
     record.assists = assists
     record.explain = explain
     record.pit = pit
+    record.late_causes = late
+    record.io = io
     apply_interrupts(record, spec, [interrupts] if interrupts is not None else [])
     if linux is not None:
         record.guest_kernel = linux.release
@@ -224,14 +239,13 @@ def console_tail(console: str, lines: int = 15) -> str:
 
 
 def _guest_notes(spec: MeasureSpec, machine: GuestMachine, duration_s: float) -> list[str]:
-    """What the guest's loads did: the I/O device's rate, the busy second vCPU."""
+    """What vCPU 1 did: the busy loop of the CPU load, or the I/O interrupts it took."""
     notes = []
-    if machine.io is not None:
-        notes.extend(_io_notes(spec, machine, duration_s))
     if machine.ap is not None:
         machine.join(5)
-        ap_cpu_s = machine.ap_cpu_ns / 1e9
-        notes.append(f"cpu load: guest vCPU 1 busy for {ap_cpu_s:.2f} CPU-s")
+        if machine.config.second_vcpu_busy:
+            ap_cpu_s = machine.ap_cpu_ns / 1e9
+            notes.append(f"cpu load: guest vCPU 1 busy for {ap_cpu_s:.2f} CPU-s")
         if machine.ap_error:
             notes.append(machine.ap_error)
     return notes
@@ -347,35 +361,6 @@ def _lateness_note(timers: HostTimerThread, tsc_hz: int) -> str:
     late_us = stats.late_ticks_total / stats.wakeups / tsc_hz * 1e6
     max_us = stats.late_ticks_max / tsc_hz * 1e6
     return f"host timer thread woke {late_us:.1f} us late on average (max {max_us:.1f} us)"
-
-
-def io_rate_achieved(machine: GuestMachine) -> float:
-    """Device interrupts the guest's handler actually ran, per second of the load."""
-    assert machine.io is not None
-    return machine.io.stats.rate_per_s(int(machine.shared.io_irq_count))
-
-
-def _io_notes(spec: MeasureSpec, machine: GuestMachine, duration_s: float) -> list[str]:
-    assert machine.io is not None
-    stats = machine.io.stats
-    notes = [
-        f"io load: requested {spec.io_rate_per_s:.0f} IRQ/s, achieved "
-        f"{io_rate_achieved(machine):.0f} IRQ/s in the guest "
-        f"(handler busy {spec.io_handler_ns / 1000:g} us each)"
-    ]
-    achieved = io_rate_achieved(machine)
-    if achieved < 0.9 * spec.io_rate_per_s:
-        notes.append(
-            f"io load: WARNING the guest took only {achieved:.0f} of {spec.io_rate_per_s:.0f} "
-            f"IRQ/s ({int(machine.shared.io_irq_count)} interrupts): this run was short or "
-            "the device fell behind, so it was less loaded than asked"
-        )
-    if machine.io.hold_back is not None:
-        notes.append(
-            f"io load: {stats.deferred} interrupts held back by the precise channel's "
-            f"{spec.hold_back_window_ns / 1000:g} us window, {stats.forced} forced in"
-        )
-    return notes
 
 
 def linux_notes(machine: GuestMachine) -> list[str]:

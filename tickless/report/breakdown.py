@@ -83,3 +83,24 @@ def render_explain(record: ResultRecord, console: Console) -> None:
             "hypervisor took the CPU away (the platform, not the design)",
             highlight=False,
         )
+
+
+def render_late_causes(record: ResultRecord, console: Console) -> None:
+    """``--explain`` on the precise channel: each late event's cause, platform or design."""
+    c = record.late_causes
+    if c is None:
+        return
+    console.print(
+        f"late events (> {c.late_threshold_ns / 1e3:g} µs): {c.late} of {c.events}: "
+        f"{c.io} an I/O interrupt on the timer's vCPU (design), {c.preemption} a preemption "
+        f"(a gap of >= {c.gap_threshold_ns / 1e3:g} µs in its clock reads, or a handler that "
+        f"lost the CPU: platform), {c.loop_late} the loop's interrupt after the deadline, "
+        f"{c.unexplained} unexplained",
+        highlight=False,
+    )
+    console.print(
+        f"lateness sd / p99: {c.sd_ns / 1e3:.3f} / {c.p99_ns / 1e3:.3f} µs over the run, "
+        f"{c.undisturbed_sd_ns / 1e3:.3f} / {c.undisturbed_p99_ns / 1e3:.3f} µs over the "
+        f"{c.undisturbed} events the platform did not disturb",
+        highlight=False,
+    )

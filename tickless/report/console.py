@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from tickless.report.breakdown import render_explain, render_guest_rows
+from tickless.report.breakdown import render_explain, render_guest_rows, render_late_causes
 from tickless.results.paper import INTERVALS_US, LOADS, PAPER_EVENTS, nearest_setting_us, paper_rows
 from tickless.results.schema import ResultRecord
 from tickless.units import format_duration_ns
@@ -77,6 +77,7 @@ def render_result(record: ResultRecord, console: Console) -> None:
     console.print(table)
     render_guest_rows(record, console)
     render_explain(record, console)
+    render_late_causes(record, console)
     for note in record.notes:
         console.print(f"note: {note}", markup=False, highlight=False)
 

@@ -77,6 +77,8 @@ Added in version 5 (a version 1-4 record reads as null: not known):
     pit              str?   Which i8254 the guest had: "tickless-i8254" (the timer zoo's,
                             on the group's timeline), "kvm-pit2" (KVM's in-kernel one) or
                             "none"; null for runs without a guest.
+    io               object? The I/O load's accounting and steering (``results/io_counts.py``).
+    late_causes      object? ``--explain`` on the precise channel: each late event's cause.
 """
 
 from __future__ import annotations
@@ -106,6 +108,14 @@ from tickless.results.interrupts import (
     interrupt_lateness_to_json,
     spin_from_json,
     spin_to_json,
+)
+from tickless.results.io_counts import (
+    IoCounts,
+    LateCauses,
+    io_counts_from_json,
+    io_counts_to_json,
+    late_causes_from_json,
+    late_causes_to_json,
 )
 from tickless.results.stats import (
     IntervalStats,
@@ -189,6 +199,8 @@ class ResultRecord:
     interrupt_lateness_ns: list[int] = field(default_factory=list)
     spin: SpinCost | None = None
     pit: str | None = None
+    io: IoCounts | None = None
+    late_causes: LateCauses | None = None
 
     @property
     def path_label(self) -> str:
@@ -257,6 +269,8 @@ def to_json_dict(record: ResultRecord) -> dict[str, Any]:
         "interrupt_lateness_ns": list(record.interrupt_lateness_ns),
         "spin": spin_to_json(record.spin),
         "pit": record.pit,
+        "io": io_counts_to_json(record.io),
+        "late_causes": late_causes_to_json(record.late_causes),
     }
 
 
@@ -331,6 +345,11 @@ def from_json_dict(d: Any) -> ResultRecord:
         if pit is not None and pit not in PITS:
             raise top.fail("pit", f"must be one of {', '.join(PITS)} or null; got {pit!r}")
         record.pit = pit
+        io, late = top.get("io"), top.get("late_causes")
+        record.io = None if io is None else io_counts_from_json(top.object_("io"))
+        record.late_causes = (
+            None if late is None else late_causes_from_json(top.object_("late_causes"))
+        )
     top.check_no_extra()
     return record
 

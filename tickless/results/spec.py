@@ -21,6 +21,7 @@ from tickless.axes import (
     Advance,
     Backend,
     GuestKind,
+    IoCpu,
     Load,
     Method,
     TickMode,
@@ -62,9 +63,6 @@ __all__ = [
     "spec_intervals_and_lateness",
 ]
 
-# An I/O interrupt stalls a spinning ring-3 guest 30-45 us beyond its handler's own busy
-# time here (world switch into emulated ring 0, entry, EOI, iret): measured, see README.
-HANDLER_ENTRY_EXIT_NS = 70_000
 ASSUMED_LATENCY_NS = 60_000  # only for progress estimates
 
 # Timers with a periodic mode of their own: lguest's SET_PERIODIC and the zoo's chips.
@@ -140,7 +138,8 @@ class MeasureSpec:
     seed: int = 0  # the simulator's random seed (runs are deterministic for a seed)
     io_rate_per_s: float = PAPER_IO_RATE_PER_S  # with load "io"
     io_handler_ns: int = 20_000  # busy time of the guest's I/O interrupt handler
-    hold_back_ns: int | None = None  # precise: hold-back window; None: handler cost + 70 us
+    hold_back_ns: int | None = None  # precise: a fixed hold-back window; None: what one costs
+    io_cpu: IoCpu = IoCpu.SAME  # the vCPU the I/O interrupts go to (other: vCPU 1)
     spin_threshold_ns: int = 200_000  # precise: nearer deadlines are spun to directly
     guest: GuestKind = GuestKind.SMALL  # what runs in the VM (kvm backend)
     kernel_path: Path | None = None  # --guest linux: a user's vmlinux (None: ours)
@@ -160,6 +159,7 @@ class MeasureSpec:
             ("wait", Wait),
             ("backend", Backend),
             ("advance", Advance),
+            ("io_cpu", IoCpu),
         ):
             object.__setattr__(self, name, _member(enum, getattr(self, name), name))
         object.__setattr__(self, "loads", _loads(self.loads))
@@ -193,8 +193,12 @@ class MeasureSpec:
                 "--mode periodic is offered by the lguest device and the timer zoo: "
                 "--timer lguest, hpet, pit or rtc"
             )
-        if self.explain and (self.timer is not TimerPath.PV or self.backend is not Backend.KVM):
-            raise InputError("--explain breaks down --timer pv events on the kvm backend")
+        if self.explain and (
+            self.timer not in (TimerPath.PV, TimerPath.PRECISE) or self.backend is not Backend.KVM
+        ):
+            raise InputError("--explain breaks down --timer pv and precise events on kvm")
+        if self.io_cpu is IoCpu.OTHER and self.guest is not GuestKind.SMALL:
+            raise InputError("--io-cpu other steers to the small guest's second vCPU")
         if self.guests > 1 and self.backend is not Backend.KVM:
             raise InputError("--guests runs several real guests: the kvm backend")
         if not self.loads:
@@ -315,14 +319,6 @@ class MeasureSpec:
     def load(self) -> str:
         """The loads as records store them ("idle", "io", "cpu+io")."""
         return format_loads(self.loads)
-
-    @property
-    def hold_back_window_ns(self) -> int:
-        """Long enough for one I/O handler (plus its emulated entry and EOI) to finish
-        before the deadline, and no longer: a wider window only makes interrupts wait."""
-        if self.hold_back_ns is not None:
-            return self.hold_back_ns
-        return self.io_handler_ns + HANDLER_ENTRY_EXIT_NS
 
     @property
     def expected_duration_s(self) -> float:

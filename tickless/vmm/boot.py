@@ -10,9 +10,10 @@ below; Linux's is ``vmm/linux_boot.py``.
 from __future__ import annotations
 
 import ctypes
+from dataclasses import replace
 from typing import Protocol
 
-from tickless.axes import Advance, TimerPath, wire_code
+from tickless.axes import Advance, IoCpu, TimerPath, wire_code
 from tickless.devices.config import GuestConfig
 from tickless.devices.device import GuestLayout
 from tickless.devices.memory import GuestMemory
@@ -72,6 +73,7 @@ def write_boot_params(
     boot.io_handler_tsc = clock.delta_ticks_at_least(cfg.io_handler_ns)
     boot.spin_threshold_ns = cfg.spin_threshold_ns
     boot.second_vcpu_busy = int(cfg.second_vcpu_busy)
+    boot.io_cpu = 1 if cfg.second_vcpu and cfg.io_cpu is IoCpu.OTHER else 0
     boot.explain = int(cfg.explain)
     boot.warp = int(cfg.warp_idle)
     write_lapic_advance(boot, cfg)
@@ -129,6 +131,12 @@ SMALL_GUEST_LONG_MODE = LongModeLayout(
 )
 
 
+# vCPU 1 shares the page tables and GDT; only its TSS (TR's base) and ring-0 stack differ.
+AP_LONG_MODE = replace(
+    SMALL_GUEST_LONG_MODE, tss=abi.AP_TSS_GPA, kernel_stack_top=abi.AP_KERNEL_STACK_TOP
+)
+
+
 def enter_long_mode(
     system: KvmSystem, vcpu: Vcpu, layout: LongModeLayout, regs: kvm_abi.Regs
 ) -> None:
@@ -159,6 +167,9 @@ class SmallGuestBoot:
 
     def load(self, memory: GuestMemory, config: GuestConfig, clock: GuestClock) -> None:
         write_long_mode_tables(memory, SMALL_GUEST_LONG_MODE)
+        if config.second_vcpu:  # its own TSS: interrupts in ring 3 switch to its own stack
+            tss = gdt_and_tss(AP_LONG_MODE)[abi.AP_TSS_GPA]
+            memory.view(abi.AP_TSS_GPA, len(tss), "setup")[:] = tss
         memory.view(abi.IMAGE_GPA, len(self.image), "image")[:] = self.image
         write_boot_block(memory, config, clock, self.layout)
 
@@ -166,8 +177,15 @@ class SmallGuestBoot:
         self._enter(system, vcpu, abi.IMAGE_GPA, abi.KERNEL_STACK_TOP)
 
     def start_second_vcpu(self, system: KvmSystem, vcpu: Vcpu) -> None:
-        """vCPU 1 (the CPU-load scenario): its own entry point and stack."""
-        self._enter(system, vcpu, abi.AP_ENTRY_GPA, abi.AP_KERNEL_STACK_TOP)
+        """vCPU 1 (CPU load, or the I/O interrupts steered to it): its own entry point,
+        stacks and TSS (whose RSP0 is its ring-0 stack)."""
+        regs = kvm_abi.Regs(
+            rip=abi.AP_ENTRY_GPA,
+            rsp=abi.AP_KERNEL_STACK_TOP,
+            rdi=abi.BOOT_GPA,
+            rflags=abi.RFLAGS_FIXED,
+        )
+        enter_long_mode(system, vcpu, AP_LONG_MODE, regs)
         vcpu.set_runnable()
 
     def _enter(self, system: KvmSystem, vcpu: Vcpu, rip: int, rsp: int) -> None:

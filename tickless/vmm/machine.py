@@ -146,12 +146,12 @@ class GuestMachine(MachineDevices):
 
         self.vcpu = Vcpu(vm, 0)
         boot.start_vcpu(system, self.vcpu)
-        if cfg.second_vcpu_busy:
+        if cfg.second_vcpu:
             if not isinstance(boot, SmallGuestBoot):
-                raise KvmError("a busy second vCPU (CPU load) is offered by the small guest only")
+                raise KvmError("a second vCPU (CPU load, --io-cpu other) is the small guest's")
             self.ap = Vcpu(vm, 1)
             boot.start_second_vcpu(system, self.ap)
-            self.ap_member = timeline.join(f"{self.name}-vcpu1")  # busy: it never blocks
+            self.ap_member = timeline.join(f"{self.name}-vcpu1")  # it never BLOCKs
 
     @property
     def clock(self) -> GuestClock:
@@ -236,9 +236,12 @@ class GuestMachine(MachineDevices):
         return self._thread is not None and not self._vcpu_done.is_set()
 
     def _ap_vcpu_thread(self) -> None:
-        """vCPU 1 under CPU load: busy in ring 3; any exit ends it (and is reported)."""
+        """vCPU 1: busy in ring 3 (CPU load) or halted between I/O interrupts (--io-cpu
+        other), both in the kernel; any exit ends it (and is reported)."""
         assert self.ap is not None
         native_id = threading.get_native_id()
+        if self.config.ap_policy is not None:
+            self.vcpu_problems += apply_to_current_thread(self.config.ap_policy)
         try:
             while not self._stop_requested:
                 self._wait_unpaused()
@@ -296,7 +299,7 @@ class GuestMachine(MachineDevices):
         native_id = self._vcpu_native_id = threading.get_native_id()
         self.outcome.reason = "running"
         if self.config.vcpu_policy is not None:
-            self.vcpu_problems = apply_to_current_thread(self.config.vcpu_policy)
+            self.vcpu_problems += apply_to_current_thread(self.config.vcpu_policy)
         try:
             self._run_loop()
         except GuestFault as fault:

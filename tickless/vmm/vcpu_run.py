@@ -58,7 +58,8 @@ def describe_stop(exit_: VcpuExit, vcpu: Vcpu) -> str:
 
 # Fields of the shared page the host writes, which are no sign of the guest's progress.
 HOST_WRITTEN_OFFSETS = tuple(
-    getattr(abi.Shared, name).offset for name in ("host_fired", "pv_host_armed_ns", "pv_advance_ns")
+    getattr(abi.Shared, name).offset
+    for name in ("host_fired", "pv_host_armed_ns", "pv_advance_ns", "io_covered")
 )
 
 

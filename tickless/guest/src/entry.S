@@ -58,15 +58,17 @@ isr_msg:
 
 /* A device interrupt with a handler that stays busy for io_handler_tsc ticks: it cannot be
  * preempted (interrupt gate), so a timer interrupt arriving meanwhile waits, as in the
- * paper's heavy-I/O experiment. */
+ * paper's heavy-I/O experiment. At its end it reads the device's status (how many arrivals
+ * the interrupts so far covered: one interrupt may cover several) and tells the host when
+ * it ended (io_done_tsc, before the count: the host reads the count first), so the host
+ * learns what an interrupt costs this guest without an exit. Which vCPU took it: the
+ * ring-0 stack it runs on (vCPU 1's is above vCPU 0's). */
     .global isr_io
 isr_io:
     pushq %rax
     pushq %rcx
     pushq %rdx
     movq BOOT_PARAM_IO_HANDLER_TSC, %rcx
-    testq %rcx, %rcx
-    jz 2f
     rdtsc
     shlq $32, %rdx
     orq %rdx, %rax
@@ -76,8 +78,17 @@ isr_io:
     orq %rdx, %rax
     cmpq %rcx, %rax
     jb 1b
-2:  incq SHARED_IO_IRQ_COUNT
-    movl $MSR_X2APIC_EOI, %ecx
+    movq SHARED_IO_COVERED, %rcx
+    movq %rcx, SHARED_IO_SEEN
+    movq %rax, SHARED_IO_DONE_TSC
+    movq $0, SHARED_RING3_BACK_TSC   /* ring 3 stamps its return (user.c: spin_to) */
+    incq SHARED_IO_IRQ_COUNT
+    cmpq $KERNEL_STACK_TOP, %rsp
+    ja 2f
+    incq SHARED_IO_IRQ_CPU0
+    jmp 3f
+2:  incq SHARED_IO_IRQ_CPU1
+3:  movl $MSR_X2APIC_EOI, %ecx
     xorl %eax, %eax
     xorl %edx, %edx
     wrmsr
@@ -86,14 +97,34 @@ isr_io:
     popq %rax
     iretq
 
-/* The second vCPU (CPU load): load the IDT, then run ap_main in ring 3, interrupts off. */
+/* The second vCPU: wait for vCPU 0 to have built the IDT (its ring 3 has started), load
+ * it, then run ap_main in ring 3. Under CPU load alone it runs with interrupts off; when it
+ * takes the I/O load's interrupts (--io-cpu other) its local APIC goes to x2APIC mode, as
+ * vCPU 0's did in kernel_main, and ring 3 runs with IF set. */
     .global ap_start
 ap_start:
+    pause
+    cmpq $0, SHARED_READY
+    je ap_start
     lidt idt_pointer
+    cmpq $0, BOOT_PARAM_IO_CPU
+    je 1f
+    movl $MSR_APIC_BASE, %ecx
+    rdmsr
+    orl $(APIC_BASE_ENABLE | APIC_BASE_X2APIC_ENABLE), %eax
+    wrmsr
+    movl $MSR_X2APIC_SVR, %ecx
+    movl $(APIC_SVR_ENABLE | SPURIOUS_VECTOR), %eax
+    xorl %edx, %edx
+    wrmsr
     pushq $USER_DS
     pushq $AP_USER_STACK_TOP
+    pushq $(AP_USER_RFLAGS | RFLAGS_IF)
+    jmp 2f
+1:  pushq $USER_DS
+    pushq $AP_USER_STACK_TOP
     pushq $AP_USER_RFLAGS
-    pushq $USER_CS
+2:  pushq $USER_CS
     pushq $ap_main
     iretq
 

@@ -47,10 +47,13 @@ static void log_str(const char *s) {
 uint64_t wait_irq(volatile uint64_t *counter, uint64_t seen) {
     uint64_t now;
     while ((now = *counter) == seen) {
-        if (BOOT->wait == WAIT_SPIN)
+        if (BOOT->wait == WAIT_SPIN) {
             __asm__ volatile("pause");
-        else
+        } else {
             __asm__ volatile("hlt" ::"c"(counter), "d"(seen) : "memory");
+            if (!SHARED->ring3_back_tsc) /* the first return since an I/O handler: its cost */
+                SHARED->ring3_back_tsc = rdtsc_ordered();
+        }
     }
     return now;
 }
@@ -156,12 +159,22 @@ static uint64_t hpet_matches(uint64_t covered) {
 
 /* Spin on the PV clock, in ring 3, to deadline; returns the time reached and the longest
  * gap between two clock reads (a gap means something took the CPU away from us). */
+/* Ring 3 lost the CPU (a long step between clock reads) and has not yet been seen back at
+ * full speed: kept across waits, since a short wait may end inside the slow stretch. */
+static int cpu_lost;
+
 static uint64_t spin_to(uint64_t deadline, uint64_t *tsc, uint64_t *max_gap) {
     uint64_t t = clock_read(tsc), gap = 0;
     while (t < deadline) {
-        uint64_t next = clock_read(tsc);
-        if (next - t > gap)
-            gap = next - t;
+        uint64_t next = clock_read(tsc), step = next - t;
+        if (step > gap)
+            gap = step;
+        /* Back at full speed after losing the CPU (an I/O handler zeroed ring3_back_tsc):
+         * when, to the host, for what an interrupt really costs. */
+        if (step > 1000)
+            cpu_lost = 1;
+        else if (cpu_lost && !SHARED->ring3_back_tsc)
+            SHARED->ring3_back_tsc = *tsc, cpu_lost = 0;
         t = next;
     }
     *max_gap = gap;
@@ -305,13 +318,19 @@ static volatile uint64_t *timer_counter(void) {
     return &SHARED->irq_count;
 }
 
-/* The precise channel: publish the deadline (the host holds other interrupts back before
+/* The precise channel: publish the deadline (the host holds I/O interrupts back before
  * it); when it is far enough away, ask for an early interrupt and sleep; then spin on the
  * PV clock, in ring 3, to the exact deadline. *arrival: the ring-3 wake-up (0: spun to
- * without an interrupt). Returns the event time (>= deadline). */
-static uint64_t precise_wait(uint64_t deadline, uint64_t *tsc, uint64_t *arrival) {
+ * without an interrupt); *gap: the longest gap between two clock reads from the previous
+ * event (prev) to this one, the sleep excepted (something took the CPU away: an interrupt
+ * or the host). Returns the event time (>= deadline). */
+static uint64_t precise_wait(uint64_t deadline, uint64_t prev, uint64_t *tsc, uint64_t *arrival,
+                             uint64_t *gap) {
     SHARED->precise_deadline_ns = deadline;
     uint64_t now = clock_ns();
+    uint64_t before = now > prev ? now - prev : 0; /* the way here: a gap of its own */
+    if (before > 1000)
+        cpu_lost = 1;
     *arrival = 0;
     int by_irq = 0;
     if (deadline > now && deadline - now > BOOT->spin_threshold_ns) {
@@ -327,8 +346,9 @@ static uint64_t precise_wait(uint64_t deadline, uint64_t *tsc, uint64_t *arrival
     }
     if (!by_irq) /* spun to (or already past) without an interrupt */
         SHARED->precise_spin_events++;
-    uint64_t gap;
-    uint64_t t = spin_to(deadline, tsc, &gap);
+    uint64_t t = spin_to(deadline, tsc, gap);
+    if (before > *gap)
+        *gap = before;
     SHARED->spin_ns += t - now;
     SHARED->precise_deadline_ns = 0;
     return t;
@@ -415,6 +435,8 @@ static void measure(void) {
         hpet_setup();
     if (BOOT->lapic_advance)
         SHARED->lapic_advance_ns = BOOT->advance_start_ns;
+    while (BOOT->io_cpu && !SHARED->ap_ready) /* its I/O load begins when vCPU 1 takes it */
+        __asm__ volatile("pause");
     if (pit) /* channel 0, lobyte/hibyte, binary; nothing counts until a count is written */
         outb(PIT_CONTROL, periodic ? PIT_CH0_LOHI_MODE2 : PIT_CH0_LOHI_MODE0);
     uint64_t seen = *counter, seen0 = seen;
@@ -458,7 +480,7 @@ static void measure(void) {
         } else if (BOOT->warp) {
             t = block_wait(deadline, &tsc, &arrival);
         } else if (precise) {
-            t = precise_wait(deadline, &tsc, &arrival);
+            t = precise_wait(deadline, t, &tsc, &arrival, &gap);
         } else if (pv) {
             t = pv_wait(deadline, &tsc, &arrival, &gap);
         } else if (lapic && BOOT->lapic_advance) {
@@ -621,8 +643,20 @@ void user_main(void) {
         hypercall(HYPERCALL_DONE, 0, 0);
 }
 
-/* The second vCPU under CPU load: busy in ring 3 (native speed), interrupts off. */
+/* The second vCPU: under CPU load, busy in ring 3 (native speed); when it takes the I/O
+ * load's interrupts (--io-cpu other) and has nothing else to do, idle in HLT between them. */
 void ap_main(void) {
+    if (BOOT->io_cpu)
+        SHARED->ap_ready = 1; /* the host steers no interrupt here before this */
+    if (BOOT->io_cpu && !BOOT->second_vcpu_busy) {
+        volatile uint64_t *taken = &SHARED->io_irq_cpu1;
+        uint64_t seen = *taken;
+        for (;;) {
+            while (*taken == seen)
+                __asm__ volatile("hlt" ::"c"(taken), "d"(seen) : "memory");
+            seen = *taken;
+        }
+    }
     volatile uint64_t *counter = (volatile uint64_t *)AP_SHARED_GPA;
     for (;;) {
         for (int i = 0; i < 1 << 20; i++)

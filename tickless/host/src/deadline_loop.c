@@ -14,6 +14,10 @@
  *    deadline without an exit.
  *  - CALL (the precise channel): the deadline arrives through dl_set_deadline (a hypercall
  *    the Python device validated).
+ *  - IO (the I/O device's interrupts, devices/io_irq.py): not a timer but the load that
+ *    competes with one. Its Poisson arrivals are generated here, in guest time, so that the
+ *    hold-back before a precise deadline is decided where the arrivals are, without Python
+ *    in between: see deadline_loop_io.h.
  *
  * The guest is untrusted: everything read from its page is clamped (a deadline further
  * than max_delta_ns is looked at again then; a margin is clamped to the advance limits),
@@ -50,7 +54,7 @@
                                 * DL_SPIN_LIMIT_NS, so the look and the expiry are one wake-up */
 #define DL_INTERVALS 16        /* a steady guest's interval: the shortest of this many */
 
-enum { DL_PAGE = 0, DL_CALL = 1 };
+enum { DL_PAGE = 0, DL_CALL = 1, DL_IO = 2 };
 
 struct dl_clock { /* the guest's PV clock, the host's own copy (never read from the guest) */
     uint64_t tsc_timestamp, system_time_ns;
@@ -89,6 +93,7 @@ struct dl_channel {
     struct dl_event *log;    /* optional, capacity log_capacity */
     uint64_t log_capacity;
     struct dl_stats stats;
+    struct dl_io *io;        /* IO only */
 };
 
 struct dl_loop {
@@ -106,6 +111,7 @@ struct dl_loop {
     uint64_t loop_wakeups;
     uint64_t armed_tsc; /* what the timerfd is programmed for (DL_NONE: disarmed) */
     uint64_t slop_tsc;  /* a wake-up may come this late, so that nearby ones coalesce */
+    uint64_t spin_until_tsc; /* a wake-up up to this TSC is spun to, not slept to (IO) */
 };
 
 static inline uint64_t rdtsc(void) {
@@ -249,10 +255,16 @@ static void read_page(struct dl_channel *c, uint64_t now_ns) {
     c->pending_ns = deadline;
 }
 
+#include "deadline_loop_io.h"
+
 /* One channel at host TSC now: fire what is due, then set wake_tsc and (PAGE) the promise
  * in pv_host_armed_ns. Dekker order with the guest: we publish the promise, fence, then
  * read its deadline; it writes the deadline, fences, then reads the promise. */
-static void process(struct dl_channel *c, uint64_t now_tsc) {
+static void process(struct dl_loop *loop, struct dl_channel *c, uint64_t now_tsc) {
+    if (c->kind == DL_IO) {
+        io_process(loop, c, now_tsc);
+        return;
+    }
     uint64_t now_ns = guest_ns(&c->clock, now_tsc);
     for (int round = 0; round < 4; round++) {
         if (c->kind == DL_PAGE) {
@@ -338,14 +350,14 @@ static void *loop_main(void *arg) {
                 uint64_t due = loop->due[i];
                 if (due <= now) {
                     struct dl_channel *c = loop->channels[i];
-                    process(c, now);
+                    process(loop, c, now);
                     due = loop->due[i] = c->wake_tsc;
                 }
                 if (due != DL_NONE && due + loop->slop_tsc < next)
                     next = due + loop->slop_tsc; /* may run up to slop late */
             }
             uint64_t spin_tsc = (uint64_t)(DL_SPIN_LIMIT_NS * loop->tsc_per_ns);
-            if (next == DL_NONE || next > rdtsc() + spin_tsc)
+            if (next == DL_NONE || (next > rdtsc() + spin_tsc && next > loop->spin_until_tsc))
                 break;
             pthread_mutex_unlock(&loop->mutex); /* let Python in while we spin */
             while (rdtsc() < next)
@@ -440,7 +452,10 @@ void dl_destroy(struct dl_loop *loop) {
     if (loop->started)
         pthread_join(loop->thread, NULL);
     for (int i = 0; i < loop->count; i++)
-        free(loop->channels[i]);
+        if (loop->channels[i]) {
+            free(loop->channels[i]->io);
+            free(loop->channels[i]);
+        }
     close(loop->epoll_fd), close(loop->timer_fd), close(loop->control_fd);
     free(loop);
 }
@@ -455,6 +470,7 @@ struct dl_channel_config {
     int64_t advance_ns, target_margin_ns, min_ns, max_ns, grow, grow_shift, shrink_shift;
     uint64_t max_delta_ns, look_delay_ns;
     uint64_t log_address, log_capacity;
+    struct dl_io_config io; /* IO only */
 };
 
 /* Returns the channel's id (>= 0) or -errno. */
@@ -473,6 +489,10 @@ int dl_add(struct dl_loop *loop, const struct dl_channel_config *cfg) {
     c->log = (struct dl_event *)(uintptr_t)cfg->log_address;
     c->log_capacity = cfg->log_address ? cfg->log_capacity : 0;
     c->wake_tsc = c->planned_wake_tsc = DL_NONE;
+    if (c->kind == DL_IO && !(c->io = io_create(&cfg->io, loop->tsc_per_ns))) {
+        free(c);
+        return -EINVAL;
+    }
     pthread_mutex_lock(&loop->mutex);
     int index = -1;
     for (int i = 0; i < loop->count; i++)
@@ -483,6 +503,7 @@ int dl_add(struct dl_loop *loop, const struct dl_channel_config *cfg) {
     if (index < 0) {
         if (loop->count == DL_MAX_CHANNELS) {
             pthread_mutex_unlock(&loop->mutex);
+            free(c->io);
             free(c);
             return -ENOSPC;
         }
@@ -502,6 +523,7 @@ int dl_add(struct dl_loop *loop, const struct dl_channel_config *cfg) {
             if (index == loop->count - 1)
                 loop->count--;
             pthread_mutex_unlock(&loop->mutex);
+            free(c->io);
             free(c);
             return -saved;
         }
@@ -530,6 +552,7 @@ int dl_remove(struct dl_loop *loop, int id) {
     loop->channels[id] = NULL;
     loop->due[id] = DL_NONE;
     pthread_mutex_unlock(&loop->mutex);
+    free(c->io);
     free(c);
     return 0;
 }
@@ -564,7 +587,8 @@ int dl_set_clock(struct dl_loop *loop, int id, uint64_t tsc_timestamp, uint64_t 
         c->clock = (struct dl_clock){tsc_timestamp, system_time_ns, mul, shift};
         /* Only a channel waiting for something needs its wake-up recomputed: a guest that
          * warps over BLOCK calls must not cost the loop a wake-up per warp. */
-        wake = c->pending_ns || c->look_ns || (c->kind == DL_PAGE && c->page->pv_deadline_ns);
+        wake = c->pending_ns || c->look_ns || (c->kind == DL_PAGE && c->page->pv_deadline_ns) ||
+               c->kind == DL_IO;
         if (wake)
             loop->due[id] = 0;
     }

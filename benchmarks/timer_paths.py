@@ -1,9 +1,10 @@
 """Timer paths compared in one run: the hypercall round trip, then pv, lguest, lapic,
 lapic with the PV device's advance and spin (``--advance auto``: the control experiment),
-the zoo's PIT (mode 0 one-shots) and host at 10, 50, 100 and 150 us x 4500 (the paper's
-count); rtc (the CMOS RTC's periodic interrupt at the power of two nearest to d, its own
-grid) where d is 122.07 us to 500 ms, e.g. ``--intervals 1ms``. Absolute times are noisy on
-this machine: compare the rows of one run with each other.
+the zoo's HPET (one-shot comparators by MMIO) and PIT (mode 0 one-shots) and host at 10, 50,
+100 and 150 us x 4500 (the paper's count); rtc (the CMOS RTC's periodic interrupt at the
+power of two nearest to d, its own grid) where d is 122.07 us to 500 ms, e.g.
+``--intervals 1ms``. Absolute times are noisy on this machine: compare the rows of one run
+with each other.
 
     python benchmarks/timer_paths.py [--intervals 10us,50us,100us,150us] [--count 4500]
 
@@ -42,6 +43,7 @@ PATHS = {
     "lguest": ("lguest", Advance.OFF),
     "lapic": ("lapic", Advance.OFF),
     "lapic+adv": ("lapic", Advance.AUTO),
+    "hpet": ("hpet", Advance.OFF),  # the timer zoo's HPET: a comparator by MMIO, IOAPIC IRQ
     "pit": ("pit", Advance.OFF),  # the zoo's i8254, mode 0 one-shots (two exits each)
     "host": ("host", Advance.OFF),
     "rtc": ("rtc", Advance.OFF),  # the CMOS RTC's periodic interrupt: its own 2^-k s grid

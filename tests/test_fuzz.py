@@ -89,6 +89,7 @@ SURVIVABLE = [
     FuzzAction.TSC_DEADLINE,
     FuzzAction.PIC,
     FuzzAction.PV_DEADLINE,
+    FuzzAction.HPET,
     FuzzAction.PIT,
     FuzzAction.RTC,
 ]

@@ -8,6 +8,7 @@ its file and add it here.
 
 from tickless.devices import (
     console,  # noqa: F401  (registers ConsoleDevice)
+    hpet,  # noqa: F401  (registers HpetDevice)
     io_irq,  # noqa: F401  (registers IoInterruptDevice)
     legacy_ports,  # noqa: F401  (registers LegacyPortsDevice)
     lguest_clockevent,  # noqa: F401  (registers LguestClockEventDevice)

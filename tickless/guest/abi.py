@@ -105,6 +105,7 @@ PIT_VECTOR = 0xE3  # GSI 0: ISA IRQ 0 (ISA IRQ n is GSI n: no overrides, MP tabl
 RTC_VECTOR = 0xE4  # GSI 8: ISA IRQ 8
 PIT_GSI = 0
 RTC_GSI = 8
+HPET_GSI = 20  # the small guest routes its HPET comparator to this IOAPIC pin (no ISA device)
 # --- platform MMIO ------------------------------------------------------------------------
 IOAPIC_GPA = 0xFEC0_0000  # KVM's in-kernel IOAPIC
 HPET_GPA = 0xFED0_0000  # the HPET's 1 KiB register block
@@ -244,6 +245,7 @@ class FuzzAction(IntEnum):
     BAD_HALT = 17  # hlt with a counter address the ring-0 handler cannot read
     RUNAWAY = 18  # a loop in ring 0, interrupts off, or ring 3 (FUZZ_FLAG_RUNAWAY); else nothing
     PV_DEADLINE = 19  # a deadline in the PV device's page (random, torn, soon, 0), a kick
+    HPET = 20  # an HPET register (or any offset of its 1 KiB): read or written, any width
     PIT = 21  # the zoo's i8254: control words (read-back too), counts, reads, port 0x61
     RTC = 22  # the CMOS RTC's ports: indexes (NMI bit too), boundary and random bytes, widths
 

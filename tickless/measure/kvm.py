@@ -19,6 +19,7 @@ from pathlib import Path
 from tickless.atomicfile import write_bytes_atomic
 from tickless.axes import Advance, Backend, GuestKind, Load, TimerPath
 from tickless.devices.config import GuestConfig
+from tickless.devices.hpet import HpetDevice
 from tickless.devices.legacy_ports import LegacyPortsDevice
 from tickless.devices.pit import PitDevice
 from tickless.devices.rtc import RtcDevice
@@ -299,6 +300,12 @@ def host_counts(
                 f"pit: {pit.pit.clockevent.stats.overruns} periodic edges the host "
                 "timer missed (dropped, not caught up)"
             )
+    elif spec.timer is TimerPath.HPET:
+        hpet = machine.device(HpetDevice)
+        assert hpet is not None
+        timer_events = int(shared.irq_count)
+        injections, wakeups = hpet.hpet.stats.interrupts, host.timers.stats.wakeups
+        notes.append(hpet.summary())
         notes.append(_lateness_note(host.timers, host.tsc_hz))
     elif spec.guest is GuestKind.LINUX:  # Linux's own LAPIC driver counts nothing for us
         timer_events = injections = wakeups = machine.events_recorded

@@ -57,6 +57,7 @@ def test_a_version_3_record_reads_with_its_advance_and_no_blocks() -> None:
         "interrupt_lateness",
         "interrupt_lateness_ns",
         "spin",
+        "pit",
         "io",
         "late_causes",
     ):

@@ -12,13 +12,18 @@ mode 0 and 4 a one-shot at the edge, modes 2 and 3 a periodic on the exact edge 
 Deviations (the guest can observe them):
 - a periodic channel 0 faster than ``MIN_PERIOD_NS`` (the host's lguest tick limit, 100 kHz)
   interrupts on every k-th rising edge only, k the smallest making the spacing
-  ``>= MIN_PERIOD_NS``; the counts and OUT stay exact, the edges skipped are counted
-  (``clamped_edges``): a count of 2 is no host timer storm;
+  ``>= MIN_PERIOD_NS``; the counts and OUT stay exact, and such programmings are counted
+  (``PitStats.clamped``, in the record's notes): a count of 2 is no host timer storm;
 - the chip's power-on state is undefined and no BIOS ran: nothing counts until the guest
   programs a channel (a PC's BIOS leaves channel 0 in mode 3 at 18.2 Hz);
 - a control word's level change (e.g. mode 0 -> mode 2 sets OUT high) raises no interrupt:
   only counting does;
-- port 0x61 bit 4 (refresh) toggles every 15.085 us of guest time, as the ISA refresh did.
+- port 0x61 bit 4 (refresh) toggles every 15.085 us of guest time, as the ISA refresh did;
+- periodic edges the host timer thread reaches more than a period late are dropped (the
+  ``ClockEventDevice`` policy: one interrupt, never a burst), and an edge raised while the one
+  before is still pending in the guest's LAPIC merges with it: a guest that counts ticks
+  falls behind under host load. KVM's PIT2 re-injects lost ticks when the guest EOIs the
+  last; user space cannot see the EOI of an edge-triggered pin.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from never_early import assert_never_early
 from tickless.axes import TimerPath
 from tickless.backends import measure
 from tickless.cli import main
+from tickless.guest.abi import RTC_RELEASE_TRIES
 from tickless.results.schema import ResultRecord
 from tickless.results.spec import MeasureSpec
 
@@ -39,9 +40,10 @@ def test_rtc_row_never_early_on_its_own_grid(rate: Fraction) -> None:
     assert (record.hz, record.interval_ns, record.mode) == (1024, 976_562, "periodic")
     assert_never_early(record)  # every event is an interrupt's arrival, none before its edge
     assert record.interrupt_lateness is not None and record.interrupt_lateness.count == count
-    # each interrupt the chip raised reached the guest; one more may come before PIE is off
+    # each interrupt the chip raised reached the guest; one more may come before PIE is off,
+    # and one per divider release the guest redid for a narrower bracket
     assert record.host.injections == record.host.timer_events
-    assert count <= record.host.timer_events <= count + 1
+    assert count <= record.host.timer_events <= count + 1 + RTC_RELEASE_TRIES
     # a lost edge moves the deadlines on (rtc_deadlines_ns): no event is later than its
     # interval plus the release bracket, however long a stall before it was
     assert_no_lateness_carried(record)

@@ -117,6 +117,8 @@ RTC_PORT = 0x70  # index (bit 7: NMI mask), data at 0x71
 RTC_PORTS = 2
 RTC_MIN_RATE_HZ = 2  # the MC146818's periodic interrupt: 2 to 8192 Hz, powers of two
 RTC_MAX_RATE_HZ = 8192
+RTC_RELEASE_BRACKET_NS = 40_000  # the small guest releases the RTC's divider again when its
+RTC_RELEASE_TRIES = 20  # PV clock reads around the write are further apart (at most so often)
 SPURIOUS_VECTOR = 0xFF
 
 # --- RFLAGS the guest runs ring 3 with -------------------------------------------------------
@@ -321,6 +323,7 @@ class Shared(C.Structure):
             "lapic_advance_ns",  # guest, --advance auto: how early it arms the TSC deadline
             "lapic_irq_events",  # guest, --advance auto: events reached through an interrupt
             "lapic_spin_events",  # guest, --advance auto: events spun to without one
+            "rtc_rereleases",  # guest, --timer rtc: divider releases redone (a wide bracket)
         )
     ]
 

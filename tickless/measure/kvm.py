@@ -265,7 +265,8 @@ def host_counts(
         bracket_ns = machine.required(ResultsDevice).release_bracket_ns()
         notes.append(
             f"rtc: the guest released the divider within a bracket of {bracket_ns} ns of its "
-            "PV clock (part of every event's lateness: deadlines count from its start)"
+            "PV clock (part of every event's lateness: deadlines count from its start; "
+            f"released {int(shared.rtc_rereleases)} more times for a narrower one)"
         )
         notes.append(_lateness_note(host.timers, host.tsc_hz))
     elif spec.timer is TimerPath.PRECISE:

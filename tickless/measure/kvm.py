@@ -22,6 +22,7 @@ from tickless.devices.config import GuestConfig
 from tickless.devices.hpet import HpetDevice
 from tickless.devices.legacy_ports import LegacyPortsDevice
 from tickless.devices.pit import PitDevice
+from tickless.devices.results import ResultsDevice
 from tickless.devices.rtc import RtcDevice
 from tickless.errors import GuestStopped
 from tickless.guest.abi import Scenario
@@ -279,6 +280,12 @@ def host_counts(
         timer_events = int(shared.irq_count)
         injections, wakeups = (rtc.chip.raised if rtc else 0), host.timers.stats.wakeups
         notes.extend([rtc.summary()] if rtc else [])
+        bracket_ns = machine.required(ResultsDevice).release_bracket_ns()
+        notes.append(
+            f"rtc: the guest released the divider within a bracket of {bracket_ns} ns of its "
+            "PV clock (part of every event's lateness: deadlines count from its start; "
+            f"released {int(shared.rtc_rereleases)} more times for a narrower one)"
+        )
         notes.append(_lateness_note(host.timers, host.tsc_hz))
     elif spec.timer is TimerPath.PRECISE:
         loop_stats = machine.precise.stats()

@@ -396,22 +396,21 @@ def rtc_deadlines_ns(
 ) -> npt.NDArray[np.int64]:
     """The earliest time the RTC may raise each event 1..N, knowing only how the guest
     programmed it. Its edges lie at t_w + k*p, t_w the releasing write, somewhere in the
-    bracket [t0, t0 + bracket_ns] of PV clock reads around it (t0 = timestamps[0]). The
-    first cannot come before t0 + p; each later one comes at the first edge after the guest
-    read register C, which it does after recording the event before (at c): so not before
-    the first t0-grid point after c, unless c lies within the bracket's width after a
-    grid point (that edge may be just after c: then c itself is the bound). A lost edge
-    (register C read after the next one) thus moves the next deadline on by a period
-    instead of counting as a period of lateness; the chip counts the lost ones."""
+    bracket [t0, t1] of PV clock reads around it (t0 = timestamps[0], t1 = t0 +
+    bracket_ns). Event i comes at edge k_i, and k_i is at least i (each event takes an
+    edge) and at least the first k with t1 + k*p after the event before (the guest reads
+    register C after recording it; the chip then waits for the next edge): the deadline
+    is t0 + k*p for the larger, k_i's lower bound. An edge lost while the one before was
+    pending (register C read after the next edge) thus moves the following deadlines on
+    instead of counting a period of lateness each; the chip counts the lost ones."""
     num, den = period_ns.numerator, period_ns.denominator
     t0 = int(timestamps_ns[0])
-    delta = min(max(bracket_ns, 0), int(period_ns))
-    prev = timestamps_ns[:-1] - t0
-    k = prev * den // num
-    frac = prev * den - k * num  # in 1/den ns past the t0-grid point k
-    grid = t0 - (-(k + 1) * num // den)
-    deadlines: npt.NDArray[np.int64] = np.where(frac < delta * den, timestamps_ns[:-1], grid)
-    deadlines[0] = t0 - (-num // den)
+    t1 = t0 + max(bracket_ns, 0)
+    index = np.arange(1, len(timestamps_ns), dtype=np.int64)
+    after_previous = (timestamps_ns[:-1] - t1) * den // num + 1
+    after_previous[0] = 1
+    k = index + np.maximum.accumulate(np.maximum(after_previous - index, 0))
+    deadlines: npt.NDArray[np.int64] = t0 - (-k * num // den)
     return deadlines
 
 

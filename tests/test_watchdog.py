@@ -94,3 +94,20 @@ def test_real_runaway_guests_are_stopped_and_the_host_goes_on(scenario: Scenario
         good = host.boot(GuestConfig(interval_ns=100_000, count=50))
         good.start()
         assert good.join(120) and good.outcome.ok, good.outcome.reason
+
+
+def test_interrupt_counts_are_no_progress_but_the_workload_is() -> None:
+    """A ring-3 loop taking a periodic chip's interrupts moves only its handlers' counts:
+    the activity the watchdog compares stays the same; a count its workload writes, an exit
+    or a hypercall changes it."""
+    from tickless.guest import abi
+    from tickless.vmm.vcpu_run import guest_activity
+
+    shared = abi.Shared()
+    before = guest_activity(10, 3, shared)
+    shared.irq_count, shared.lapic_irq_count, shared.io_irq_count = 500, 7, 9
+    shared.msg_irq_count, shared.host_fired = 2, 400
+    assert guest_activity(10, 3, shared) == before
+    shared.events_recorded = 1
+    assert guest_activity(10, 3, shared) != before
+    assert guest_activity(11, 3, abi.Shared()) != guest_activity(10, 3, abi.Shared())

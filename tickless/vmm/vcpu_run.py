@@ -56,18 +56,37 @@ def describe_stop(exit_: VcpuExit, vcpu: Vcpu) -> str:
     return f"unexpected vCPU exit {exit_label(exit_)}"
 
 
-# Fields of the shared page the host writes, which are no sign of the guest's progress.
+# Fields of the shared page that are no sign of the guest's progress: what the host writes,
+# and what the guest's interrupt handlers write (a loop in ring 3 with interrupts on takes
+# every interrupt a chip left armed, a periodic HPET or PIT among them: its handler's counts
+# move while the loop makes no progress of its own).
 HOST_WRITTEN_OFFSETS = tuple(
     getattr(abi.Shared, name).offset
-    for name in ("host_fired", "pv_host_armed_ns", "pv_advance_ns", "io_covered")
+    for name in (
+        "host_fired",
+        "pv_host_armed_ns",
+        "pv_advance_ns",
+        "io_covered",
+        "irq_count",
+        "lapic_irq_count",
+        "precise_irq_count",
+        "io_irq_count",
+        "io_irq_cpu0",
+        "io_irq_cpu1",
+        "io_seen",
+        "io_done_tsc",
+        "ring3_back_tsc",
+        "msg_irq_count",
+    )
 )
 
 
 def guest_activity(exits: int, hypercalls: int, shared: abi.Shared) -> bytes:
     """Everything the host sees a guest do, as one value that changes when it does: its
-    exits, hypercalls and the counters it writes. Only what the guest did: interrupts the
-    host injects (and the host's own counter of them, and what its deadline loop
-    publishes) move while a guest loops with interrupts off."""
+    exits, hypercalls and the counters its workload writes. Only what the guest did, not
+    what it was made to do: interrupts the host injects (the host's own counter of them,
+    what its deadline loop publishes, and the counts the guest's handlers keep) come
+    whether or not the loop they interrupt makes progress."""
     guest_written = bytearray(bytes(shared))
     for offset in HOST_WRITTEN_OFFSETS:
         guest_written[offset : offset + 8] = bytes(8)

@@ -269,9 +269,11 @@ def host_counts(
             f"deadline loop woke after the deadline {loop_stats.late_wakeups} times"
         )
         notes.extend(filter(None, [loop_stats.failure_note("precise")]))
-    elif spec.guest is GuestKind.LINUX:  # Linux's own LAPIC driver counts nothing for us
+    elif spec.guest is GuestKind.LINUX:  # Linux's own driver counts nothing for us
         timer_events = injections = wakeups = machine.events_recorded
-        notes.append("lapic: Linux's lapic-deadline device; counts are the workload's events")
+        notes.append(
+            f"{spec.timer.value}: Linux's own clock-event device; counts are the workload's events"
+        )
     else:
         timer_events = injections = wakeups = int(shared.lapic_irq_count)
         notes.append("lapic: expiries and injections are KVM's in-kernel LAPIC timer's")

@@ -22,6 +22,7 @@
 #include <linux/printk.h>
 #include <linux/sched.h>
 #include <linux/string.h>
+#include <linux/timekeeping.h>
 #include <linux/utsname.h>
 
 #include "../../kernel/time/tick-internal.h"
@@ -122,6 +123,24 @@ static void idle(const char *clockevent)
 	hrtimer_cancel(&housekeeping_b);
 }
 
+/*
+ * The wall time Linux believes the guest started at: its wall clock now, minus the guest
+ * time since the start on the PV clock (the clock the host's RTC counts on). Linux set its
+ * wall clock at boot from x86_platform.get_wallclock: the CMOS RTC, or kvm-clock's wall
+ * clock where kvm-clock runs.
+ */
+static u64 realtime_at_boot_ns(void)
+{
+	unsigned long flags;
+	u64 real, since_start;
+
+	local_irq_save(flags);
+	real = ktime_get_real_ns();
+	since_start = tickless_clock_ns();
+	local_irq_restore(flags);
+	return real - since_start;
+}
+
 /* What the kernel chose, for the record; the host reads it once written is 1. */
 static const char *publish_choices(void)
 {
@@ -134,11 +153,13 @@ static const char *publish_choices(void)
 		sizeof(info->clocksource));
 	strscpy((char *)info->release, init_utsname()->release, sizeof(info->release));
 	info->hz = HZ;
+	info->realtime_at_boot_ns = realtime_at_boot_ns();
 	virt_wmb(); /* the fields before the flag */
 	WRITE_ONCE(info->written, 1);
-	pr_info("Linux %s, HZ=%d, clockevent %s (%s), clocksource %s\n", (char *)info->release, HZ,
-		clockevent, tick_get_device(0)->mode == TICKDEV_MODE_ONESHOT ? "oneshot" : "periodic",
-		(char *)info->clocksource);
+	pr_info("Linux %s, HZ=%d, clockevent %s (%s), clocksource %s, started at %llu ns wall\n",
+		(char *)info->release, HZ, clockevent,
+		tick_get_device(0)->mode == TICKDEV_MODE_ONESHOT ? "oneshot" : "periodic",
+		(char *)info->clocksource, info->realtime_at_boot_ns);
 	return clockevent;
 }
 

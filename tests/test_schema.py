@@ -62,10 +62,12 @@ REQUIRED_TOP_KEYS = [
     "interrupt_lateness",
     "interrupt_lateness_ns",
     "spin",
+    "pit",
 ]
-VERSION_2_KEYS = REQUIRED_TOP_KEYS[-11:-6]
-VERSION_3_KEYS = REQUIRED_TOP_KEYS[-6:-4]
-VERSION_4_KEYS = REQUIRED_TOP_KEYS[-4:]
+VERSION_2_KEYS = REQUIRED_TOP_KEYS[-12:-7]
+VERSION_3_KEYS = REQUIRED_TOP_KEYS[-7:-5]
+VERSION_4_KEYS = REQUIRED_TOP_KEYS[-5:-1]
+VERSION_5_KEYS = REQUIRED_TOP_KEYS[-1:]
 LATENESS_KEYS = ["mean_ns", "sd_ns", "p99_ns", "max_ns", "early_count"]
 HOST_KEYS = [
     "exits",
@@ -107,7 +109,7 @@ def test_json_dict_has_the_documented_shape() -> None:
     assert set(d) == set(REQUIRED_TOP_KEYS)
     assert set(d["lateness"]) == set(LATENESS_KEYS)
     assert set(d["host"]) == set(HOST_KEYS)
-    assert d["schema_version"] == SCHEMA_VERSION == 4
+    assert d["schema_version"] == SCHEMA_VERSION == 5
     assert d["ci99_ns"][0] < d["mean_ns"] < d["ci99_ns"][1]
     assert d["host"]["wakeups_per_s"] == pytest.approx(20.0)
     assert d["load"] == "idle"
@@ -176,7 +178,7 @@ def test_missing_nested_key(section: str, key: str) -> None:
         from_json_dict(d)
 
 
-@pytest.mark.parametrize("version", [0, 5, "1", 1.0, None])
+@pytest.mark.parametrize("version", [0, 6, "1", 1.0, None])
 def test_wrong_schema_version(version: object) -> None:
     d = _good()
     d["schema_version"] = version
@@ -338,7 +340,7 @@ def test_load_empty_list(tmp_path: Path) -> None:
 def test_a_version_1_file_still_loads() -> None:
     """Records written before the Linux guest: no guest keys; a kvm one ran the small guest."""
     d = _good()
-    for key in (*VERSION_2_KEYS, *VERSION_3_KEYS, *VERSION_4_KEYS):
+    for key in (*VERSION_2_KEYS, *VERSION_3_KEYS, *VERSION_4_KEYS, *VERSION_5_KEYS):
         del d[key]
     d["schema_version"] = 1
     record = from_json_dict(d)
@@ -347,6 +349,26 @@ def test_a_version_1_file_still_loads() -> None:
     assert record.assists == {}
     d["guest"] = "linux"  # a version 1 file cannot carry version 2 keys
     with pytest.raises(SchemaError, match="'guest'"):
+        from_json_dict(d)
+
+
+def test_which_pit_ran_round_trips_and_is_checked() -> None:
+    record = make_record()
+    record.pit = "tickless-i8254"
+    assert from_json_dict(json.loads(json.dumps(to_json_dict(record)))) == record
+    bad = to_json_dict(record)
+    bad["pit"] = "8259"
+    with pytest.raises(SchemaError, match="'pit'"):
+        from_json_dict(bad)
+
+
+def test_a_version_4_file_does_not_know_its_pit() -> None:
+    d = _good()
+    del d["pit"]
+    d["schema_version"] = 4
+    assert from_json_dict(d).pit is None
+    d["pit"] = "kvm-pit2"  # a version 4 file cannot carry version 5 keys
+    with pytest.raises(SchemaError, match="'pit'"):
         from_json_dict(d)
 
 
@@ -366,7 +388,7 @@ def test_a_version_2_pv_record_reads_as_lguest() -> None:
     """Until version 3, "pv" named lguest's relative device; the name moved to the PV
     deadline device, so an old pv row must not pass for the new one."""
     d = _good()
-    for key in (*VERSION_3_KEYS, *VERSION_4_KEYS):
+    for key in (*VERSION_3_KEYS, *VERSION_4_KEYS, *VERSION_5_KEYS):
         del d[key]
     d["schema_version"], d["timer"] = 2, "pv"
     record = from_json_dict(d)

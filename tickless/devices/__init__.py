@@ -12,6 +12,7 @@ from tickless.devices import (
     io_irq,  # noqa: F401  (registers IoInterruptDevice)
     legacy_ports,  # noqa: F401  (registers LegacyPortsDevice)
     lguest_clockevent,  # noqa: F401  (registers LguestClockEventDevice)
+    pit,  # noqa: F401  (registers PitDevice)
     precise_timer,  # noqa: F401  (registers PreciseTimerDevice)
     pv_deadline,  # noqa: F401  (registers PvDeadlineDevice)
     pvclock,  # noqa: F401  (registers PvclockDevice)

@@ -68,6 +68,7 @@ class GuestConfig:
     watchdog_s: float | None = None  # stop it after this long busy without progress
     explain: bool = False  # pv: the guest records each event's longest spin clock gap too
     advance: Advance = Advance.OFF  # lapic: arm early by an adaptive advance, spin the rest
+    zoo_devices: bool = False  # the timer zoo's chips whatever the timer (the fuzz guest)
 
     def __post_init__(self) -> None:
         if self.guest is GuestKind.LINUX and self.count > LINUX_MAX_EVENTS:
@@ -141,7 +142,7 @@ class GuestConfig:
     def zoo(self) -> bool:
         """Whether the guest gets a PC's timer chips emulated on its timeline (HPET, PIT,
         CMOS RTC: all three, as a PC has them) instead of KVM's in-kernel PIT."""
-        return self.timer in ZOO_TIMERS
+        return self.zoo_devices or self.timer in ZOO_TIMERS
 
     @property
     def period_ns(self) -> int:

@@ -113,6 +113,9 @@ HPET_MMIO_BYTES = 0x400
 PIT_PORT = 0x40  # channels 0-2 at 0x40-0x42, mode/command at 0x43
 PIT_PORTS = 4
 PIT_GATE_PORT = 0x61  # NMI status and control: channel 2's gate (bit 0) and output (bit 5)
+PIT_HZ = 1_193_182  # the 8254's input clock, counted in guest time
+PIT_MAX_COUNT = 0x10000  # a count of 0 is 65536 clocks (54.9 ms)
+PIT_MIN_PERIODIC_COUNT = 2  # a count of 1 is illegal in modes 2 and 3
 RTC_PORT = 0x70  # index (bit 7: NMI mask), data at 0x71
 RTC_PORTS = 2
 SPURIOUS_VECTOR = 0xFF
@@ -154,6 +157,22 @@ EINVAL = 22
 ENOSYS = 38
 ETIME = 62
 E2BIG = 7
+
+
+def pit_edges(ns: int) -> int:
+    """The 8254's clock edges in (0, ns] of guest time (edge k is at ``pit_edge_ns(k)``);
+    ``user.c`` computes the same."""
+    return ns * PIT_HZ // 1_000_000_000
+
+
+def pit_edge_ns(edge: int) -> int:
+    """The first guest ns at which ``edge`` clock edges have passed."""
+    return -(-edge * 1_000_000_000 // PIT_HZ)
+
+
+def pit_count(interval_ns: int) -> int:
+    """The periodic count nearest ``interval_ns`` (the small guest's mode 2)."""
+    return (interval_ns * PIT_HZ + 500_000_000) // 1_000_000_000
 
 
 class Panic(IntEnum):

@@ -18,7 +18,7 @@ import numpy.typing as npt
 from tickless.devices.results import ResultsDevice
 from tickless.results.interrupts import SpinCost, summarize_interrupts
 from tickless.results.schema import ResultRecord
-from tickless.results.spec import MeasureSpec, event_deadlines_ns
+from tickless.results.spec import MeasureSpec, spec_deadlines_ns
 from tickless.vmm.machine import GuestMachine
 
 __all__ = ["GuestInterrupts", "apply_interrupts", "guest_interrupts"]
@@ -53,7 +53,7 @@ def guest_interrupts(
         arrivals = results.arrivals_ns(events)
     except LookupError:
         return None
-    deadlines = event_deadlines_ns(timestamps_ns, spec.interval_ns, spec.method)
+    deadlines = spec_deadlines_ns(spec, timestamps_ns)
     came = arrivals != 0
     fits = (arrivals >= timestamps_ns[:-1]) & (arrivals <= timestamps_ns[1:])
     notes = []

@@ -20,6 +20,7 @@ from tickless.atomicfile import write_bytes_atomic
 from tickless.axes import Advance, Backend, GuestKind, Load, TimerPath
 from tickless.devices.config import GuestConfig
 from tickless.devices.legacy_ports import LegacyPortsDevice
+from tickless.devices.pit import PitDevice
 from tickless.errors import GuestStopped
 from tickless.guest.abi import Scenario
 from tickless.host.cputime import process_cpu_s
@@ -33,11 +34,11 @@ from tickless.measure.timeline_report import timeline_notes
 from tickless.results.schema import HostCounts, ResultRecord
 from tickless.results.spec import MeasurementInterrupted, MeasureSpec, Progress, build_record
 from tickless.vmm.host import VmmHost
-from tickless.vmm.linux_boot import read_linux_info
+from tickless.vmm.linux_boot import LinuxBoot, read_linux_info
 from tickless.vmm.machine import GuestMachine
 from tickless.vmm.watchdog import DEFAULT_BOUND_S
 
-__all__ = ["measure_kvm", "realtime_policy", "watch"]
+__all__ = ["measure_kvm", "realtime_policy", "watch", "which_pit"]
 
 
 def realtime_policy(spec: MeasureSpec) -> RealtimePolicy:
@@ -165,6 +166,7 @@ def measure_kvm(spec: MeasureSpec, progress: Progress | None = None) -> ResultRe
     record = build_record(spec, Backend.KVM, timestamps, counts, facts, notes)
     record.assists = assists
     record.explain = explain
+    record.pit = which_pit(machine)
     apply_interrupts(record, spec, [interrupts] if interrupts is not None else [])
     if linux is not None:
         record.guest_kernel = linux.release
@@ -269,6 +271,18 @@ def host_counts(
             f"deadline loop woke after the deadline {loop_stats.late_wakeups} times"
         )
         notes.extend(filter(None, [loop_stats.failure_note("precise")]))
+    elif spec.timer is TimerPath.PIT and spec.guest is GuestKind.SMALL:
+        pit = machine.device(PitDevice)
+        assert pit is not None  # a zoo guest always has one
+        timer_events = int(shared.irq_count)
+        injections, wakeups = pit.pit.stats.irqs, pit.pit.clockevent.stats.expiries
+        notes.append(pit.summary())
+        if pit.pit.clockevent.stats.overruns:
+            notes.append(
+                f"pit: {pit.pit.clockevent.stats.overruns} periodic edges the host "
+                "timer missed (dropped, not caught up)"
+            )
+        notes.append(_lateness_note(host.timers, host.tsc_hz))
     elif spec.guest is GuestKind.LINUX:  # Linux's own driver counts nothing for us
         timer_events = injections = wakeups = machine.events_recorded
         notes.append(
@@ -292,6 +306,16 @@ def host_counts(
         duration_s=duration_s,
         cpu_s=cpu_s,
     )
+
+
+def which_pit(machine: GuestMachine) -> str:
+    """The record's ``pit``: the zoo's 8254, KVM's in-kernel PIT2 (Linux without the zoo),
+    or none (the small guest has no PIT unless the zoo is asked for)."""
+    if machine.device(PitDevice) is not None:
+        return "tickless-i8254"
+    if isinstance(machine.boot, LinuxBoot) and machine.boot.in_kernel_pit:
+        return "kvm-pit2"
+    return "none"
 
 
 def _lateness_note(timers: HostTimerThread, tsc_hz: int) -> str:

@@ -17,7 +17,7 @@ from tickless.errors import GuestStopped
 from tickless.host.cputime import process_cpu_s
 from tickless.host.load import HostCpuLoad
 from tickless.measure.interrupts import apply_interrupts, guest_interrupts
-from tickless.measure.kvm import guest_config, host_counts, open_host
+from tickless.measure.kvm import guest_config, host_counts, open_host, which_pit
 from tickless.measure.machine_info import machine_facts
 from tickless.measure.pv_report import explain_run
 from tickless.measure.timeline_report import timeline_notes
@@ -28,7 +28,7 @@ from tickless.results.spec import (
     MeasureSpec,
     Progress,
     build_record,
-    intervals_and_lateness,
+    spec_intervals_and_lateness,
 )
 from tickless.results.stats import summarize, summarize_lateness
 from tickless.vmm.host import VmmHost
@@ -92,6 +92,7 @@ def measure_kvm_guests(spec: MeasureSpec, progress: Progress | None = None) -> R
         tsc_khz=host.tsc_hz // 1000, guests=str(spec.guests), timer_thread=timer_thread
     )
     record.explain = explain  # guest0's events
+    record.pit = which_pit(machines[0])
     apply_interrupts(record, spec, [i for i in interrupts if i is not None])
     if interrupted:
         raise MeasurementInterrupted(record)
@@ -163,7 +164,7 @@ def _pooled_record(
                 vcpu_cpu_s=machine.outcome.vcpu_cpu_ns / 1e9,
             )
         )
-        i, late = intervals_and_lateness(stamps, spec.interval_ns, spec.method)
+        i, late = spec_intervals_and_lateness(spec, stamps)
         intervals.append(i)
         lateness.append(late)
     all_intervals, all_lateness = np.concatenate(intervals), np.concatenate(lateness)

@@ -1,7 +1,7 @@
 """Versioned JSON result record, shared by real KVM runs and the simulator.
 
 One measurement run becomes one JSON object; multi-run commands write a JSON list of them.
-The on-disk shape (``SCHEMA_VERSION`` = 4; versions 1 to 3 still load) is flat so that
+The on-disk shape (``SCHEMA_VERSION`` = 5; versions 1 to 4 still load) is flat so that
 ``jq`` and spreadsheets can read it.
 Durations are integer or float nanoseconds (``_ns``), host totals are seconds (``_s``), rates are
 per second of wall-clock run time (``_per_s``). Every key below is always written, and
@@ -72,6 +72,11 @@ record reads as advance "auto" for pv and precise, else "off", and null blocks):
 each interrupt reached the guest, before any spin), ``interrupt_lateness_ns`` (per interrupt)
 and ``spin`` (mean_ns, cpu_s). ``lateness`` above is the *delivered* event, never early by
 construction on a path that spins.
+
+Added in version 5 (a version 1-4 record reads as null: not known):
+    pit              str?   Which i8254 the guest had: "tickless-i8254" (the timer zoo's,
+                            on the group's timeline), "kvm-pit2" (KVM's in-kernel one) or
+                            "none"; null for runs without a guest.
 """
 
 from __future__ import annotations
@@ -123,8 +128,9 @@ __all__ = [
     "write_json_atomic",
 ]
 
-SCHEMA_VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)
+SCHEMA_VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
+PITS = ("tickless-i8254", "kvm-pit2", "none")
 # The closed axes a record is checked against; "timer" and "load" stay open sets of strings.
 BACKENDS = tuple(choices(Backend))
 MODES = tuple(choices(TickMode))
@@ -182,6 +188,7 @@ class ResultRecord:
     interrupt_lateness: InterruptLateness | None = None
     interrupt_lateness_ns: list[int] = field(default_factory=list)
     spin: SpinCost | None = None
+    pit: str | None = None
 
     @property
     def path_label(self) -> str:
@@ -249,6 +256,7 @@ def to_json_dict(record: ResultRecord) -> dict[str, Any]:
         "interrupt_lateness": interrupt_lateness_to_json(record.interrupt_lateness),
         "interrupt_lateness_ns": list(record.interrupt_lateness_ns),
         "spin": spin_to_json(record.spin),
+        "pit": record.pit,
     }
 
 
@@ -318,6 +326,11 @@ def from_json_dict(d: Any) -> ResultRecord:
         record.spin = spin_from_json(top)
     else:  # pv and precise always spun; nothing else could
         record.advance = "auto" if record.timer in ("pv", "precise") else "off"
+    if version >= 5:
+        pit = top.optional_str("pit")
+        if pit is not None and pit not in PITS:
+            raise top.fail("pit", f"must be one of {', '.join(PITS)} or null; got {pit!r}")
+        record.pit = pit
     top.check_no_extra()
     return record
 

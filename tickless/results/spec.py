@@ -31,7 +31,16 @@ from tickless.axes import (
     format_loads,
 )
 from tickless.errors import GuestStopped, InputError
-from tickless.guest.abi import LINUX_MAX_EVENTS, MAX_EVENTS
+from tickless.guest.abi import (
+    LINUX_MAX_EVENTS,
+    MAX_EVENTS,
+    PIT_HZ,
+    PIT_MAX_COUNT,
+    PIT_MIN_PERIODIC_COUNT,
+    pit_count,
+    pit_edge_ns,
+    pit_edges,
+)
 from tickless.results.interrupts import NO_SPIN, summarize_interrupts
 from tickless.results.paper import PAPER_IO_RATE_PER_S
 from tickless.results.schema import HostCounts, ResultRecord
@@ -46,6 +55,9 @@ __all__ = [
     "default_timer",
     "event_deadlines_ns",
     "intervals_and_lateness",
+    "record_interval_ns",
+    "spec_deadlines_ns",
+    "spec_intervals_and_lateness",
 ]
 
 # An I/O interrupt stalls a spinning ring-3 guest 30-45 us beyond its handler's own busy
@@ -178,6 +190,18 @@ class MeasureSpec:
         self._check_bending()
         if self.guest is GuestKind.LINUX:
             self._check_linux()
+        if self.timer is TimerPath.PIT and self.guest is GuestKind.SMALL:
+            self._check_pit()
+
+    def _check_pit(self) -> None:
+        """The small guest programs the 8254's 16-bit count from the interval."""
+        longest_ns = (PIT_MAX_COUNT - 1) * 10**9 // PIT_HZ  # one clock of bracket to spare
+        shortest_ns = -(-PIT_MIN_PERIODIC_COUNT * 10**9 // PIT_HZ)
+        if not shortest_ns <= self.interval_ns <= longest_ns:
+            raise InputError(
+                f"--timer pit counts the interval in 1.193182 MHz clocks of a 16-bit "
+                f"counter: between {shortest_ns} ns and {longest_ns / 1e6:.3f} ms"
+            )
 
     def _check_advance(self) -> None:
         """``--advance auto`` is the control experiment: the PV device's spin on the LAPIC
@@ -290,6 +314,41 @@ def event_deadlines_ns(
     return relative
 
 
+def pit_grid(spec: MeasureSpec) -> bool:
+    """The small guest's periodic PIT: one event per interrupt, on the 8254's own grid."""
+    return spec.timer is TimerPath.PIT and spec.mode is TickMode.PERIODIC
+
+
+def spec_deadlines_ns(
+    spec: MeasureSpec, timestamps_ns: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """The deadline of each event 1..N of a run of ``spec``: ``event_deadlines_ns``, except
+    the periodic PIT's, whose interrupt i rises at clock edge ``L + i*N``, ``L`` the load
+    edge: at least one edge after the guest's clock read before the count write
+    (``timestamps_ns[0]``), so the earliest it may legally come (``user.c: measure``)."""
+    if spec.guest is GuestKind.SMALL and pit_grid(spec):
+        first = pit_edges(int(timestamps_ns[0])) + 1
+        count = pit_count(spec.interval_ns)
+        edges = [first + i * count for i in range(1, len(timestamps_ns))]
+        return np.array([pit_edge_ns(e) for e in edges], dtype=np.int64)
+    return event_deadlines_ns(timestamps_ns, spec.interval_ns, spec.method)
+
+
+def record_interval_ns(spec: MeasureSpec) -> int:
+    """The interval the device really ran at, to the ns: the periodic PIT's N clocks
+    (1 ms: N = 1193, 999847 ns), else the one asked for."""
+    if spec.guest is GuestKind.SMALL and pit_grid(spec):
+        return round(pit_count(spec.interval_ns) * 10**9 / PIT_HZ)
+    return spec.interval_ns
+
+
+def spec_intervals_and_lateness(
+    spec: MeasureSpec, timestamps_ns: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Measured intervals, and each event's lateness against ``spec_deadlines_ns``."""
+    return np.diff(timestamps_ns), timestamps_ns[1:] - spec_deadlines_ns(spec, timestamps_ns)
+
+
 def intervals_and_lateness(
     timestamps_ns: npt.NDArray[np.int64], interval_ns: int, method: Method
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
@@ -309,7 +368,7 @@ def build_record(
     """The record of a run that produced ``timestamps_ns``; the strings come from the enums."""
     if len(timestamps_ns) < 2:
         raise GuestStopped("no timer event was recorded")
-    intervals, lateness = intervals_and_lateness(timestamps_ns, spec.interval_ns, spec.method)
+    intervals, lateness = spec_intervals_and_lateness(spec, timestamps_ns)
     record = ResultRecord(
         backend=backend.value,
         timer=spec.timer.value,
@@ -317,7 +376,7 @@ def build_record(
         method=spec.method.value,
         hz=spec.hz if spec.mode is TickMode.PERIODIC else None,
         load=spec.load,
-        interval_ns=spec.interval_ns,
+        interval_ns=record_interval_ns(spec),
         stats=summarize(intervals),
         lateness=summarize_lateness(lateness),
         host=host,

@@ -27,13 +27,28 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from typing import Protocol
 
 from tickless.timers import policy
 from tickless.timers.clock import GuestClock
 from tickless.timers.hrtimer import HostTimer, TimerBase
 from tickless.timers.policy import check_delta
 
-__all__ = ["ClockEventDevice", "ClockEventState", "ClockEventStats", "check_delta"]
+__all__ = ["ClockEventDevice", "ClockEventState", "ClockEventStats", "PeriodicGrid", "check_delta"]
+
+
+class PeriodicGrid(Protocol):
+    """A periodic tick whose period is not a whole number of ns (the PIT's N/1.193182 MHz,
+    the RTC's 2^-k s): expiry ``i`` is at guest time ``time_ns(i)``, strictly increasing, so
+    every expiry is derived from the grid's origin and never drifts by rounding."""
+
+    def index_after(self, ns: int) -> int:
+        """The first index whose time is after ``ns``."""
+        ...
+
+    def time_ns(self, index: int) -> int:
+        """When expiry ``index`` is due, guest ns."""
+        ...
 
 
 class ClockEventState(Enum):
@@ -73,6 +88,8 @@ class ClockEventDevice:
         self.state = ClockEventState.SHUTDOWN
         self.period_ns = 0
         self.next_event_ns: int | None = None  # deadline on the guest's clock
+        self.grid: PeriodicGrid | None = None  # set_periodic_grid's (period_ns is then 0)
+        self.grid_index = 0  # the pending expiry's index on the grid
         self.stats = ClockEventStats()
         self.timer = HostTimer(self._expired, name=name)
         self._lock = threading.Lock()  # the guest's calls and clock changes, not the expiry
@@ -126,6 +143,18 @@ class ClockEventDevice:
                 self._program_event(policy.oneshot_deadline_ns(now_ns, period_ns))
         return self._result(0)
 
+    def set_periodic_grid(self, grid: PeriodicGrid, now_ticks: int) -> int:
+        """A tick on ``grid`` from its first point after now on (no minimum is checked
+        here: the device that owns the grid spaces its points at least ``MIN_PERIOD_NS``)."""
+        with self._lock:
+            self._shutdown()
+            now_ns = self.clock.ns_at(max(now_ticks, self.clock.tsc_timestamp))
+            self.state = ClockEventState.PERIODIC
+            self.grid, self.period_ns = grid, 0
+            self.grid_index = grid.index_after(now_ns)
+            self._program_event(grid.time_ns(self.grid_index))
+        return self._result(0)
+
     def shutdown(self) -> None:
         """Stop the device; when this returns its expiry is not running and will not run."""
         with self._lock:
@@ -135,6 +164,7 @@ class ClockEventDevice:
         self.timers.cancel(self.timer)
         self.state = ClockEventState.SHUTDOWN
         self.next_event_ns = None
+        self.grid = None
 
     def clock_changed(self, clock: GuestClock, now_ticks: int) -> None:
         """The guest's clock was re-anchored: the pending event keeps its guest time and
@@ -173,7 +203,15 @@ class ClockEventDevice:
         """The host timer fired: forward a periodic tick (``tick_handle_periodic``), then
         ask for the guest's interrupt. Runs on the timer thread; state changes wait for it."""
         self.stats.expiries += 1
-        if self.state is ClockEventState.PERIODIC and self.next_event_ns is not None:
+        grid, pending = self.grid, self.next_event_ns
+        if self.state is ClockEventState.PERIODIC and grid is not None and pending is not None:
+            clock = self.clock
+            now_ns = clock.ns_at(max(now_ticks, clock.tsc_timestamp))
+            index = grid.index_after(max(now_ns, pending))
+            self.stats.overruns += max(0, index - self.grid_index - 1)
+            self.grid_index = index
+            self._program_event(grid.time_ns(index))
+        elif self.state is ClockEventState.PERIODIC and self.next_event_ns is not None:
             # Next tick on the period grid after now; ticks missed while late are skipped.
             clock = self.clock
             next_ns, skipped = policy.hrtimer_forward(

@@ -204,8 +204,14 @@ class LinuxBoot:
         if len(self.cmdline) + 1 > CMDLINE_MAX_BYTES - 200:  # room for the zoo's words
             raise InputError(f"kernel command line over {CMDLINE_MAX_BYTES - 200} bytes")
 
+    @property
+    def in_kernel_pit(self) -> bool:
+        """KVM's PIT2, except where the zoo's i8254 (devices/pit.py) has the ports: it
+        follows the timeline, PIT2 cannot."""
+        return not self.zoo
+
     def prepare_vm(self, vm: Vm) -> None:
-        if not self.zoo:  # the zoo's PIT (devices/pit.py) follows the timeline instead
+        if self.in_kernel_pit:
             vm.create_pit2()  # Linux calibrates against it and expects one on a PC
 
     def full_cmdline(self, config: GuestConfig, clock: GuestClock) -> str:

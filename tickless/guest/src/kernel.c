@@ -13,6 +13,7 @@ struct idt_gate {
 static struct idt_gate idt[256] __attribute__((aligned(16)));
 
 extern char isr_pv_timer[], isr_lapic_timer[], isr_precise[], isr_io[], isr_spurious[];
+extern char isr_pit[];
 extern char isr_gp[];
 extern char isr_unexpected[];
 extern char exc_0[], exc_1[], exc_2[], exc_3[], exc_4[], exc_5[], exc_6[], exc_7[], exc_8[],
@@ -82,6 +83,7 @@ void kernel_main(void) {
     set_gate(LAPIC_TIMER_VECTOR, isr_lapic_timer);
     set_gate(IO_VECTOR, isr_io);
     set_gate(PRECISE_VECTOR, isr_precise);
+    set_gate(PIT_VECTOR, isr_pit);
     set_gate(SPURIOUS_VECTOR, isr_spurious);
     load_idt(idt, sizeof(idt) - 1);
 

@@ -156,7 +156,7 @@ def lguest_device(machine: GuestMachine) -> LguestClockEventDevice:
     [(Fraction(1, 10), 20 * MS, 10), (Fraction(10), 100 * MS, 10)],
     ids=["dilation-0.1", "dilation-10"],
 )
-@pytest.mark.parametrize("timer", [TimerPath.PV, TimerPath.LGUEST])
+@pytest.mark.parametrize("timer", [TimerPath.PV, TimerPath.LGUEST, TimerPath.HPET])
 def test_dilation_stretches_wall_time_and_keeps_guest_intervals(
     timer: TimerPath, rate: Fraction, interval_ns: int, count: int
 ) -> None:
@@ -283,7 +283,7 @@ def test_a_rate_change_mid_run_never_jumps_nor_goes_back(timer: TimerPath) -> No
 
 
 @pytest.mark.kvm
-@pytest.mark.parametrize("timer", [TimerPath.PV, TimerPath.LGUEST])
+@pytest.mark.parametrize("timer", [TimerPath.PV, TimerPath.LGUEST, TimerPath.HPET])
 def test_a_frozen_guest_clock_stands_still(timer: TimerPath) -> None:
     """100 x 10 ms, frozen >= 0.5 s of wall time in the middle: the guest clock stands
     still while frozen (two reads 0.4 s apart agree) and moves across the freeze by no

@@ -88,6 +88,15 @@ class GuestConfig:
         if self.max_hypercall_rate < 100:
             raise InputError("the hypercall rate limit must be at least 100/s")
         self._check_bending()
+        if (
+            self.timer is TimerPath.HPET
+            and self.mode is TickMode.PERIODIC
+            and self.interval_ns % 10
+        ):
+            raise InputError(
+                "--timer hpet --mode periodic runs on the HPET's 10 ns ticks: "
+                "--interval must be a whole number of them"
+            )
         if len(self.cron_schedule) > CRON_MAX_TIMERS:
             raise InputError(f"a cron guest runs at most {CRON_MAX_TIMERS} timers")
         if any(not 0 < period <= MAX_DELTA_NS for period, _ in self.cron_schedule):

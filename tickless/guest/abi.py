@@ -105,6 +105,7 @@ PIT_VECTOR = 0xE3  # GSI 0: ISA IRQ 0 (ISA IRQ n is GSI n: no overrides, MP tabl
 RTC_VECTOR = 0xE4  # GSI 8: ISA IRQ 8
 PIT_GSI = 0
 RTC_GSI = 8
+HPET_GSI = 20  # the small guest routes its HPET comparator to this IOAPIC pin (no ISA device)
 # --- platform MMIO ------------------------------------------------------------------------
 IOAPIC_GPA = 0xFEC0_0000  # KVM's in-kernel IOAPIC
 HPET_GPA = 0xFED0_0000  # the HPET's 1 KiB register block

@@ -19,6 +19,7 @@ from pathlib import Path
 from tickless.atomicfile import write_bytes_atomic
 from tickless.axes import Advance, Backend, GuestKind, Load, TimerPath
 from tickless.devices.config import GuestConfig
+from tickless.devices.hpet import HpetDevice
 from tickless.devices.legacy_ports import LegacyPortsDevice
 from tickless.devices.pit import PitDevice
 from tickless.errors import GuestStopped
@@ -283,11 +284,21 @@ def host_counts(
                 "timer missed (dropped, not caught up)"
             )
         notes.append(_lateness_note(host.timers, host.tsc_hz))
+    elif spec.timer is TimerPath.HPET and spec.guest is GuestKind.SMALL:
+        hpet = machine.device(HpetDevice)
+        assert hpet is not None
+        timer_events = int(shared.irq_count)
+        injections, wakeups = hpet.hpet.stats.interrupts, host.timers.stats.wakeups
+        notes.append(hpet.summary())
+        notes.append(_lateness_note(host.timers, host.tsc_hz))
     elif spec.guest is GuestKind.LINUX:  # Linux's own driver counts nothing for us
         timer_events = injections = wakeups = machine.events_recorded
         notes.append(
             f"{spec.timer.value}: Linux's own clock-event device; counts are the workload's events"
         )
+        for zoo_device in (machine.device(HpetDevice), machine.device(PitDevice)):
+            if zoo_device is not None:  # what Linux did with the zoo's chips
+                notes.append(zoo_device.summary())
     else:
         timer_events = injections = wakeups = int(shared.lapic_irq_count)
         notes.append("lapic: expiries and injections are KVM's in-kernel LAPIC timer's")

@@ -147,6 +147,9 @@ class MeasureSpec:
         ):
             object.__setattr__(self, name, _member(enum, getattr(self, name), name))
         object.__setattr__(self, "loads", _loads(self.loads))
+        if self.mode is TickMode.PERIODIC and self.timer is TimerPath.HPET:
+            # A periodic HPET's events are its own grid from its start: absolute deadlines.
+            object.__setattr__(self, "method", Method.ABSOLUTE)
         self._check_numbers()
         self._check_combinations()
 

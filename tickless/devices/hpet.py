@@ -1,0 +1,436 @@
+"""The HPET (IA-PC HPET 1.0a) at ``HPET_GPA``: a 64-bit main counter and three comparators,
+emulated on the group's timeline.
+
+Registers (1 KiB of MMIO, 32- and 64-bit aligned accesses, either half of a 64-bit
+register): capabilities/ID (revision 1, 3 comparators, 64-bit counter, legacy replacement
+capable, vendor 0x8086, a 10 ns tick as QEMU's), configuration (ENABLE_CNF, LEG_RT_CNF),
+interrupt status (write 1 to clear), the main counter, and per comparator its
+configuration/capabilities, comparator value and FSB (MSI) route. Read-only bits keep
+their value, reserved offsets read 0 and ignore writes; a 1- or 2-byte or misaligned read
+sees the bytes of the registers it covers, such a write is ignored and counted.
+
+Time: the counter is a pure function of the guest's time on the timeline, ``(ns -
+origin_ns) // 10`` while ENABLE_CNF is set (held, and writable, while it is clear; a write
+while it runs is ignored, as QEMU's is), so dilation, freeze and warp follow by
+construction. Each comparator's next match is armed as a guest-time deadline on the host
+timer thread (``_ComparatorEvent``, a ``ClockEventDevice``); a re-anchored clock re-arms it
+at the same guest time, a frozen one holds it. A read of the counter or of the status
+register first raises every match the returned counter value has passed (a comparator
+fires the instant the counter reaches it, so no read can see the counter past a pending
+match): a guest that re-reads the counter after programming, as Linux's
+``hpet_clkevt_set_next_event`` does, learns the truth.
+
+Matches: a comparator matches when the counter's low 32 (``Tn_32MODE_CNF``) or 64 bits
+equal it. One-shot: a comparator behind the counter matches only when the counter comes
+round to it (64 bits: after 2^64 ticks, 5,800 years: never armed; 32 bits: 43 s), and a
+32-bit one-shot also interrupts when the counter's low 32 bits wrap (Intel's datasheets;
+QEMU does the same). Periodic: at each match the comparator adds the last value written
+(``Tn_VAL_SET_CNF`` lets a write set the comparator too; without it a write sets the period
+only, so Linux's two writes work); missed periods are skipped and counted, one interrupt.
+A period below ``MIN_PERIOD_NS`` (10 us) runs at 10 us and is counted (never a host timer
+every 10 ns); period 0 matches once, as QEMU's.
+
+Interrupts (``Tn_INT_ENB_CNF``): with LEG_RT_CNF comparator 0 raises ISA IRQ 0 and
+comparator 1 ISA IRQ 8, which are GSIs 0 and 8 here (no overrides in our MP table and
+MADT; a PC's firmware maps IRQ 0 to pin 2); otherwise ``Tn_INT_ROUTE_CNF`` names the IOAPIC
+pin, one of ``ROUTE_CAP`` (2 and 20-23: free; a pin not offered keeps the old route, as the
+spec says the read-back then differs); or, with the FSB capability (off by default, as
+QEMU's ``msi`` property, so that Linux keeps its legacy "hpet" clock event) and
+``Tn_FSB_EN_CNF``, an MSI with the programmed address and data, which must name the LAPIC
+window, a fixed or lowest-priority delivery and a vector >= 16 (else dropped and counted:
+on a PC it would be a memory write). Level-triggered comparators set their status bit at
+each match (also with the interrupt disabled) until the guest writes 1 to it; the in-kernel
+IOAPIC gets an edge per match either way.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tickless.devices.bus import BusDevice
+from tickless.devices.device import Device, MachineContext, register_device
+from tickless.guest.abi import (
+    HPET_GPA,
+    HPET_MMIO_BYTES,
+    MAX_DELTA_NS,
+    MIN_PERIOD_NS,
+    PIT_GSI,
+    RTC_GSI,
+)
+from tickless.kvm.vcpu import Vcpu
+from tickless.timers.clock import GuestClock
+from tickless.timers.clockevents import ClockEventDevice, ClockEventState
+from tickless.timers.hrtimer import TimerBase
+from tickless.timers.timeline import Timeline
+
+TICK_NS = 10
+TICK_FS = TICK_NS * 1_000_000  # COUNTER_CLK_PERIOD
+NUM_TIMERS = 3
+U32, U64 = (1 << 32) - 1, (1 << 64) - 1
+# general registers
+ID_REG, CONFIG_REG, STATUS_REG, COUNTER_REG = 0x000, 0x010, 0x020, 0x0F0
+TIMER_BASE, TIMER_STRIDE = 0x100, 0x20
+TN_CONFIG, TN_COMPARATOR, TN_FSB_ROUTE = 0x00, 0x08, 0x10
+CAP_REV_ID, CAP_NUM_TIM_SHIFT, CAP_COUNT_SIZE, CAP_LEG_RT = 0x01, 8, 1 << 13, 1 << 15
+VENDOR_ID = 0x8086
+CAPABILITIES = (
+    CAP_REV_ID
+    | (NUM_TIMERS - 1) << CAP_NUM_TIM_SHIFT
+    | CAP_COUNT_SIZE
+    | CAP_LEG_RT
+    | VENDOR_ID << 16
+    | TICK_FS << 32
+)
+CFG_ENABLE, CFG_LEGACY = 1 << 0, 1 << 1
+# per comparator: configuration and capabilities
+TN_LEVEL, TN_INT_ENB, TN_PERIODIC, TN_PER_CAP, TN_SIZE_CAP = 1 << 1, 1 << 2, 1 << 3, 1 << 4, 1 << 5
+TN_VAL_SET, TN_32BIT, TN_ROUTE_SHIFT = 1 << 6, 1 << 8, 9
+TN_ROUTE_MASK = 0x1F << TN_ROUTE_SHIFT
+TN_FSB_EN, TN_FSB_CAP = 1 << 14, 1 << 15
+TN_WRITABLE = (
+    TN_LEVEL | TN_INT_ENB | TN_PERIODIC | TN_VAL_SET | TN_32BIT | TN_ROUTE_MASK | TN_FSB_EN
+)
+ROUTE_CAP = 1 << 2 | 0xF << 20  # IOAPIC pins 2 and 20-23: no ISA device, not the PV timer's 5
+LEGACY_GSI = (PIT_GSI, RTC_GSI)  # LEG_RT_CNF: comparator 0 -> ISA IRQ 0, 1 -> ISA IRQ 8
+MIN_PERIOD_TICKS = MIN_PERIOD_NS // TICK_NS
+NEVER_TICKS = 1 << 62  # a match further than this (1,460 years) is never armed
+MSI_WINDOW, MSI_WINDOW_MASK = 0xFEE0_0000, 0xFFF0_0000
+
+RaiseGsi = Callable[[int], None]
+SignalMsi = Callable[[int, int], object]  # (vector, destination APIC ID)
+
+
+class _ComparatorEvent(ClockEventDevice):
+    """One comparator's next match, armed in guest time (locking and clock changes are
+    ``ClockEventDevice``'s). Every match is a one-shot; the expiry's handler arms the next
+    one itself (``rearm_from_expiry``, without the lock: state changes cancel the timer
+    first and wait for a running expiry, as the base class's periodic re-arm does)."""
+
+    def program(self, deadline_ns: int, now_ns: int) -> None:
+        """From a register write (vCPU thread): the next match, or a look again an hour on."""
+        with self._lock:
+            self._shutdown()
+            self.rearm_from_expiry(deadline_ns, now_ns)
+            self.stats.programmed += 1
+
+    def rearm_from_expiry(self, deadline_ns: int, now_ns: int) -> None:
+        self.state = ClockEventState.ONESHOT
+        self._program_event(min(deadline_ns, now_ns + MAX_DELTA_NS))
+
+
+@dataclass
+class HpetTimer:
+    """One comparator's registers, and the counter value its armed match is at."""
+
+    index: int
+    config: int
+    comparator: int = U64
+    period: int = 0
+    fsb: int = 0
+    target: int | None = None  # unwrapped counter value of the armed match (None: none)
+
+    @property
+    def mask(self) -> int:
+        return U32 if self.config & TN_32BIT else U64
+
+
+@dataclass
+class HpetStats:
+    matches: int = 0  # comparator matches (each asks for one interrupt)
+    interrupts: int = 0  # interrupts raised (GSI edges and MSIs)
+    masked: int = 0  # matches with Tn_INT_ENB_CNF clear
+    overruns: int = 0  # periods skipped because the host expiry came late
+    clamped: int = 0  # periodic matches run at MIN_PERIOD_NS instead of a shorter period
+    refused_routes: int = 0  # Tn_INT_ROUTE_CNF writes naming a pin not in ROUTE_CAP
+    bad_msi: int = 0  # FSB interrupts dropped: address or data not a valid MSI
+    ignored_writes: int = 0  # odd widths, misaligned, counter while running
+
+
+class Hpet(BusDevice):
+    """The register file and its comparators; see the module docstring."""
+
+    name = "hpet"
+
+    def __init__(
+        self,
+        timeline: Timeline,
+        timers: TimerBase,
+        raise_gsi: RaiseGsi,
+        signal_msi: SignalMsi,
+        fsb: bool = False,
+        base: int = HPET_GPA,
+        name: str = "hpet",
+    ) -> None:
+        self.timeline, self.base = timeline, base
+        self.raise_gsi, self.signal_msi = raise_gsi, signal_msi
+        self.config = 0
+        self.status = 0
+        self.held = 0  # the counter while halted
+        self.origin_ns = 0  # while running: guest ns at which the counter read 0
+        self.stats = HpetStats()
+        self._status_lock = threading.Lock()  # the expiry sets bits, the guest clears them
+        self._mmio_lock = threading.Lock()  # vCPUs only: never taken by an expiry
+        caps = TN_PER_CAP | TN_SIZE_CAP | (TN_FSB_CAP if fsb else 0) | ROUTE_CAP << 32
+        self.timers = [HpetTimer(i, caps) for i in range(NUM_TIMERS)]
+        self.events = [
+            _ComparatorEvent(
+                timeline.clock, timers, self._expiry_of(t), name=f"{name}-comparator{t.index}"
+            )
+            for t in self.timers
+        ]
+
+    # --- time ------------------------------------------------------------------------------
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.config & CFG_ENABLE)
+
+    def _now(self) -> tuple[int, int]:
+        ticks = self.timeline.read_ticks()
+        return ticks, self.timeline.now_ns(ticks)
+
+    def _counter_at(self, now_ns: int) -> int:
+        """The unwrapped counter (the register is its low 64 bits)."""
+        return (now_ns - self.origin_ns) // TICK_NS if self.enabled else self.held
+
+    def _ns_of(self, counter: int) -> int:
+        return self.origin_ns + counter * TICK_NS
+
+    def _next_target(self, t: HpetTimer, after: int) -> int | None:
+        """The first counter value after ``after`` at which comparator ``t`` fires."""
+        target = after + ((t.comparator - after - 1) & t.mask) + 1
+        if t.config & TN_32BIT and not t.config & TN_PERIODIC:
+            target = min(target, ((after >> 32) + 1) << 32)  # the 32-bit wrap interrupt
+        return target if target - after <= NEVER_TICKS else None
+
+    # --- the bus ---------------------------------------------------------------------------
+
+    def mmio_read(self, addr: int, length: int, vcpu: Vcpu | None) -> bytes:
+        offset = addr - self.base
+        with self._mmio_lock:
+            if length in (4, 8) and offset % length == 0:
+                return self.read(offset, length).to_bytes(length, "little")
+            first, last = offset & ~7, (offset + length - 1) & ~7  # any other access
+            raw = b"".join(self.read(q, 8).to_bytes(8, "little") for q in range(first, last + 8, 8))
+            return raw[offset - first : offset - first + length]
+
+    def mmio_write(self, addr: int, data: bytes, vcpu: Vcpu | None) -> None:
+        offset = addr - self.base
+        with self._mmio_lock:
+            if len(data) in (4, 8) and offset % len(data) == 0:
+                self.write(offset, len(data), int.from_bytes(data, "little"))
+            else:
+                self.stats.ignored_writes += 1
+
+    def read(self, offset: int, size: int) -> int:
+        """A 4- or 8-byte aligned read at ``offset`` into the block."""
+        reg = offset & ~7
+        value = self._read64(reg)
+        return value if size == 8 else (value >> (8 * (offset & 4))) & U32
+
+    def _read64(self, reg: int) -> int:
+        if reg == ID_REG:
+            return CAPABILITIES
+        if reg == CONFIG_REG:
+            return self.config
+        if reg == STATUS_REG:
+            self._sync()
+            return self.status
+        if reg == COUNTER_REG:
+            return self._sync() & U64
+        t, sub = self._timer_at(reg)
+        if t is None:
+            return 0
+        if sub == TN_CONFIG:
+            return t.config
+        if sub == TN_COMPARATOR:
+            return t.comparator
+        return t.fsb if sub == TN_FSB_ROUTE else 0
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        """A 4- or 8-byte aligned write: ``value`` into the register's bytes it covers."""
+        reg, shift = offset & ~7, 8 * (offset & 4) if size == 4 else 0
+        mask = (U32 if size == 4 else U64) << shift
+        value = (value << shift) & mask
+
+        def merged(old: int) -> int:
+            return (old & ~mask) | value
+
+        if reg == CONFIG_REG:
+            self._write_config(merged(self.config) & (CFG_ENABLE | CFG_LEGACY))
+        elif reg == STATUS_REG:
+            with self._status_lock:
+                self.status &= ~(value & ((1 << NUM_TIMERS) - 1))
+        elif reg == COUNTER_REG:
+            if self.enabled:
+                self.stats.ignored_writes += 1
+            else:
+                self.held = merged(self.held)
+        else:
+            t, sub = self._timer_at(reg)
+            if t is None or (sub == TN_CONFIG and not mask & U32):
+                return  # read-only (ID, capabilities) or reserved
+            if sub == TN_CONFIG:
+                self._write_timer_config(t, merged(t.config))
+            elif sub == TN_COMPARATOR:
+                self._write_comparator(t, value, mask)
+            elif sub == TN_FSB_ROUTE:
+                t.fsb = merged(t.fsb)  # read at each FSB interrupt
+
+    def _timer_at(self, reg: int) -> tuple[HpetTimer | None, int]:
+        index, sub = divmod(reg - TIMER_BASE, TIMER_STRIDE)
+        if reg < TIMER_BASE or index >= NUM_TIMERS:
+            return None, 0
+        return self.timers[index], sub
+
+    # --- register writes (vCPU thread) ------------------------------------------------------
+
+    def _write_config(self, new: int) -> None:
+        for event in self.events:
+            event.shutdown()
+        _, now_ns = self._now()
+        if new & CFG_ENABLE and not self.enabled:
+            self.origin_ns = now_ns - self.held * TICK_NS
+        elif self.enabled and not new & CFG_ENABLE:
+            self.held = self._counter_at(now_ns) & U64
+        self.config = new
+        for t in self.timers:
+            self._arm(t)
+
+    def _write_timer_config(self, t: HpetTimer, new: int) -> None:
+        old = t.config
+        new = (new & TN_WRITABLE) | (old & ~TN_WRITABLE)
+        if not (ROUTE_CAP >> ((new & TN_ROUTE_MASK) >> TN_ROUTE_SHIFT)) & 1:
+            self.stats.refused_routes += 1
+            new = (new & ~TN_ROUTE_MASK) | (old & TN_ROUTE_MASK)
+        if not old & TN_FSB_CAP:
+            new &= ~TN_FSB_EN
+        self.events[t.index].shutdown()
+        t.config = new
+        if new & TN_32BIT:  # the upper halves read 0 from now on
+            t.comparator &= U32
+            t.period &= U32
+        self._arm(t)
+
+    def _write_comparator(self, t: HpetTimer, value: int, mask: int) -> None:
+        self.events[t.index].shutdown()
+        mask &= t.mask  # 32-bit mode: the upper half is not there
+        periodic = t.config & TN_PERIODIC
+        if not periodic or t.config & TN_VAL_SET:
+            t.comparator = (t.comparator & ~mask) | (value & mask)
+        if periodic:  # the value also becomes the period (QEMU's, most hardware's)
+            t.period = ((t.period & ~mask) | (value & mask)) & (t.mask >> 1)
+        t.config &= ~TN_VAL_SET
+        self._arm(t)
+
+    def _arm(self, t: HpetTimer) -> None:
+        """Arm comparator ``t``'s next match (its host timer is shut down)."""
+        t.target = None
+        if not self.enabled:
+            return
+        _, now_ns = self._now()
+        t.target = self._next_target(t, self._counter_at(now_ns))
+        if t.target is not None:
+            self.events[t.index].program(self._ns_of(t.target), now_ns)
+
+    def _sync(self) -> int:
+        """Raise every match the counter has passed (before a read shows it); returns the
+        unwrapped counter."""
+        ticks, now_ns = self._now()
+        counter = self._counter_at(now_ns)
+        if self.enabled:
+            for t, event in zip(self.timers, self.events, strict=True):
+                if t.target is not None and t.target <= counter:
+                    event.fire_if_due(ticks)
+        return counter
+
+    # --- matches (the host timer thread, or a read's _sync) --------------------------------
+
+    def _expiry_of(self, t: HpetTimer) -> Callable[[int], None]:
+        return lambda now_ticks: self._expired(t, now_ticks)
+
+    def _expired(self, t: HpetTimer, now_ticks: int) -> None:
+        event = self.events[t.index]
+        clock: GuestClock = event.clock
+        now_ns = clock.ns_at(max(now_ticks, clock.tsc_timestamp))
+        target = t.target
+        if target is None or not self.enabled:
+            return
+        counter = self._counter_at(now_ns)
+        if counter < target:  # an hourly look at a far match
+            event.rearm_from_expiry(self._ns_of(target), now_ns)
+            return
+        if t.config & TN_PERIODIC and t.period:
+            step = max(t.period, MIN_PERIOD_TICKS)
+            self.stats.clamped += t.period < MIN_PERIOD_TICKS
+            passed = (counter - target) // step + 1
+            self.stats.overruns += passed - 1
+            t.comparator = (t.comparator + passed * step) & t.mask
+            t.target = target + passed * step
+        else:
+            t.target = self._next_target(t, counter)
+        if t.target is not None:
+            event.rearm_from_expiry(self._ns_of(t.target), now_ns)
+        self._fire(t)
+
+    def _fire(self, t: HpetTimer) -> None:
+        self.stats.matches += 1
+        if t.config & TN_LEVEL:
+            with self._status_lock:
+                self.status |= 1 << t.index
+        if not t.config & TN_INT_ENB:
+            self.stats.masked += 1
+            return
+        if self.config & CFG_LEGACY and t.index < len(LEGACY_GSI):
+            self.raise_gsi(LEGACY_GSI[t.index])
+        elif t.config & TN_FSB_EN:
+            address, data = t.fsb >> 32, t.fsb & U32
+            vector, delivery = data & 0xFF, (data >> 8) & 7
+            if address & MSI_WINDOW_MASK != MSI_WINDOW or delivery > 1 or vector < 16:
+                self.stats.bad_msi += 1
+                return
+            self.signal_msi(vector, (address >> 12) & 0xFF)
+        else:
+            self.raise_gsi((t.config & TN_ROUTE_MASK) >> TN_ROUTE_SHIFT)
+        self.stats.interrupts += 1
+
+    def shutdown(self) -> None:
+        for event in self.events:
+            event.shutdown()
+
+
+@register_device
+class HpetDevice(Device):
+    """The HPET of a guest that has the timer zoo (``GuestConfig.zoo``)."""
+
+    def __init__(self, ctx: MachineContext, hpet: Hpet) -> None:
+        self.ctx, self.hpet = ctx, hpet
+
+    @classmethod
+    def create(cls, ctx: MachineContext) -> HpetDevice | None:
+        if not ctx.config.zoo:
+            return None
+        hpet = Hpet(ctx.timeline, ctx.timers, ctx.raise_gsi, ctx.vm.signal_msi, name=ctx.name)
+        ctx.bus.add_mmio(HPET_GPA, HPET_MMIO_BYTES, hpet)
+        for event in hpet.events:
+            ctx.timeline.subscribe(event)
+        return cls(ctx, hpet)
+
+    def summary(self) -> str:
+        """What the guest made of its HPET, for the record's notes."""
+        s = self.hpet.stats
+        return (
+            f"hpet: {s.matches} comparator matches, {s.interrupts} interrupts raised, "
+            f"{s.masked} masked, {s.overruns} periods skipped late, {s.clamped} run at the "
+            f"10 us minimum period, {s.refused_routes} routes refused, {s.bad_msi} bad MSIs "
+            f"dropped, {s.ignored_writes} writes ignored"
+        )
+
+    def stop(self, now_ticks: int) -> None:
+        self.hpet.shutdown()
+
+    def close(self) -> None:
+        for event in self.hpet.events:
+            self.ctx.timeline.unsubscribe(event)

@@ -4,6 +4,7 @@ checked before a run, and how an interrupted command exits."""
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import math
 import os
 import signal
@@ -341,6 +342,44 @@ def time_options(f: F) -> F:
         help="Guest seconds per wall second (0.1: the guest clock runs at a tenth of wall "
         "speed; 10: ten times faster). Every guest clock and timer follows it; --timer "
         "lapic (the TSC, unscalable here) and host refuse it.",
+    )(f)
+
+
+class RtcEpochParam(click.ParamType):  # type: ignore[type-arg]
+    """``--rtc-epoch``: an ISO 8601 time (UTC unless it names its zone) or ``now``; the
+    value is ns since the Unix epoch, None for ``now`` (the host's time at the start)."""
+
+    name = "time"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value is None or isinstance(value, int):
+            return value
+        if str(value).strip().lower() == "now":
+            return None
+        try:
+            when = datetime.datetime.fromisoformat(str(value).strip())
+        except ValueError:
+            self.fail(
+                f"{value!r} is not an ISO 8601 time like 2026-12-04T21:00:00Z, or now", param, ctx
+            )
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=datetime.UTC)
+        if not 1 <= when.year <= 9999 or when.astimezone(datetime.UTC).year < 1970:
+            self.fail(f"{value!r} is before 1970", param, ctx)
+        delta = when - datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+        return (delta.days * 86_400 + delta.seconds) * SECOND_NS + delta.microseconds * 1000
+
+
+def rtc_epoch_option(f: F) -> F:
+    """``--rtc-epoch``: the CMOS RTC's time of day when the guest starts."""
+    return click.option(
+        "--rtc-epoch",
+        "rtc_epoch_ns",
+        type=RtcEpochParam(),
+        default=None,
+        help="The timer zoo's CMOS RTC: its time of day when the guest starts (ISO 8601, "
+        "UTC unless a zone is given, e.g. 2030-01-01T00:00:00Z), then it runs with guest "
+        "time (dilated, frozen, warped with it). Default: now, the host's time.",
     )(f)
 
 

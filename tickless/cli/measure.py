@@ -25,6 +25,7 @@ from tickless.cli.common import (
     mode_option,
     progress_bar,
     require_kvm,
+    rtc_epoch_option,
     settings_of,
     slop_option,
     time_options,
@@ -111,6 +112,7 @@ BACKEND_CHOICES = ["auto", Backend.KVM.value, Backend.SIM.value]  # host: --time
 )
 @slop_option("Host timer slop: timers within it are coalesced (Xen's timer_slop).")
 @time_options
+@rtc_epoch_option
 @click.option(
     "--halt-poll",
     "halt_poll_ns",
@@ -206,6 +208,7 @@ def measure(
     slop_ns: int,
     rate: Fraction,
     warp_idle: bool,
+    rtc_epoch_ns: int | None,
     halt_poll_ns: int | None,
     no_rt: bool,
     json_path: Path | None,

@@ -18,6 +18,7 @@ from tickless.devices import (
     pv_deadline,  # noqa: F401  (registers PvDeadlineDevice)
     pvclock,  # noqa: F401  (registers PvclockDevice)
     results,  # noqa: F401  (registers ResultsDevice)
+    rtc,  # noqa: F401  (registers RtcDevice)
     uart,  # noqa: F401  (registers UartDevice)
 )
 from tickless.devices.device import DEVICE_TYPES, Device, MachineContext, register_device

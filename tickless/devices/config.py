@@ -68,7 +68,8 @@ class GuestConfig:
     watchdog_s: float | None = None  # stop it after this long busy without progress
     explain: bool = False  # pv: the guest records each event's longest spin clock gap too
     advance: Advance = Advance.OFF  # lapic: arm early by an adaptive advance, spin the rest
-    zoo_devices: bool = False  # the timer zoo's chips whatever the timer (the fuzz guest)
+    zoo_devices: bool = False  # the timer zoo's chips whatever the timer (the fuzzing guest)
+    rtc_epoch_ns: int | None = None  # the CMOS RTC's time at the start (None: the host's)
 
     def __post_init__(self) -> None:
         if self.guest is GuestKind.LINUX and self.count > LINUX_MAX_EVENTS:
@@ -97,6 +98,8 @@ class GuestConfig:
                 "--timer hpet --mode periodic runs on the HPET's 10 ns ticks: "
                 "--interval must be a whole number of them"
             )
+        if self.timer is TimerPath.RTC and (self.hz & (self.hz - 1) or not 2 <= self.hz <= 8192):
+            raise InputError("--timer rtc runs at a power-of-two rate of 2 to 8192 Hz")
         if len(self.cron_schedule) > CRON_MAX_TIMERS:
             raise InputError(f"a cron guest runs at most {CRON_MAX_TIMERS} timers")
         if any(not 0 < period <= MAX_DELTA_NS for period, _ in self.cron_schedule):

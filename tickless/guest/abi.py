@@ -119,6 +119,8 @@ PIT_MAX_COUNT = 0x10000  # a count of 0 is 65536 clocks (54.9 ms)
 PIT_MIN_PERIODIC_COUNT = 2  # a count of 1 is illegal in modes 2 and 3
 RTC_PORT = 0x70  # index (bit 7: NMI mask), data at 0x71
 RTC_PORTS = 2
+RTC_MIN_RATE_HZ = 2  # the MC146818's periodic interrupt: 2 to 8192 Hz, powers of two
+RTC_MAX_RATE_HZ = 8192
 SPURIOUS_VECTOR = 0xFF
 
 # --- RFLAGS the guest runs ring 3 with -------------------------------------------------------
@@ -292,6 +294,7 @@ class Boot(C.Structure):
             "advance_grow",  # a late or tight wake-up adds grow * shortfall >> grow_shift
             "advance_grow_shift",
             "advance_shrink_shift",  # an early one removes surplus >> shrink_shift
+            "rtc_rate_select",  # --timer rtc: register A's RS (its periodic rate 2^(16-RS) Hz)
         )
     ] + [
         ("cron_period_ns", C.c_uint64 * CRON_MAX_TIMERS),  # each timer's period

@@ -22,6 +22,7 @@ from tickless.devices.config import GuestConfig
 from tickless.devices.hpet import HpetDevice
 from tickless.devices.legacy_ports import LegacyPortsDevice
 from tickless.devices.pit import PitDevice
+from tickless.devices.rtc import RtcDevice
 from tickless.errors import GuestStopped
 from tickless.guest.abi import Scenario
 from tickless.host.cputime import process_cpu_s
@@ -254,6 +255,12 @@ def host_counts(
         merged = injections - timer_events
         if merged > 0:
             notes.append(f"{merged} host timer expiries merged into earlier interrupts")
+        notes.append(_lateness_note(host.timers, host.tsc_hz))
+    elif spec.timer is TimerPath.RTC:
+        rtc = machine.device(RtcDevice)
+        timer_events = int(shared.irq_count)
+        injections, wakeups = (rtc.chip.raised if rtc else 0), host.timers.stats.wakeups
+        notes.extend([rtc.summary()] if rtc else [])
         notes.append(_lateness_note(host.timers, host.tsc_hz))
     elif spec.timer is TimerPath.PRECISE:
         loop_stats = machine.precise.stats()

@@ -37,6 +37,8 @@ from tickless.guest.abi import (
     PIT_HZ,
     PIT_MAX_COUNT,
     PIT_MIN_PERIODIC_COUNT,
+    RTC_MAX_RATE_HZ,
+    RTC_MIN_RATE_HZ,
     pit_count,
     pit_edge_ns,
     pit_edges,
@@ -73,6 +75,22 @@ LINUX_TIMERS = frozenset({TimerPath.LGUEST, TimerPath.LAPIC, TimerPath.HPET, Tim
 MAX_MEASURE_GUESTS = 256  # one vCPU thread each, measuring at once on two cores
 
 Progress = Callable[[int], None]
+
+
+SECOND_NS = 1_000_000_000
+
+
+def rtc_rate_hz(interval_ns: int) -> int:
+    """The CMOS RTC's periodic rate nearest to one event per ``interval_ns`` (1 ms: 1024 Hz,
+    976.5625 us); an interval outside its 2-8192 Hz is refused in one line."""
+    lo_ns, hi_ns = SECOND_NS // RTC_MAX_RATE_HZ, SECOND_NS // RTC_MIN_RATE_HZ
+    if not lo_ns <= interval_ns <= hi_ns:
+        raise InputError(
+            f"--timer rtc runs its periodic interrupt at {RTC_MIN_RATE_HZ} to {RTC_MAX_RATE_HZ} "
+            f"Hz: --interval between {lo_ns / 1000:g}us and {hi_ns // 1_000_000}ms"
+        )
+    rates = [RTC_MIN_RATE_HZ << k for k in range((RTC_MAX_RATE_HZ // RTC_MIN_RATE_HZ).bit_length())]
+    return min(rates, key=lambda hz: abs(Fraction(SECOND_NS, hz) - interval_ns))
 
 
 def default_timer(guest: GuestKind) -> TimerPath:
@@ -134,6 +152,7 @@ class MeasureSpec:
     explain: bool = False  # pv: where each event's time went (host wake, injection, entry...)
     guests: int = 1  # run the measurement in this many guests at once (kvm)
     advance: Advance = Advance.OFF  # lapic: arm early by an adaptive advance, spin the rest
+    rtc_epoch_ns: int | None = None  # the zoo's CMOS RTC: its time at the start (None: now)
 
     def __post_init__(self) -> None:
         for name, enum in (
@@ -151,6 +170,8 @@ class MeasureSpec:
             # A periodic HPET's events are its own grid from its start: absolute deadlines.
             object.__setattr__(self, "method", Method.ABSOLUTE)
         self._check_numbers()
+        if self.timer is TimerPath.RTC:
+            self._resolve_rtc()
         self._check_combinations()
 
     def _check_numbers(self) -> None:
@@ -205,6 +226,22 @@ class MeasureSpec:
                 f"--timer pit counts the interval in 1.193182 MHz clocks of a 16-bit "
                 f"counter: between {shortest_ns} ns and {longest_ns / 1e6:.3f} ms"
             )
+
+    def _resolve_rtc(self) -> None:
+        """``--timer rtc`` is the chip's periodic interrupt, nothing else: its rate is the
+        power of two nearest to 1/--interval (``hz``), its events lie on its own grid
+        (method absolute, mode periodic), whatever --mode, --method and --hz said
+        (``rtc_notes`` puts this in the record)."""
+        object.__setattr__(self, "hz", rtc_rate_hz(self.interval_ns))
+        object.__setattr__(self, "mode", TickMode.PERIODIC)
+        object.__setattr__(self, "method", Method.ABSOLUTE)
+
+    @property
+    def device_period_ns(self) -> Fraction:
+        """The interval the timer really runs at: the RTC's 2^-k s, else --interval."""
+        if self.timer is TimerPath.RTC:
+            return Fraction(SECOND_NS, self.hz)
+        return Fraction(self.interval_ns)
 
     def _check_advance(self) -> None:
         """``--advance auto`` is the control experiment: the PV device's spin on the LAPIC
@@ -305,15 +342,17 @@ class MeasurementInterrupted(Exception):
 
 
 def event_deadlines_ns(
-    timestamps_ns: npt.NDArray[np.int64], interval_ns: int, method: Method
+    timestamps_ns: npt.NDArray[np.int64], interval_ns: int | Fraction, method: Method
 ) -> npt.NDArray[np.int64]:
     """The deadline each event 1..N asked for, as the guest computed it: on the grid
-    t0 + i*d (absolute), or d after the event before it (relative)."""
+    t0 + i*d (absolute; a fractional d, the RTC's 2^-k s, rounds each point up: the first
+    nanosecond the device may fire), or d after the event before it (relative)."""
     if method is Method.ABSOLUTE:
         steps = np.arange(1, len(timestamps_ns), dtype=np.int64)
-        grid: npt.NDArray[np.int64] = timestamps_ns[0] + interval_ns * steps
+        d = Fraction(interval_ns)
+        grid: npt.NDArray[np.int64] = timestamps_ns[0] - (-steps * d.numerator // d.denominator)
         return grid
-    relative: npt.NDArray[np.int64] = timestamps_ns[:-1] + interval_ns
+    relative: npt.NDArray[np.int64] = timestamps_ns[:-1] + int(interval_ns)
     return relative
 
 
@@ -334,15 +373,15 @@ def spec_deadlines_ns(
         count = pit_count(spec.interval_ns)
         edges = [first + i * count for i in range(1, len(timestamps_ns))]
         return np.array([pit_edge_ns(e) for e in edges], dtype=np.int64)
-    return event_deadlines_ns(timestamps_ns, spec.interval_ns, spec.method)
+    return event_deadlines_ns(timestamps_ns, spec.device_period_ns, spec.method)
 
 
 def record_interval_ns(spec: MeasureSpec) -> int:
     """The interval the device really ran at, to the ns: the periodic PIT's N clocks
-    (1 ms: N = 1193, 999847 ns), else the one asked for."""
+    (1 ms: N = 1193, 999847 ns), the RTC's 2^-k s (rtc_notes), else the one asked for."""
     if spec.guest is GuestKind.SMALL and pit_grid(spec):
         return round(pit_count(spec.interval_ns) * 10**9 / PIT_HZ)
-    return spec.interval_ns
+    return round(spec.device_period_ns)
 
 
 def spec_intervals_and_lateness(
@@ -353,11 +392,25 @@ def spec_intervals_and_lateness(
 
 
 def intervals_and_lateness(
-    timestamps_ns: npt.NDArray[np.int64], interval_ns: int, method: Method
+    timestamps_ns: npt.NDArray[np.int64], interval_ns: int | Fraction, method: Method
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Measured intervals, and each event's lateness against the deadline it asked for."""
     deadlines = event_deadlines_ns(timestamps_ns, interval_ns, method)
     return np.diff(timestamps_ns), timestamps_ns[1:] - deadlines
+
+
+def rtc_notes(spec: MeasureSpec) -> list[str]:
+    """What ``--timer rtc`` made of the options: the rate it really ran at."""
+    if spec.timer is not TimerPath.RTC:
+        return []
+    period = spec.device_period_ns
+    rs = 16 - spec.hz.bit_length() + 1
+    return [
+        f"rtc: periodic interrupt at {spec.hz} Hz (register A RS={rs}): every "
+        f"{float(period) / 1000:.7g} us, the power-of-two rate nearest to the --interval of "
+        f"{spec.interval_ns / 1000:g} us; its events lie on the chip's grid from the divider "
+        "release (mode periodic, method absolute, whatever was asked)"
+    ]
 
 
 def build_record(
@@ -390,6 +443,7 @@ def build_record(
         guest=spec.guest.value if backend is Backend.KVM else None,
         advance=(Advance.AUTO if spec.spins else Advance.OFF).value,
     )
+    record.notes.extend(rtc_notes(spec))
     if not spec.spins:  # the event is the interrupt's arrival: no spin in between
         record.interrupt_lateness = summarize_interrupts(lateness)
         record.interrupt_lateness_ns = lateness.tolist()

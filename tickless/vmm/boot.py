@@ -12,7 +12,7 @@ from __future__ import annotations
 import ctypes
 from typing import Protocol
 
-from tickless.axes import Advance, wire_code
+from tickless.axes import Advance, TimerPath, wire_code
 from tickless.devices.config import GuestConfig
 from tickless.devices.device import GuestLayout
 from tickless.devices.memory import GuestMemory
@@ -75,6 +75,8 @@ def write_boot_params(
     boot.explain = int(cfg.explain)
     boot.warp = int(cfg.warp_idle)
     write_lapic_advance(boot, cfg)
+    if cfg.timer is TimerPath.RTC:  # its periodic rate, 2^(16 - RS) Hz (hz: a power of two)
+        boot.rtc_rate_select = 16 - cfg.hz.bit_length() + 1
     schedule = cfg.cron_schedule
     boot.cron_timers = len(schedule)
     boot.cron_origin_ns = cfg.cron_origin_ns

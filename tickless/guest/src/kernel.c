@@ -15,6 +15,7 @@ static struct idt_gate idt[256] __attribute__((aligned(16)));
 extern char isr_pv_timer[], isr_lapic_timer[], isr_precise[], isr_io[], isr_spurious[];
 extern char isr_pit[];
 extern char isr_hpet[];
+extern char isr_rtc[];
 extern char isr_gp[];
 extern char isr_unexpected[];
 extern char exc_0[], exc_1[], exc_2[], exc_3[], exc_4[], exc_5[], exc_6[], exc_7[], exc_8[],
@@ -87,6 +88,7 @@ void kernel_main(void) {
     set_gate(PIT_VECTOR, isr_pit);
     set_gate(SPURIOUS_VECTOR, isr_spurious);
     set_gate(HPET_VECTOR, isr_hpet);
+    set_gate(RTC_VECTOR, isr_rtc);
     load_idt(idt, sizeof(idt) - 1);
 
     wrmsr(MSR_APIC_BASE, rdmsr(MSR_APIC_BASE) | APIC_BASE_ENABLE | APIC_BASE_X2APIC_ENABLE);

@@ -332,6 +332,66 @@ static uint64_t precise_wait(uint64_t deadline, uint64_t *tsc, uint64_t *arrival
     return t;
 }
 
+/* The CMOS RTC (--timer rtc): register index out to RTC_PORT, data at RTC_PORT + 1. */
+#define RTC_REG_A 0x0A
+#define RTC_REG_B 0x0B
+#define RTC_REG_C 0x0C
+#define RTC_A_DIVIDER_RESET 0x70 /* DV = 111: the chain held in reset */
+#define RTC_A_DIVIDER_RUN 0x20   /* DV = 010: the 32.768 kHz time base */
+#define RTC_B_24H 0x02
+#define RTC_B_PIE 0x40
+
+static inline void outb(uint16_t port, uint8_t value) {
+    __asm__ volatile("outb %0, %1" ::"a"(value), "Nd"(port) : "memory");
+}
+
+static inline uint8_t inb(uint16_t port) {
+    uint8_t value;
+    __asm__ volatile("inb %1, %0" : "=a"(value) : "Nd"(port) : "memory");
+    return value;
+}
+
+static uint8_t rtc_read(uint8_t reg) {
+    outb(RTC_PORT, reg);
+    return inb(RTC_PORT + 1);
+}
+
+static void rtc_write(uint8_t reg, uint8_t value) {
+    outb(RTC_PORT, reg);
+    outb(RTC_PORT + 1, value);
+}
+
+/* The RTC's periodic interrupt, as an OS programs it: the divider held in reset with the
+ * rate chosen, PIE on, then the release starts the chain, whose edges come every 2^-k s
+ * from it (the first update half a second later). res[0] is the PV clock read just
+ * before the releasing write: every edge k is at or after res[0] + k * 2^-k s, the
+ * deadlines the host checks. Each interrupt is an event, recorded when ring 3 sees the
+ * ISR's count move (no spin); reading register C then acknowledges it (IRQF clear), so the
+ * chip can interrupt again. */
+static void rtc_measure(void) {
+    volatile uint64_t *res = (volatile uint64_t *)BOOT->results_gpa;
+    volatile uint64_t *arrival_at = res + BOOT->results_capacity;
+    uint8_t rs = (uint8_t)BOOT->rtc_rate_select;
+    rtc_write(RTC_REG_A, RTC_A_DIVIDER_RESET | rs);
+    rtc_write(RTC_REG_B, RTC_B_24H | RTC_B_PIE);
+    rtc_read(RTC_REG_C);
+    uint64_t seen = SHARED->irq_count;
+    outb(RTC_PORT, RTC_REG_A);
+    uint64_t t0 = clock_ns();
+    outb(RTC_PORT + 1, RTC_A_DIVIDER_RUN | rs);
+    res[0] = t0;
+    for (uint64_t i = 1; i <= BOOT->count; i++) {
+        seen = wait_irq(&SHARED->irq_count, seen);
+        uint64_t t = clock_ns();
+        res[i] = arrival_at[i] = t;
+        rtc_read(RTC_REG_C);
+        SHARED->events_recorded = i;
+    }
+    rtc_write(RTC_REG_B, RTC_B_24H);
+    rtc_read(RTC_REG_C);
+    hypercall(HYPERCALL_DONE, BOOT->count, 0);
+}
+
 /* The paper's workload: N events every d; record each event's time.
  * relative: each event arms the next one d after itself (mean = d + delivery latency);
  * absolute: deadlines on the grid t0 + i*d (cyclictest's default). */
@@ -351,6 +411,10 @@ static void measure(void) {
     volatile uint64_t *arrival_at = res + BOOT->results_capacity;
     volatile uint64_t *gap_at = BOOT->explain ? res + 2 * BOOT->results_capacity : 0;
 
+    if (BOOT->timer == TIMERPATH_RTC) {
+        rtc_measure();
+        return;
+    }
     if (periodic && !pit && !hpet && hypercall(HYPERCALL_SET_PERIODIC, BOOT->period_ns, 0) != 0)
         panic(PANIC_SET_PERIODIC_REFUSED, BOOT->period_ns);
     if (hpet)

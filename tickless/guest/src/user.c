@@ -341,10 +341,6 @@ static uint64_t precise_wait(uint64_t deadline, uint64_t *tsc, uint64_t *arrival
 #define RTC_B_24H 0x02
 #define RTC_B_PIE 0x40
 
-static inline void outb(uint16_t port, uint8_t value) {
-    __asm__ volatile("outb %0, %1" ::"a"(value), "Nd"(port) : "memory");
-}
-
 static inline uint8_t inb(uint16_t port) {
     uint8_t value;
     __asm__ volatile("inb %1, %0" : "=a"(value) : "Nd"(port) : "memory");

@@ -63,11 +63,12 @@ REQUIRED_TOP_KEYS = [
     "interrupt_lateness_ns",
     "spin",
     "pit",
+    "guest_realtime_at_boot",
 ]
-VERSION_2_KEYS = REQUIRED_TOP_KEYS[-12:-7]
-VERSION_3_KEYS = REQUIRED_TOP_KEYS[-7:-5]
-VERSION_4_KEYS = REQUIRED_TOP_KEYS[-5:-1]
-VERSION_5_KEYS = REQUIRED_TOP_KEYS[-1:]
+VERSION_2_KEYS = REQUIRED_TOP_KEYS[-13:-8]
+VERSION_3_KEYS = REQUIRED_TOP_KEYS[-8:-6]
+VERSION_4_KEYS = REQUIRED_TOP_KEYS[-6:-2]
+VERSION_5_KEYS = REQUIRED_TOP_KEYS[-2:]
 LATENESS_KEYS = ["mean_ns", "sd_ns", "p99_ns", "max_ns", "early_count"]
 HOST_KEYS = [
     "exits",
@@ -365,8 +366,10 @@ def test_which_pit_ran_round_trips_and_is_checked() -> None:
 def test_a_version_4_file_does_not_know_its_pit() -> None:
     d = _good()
     del d["pit"]
+    del d["guest_realtime_at_boot"]
     d["schema_version"] = 4
     assert from_json_dict(d).pit is None
+    assert from_json_dict(d).guest_realtime_at_boot is None
     d["pit"] = "kvm-pit2"  # a version 4 file cannot carry version 5 keys
     with pytest.raises(SchemaError, match="'pit'"):
         from_json_dict(d)
@@ -374,6 +377,7 @@ def test_a_version_4_file_does_not_know_its_pit() -> None:
 
 def test_linux_guest_fields_round_trip() -> None:
     record = make_record()
+    record.guest_realtime_at_boot = 978_307_200_000_000_000  # 2001-01-01T00:00:00Z
     record.guest, record.guest_kernel = "linux", "6.12.117"
     record.guest_clockevent, record.guest_clocksource = "tickless", "tickless"
     record.assists = {"int3": 1}

@@ -174,6 +174,7 @@ def measure_kvm(spec: MeasureSpec, progress: Progress | None = None) -> ResultRe
         record.guest_kernel = linux.release
         record.guest_clockevent = linux.clockevent
         record.guest_clocksource = linux.clocksource
+        record.guest_realtime_at_boot = linux.realtime_at_boot_ns
     if interrupted:
         raise MeasurementInterrupted(record)
     return record
@@ -303,7 +304,11 @@ def host_counts(
         notes.append(
             f"{spec.timer.value}: Linux's own clock-event device; counts are the workload's events"
         )
-        for zoo_device in (machine.device(HpetDevice), machine.device(PitDevice)):
+        for zoo_device in (
+            machine.device(HpetDevice),
+            machine.device(PitDevice),
+            machine.device(RtcDevice),
+        ):
             if zoo_device is not None:  # what Linux did with the zoo's chips
                 notes.append(zoo_device.summary())
     else:

@@ -77,6 +77,10 @@ Added in version 5 (a version 1-4 record reads as null: not known):
     pit              str?   Which i8254 the guest had: "tickless-i8254" (the timer zoo's,
                             on the group's timeline), "kvm-pit2" (KVM's in-kernel one) or
                             "none"; null for runs without a guest.
+    guest_realtime_at_boot int?  Linux: its wall clock at the workload's start minus the
+                            guest time since the start, ns since the Unix epoch: the wall
+                            time Linux believes the guest started at (on the zoo, set at
+                            boot from the emulated CMOS RTC); null for other guests.
 """
 
 from __future__ import annotations
@@ -189,6 +193,7 @@ class ResultRecord:
     interrupt_lateness_ns: list[int] = field(default_factory=list)
     spin: SpinCost | None = None
     pit: str | None = None
+    guest_realtime_at_boot: int | None = None
 
     @property
     def path_label(self) -> str:
@@ -257,6 +262,7 @@ def to_json_dict(record: ResultRecord) -> dict[str, Any]:
         "interrupt_lateness_ns": list(record.interrupt_lateness_ns),
         "spin": spin_to_json(record.spin),
         "pit": record.pit,
+        "guest_realtime_at_boot": record.guest_realtime_at_boot,
     }
 
 
@@ -331,6 +337,7 @@ def from_json_dict(d: Any) -> ResultRecord:
         if pit is not None and pit not in PITS:
             raise top.fail("pit", f"must be one of {', '.join(PITS)} or null; got {pit!r}")
         record.pit = pit
+        record.guest_realtime_at_boot = top.optional_int("guest_realtime_at_boot")
     top.check_no_extra()
     return record
 

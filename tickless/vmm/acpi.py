@@ -28,6 +28,7 @@ import struct
 from dataclasses import dataclass
 
 from tickless.devices.acpi_pm import PM1_CNT_BYTES, PM1_CNT_PORT, PM1_EVT_BYTES, PM1_EVT_PORT
+from tickless.devices.hpet import CAPABILITIES as HPET_CAPABILITIES
 from tickless.guest import abi
 from tickless.vmm.mptable import IOAPIC_GPA, LAPIC_GPA
 
@@ -53,8 +54,8 @@ ALL_PROCESSORS = 0xFF
 HPET_MIN_TICK = 0x80  # as QEMU: the smallest periodic tick without lost interrupts
 GAS_MEMORY, GAS_IO = 0, 1
 
-# A PC HPET's capabilities (low 32 bits): Intel's vendor id, revision 1, three timers
-# (NUM_TIM_CAP 2), a 64-bit counter, legacy replacement routing; the device reports the same.
+# A PC HPET's capabilities (low 32 bits): a vendor id, revision, timers (NUM_TIM_CAP + 1),
+# a 64-bit counter, legacy replacement routing (what devices/hpet.py reports: 0x8086A201).
 HPET_VENDOR_INTEL = 0x8086
 HPET_CAP_COUNT_SIZE, HPET_CAP_LEG_RT = 1 << 13, 1 << 15
 
@@ -246,8 +247,9 @@ class AcpiTables:
 
 def build_tables(gpa: int = ACPI_GPA, cpus: int = 1, hpet_id: int | None = None) -> AcpiTables:
     """Every table laid out from ``gpa``: RSDP first, each table 16-byte aligned (the FACS
-    64-byte aligned, as the spec asks)."""
-    block_id = hpet_block_id() if hpet_id is None else hpet_id
+    64-byte aligned, as the spec asks). The HPET's block id is the device's (devices/hpet.py)
+    unless ``hpet_id`` says otherwise."""
+    block_id = HPET_CAPABILITIES & 0xFFFF_FFFF if hpet_id is None else hpet_id
     order = ("RSDP", "FACS", "DSDT", "FACP", "APIC", "HPET", "RSDT", "XSDT")
     built = {"APIC": madt(cpus), "HPET": hpet(block_id), "DSDT": dsdt(), "FACS": facs()}
     sizes = {name: len(blob) for name, blob in built.items()}

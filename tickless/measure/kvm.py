@@ -155,6 +155,7 @@ def measure_kvm(spec: MeasureSpec, progress: Progress | None = None) -> ResultRe
         linux = read_linux_info(machine.memory, machine.boot.layout)
         notes.extend(linux_notes(machine))
         assists = dict(machine.outcome.assists)
+        pit = which_pit(machine)  # before the machine closes (its devices go with it)
     if cpu_load is not None and cpu_load.report is not None:
         r = cpu_load.report
         notes.append(
@@ -168,7 +169,7 @@ def measure_kvm(spec: MeasureSpec, progress: Progress | None = None) -> ResultRe
     record = build_record(spec, Backend.KVM, timestamps, counts, facts, notes)
     record.assists = assists
     record.explain = explain
-    record.pit = which_pit(machine)
+    record.pit = pit
     apply_interrupts(record, spec, [interrupts] if interrupts is not None else [])
     if linux is not None:
         record.guest_kernel = linux.release

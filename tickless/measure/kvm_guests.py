@@ -78,6 +78,7 @@ def measure_kvm_guests(spec: MeasureSpec, progress: Progress | None = None) -> R
         notes.extend(f"{machines[0].name}: {note}" for note in per_guest[0][2])
         first = per_guest[0][0]
         explain = explain_run(spec, machines[0], first) if first is not None else None
+        pit = which_pit(machines[0])  # before the machines close (their devices go)
     series = [
         (m, stamps)
         for m, (stamps, _, _) in zip(machines, per_guest, strict=True)
@@ -92,7 +93,7 @@ def measure_kvm_guests(spec: MeasureSpec, progress: Progress | None = None) -> R
         tsc_khz=host.tsc_hz // 1000, guests=str(spec.guests), timer_thread=timer_thread
     )
     record.explain = explain  # guest0's events
-    record.pit = which_pit(machines[0])
+    record.pit = pit
     apply_interrupts(record, spec, [i for i in interrupts if i is not None])
     if interrupted:
         raise MeasurementInterrupted(record)

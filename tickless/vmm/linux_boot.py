@@ -79,13 +79,15 @@ BASE_CMDLINE = (
 )
 
 # No ACPI tables (the guest without the zoo): acpi=off, or Linux would scan the BIOS area
-# for an RSDP (seconds of emulated ring 0, as the MP table's scan).
-NO_ACPI_CMDLINE = "acpi=off"
+# for an RSDP (seconds of emulated ring 0, as the MP table's scan). pci=off everywhere: PCI is
+# built only for ACPICA (tickless.config), and the host emulates no PCI bus.
+NO_ACPI_CMDLINE = "acpi=off pci=off"
 
 
 def zoo_cmdline(timer: TimerPath, tsc_hz: int, rate: Fraction) -> str:
     """The command line that makes Linux's own drivers run on the zoo's chips.
 
+    - ``pci=off``: as everywhere (``NO_ACPI_CMDLINE``);
     - ``no-kvmclock``: kvm-clock would supply the boot wall clock (x86_platform.
       get_wallclock) in place of the CMOS RTC, and a clocksource on the host's time;
     - ``tsc_early_khz``: without kvm-clock Linux would calibrate the TSC against the PIT,
@@ -99,7 +101,7 @@ def zoo_cmdline(timer: TimerPath, tsc_hz: int, rate: Fraction) -> str:
       with the TSC-deadline timer present it stops the PIT instead, ``apic_needs_pit``).
     """
     khz = round(Fraction(tsc_hz, 1000) / rate)
-    words = ["no-kvmclock", f"tsc_early_khz={khz}", "nolapic_timer"]
+    words = ["pci=off", "no-kvmclock", f"tsc_early_khz={khz}", "nolapic_timer"]
     if timer is TimerPath.PIT:
         words += ["hpet=disable", "lapic=notscdeadline"]
     else:

@@ -52,7 +52,7 @@ u64 tickless_clock_ns(void)
  * Continuous at the switch (the offset keeps the value sched_clock had); noinstr as
  * every sched_clock.
  */
-static s64 tickless_sched_clock_offset __ro_after_init;
+s64 tickless_sched_clock_offset __ro_after_init;
 
 static noinstr u64 tickless_sched_clock_read(void)
 {

@@ -124,21 +124,29 @@ static void idle(const char *clockevent)
 }
 
 /*
- * The wall time Linux believes the guest started at: its wall clock now, minus the guest
- * time since the start on the PV clock (the clock the host's RTC counts on). Linux set its
- * wall clock at boot from x86_platform.get_wallclock: the CMOS RTC, or kvm-clock's wall
- * clock where kvm-clock runs.
+ * The wall time Linux's clock gives the guest's start. Linux set its wall clock once, at
+ * timekeeping_init, from x86_platform.get_wallclock (the CMOS RTC; kvm-clock's wall clock
+ * where kvm-clock runs), and set CLOCK_MONOTONIC to sched_clock then; the two have run
+ * together since, so real - boottime is that reading minus sched_clock at the read:
+ * Linux's boot time (/proc/stat's btime). sched_clock only started counting when the TSC
+ * was set up, so btime is late by the guest time before that; moved back by it (the PV
+ * clock minus sched_clock, which the switch of sched_clock to the PV clock kept), it is the
+ * RTC's reading minus the guest time at the read: the RTC's epoch, less the fraction of a
+ * second the RTC does not show. Not the wall clock now minus the PV clock: timekeeping
+ * stood still from timekeeping_init to the first clocksource (jiffies, no tick yet).
  */
 static u64 realtime_at_boot_ns(void)
 {
 	unsigned long flags;
-	u64 real, since_start;
+	u64 real, boottime;
 
 	local_irq_save(flags);
 	real = ktime_get_real_ns();
-	since_start = tickless_clock_ns();
+	boottime = ktime_get_boottime_ns();
 	local_irq_restore(flags);
-	return real - since_start;
+	pr_info("wall clock %llu ns, boot time (btime) %llu ns, sched_clock started %lld ns "
+		"into the guest's time\n", real, real - boottime, tickless_sched_clock_offset);
+	return real - boottime - tickless_sched_clock_offset;
 }
 
 /* What the kernel chose, for the record; the host reads it once written is 1. */

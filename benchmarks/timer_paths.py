@@ -1,7 +1,7 @@
 """Timer paths compared in one run: the hypercall round trip, then pv, lguest, lapic,
-lapic with the PV device's advance and spin (``--advance auto``: the control experiment)
-and host at 10, 50, 100 and 150 us x 4500 (the paper's count). Absolute times are noisy on
-this machine: compare the rows of one run with each other.
+lapic with the PV device's advance and spin (``--advance auto``: the control experiment),
+the emulated HPET and host at 10, 50, 100 and 150 us x 4500 (the paper's count). Absolute
+times are noisy on this machine: compare the rows of one run with each other.
 
     python benchmarks/timer_paths.py [--intervals 10us,50us,100us,150us] [--count 4500]
 
@@ -38,6 +38,7 @@ PATHS = {
     "lguest": ("lguest", Advance.OFF),
     "lapic": ("lapic", Advance.OFF),
     "lapic+adv": ("lapic", Advance.AUTO),
+    "hpet": ("hpet", Advance.OFF),  # the timer zoo's HPET: a comparator by MMIO, IOAPIC IRQ
     "host": ("host", Advance.OFF),
 }
 

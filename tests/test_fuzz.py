@@ -89,6 +89,7 @@ SURVIVABLE = [
     FuzzAction.TSC_DEADLINE,
     FuzzAction.PIC,
     FuzzAction.PV_DEADLINE,
+    FuzzAction.HPET,
 ]
 # What the calls of each kind stop their guest with (one of). Not every such call stops it:
 # a PIC or console port, a straddling load inside memory, rep outs to the hypercall port

@@ -12,7 +12,10 @@ from fractions import Fraction
 
 import pytest
 
+from tickless.axes import TickMode, TimerPath
 from tickless.devices import hpet as h
+from tickless.devices.config import GuestConfig
+from tickless.errors import InputError
 from tickless.guest.abi import HPET_GPA, PIT_GSI, RTC_GSI
 from tickless.timers.hrtimer import TimerQueue
 from tickless.timers.timeline import Timeline
@@ -305,3 +308,27 @@ def test_disabling_stops_the_comparators() -> None:
     r.enable()  # the counter resumes where it stopped: the match is still ahead
     r.run_for(10**6)
     assert len(r.gsis) == 1
+
+
+def test_a_periodic_match_raises_its_interrupt_before_the_comparator_moves_on() -> None:
+    """So a guest that reads the next match knows that match's interrupt was raised."""
+    r = Rig()
+    seen: list[int] = []
+    r.hpet.raise_gsi = lambda gsi: seen.append(r.read(tn(0, h.TN_COMPARATOR)))
+    r.enable()
+    r.write(tn(0, h.TN_CONFIG), oneshot_config() | h.TN_PERIODIC | h.TN_VAL_SET)
+    c0 = r.read(COUNTER)
+    r.write(tn(0, h.TN_COMPARATOR), c0 + 1000)
+    r.write(tn(0, h.TN_COMPARATOR), 1000)
+    r.run_for(30_500)
+    assert seen == [c0 + 1000 * k for k in (1, 2, 3)]
+    assert r.read(tn(0, h.TN_COMPARATOR)) == c0 + 4000
+
+
+def test_a_periodic_interval_the_device_cannot_run_is_refused() -> None:
+    for interval_ns in (1_000_005, 9_990):  # off the tick; faster than the device runs
+        with pytest.raises(InputError, match="10 ns"):
+            GuestConfig(
+                timer=TimerPath.HPET, mode=TickMode.PERIODIC, interval_ns=interval_ns, count=1
+            )
+    GuestConfig(timer=TimerPath.HPET, interval_ns=1_000_005, count=1)  # one-shot: any

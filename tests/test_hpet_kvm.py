@@ -11,8 +11,6 @@ from fractions import Fraction
 import pytest
 
 from tickless.axes import Method, TickMode, TimerPath
-from tickless.devices.config import GuestConfig
-from tickless.errors import InputError
 from tickless.measure.kvm import measure_kvm
 from tickless.results.spec import MeasureSpec
 
@@ -51,11 +49,7 @@ def test_periodic_comparator_events_on_its_grid_never_early() -> None:
     assert record.method == "absolute" and len(record.intervals_ns) == COUNT
     late = record.interrupt_lateness
     assert late is not None and late.count == COUNT and late.early_count == 0
-    # the guest halts the HPET after its last event: at most one match it did not take
-    assert record.host.timer_events in (COUNT, COUNT + 1)
-
-
-def test_a_periodic_interval_off_the_10_ns_tick_is_refused() -> None:
-    with pytest.raises(InputError, match="10 ns"):
-        GuestConfig(timer=TimerPath.HPET, mode=TickMode.PERIODIC, interval_ns=1_000_005, count=1)
-    GuestConfig(timer=TimerPath.HPET, interval_ns=1_000_005, count=1)  # one-shot: any
+    # every interrupt is a match's; a host late by more than a period skips (and counts)
+    # the periods it missed, whose events the guest records at the next interrupt, late
+    assert record.host.timer_events <= record.host.injections
+    assert ", 0 masked," in hpet_note(record.notes)

@@ -26,6 +26,7 @@ from tickless.guest.abi import (
     MAX_DELTA_NS,
     MAX_EVENTS,
     MIN_MEMORY_BYTES,
+    MIN_PERIOD_NS,
     RESULTS_GPA,
     Scenario,
 )
@@ -89,15 +90,8 @@ class GuestConfig:
         if self.max_hypercall_rate < 100:
             raise InputError("the hypercall rate limit must be at least 100/s")
         self._check_bending()
-        if (
-            self.timer is TimerPath.HPET
-            and self.mode is TickMode.PERIODIC
-            and self.interval_ns % 10
-        ):
-            raise InputError(
-                "--timer hpet --mode periodic runs on the HPET's 10 ns ticks: "
-                "--interval must be a whole number of them"
-            )
+        if self.timer is TimerPath.HPET and self.mode is TickMode.PERIODIC:
+            self._check_hpet_period()
         if self.timer is TimerPath.RTC and (self.hz & (self.hz - 1) or not 2 <= self.hz <= 8192):
             raise InputError("--timer rtc runs at a power-of-two rate of 2 to 8192 Hz")
         if len(self.cron_schedule) > CRON_MAX_TIMERS:
@@ -114,6 +108,17 @@ class GuestConfig:
             or self.mode is not TickMode.TICKLESS
         ):
             raise InputError("--advance auto is the small guest's, on tickless --timer lapic")
+
+    def _check_hpet_period(self) -> None:
+        """A periodic HPET runs at exactly --interval, or the record would not say its
+        interval: a whole number of its 10 ns ticks, and no shorter than the period the
+        device runs at most (``MIN_PERIOD_NS``; a shorter one is clamped)."""
+        if self.interval_ns % 10 or self.interval_ns < MIN_PERIOD_NS:
+            raise InputError(
+                "--timer hpet --mode periodic runs on the HPET's 10 ns ticks, every "
+                f"{MIN_PERIOD_NS // 1000} us at most: --interval must be a whole number of "
+                "ticks and at least that"
+            )
 
     @classmethod
     def from_spec(cls, spec: object, **given: Any) -> GuestConfig:

@@ -302,8 +302,9 @@ class Hpet(BusDevice):
     def _write_timer_config(self, t: HpetTimer, new: int) -> None:
         old = t.config
         new = (new & TN_WRITABLE) | (old & ~TN_WRITABLE)
-        if not (ROUTE_CAP >> ((new & TN_ROUTE_MASK) >> TN_ROUTE_SHIFT)) & 1:
-            self.stats.refused_routes += 1
+        route = (new & TN_ROUTE_MASK) >> TN_ROUTE_SHIFT
+        if not (ROUTE_CAP >> route) & 1 and new & TN_ROUTE_MASK != old & TN_ROUTE_MASK:
+            self.stats.refused_routes += 1  # a pin not offered: the old route stays
             new = (new & ~TN_ROUTE_MASK) | (old & TN_ROUTE_MASK)
         if not old & TN_FSB_CAP:
             new &= ~TN_FSB_EN
@@ -362,18 +363,20 @@ class Hpet(BusDevice):
         if counter < target:  # an hourly look at a far match
             event.rearm_from_expiry(self._ns_of(target), now_ns)
             return
+        comparator = t.comparator
         if t.config & TN_PERIODIC and t.period:
             step = max(t.period, MIN_PERIOD_TICKS)
             self.stats.clamped += t.period < MIN_PERIOD_TICKS
             passed = (counter - target) // step + 1
             self.stats.overruns += passed - 1
-            t.comparator = (t.comparator + passed * step) & t.mask
+            comparator = (comparator + passed * step) & t.mask
             t.target = target + passed * step
         else:
             t.target = self._next_target(t, counter)
         if t.target is not None:
             event.rearm_from_expiry(self._ns_of(t.target), now_ns)
         self._fire(t)
+        t.comparator = comparator  # after the interrupt: a read of the next match knows it
 
     def _fire(self, t: HpetTimer) -> None:
         self.stats.matches += 1

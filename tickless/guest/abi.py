@@ -245,6 +245,7 @@ class FuzzAction(IntEnum):
     BAD_HALT = 17  # hlt with a counter address the ring-0 handler cannot read
     RUNAWAY = 18  # a loop in ring 0, interrupts off, or ring 3 (FUZZ_FLAG_RUNAWAY); else nothing
     PV_DEADLINE = 19  # a deadline in the PV device's page (random, torn, soon, 0), a kick
+    HPET = 20  # an HPET register (or any offset of its 1 KiB): read or written, any width
 
 
 class Boot(C.Structure):

@@ -98,6 +98,7 @@ class FuzzSpec:
             hold_back_ns=HOLD_BACK_NS,
             watchdog_s=WATCHDOG_S,
             seed=self.seed,
+            zoo_devices=True,  # the HPET, PIT and RTC are fuzzed too
         )
 
 

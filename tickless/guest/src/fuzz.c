@@ -203,12 +203,54 @@ static void pic(struct rng *r) {
         port_in(port, 1);
 }
 
+/* The HPET (the fuzz guest has the timer zoo): a register, or anywhere in its 1 KiB, 4 or
+ * 8 bytes wide (sometimes 1, 2 or misaligned), read or written with boundary values (enable
+ * and legacy bits, periodic with a 10 ns period, 32-bit mode, routes offered and not, FSB),
+ * a comparator just ahead of or behind the counter, or random values. Its interrupts reach
+ * no vector: this guest routes no IOAPIC pin. */
+static void hpet(struct rng *r) {
+    static const uint16_t regs[] = {0x000, 0x004, 0x010, 0x014, 0x020, 0x0f0, 0x0f4, 0x100,
+                                    0x104, 0x108, 0x10c, 0x110, 0x114, 0x120, 0x128, 0x130,
+                                    0x140, 0x148, 0x150, 0x160, 0x168, 0x3f8};
+    static const uint64_t values[] = {
+        0, 1, 2, 3, ~0ull, 0xffffffffull, 1ull << 32, 1ull << 63,
+        0x4 | 0x8 | 0x40,            /* interrupt, periodic, value set */
+        0x4 | 0x100,                 /* interrupt, 32-bit mode */
+        0x4 | 0x2,                   /* interrupt, level-triggered */
+        0x4 | 20 << 9, 0x4 | 23 << 9, 0x4 | 5 << 9, 0x4 | 31 << 9, /* routes */
+        0x4 | 0x4000,                /* FSB delivery (not offered) */
+        0xfee00000ull << 32 | 0x30,  /* an FSB route: a valid MSI */
+    };
+    volatile uint64_t *counter = (volatile uint64_t *)(HPET_GPA + 0x0f0);
+    uint64_t off = below(r, 4) ? regs[below(r, COUNT(regs))] : below(r, HPET_MMIO_BYTES);
+    unsigned width = below(r, 8) ? (below(r, 2) ? 4 : 8) : 1u << below(r, 2);
+    if (off + width > HPET_MMIO_BYTES)
+        off = HPET_MMIO_BYTES - width;
+    uint64_t value;
+    switch (below(r, 4)) {
+    case 0: value = *counter + below(r, 200000) - 100000; break; /* ahead or behind */
+    case 1: value = fuzz_arg(r); break;
+    default: value = values[below(r, COUNT(values))];
+    }
+    uint64_t addr = HPET_GPA + off;
+    int write = below(r, 3) != 0;
+    if (width == 1) {
+        if (write) *(volatile uint8_t *)addr = (uint8_t)value; else (void)*(volatile uint8_t *)addr;
+    } else if (width == 2) {
+        if (write) *(volatile uint16_t *)addr = (uint16_t)value; else (void)*(volatile uint16_t *)addr;
+    } else if (width == 4) {
+        if (write) *(volatile uint32_t *)addr = (uint32_t)value; else (void)*(volatile uint32_t *)addr;
+    } else {
+        if (write) *(volatile uint64_t *)addr = value; else (void)*(volatile uint64_t *)addr;
+    }
+}
+
 /* --- the mix: out of 100000, about 2.5 % of calls stop the guest --------------------------- */
 
 static const struct {
     uint32_t action, weight;
 } MIX[] = {
-    {FUZZACTION_HYPERCALL, 40000},       {FUZZACTION_BAD_HYPERCALL, 10000},
+    {FUZZACTION_HYPERCALL, 37000},       {FUZZACTION_BAD_HYPERCALL, 10000},
     {FUZZACTION_LOG, 3000},              {FUZZACTION_SCRIBBLE_SHARED, 20000},
     {FUZZACTION_SCRIBBLE_RESULTS, 6000}, {FUZZACTION_SCRIBBLE_PVCLOCK, 1000},
     {FUZZACTION_CONSOLE, 8000},          {FUZZACTION_HALT, 3000},
@@ -218,6 +260,7 @@ static const struct {
     {FUZZACTION_PORT, 500},              {FUZZACTION_MMIO, 400},
     {FUZZACTION_EXCEPTION, 800},         {FUZZACTION_BAD_HALT, 200},
     {FUZZACTION_RUNAWAY, 10},            {FUZZACTION_PV_DEADLINE, 3000},
+    {FUZZACTION_HPET, 3000},
 };
 
 static uint64_t pick(struct rng *r) {
@@ -241,6 +284,7 @@ static void act(uint64_t action, struct rng *r) {
     case FUZZACTION_SCRIBBLE_SHARED: scribble_shared(r); break;
     case FUZZACTION_SCRIBBLE_RESULTS: scribble_results(r); break;
     case FUZZACTION_PV_DEADLINE: pv_deadline(r); break;
+    case FUZZACTION_HPET: hpet(r); break;
     case FUZZACTION_SCRIBBLE_PVCLOCK: scribble_pvclock(r); break;
     case FUZZACTION_CONSOLE: console(r); break;
     case FUZZACTION_HALT: halt(r); break;

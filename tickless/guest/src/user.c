@@ -92,6 +92,7 @@ static void arm_lapic(uint64_t tsc_deadline) {
 #define HPET_RETRY_TICKS 1000 /* a comparator written too late: at least this far next time */
 
 static uint64_t hpet_period_fs; /* COUNTER_CLK_PERIOD, read from the capabilities */
+static uint64_t hpet_first, hpet_period; /* periodic: the first match and the period, ticks */
 
 /* The fewest counter ticks that last at least ns (ns below ~5 hours: no overflow). */
 static uint64_t hpet_ticks(uint64_t ns) {
@@ -131,16 +132,26 @@ static void arm_hpet(uint64_t deadline, uint64_t seen) {
  * the counter starts. Match k comes k periods after the start, which is after the clock
  * read before it: the grid the deadlines are on. Returns that read. */
 static uint64_t hpet_start_periodic(uint64_t d) {
-    uint64_t period = hpet_ticks(d);
+    hpet_period = hpet_ticks(d);
     HPET_REG(HPET_CONFIG) = 0;
-    uint64_t count = HPET_REG(HPET_COUNTER);
+    hpet_first = HPET_REG(HPET_COUNTER) + hpet_period;
     HPET_REG(HPET_T0_CONFIG) = HPET_TN_INT_ENB | HPET_TN_PERIODIC | HPET_TN_VAL_SET |
                                ((uint64_t)HPET_GSI << HPET_TN_ROUTE_SHIFT);
-    HPET_REG(HPET_T0_COMPARATOR) = count + period;
-    HPET_REG(HPET_T0_COMPARATOR) = period;
+    HPET_REG(HPET_T0_COMPARATOR) = hpet_first;
+    HPET_REG(HPET_T0_COMPARATOR) = hpet_period;
     uint64_t start = clock_ns();
     HPET_REG(HPET_CONFIG) = HPET_ENABLE;
     return start;
+}
+
+/* Periodic: the grid points matched so far, after an interrupt. The comparator reads the
+ * next match, so the matches are (comparator - first) / period, at least one more than
+ * before (the interrupt's own; the device raises it before its comparator moves on). A
+ * late host skips periods (one interrupt for several) and a slow ring 3 takes several at
+ * once: those events happened by this read, late, and are recorded so, never dropped. */
+static uint64_t hpet_matches(uint64_t covered) {
+    uint64_t k = (HPET_REG(HPET_T0_COMPARATOR) - hpet_first) / hpet_period;
+    return k > covered ? k : covered + 1;
 }
 
 /* Spin on the PV clock, in ring 3, to deadline; returns the time reached and the longest
@@ -402,6 +413,7 @@ static void measure(void) {
     int pit = BOOT->timer == TIMERPATH_PIT;
     int absolute = BOOT->method == METHOD_ABSOLUTE;
     int hpet = BOOT->timer == TIMERPATH_HPET;
+    uint64_t hpet_covered = 0, hpet_after = 0; /* periodic HPET: grid points matched */
     /* Per event, when its interrupt reached ring 3, before any spin (0: spun to without
      * one); explain adds the longest clock gap seen while spinning. */
     volatile uint64_t *arrival_at = res + BOOT->results_capacity;
@@ -448,9 +460,17 @@ static void measure(void) {
                 arrival = t;
             }
         } else if (periodic && hpet) {
-            /* Each periodic interrupt is an event, early or not: no clock check. */
-            seen = wait_irq(counter, seen);
-            arrival = t = clock_read(&tsc);
+            /* Each grid point is an event, at the interrupt that covered it, early or not:
+             * no clock check. */
+            if (hpet_covered < i) {
+                wait_irq(counter, seen);
+                arrival = t = clock_read(&tsc);
+                hpet_covered = hpet_matches(hpet_covered);
+                hpet_after = clock_ns();
+                seen = *counter; /* the matches counted above had their interrupts taken */
+            } else {
+                arrival = t = hpet_after; /* matched before the comparator was read */
+            }
         } else if (periodic) {
             /* A ticking kernel: the timer runs at the first tick at or after its time. */
             while ((t = clock_ns()) < deadline)

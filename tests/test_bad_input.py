@@ -89,6 +89,9 @@ TABLE: dict[str, dict[str, Row]] = {
         "--backend": Row(CHOICE),
         "--platform": Row(("bogus", "", "{tmp}/missing.json", "{dir}", "{png}", "{result}")),
         "--seed": Row(SEEDS),
+        "--rtc-epoch": Row(
+            ("yesterday", "", "2026-13-01", "1969-12-31T23:59:59Z", "12:00"), ("--timer", "rtc")
+        ),
     },
     "idle": {
         "--guests": Row(COUNTS),

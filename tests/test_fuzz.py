@@ -90,6 +90,8 @@ SURVIVABLE = [
     FuzzAction.PIC,
     FuzzAction.PV_DEADLINE,
     FuzzAction.HPET,
+    FuzzAction.PIT,
+    FuzzAction.RTC,
 ]
 # What the calls of each kind stop their guest with (one of). Not every such call stops it:
 # a PIC or console port, a straddling load inside memory, rep outs to the hypercall port
@@ -119,7 +121,9 @@ def _healthy(record: FuzzRecord) -> None:
 def test_a_long_run_leaves_the_host_standing() -> None:
     """20,000 calls (~15 s here): no host exception, no hang, every call made, and the
     guests stopped for many different reasons."""
-    record = run_fuzz(FuzzSpec(calls=20_000, seed=1))
+    # seed 4: the mix picks RUNAWAY 3 times in these calls (seed 1 no longer does since
+    # the zoo's PIT and RTC actions joined it)
+    record = run_fuzz(FuzzSpec(calls=20_000, seed=4))
     _healthy(record)
     assert sum(record.stops.values()) == record.guests > 100
     assert len(record.stops) >= 10, record.stops

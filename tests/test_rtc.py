@@ -353,17 +353,27 @@ def test_frozen_timeline_fires_nothing_and_thaw_goes_on() -> None:
     assert ctx.gsis == [RTC_GSI] and inb(ports, SEC) == 0x59
 
 
-def test_far_alarm_is_reached_through_hour_steps() -> None:
-    _dev, ctx, ticks, ports = device()
+@pytest.mark.parametrize("rate", [Fraction(1), Fraction(1, 3), Fraction(4)])
+def test_far_alarm_and_updates_follow_a_dilated_timeline(rate: Fraction) -> None:
+    _dev, ctx, ticks, ports = device(rate)
     out(ports, SEC_ALARM, 0x00)
     out(ports, MIN_ALARM, 0x00)
-    out(ports, HOUR_ALARM, 0x09)  # 09:00:00 tomorrow: 11 h 0 min 1.25 s away
+    out(ports, HOUR_ALARM, 0x09)  # 09:00:00 tomorrow: 11 h 0 min 1.25 s of guest time away
     out(ports, REG_B, B_24H | B_AIE)
     due = (11 * 3600 + 1) * S + 250_000_000
-    run_timers(ctx, ticks, due - 1)
-    assert ctx.gsis == []
-    run_timers(ctx, ticks, due + 100)
+    at = ctx.timeline.clock.ticks_at_or_after  # guest ns -> host ticks (pvclock's scale)
+    run_timers(ctx, ticks, at(due) - 1)
+    assert ctx.gsis == [] and ctx.timeline.now_ns() < due
+    run_timers(ctx, ticks, at(due + 12))  # hour steps: the last under 1 ns a step late
     assert ctx.gsis == [RTC_GSI] and inb(ports, REG_C) & C_AF
+    assert inb(ports, HOUR) == 0x09 and inb(ports, MIN) == 0 and inb(ports, SEC) == 0
+    out(ports, REG_B, B_24H | B_UIE)  # update-ended: one a guest second
+    for n in range(2, 5):
+        run_timers(ctx, ticks, at(due + (n - 1) * S) - 1)
+        assert len(ctx.gsis) == n - 1
+        run_timers(ctx, ticks, at(due + (n - 1) * S))
+        assert len(ctx.gsis) == n and inb(ports, REG_C) == C_IRQF | C_UF | C_PF
+        assert inb(ports, SEC) == n - 1
 
 
 def test_wide_accesses_and_the_write_only_index() -> None:
@@ -372,3 +382,77 @@ def test_wide_accesses_and_the_write_only_index() -> None:
     assert inb(ports, 0x0E) == 0x77
     assert ports.io_read(RTC_PORT, 1, cast(Any, None)) == b"\xff"
     assert ports.io_read(RTC_PORT + 1, 2, cast(Any, None)) == bytes([0x77, 0xFF])
+
+
+def linux_get_time(c: Chip, now_ns: int, step_ns: int = 12_000) -> tuple[int, int]:
+    """Linux's mc146818_get_time (drivers/rtc/rtc-mc146818-lib.c) against the chip: seconds,
+    UIP (wait 100 us while set), seconds again, the other fields, UIP again; each port
+    access ``step_ns`` of guest time (an exit here). Returns (seconds since 1970, when)."""
+    t = now_ns
+
+    def rd(reg: int) -> int:
+        nonlocal t
+        t += step_ns
+        return c.read(reg, t)
+
+    for _ in range(200):
+        seconds = rd(SEC)
+        if rd(REG_A) & A_UIP:
+            t += 100_000
+            continue
+        if seconds != rd(SEC):
+            continue
+        fields = [rd(r) for r in (MIN, HOUR, MDAY, MONTH, YEAR)]
+        ctrl, century = rd(REG_B), rd(CENTURY)
+        if rd(REG_A) & A_UIP:
+            t += 100_000
+            continue
+        assert ctrl & B_24H and not ctrl & B_DM  # what Linux expects of a PC's RTC
+        mi, h, d, mo, y = (v // 16 * 10 + v % 16 for v in fields)
+        yy = (century // 16 * 10 + century % 16) * 100 + y
+        when = datetime.datetime(
+            yy, mo, d, h, mi, seconds // 16 * 10 + seconds % 16, tzinfo=datetime.UTC
+        )
+        return int(when.timestamp()), t
+    raise AssertionError("UIP never cleared")
+
+
+@pytest.mark.parametrize("start_ns", [0, 249_000_000, 249_800_000, 250_000_000, 999_900_000])
+def test_linux_reads_the_epoch_plus_guest_time(start_ns: int) -> None:
+    """Also when it starts inside the UIP window: it waits, and reads the new second."""
+    c = Chip()
+    got, done = linux_get_time(c, start_ns)
+    assert got == (EPOCH_NS + done) // S  # the second the clock shows when the read ends
+
+
+def test_record_deadlines_bound_the_chips_edges_and_skip_lost_ones() -> None:
+    """The deadlines the record checks (``rtc_deadlines_ns``) against the chip itself: a
+    guest releases the divider inside a bracket, takes each interrupt after a latency
+    (sometimes over a period: edges are lost) and reads register C after. Each deadline
+    is never after the edge that raised the event (so "early" is a real check), and is
+    that edge to within the bracket, lost edges or not (no period counted as lateness)."""
+    import numpy as np
+
+    from tickless.results.spec import rtc_deadlines_ns
+
+    c = Chip()
+    c.write(REG_A, 0x76, 1_000)
+    c.read(REG_C, 1_000)
+    c.write(REG_B, B_24H | B_PIE, 2_000)
+    t0, release, t1 = 10_000, 13_000, 15_000
+    c.write(REG_A, 0x26, release)
+    stamps, edges, t = [t0], [], t1
+    latencies = [30_000, 70_000, 2_100_000, 5_000, 980_000, 20_000] * 20
+    for latency in latencies:
+        edge = c.chip.next_irq_ns(t)
+        assert edge is not None
+        c.chip.sync(edge)
+        edges.append(edge)
+        stamps.append(edge + latency)
+        t = edge + latency + 12_000  # ring 3 reads C after recording the event
+        assert c.read(REG_C, t) & C_IRQF
+    assert c.irqs == len(latencies) and c.chip.periodic_missed > 0
+    deadlines = rtc_deadlines_ns(np.array(stamps, dtype=np.int64), Fraction(S, 1024), t1 - t0)
+    slack = deadlines - np.array(edges)
+    assert int(slack.max()) <= 0  # never after the real edge
+    assert int(slack.min()) >= -(release - t0) - 1  # within the bracket (and rounding)

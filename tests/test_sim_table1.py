@@ -122,3 +122,29 @@ def test_cli_table1_bad_count_writes_nothing(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["sim", "table1", "--count", "0", "--json", str(out)])
     assert result.exit_code == 2 and "--count" in result.output
     assert not out.exists()
+
+
+def test_table1_plan_runs_the_zoo_and_says_what_it_leaves_out() -> None:
+    """The zoo's rows sit between lapic and lguest; the RTC cannot run faster than 8192 Hz,
+    so its rows at 10-100 us are left out with one reason each, and run at 150 us."""
+    from tickless.axes import GuestKind, Load, TimerPath
+    from tickless.results.table1 import Table1Plan
+
+    plan = Table1Plan(loads=(Load.IDLE,), guests=(GuestKind.SMALL,))
+    rows = [(s.guest, s.timer, s.interval_ns // 1000) for s in plan.specs()]
+    small_at_10 = [t for g, t, d in rows if g is GuestKind.SMALL and d == 10]
+    assert small_at_10 == [
+        TimerPath.HOST,
+        TimerPath.LAPIC,
+        TimerPath.HPET,
+        TimerPath.PIT,
+        TimerPath.LGUEST,
+        TimerPath.PV,
+        TimerPath.PRECISE,
+    ]
+    assert (GuestKind.SMALL, TimerPath.RTC, 150) in rows
+    skipped = plan.skipped()
+    assert [line.split(":")[0] for line in skipped] == [
+        f"small --timer rtc at {d} us" for d in (10, 50, 100)
+    ]
+    assert all("8192 Hz" in line for line in skipped)

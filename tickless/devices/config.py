@@ -90,10 +90,10 @@ class GuestConfig:
         if self.max_hypercall_rate < 100:
             raise InputError("the hypercall rate limit must be at least 100/s")
         self._check_bending()
-        if self.timer is TimerPath.HPET and self.mode is TickMode.PERIODIC:
-            self._check_hpet_period()
         if self.timer is TimerPath.RTC and (self.hz & (self.hz - 1) or not 2 <= self.hz <= 8192):
             raise InputError("--timer rtc runs at a power-of-two rate of 2 to 8192 Hz")
+        if self.timer is TimerPath.HPET and self.mode is TickMode.PERIODIC:
+            self._check_hpet_period()
         if len(self.cron_schedule) > CRON_MAX_TIMERS:
             raise InputError(f"a cron guest runs at most {CRON_MAX_TIMERS} timers")
         if any(not 0 < period <= MAX_DELTA_NS for period, _ in self.cron_schedule):

@@ -12,26 +12,33 @@ mode 0 and 4 a one-shot at the edge, modes 2 and 3 a periodic on the exact edge 
 Deviations (the guest can observe them):
 - a periodic channel 0 faster than ``MIN_PERIOD_NS`` (the host's lguest tick limit, 100 kHz)
   interrupts on every k-th rising edge only, k the smallest making the spacing
-  ``>= MIN_PERIOD_NS``; the counts and OUT stay exact, the edges skipped are counted
-  (``clamped_edges``): a count of 2 is no host timer storm;
+  ``>= MIN_PERIOD_NS``; the counts and OUT stay exact, and such programmings are counted
+  (``PitStats.clamped``, in the record's notes): a count of 2 is no host timer storm;
 - the chip's power-on state is undefined and no BIOS ran: nothing counts until the guest
   programs a channel (a PC's BIOS leaves channel 0 in mode 3 at 18.2 Hz);
 - a control word's level change (e.g. mode 0 -> mode 2 sets OUT high) raises no interrupt:
   only counting does;
-- port 0x61 bit 4 (refresh) toggles every 15.085 us of guest time, as the ISA refresh did.
+- port 0x61 bit 4 (refresh) toggles every 15.085 us of guest time, as the ISA refresh did;
+- periodic edges the host timer thread reaches more than a period late are dropped (the
+  ``ClockEventDevice`` policy: one interrupt, never a burst), and an edge raised while the one
+  before is still pending in the guest's LAPIC merges with it: a guest that counts ticks
+  falls behind under host load. KVM's PIT2 re-injects lost ticks when the guest EOIs the
+  last; user space cannot see the EOI of an edge-triggered pin.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tickless.devices.bus import BusDevice
 from tickless.devices.device import Device, MachineContext, register_device
 from tickless.devices.i8254 import Channel, edge_index, edge_time_ns
 from tickless.guest.abi import MIN_PERIOD_NS, PIT_GATE_PORT, PIT_GSI, PIT_PORT, PIT_PORTS
-from tickless.host.tsc import rdtsc
 from tickless.kvm.vcpu import Vcpu
 from tickless.timers.clockevents import ClockEventDevice
+from tickless.timers.hrtimer import TimerBase
+from tickless.timers.timeline import Timeline
 
 CONTROL = PIT_PORT + 3
 READ_BACK = 3  # select counter field 3 in a control word
@@ -62,21 +69,23 @@ class PitStats:
 
 
 class I8254(BusDevice):
-    """The three counters and port 0x61; ``now_ns`` is read from the guest's clock."""
+    """The three counters and port 0x61 on ``timeline``'s clock; ``raise_irq0`` is a rising
+    edge of OUT0 (called on the host timer thread, or on the vCPU's when already due)."""
 
     name = "i8254 pit"
 
-    def __init__(self, ctx: MachineContext) -> None:
-        self.ctx = ctx
+    def __init__(
+        self, timeline: Timeline, timers: TimerBase, raise_irq0: Callable[[], None], name: str
+    ) -> None:
+        self.timeline = timeline
+        self.raise_irq0 = raise_irq0
         self.channels = [Channel(gate=True), Channel(gate=True), Channel(gate=False)]
         self.port61 = 0  # bits 0-3 as written (gate 2, speaker, parity/IOCHK enables)
         self.stats = PitStats()
-        self.clockevent = ClockEventDevice(
-            ctx.clock, ctx.timers, self._irq0, name=f"{ctx.name}-pit"
-        )
+        self.clockevent = ClockEventDevice(timeline.clock, timers, self._irq0, name=f"{name}-pit")
 
     def now_ns(self) -> int:
-        return self.ctx.timeline.now_ns()
+        return self.timeline.now_ns()
 
     # --- the bus ---------------------------------------------------------------------------
 
@@ -143,16 +152,16 @@ class I8254(BusDevice):
             step = ch.count * -(-MIN_PERIOD_EDGES // ch.count)
             if step != ch.count:
                 self.stats.clamped += 1
-            self.clockevent.set_periodic_grid(EdgeGrid(ch.load_edge, step), rdtsc())
-        elif self.clockevent.set_deadline(edge_time_ns(edge), rdtsc()) != 0:
+            grid = EdgeGrid(ch.load_edge, step)
+            self.clockevent.set_periodic_grid(grid, self.timeline.read_ticks())
+        elif self.clockevent.set_deadline(edge_time_ns(edge), self.timeline.read_ticks()) != 0:
             self.clockevent.shutdown()  # already due (or absurdly far): raise it now
             self._irq0(0)
 
     def _irq0(self, now_ticks: int) -> None:
         """A rising edge of OUT0: an edge on GSI 0 (runs on the host timer thread)."""
         self.stats.irqs += 1
-        self.ctx.member.wake()
-        self.ctx.raise_gsi(PIT_GSI)
+        self.raise_irq0()
 
 
 @register_device
@@ -166,7 +175,12 @@ class PitDevice(Device):
     def create(cls, ctx: MachineContext) -> PitDevice | None:
         if not ctx.config.zoo:
             return None
-        device = cls(I8254(ctx))
+
+        def raise_irq0() -> None:
+            ctx.member.wake()  # it runs now: the group may not warp until it blocks again
+            ctx.raise_gsi(PIT_GSI)
+
+        device = cls(I8254(ctx.timeline, ctx.timers, raise_irq0, ctx.name))
         ctx.bus.add_io(PIT_PORT, PIT_PORTS, device.pit)
         ctx.bus.add_io(PIT_GATE_PORT, 1, device.pit)
         ctx.timeline.subscribe(device.pit.clockevent)
@@ -176,7 +190,7 @@ class PitDevice(Device):
         self.pit.clockevent.shutdown()
 
     def close(self) -> None:
-        self.pit.ctx.timeline.unsubscribe(self.pit.clockevent)
+        self.pit.timeline.unsubscribe(self.pit.clockevent)
 
     def summary(self) -> str:
         """Counts for the record's notes."""

@@ -57,6 +57,14 @@ class ResultsDevice(Device):
         )
         return np.frombuffer(raw, dtype=np.uint64).astype(np.int64)
 
+    def release_bracket_ns(self) -> int:
+        """``--timer rtc``: the width of the PV clock reads around the write that started
+        the RTC's chain (the guest puts the second read in the arrivals' unused slot 0;
+        untrusted: the caller clamps it)."""
+        raw = self.ctx.memory.read(self.ctx.layout.results_gpa + self.capacity * 8, 8, "results")
+        start = self.ctx.memory.read(self.ctx.layout.results_gpa, 8, "results")
+        return int.from_bytes(raw, "little") - int.from_bytes(start, "little")
+
     def explain_arrays(self, events: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """``--explain``: per event 1..N, the guest's ring-3 wake-up time (0: spun to, the
         same array as ``arrivals_ns``) and the longest gap in its clock while spinning.

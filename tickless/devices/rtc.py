@@ -123,7 +123,8 @@ class RtcDevice(Device):
                 return
             if due == ce.next_event_ns:
                 return
-            if due - now > MAX_DELTA_NS:  # an alarm a day away: ticks that reach it exactly
+            if due - now > MAX_DELTA_NS:  # an alarm a day away: hour steps, the last at or
+                # just after it (by under a ns per step); the expiries before find nothing due
                 steps = -(-(due - now) // MAX_DELTA_NS)
                 ce.set_periodic(-(-(due - now) // steps), ticks)
                 return
@@ -139,10 +140,9 @@ class RtcDevice(Device):
         self.ctx.raise_gsi(RTC_GSI)
 
     def summary(self) -> str:
-        """What the chip did, for the record's notes."""
+        """What the chip did, for the record's notes (as of the guest's last access: an
+        edge since then must not raise an interrupt into a guest that has finished)."""
         chip = self.chip
-        with self._lock:
-            chip.sync(self.ctx.timeline.now_ns())
         return (
             f"rtc: {chip.raised} interrupts raised, register C read {chip.c_reads} times, "
             f"{chip.periodic_missed} periodic edges lost while one was pending"

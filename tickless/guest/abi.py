@@ -246,6 +246,8 @@ class FuzzAction(IntEnum):
     RUNAWAY = 18  # a loop in ring 0, interrupts off, or ring 3 (FUZZ_FLAG_RUNAWAY); else nothing
     PV_DEADLINE = 19  # a deadline in the PV device's page (random, torn, soon, 0), a kick
     HPET = 20  # an HPET register (or any offset of its 1 KiB): read or written, any width
+    PIT = 21  # the zoo's i8254: control words (read-back too), counts, reads, port 0x61
+    RTC = 22  # the CMOS RTC's ports: indexes (NMI bit too), boundary and random bytes, widths
 
 
 class Boot(C.Structure):

@@ -15,13 +15,25 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from tickless.axes import TimerPath
 from tickless.devices.results import ResultsDevice
 from tickless.results.interrupts import SpinCost, summarize_interrupts
 from tickless.results.schema import ResultRecord
-from tickless.results.spec import MeasureSpec, spec_deadlines_ns
+from tickless.results.spec import MeasureSpec, rtc_deadlines_ns, spec_deadlines_ns
 from tickless.vmm.machine import GuestMachine
 
-__all__ = ["GuestInterrupts", "apply_interrupts", "guest_interrupts"]
+__all__ = ["GuestInterrupts", "apply_interrupts", "guest_deadlines_ns", "guest_interrupts"]
+
+
+def guest_deadlines_ns(
+    spec: MeasureSpec, machine: GuestMachine, timestamps_ns: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """Each event's deadline: from the timestamps, or for the RTC also from the bracket
+    the guest recorded around its releasing write (``rtc_deadlines_ns``)."""
+    if spec.timer is TimerPath.RTC:
+        bracket = machine.required(ResultsDevice).release_bracket_ns()
+        return rtc_deadlines_ns(timestamps_ns, spec.device_period_ns, bracket)
+    return spec_deadlines_ns(spec, timestamps_ns)
 
 
 @dataclass
@@ -53,7 +65,7 @@ def guest_interrupts(
         arrivals = results.arrivals_ns(events)
     except LookupError:
         return None
-    deadlines = spec_deadlines_ns(spec, timestamps_ns)
+    deadlines = guest_deadlines_ns(spec, machine, timestamps_ns)
     came = arrivals != 0
     fits = (arrivals >= timestamps_ns[:-1]) & (arrivals <= timestamps_ns[1:])
     notes = []

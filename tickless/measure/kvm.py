@@ -29,7 +29,7 @@ from tickless.host.cputime import process_cpu_s
 from tickless.host.load import HostCpuLoad
 from tickless.host.realtime import RealtimePolicy
 from tickless.host.timer_thread import HostTimerThread
-from tickless.measure.interrupts import apply_interrupts, guest_interrupts
+from tickless.measure.interrupts import apply_interrupts, guest_deadlines_ns, guest_interrupts
 from tickless.measure.machine_info import machine_facts
 from tickless.measure.pv_report import explain_run, pv_counts
 from tickless.measure.timeline_report import timeline_notes
@@ -152,6 +152,9 @@ def measure_kvm(spec: MeasureSpec, progress: Progress | None = None) -> ResultRe
         timestamps = machine.timestamps_ns(events) if events else None
         explain = explain_run(spec, machine, timestamps) if timestamps is not None else None
         interrupts = guest_interrupts(spec, machine, timestamps) if timestamps is not None else None
+        deadlines = (
+            guest_deadlines_ns(spec, machine, timestamps) if timestamps is not None else None
+        )
         linux = read_linux_info(machine.memory, machine.boot.layout)
         notes.extend(linux_notes(machine))
         assists = dict(machine.outcome.assists)
@@ -166,7 +169,7 @@ def measure_kvm(spec: MeasureSpec, progress: Progress | None = None) -> ResultRe
         if interrupted:
             raise MeasurementInterrupted(None)
         raise GuestStopped("no timer event was recorded")
-    record = build_record(spec, Backend.KVM, timestamps, counts, facts, notes)
+    record = build_record(spec, Backend.KVM, timestamps, counts, facts, notes, deadlines)
     record.assists = assists
     record.explain = explain
     record.pit = pit
@@ -287,6 +290,12 @@ def host_counts(
         timer_events = int(shared.irq_count)
         injections, wakeups = pit.pit.stats.irqs, pit.pit.clockevent.stats.expiries
         notes.append(pit.summary())
+        merged = injections - timer_events
+        if merged > 1:  # one may come after the last event
+            notes.append(
+                f"pit: {merged} edges raised while the one before was still pending merged "
+                "into it (a periodic event after a merge is a tick late)"
+            )
         if pit.pit.clockevent.stats.overruns:
             notes.append(
                 f"pit: {pit.pit.clockevent.stats.overruns} periodic edges the host "

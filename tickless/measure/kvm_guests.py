@@ -16,7 +16,7 @@ from tickless.axes import Backend, Load, TimerPath
 from tickless.errors import GuestStopped
 from tickless.host.cputime import process_cpu_s
 from tickless.host.load import HostCpuLoad
-from tickless.measure.interrupts import apply_interrupts, guest_interrupts
+from tickless.measure.interrupts import apply_interrupts, guest_deadlines_ns, guest_interrupts
 from tickless.measure.kvm import guest_config, host_counts, open_host, which_pit
 from tickless.measure.machine_info import machine_facts
 from tickless.measure.pv_report import explain_run
@@ -28,7 +28,6 @@ from tickless.results.spec import (
     MeasureSpec,
     Progress,
     build_record,
-    spec_intervals_and_lateness,
 )
 from tickless.results.stats import summarize, summarize_lateness
 from tickless.vmm.host import VmmHost
@@ -77,13 +76,13 @@ def measure_kvm_guests(spec: MeasureSpec, progress: Progress | None = None) -> R
             )
         notes.extend(f"{machines[0].name}: {note}" for note in per_guest[0][2])
         first = per_guest[0][0]
+        pit = which_pit(machines[0])
         explain = explain_run(spec, machines[0], first) if first is not None else None
-        pit = which_pit(machines[0])  # before the machines close (their devices go)
-    series = [
-        (m, stamps)
-        for m, (stamps, _, _) in zip(machines, per_guest, strict=True)
-        if stamps is not None and len(stamps) > 1
-    ]
+        series = [  # deadlines while the guests' memory is there (the RTC's bracket)
+            (m, stamps, guest_deadlines_ns(spec, m, stamps))
+            for m, (stamps, _, _) in zip(machines, per_guest, strict=True)
+            if stamps is not None and len(stamps) > 1
+        ]
     if not series:
         if interrupted:
             raise MeasurementInterrupted(None)
@@ -143,15 +142,15 @@ def _guest_result(
 
 def _pooled_record(
     spec: MeasureSpec,
-    series: list[tuple[GuestMachine, np.ndarray]],
+    series: list[tuple[GuestMachine, np.ndarray, np.ndarray]],
     counts: list[HostCounts],
     duration_s: float,
     cpu_s: float,
     notes: list[str],
 ) -> ResultRecord:
     rows, intervals, lateness = [], [], []
-    for machine, stamps in series:
-        one = build_record(spec, Backend.KVM, stamps, counts[0], {}, [])
+    for machine, stamps, deadlines in series:
+        one = build_record(spec, Backend.KVM, stamps, counts[0], {}, [], deadlines)
         rows.append(
             GuestRow(
                 name=machine.name,
@@ -165,7 +164,7 @@ def _pooled_record(
                 vcpu_cpu_s=machine.outcome.vcpu_cpu_ns / 1e9,
             )
         )
-        i, late = spec_intervals_and_lateness(spec, stamps)
+        i, late = np.diff(stamps), stamps[1:] - deadlines
         intervals.append(i)
         lateness.append(late)
     all_intervals, all_lateness = np.concatenate(intervals), np.concatenate(lateness)
@@ -186,7 +185,7 @@ def _pooled_record(
         f"{spec.guests} guests: lateness mean per guest {min(means):.1f}-{max(means):.1f} us; "
         f"host CPU {core_pct:.1f} % of a core in total, {core_pct / spec.guests:.2f} % per guest",
     )
-    record = build_record(spec, Backend.KVM, series[0][1], host, {}, notes)
+    record = build_record(spec, Backend.KVM, series[0][1], host, {}, notes, series[0][2])
     record.stats = summarize(all_intervals)
     record.lateness = summarize_lateness(all_lateness)
     record.intervals_ns = all_intervals.tolist()

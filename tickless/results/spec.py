@@ -232,6 +232,8 @@ class MeasureSpec:
         power of two nearest to 1/--interval (``hz``), its events lie on its own grid
         (method absolute, mode periodic), whatever --mode, --method and --hz said
         (``rtc_notes`` puts this in the record)."""
+        if self.backend is not Backend.KVM:
+            raise InputError("--timer rtc is a chip of the kvm backend: the simulator has none")
         object.__setattr__(self, "hz", rtc_rate_hz(self.interval_ns))
         object.__setattr__(self, "mode", TickMode.PERIODIC)
         object.__setattr__(self, "method", Method.ABSOLUTE)
@@ -358,7 +360,12 @@ def event_deadlines_ns(
 
 def pit_grid(spec: MeasureSpec) -> bool:
     """The small guest's periodic PIT: one event per interrupt, on the 8254's own grid."""
-    return spec.timer is TimerPath.PIT and spec.mode is TickMode.PERIODIC
+    return (
+        spec.timer is TimerPath.PIT
+        and spec.mode is TickMode.PERIODIC
+        and spec.guest is GuestKind.SMALL
+        and spec.backend is Backend.KVM
+    )
 
 
 def spec_deadlines_ns(
@@ -368,7 +375,7 @@ def spec_deadlines_ns(
     the periodic PIT's, whose interrupt i rises at clock edge ``L + i*N``, ``L`` the load
     edge: at least one edge after the guest's clock read before the count write
     (``timestamps_ns[0]``), so the earliest it may legally come (``user.c: measure``)."""
-    if spec.guest is GuestKind.SMALL and pit_grid(spec):
+    if pit_grid(spec):
         first = pit_edges(int(timestamps_ns[0])) + 1
         count = pit_count(spec.interval_ns)
         edges = [first + i * count for i in range(1, len(timestamps_ns))]
@@ -378,10 +385,10 @@ def spec_deadlines_ns(
 
 def record_interval_ns(spec: MeasureSpec) -> int:
     """The interval the device really ran at, to the ns: the periodic PIT's N clocks
-    (1 ms: N = 1193, 999847 ns), the RTC's 2^-k s (rtc_notes), else the one asked for."""
-    if spec.guest is GuestKind.SMALL and pit_grid(spec):
+    (1 ms: N = 1193, 999847 ns), else the one asked for."""
+    if pit_grid(spec):
         return round(pit_count(spec.interval_ns) * 10**9 / PIT_HZ)
-    return round(spec.device_period_ns)
+    return round(spec.device_period_ns)  # the RTC's own 2^-k s (rtc_notes), else --interval
 
 
 def spec_intervals_and_lateness(
@@ -389,6 +396,30 @@ def spec_intervals_and_lateness(
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Measured intervals, and each event's lateness against ``spec_deadlines_ns``."""
     return np.diff(timestamps_ns), timestamps_ns[1:] - spec_deadlines_ns(spec, timestamps_ns)
+
+
+def rtc_deadlines_ns(
+    timestamps_ns: npt.NDArray[np.int64], period_ns: Fraction, bracket_ns: int
+) -> npt.NDArray[np.int64]:
+    """The earliest time the RTC may raise each event 1..N, knowing only how the guest
+    programmed it. Its edges lie at t_w + k*p, t_w the releasing write, somewhere in the
+    bracket [t0, t0 + bracket_ns] of PV clock reads around it (t0 = timestamps[0]). The
+    first cannot come before t0 + p; each later one comes at the first edge after the guest
+    read register C, which it does after recording the event before (at c): so not before
+    the first t0-grid point after c, unless c lies within the bracket's width after a
+    grid point (that edge may be just after c: then c itself is the bound). A lost edge
+    (register C read after the next one) thus moves the next deadline on by a period
+    instead of counting as a period of lateness; the chip counts the lost ones."""
+    num, den = period_ns.numerator, period_ns.denominator
+    t0 = int(timestamps_ns[0])
+    delta = min(max(bracket_ns, 0), int(period_ns))
+    prev = timestamps_ns[:-1] - t0
+    k = prev * den // num
+    frac = prev * den - k * num  # in 1/den ns past the t0-grid point k
+    grid = t0 - (-(k + 1) * num // den)
+    deadlines: npt.NDArray[np.int64] = np.where(frac < delta * den, timestamps_ns[:-1], grid)
+    deadlines[0] = t0 - (-num // den)
+    return deadlines
 
 
 def intervals_and_lateness(
@@ -409,7 +440,8 @@ def rtc_notes(spec: MeasureSpec) -> list[str]:
         f"rtc: periodic interrupt at {spec.hz} Hz (register A RS={rs}): every "
         f"{float(period) / 1000:.7g} us, the power-of-two rate nearest to the --interval of "
         f"{spec.interval_ns / 1000:g} us; its events lie on the chip's grid from the divider "
-        "release (mode periodic, method absolute, whatever was asked)"
+        "release (mode periodic, method absolute, whatever was asked); an edge lost while "
+        "the one before was pending moves the next deadline on (the chip counts them)"
     ]
 
 
@@ -420,11 +452,16 @@ def build_record(
     host: HostCounts,
     machine: dict[str, str],
     notes: list[str],
+    deadlines_ns: npt.NDArray[np.int64] | None = None,
 ) -> ResultRecord:
-    """The record of a run that produced ``timestamps_ns``; the strings come from the enums."""
+    """The record of a run that produced ``timestamps_ns``; the strings come from the enums.
+    ``deadlines_ns``: each event's, where the timestamps alone do not tell (the RTC's)."""
     if len(timestamps_ns) < 2:
         raise GuestStopped("no timer event was recorded")
-    intervals, lateness = spec_intervals_and_lateness(spec, timestamps_ns)
+    if deadlines_ns is None:
+        intervals, lateness = spec_intervals_and_lateness(spec, timestamps_ns)
+    else:
+        intervals, lateness = np.diff(timestamps_ns), timestamps_ns[1:] - deadlines_ns
     record = ResultRecord(
         backend=backend.value,
         timer=spec.timer.value,

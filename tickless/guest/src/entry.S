@@ -46,8 +46,8 @@ COUNTING_ISR isr_pv_timer, SHARED_IRQ_COUNT
 COUNTING_ISR isr_lapic_timer, SHARED_LAPIC_IRQ_COUNT
 COUNTING_ISR isr_precise, SHARED_PRECISE_IRQ_COUNT
 COUNTING_ISR isr_pit, SHARED_IRQ_COUNT           /* the zoo's i8254: GSI 0 via the IOAPIC */
-COUNTING_ISR isr_hpet, SHARED_IRQ_COUNT  /* the HPET's comparator (--timer hpet) */
 COUNTING_ISR isr_rtc, SHARED_IRQ_COUNT  /* the CMOS RTC (IOAPIC pin 8, edge): ring 3 reads C */
+COUNTING_ISR isr_hpet, SHARED_IRQ_COUNT  /* the HPET's comparator (--timer hpet) */
 
 /* A device interrupt with a handler that stays busy for io_handler_tsc ticks: it cannot be
  * preempted (interrupt gate), so a timer interrupt arriving meanwhile waits, as in the

@@ -203,6 +203,49 @@ static void pic(struct rng *r) {
         port_in(port, 1);
 }
 
+/* The zoo's i8254: a few accesses to its ports with random and boundary values, any width
+ * (a wide one spills into the next ports): control words (latch, read-back, every mode,
+ * BCD), counts (0, 1, 2: the tiny periodic ones the host clamps), reads, gate 2 at 0x61. */
+static void pit(struct rng *r) {
+    static const uint8_t controls[] = {0x30, 0x34, 0x36, 0x38, 0x3a, 0x32, 0x35, 0x00, 0x10,
+                                       0x20, 0xb0, 0xb6, 0xc2, 0xce, 0xde, 0xee, 0xfe, 0xff};
+    static const uint8_t counts[] = {0, 1, 2, 3, 0xff, 0x80, 0x99, 0xa9, 0x04};
+    for (uint64_t n = 1 + below(r, 4); n; n--) {
+        uint16_t port = below(r, 5) == 4 ? PIT_GATE_PORT : (uint16_t)(PIT_PORT + below(r, 4));
+        unsigned width = below(r, 8) ? 1 : 1u << below(r, 3);
+        uint32_t value = (uint32_t)next(r);
+        if (port == PIT_PORT + 3 && below(r, 2))
+            value = controls[below(r, COUNT(controls))];
+        else if (port != PIT_GATE_PORT && below(r, 2))
+            value = counts[below(r, COUNT(counts))];
+        if (below(r, 3) == 0)
+            port_in(port, width);
+        else
+            port_out(port, width, value);
+    }
+}
+
+/* The CMOS RTC: a few accesses, index (with the NMI mask bit at random) then data, to its
+ * registers or any, with the values that matter (divider reset 0x70, test modes 0x40,
+ * 8192 Hz 0x23, rate 0, SET, every interrupt enable, don't-cares, bad BCD) or random
+ * ones, and 1-, 2- and 4-byte accesses to either port. */
+static void rtc(struct rng *r) {
+    static const uint8_t regs[] = {0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08,
+                                   0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x32, 0x7f};
+    static const uint8_t values[] = {0x00, 0x70, 0x60, 0x40, 0x20, 0x23, 0x2f, 0x21, 0x80,
+                                     0xf0, 0x7f, 0xc0, 0xff, 0x59, 0x99, 0x92, 0x12, 0x7a};
+    for (uint64_t n = 1 + below(r, 8); n; n--) {
+        uint8_t reg = below(r, 4) ? regs[below(r, COUNT(regs))] : (uint8_t)next(r);
+        uint8_t value = below(r, 2) ? values[below(r, COUNT(values))] : (uint8_t)next(r);
+        switch (below(r, 4)) {
+        case 0: port_out(RTC_PORT, 1, reg); port_out(RTC_PORT + 1, 1, value); break;
+        case 1: port_out(RTC_PORT, 1, reg); port_in(RTC_PORT + 1, 1); break;
+        case 2: port_out(RTC_PORT + below(r, 2), 1u << below(r, 3), (uint32_t)next(r)); break;
+        default: port_in(RTC_PORT + below(r, 2), 1u << below(r, 3));
+        }
+    }
+}
+
 /* The HPET (the fuzz guest has the timer zoo): a register, or anywhere in its 1 KiB, 4 or
  * 8 bytes wide (sometimes 1, 2 or misaligned), read or written with boundary values (enable
  * and legacy bits, periodic with a 10 ns period, 32-bit mode, routes offered and not, FSB),
@@ -261,6 +304,8 @@ static const struct {
     {FUZZACTION_EXCEPTION, 800},         {FUZZACTION_BAD_HALT, 200},
     {FUZZACTION_RUNAWAY, 10},            {FUZZACTION_PV_DEADLINE, 3000},
     {FUZZACTION_HPET, 3000},
+    {FUZZACTION_PIT, 2000},
+    {FUZZACTION_RTC, 2000},
 };
 
 static uint64_t pick(struct rng *r) {
@@ -290,6 +335,7 @@ static void act(uint64_t action, struct rng *r) {
     case FUZZACTION_HALT: halt(r); break;
     case FUZZACTION_TSC_DEADLINE: user_wrmsr(MSR_TSC_DEADLINE, fuzz_arg(r)); break;
     case FUZZACTION_PIC: pic(r); break;
+    case FUZZACTION_RTC: rtc(r); break;
     case FUZZACTION_DONE: fuzz_done(r); break;
     case FUZZACTION_BAD_LOG: fuzz_log_bad(r); break;
     case FUZZACTION_PANIC: hypercall(HYPERCALL_PANIC, fuzz_arg(r), fuzz_arg(r)); break;
@@ -298,6 +344,7 @@ static void act(uint64_t action, struct rng *r) {
     case FUZZACTION_MMIO: fuzz_mmio(r); break;
     case FUZZACTION_EXCEPTION: fuzz_exception(r); break;
     case FUZZACTION_BAD_HALT: fuzz_halt_bad(r); break;
+    case FUZZACTION_PIT: pit(r); break;
     default: fuzz_runaway(r);
     }
 }

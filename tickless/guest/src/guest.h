@@ -15,6 +15,17 @@ static inline int64_t hypercall(uint64_t nr, uint64_t a0, uint64_t a1) {
     return (int64_t)rax;
 }
 
+/* Port I/O (ring 3 may use the ports its TSS opens: the console, hypercalls, the zoo). */
+static inline void outb(uint16_t port, uint8_t value) {
+    __asm__ volatile("outb %0, %1" ::"a"(value), "Nd"(port) : "memory");
+}
+
+static inline uint8_t inb(uint16_t port) {
+    uint8_t value;
+    __asm__ volatile("inb %1, %0" : "=a"(value) : "Nd"(port) : "memory");
+    return value;
+}
+
 static inline __attribute__((noreturn)) void panic(uint64_t code, uint64_t detail) {
     hypercall(HYPERCALL_PANIC, code, detail);
     for (;;)

@@ -14,8 +14,8 @@ static struct idt_gate idt[256] __attribute__((aligned(16)));
 
 extern char isr_pv_timer[], isr_lapic_timer[], isr_precise[], isr_io[], isr_spurious[];
 extern char isr_pit[];
-extern char isr_hpet[];
 extern char isr_rtc[];
+extern char isr_hpet[];
 extern char isr_gp[];
 extern char isr_unexpected[];
 extern char exc_0[], exc_1[], exc_2[], exc_3[], exc_4[], exc_5[], exc_6[], exc_7[], exc_8[],
@@ -87,8 +87,8 @@ void kernel_main(void) {
     set_gate(PRECISE_VECTOR, isr_precise);
     set_gate(PIT_VECTOR, isr_pit);
     set_gate(SPURIOUS_VECTOR, isr_spurious);
-    set_gate(HPET_VECTOR, isr_hpet);
     set_gate(RTC_VECTOR, isr_rtc);
+    set_gate(HPET_VECTOR, isr_hpet);
     load_idt(idt, sizeof(idt) - 1);
 
     wrmsr(MSR_APIC_BASE, rdmsr(MSR_APIC_BASE) | APIC_BASE_ENABLE | APIC_BASE_X2APIC_ENABLE);
@@ -99,8 +99,8 @@ void kernel_main(void) {
         wrmsr(MSR_X2APIC_LVT_TIMER, LVT_TSC_DEADLINE_MODE | LAPIC_TIMER_VECTOR);
     if (BOOT->timer == TIMERPATH_PIT)
         ioapic_route(PIT_GSI, PIT_VECTOR);
-    if (BOOT->timer == TIMERPATH_RTC)
-        ioapic_route(RTC_GSI, RTC_VECTOR);
+    if (BOOT->timer == TIMERPATH_RTC || BOOT->scenario == SCENARIO_FUZZ)
+        ioapic_route(RTC_GSI, RTC_VECTOR); /* the fuzzer's RTC interrupts arrive too */
     if (BOOT->timer == TIMERPATH_HPET) /* comparator 0's Tn_INT_ROUTE_CNF names this pin */
         ioapic_route(HPET_GSI, HPET_VECTOR);
     if (BOOT->scenario == SCENARIO_FUZZ)

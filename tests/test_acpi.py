@@ -14,8 +14,8 @@ from typing import cast
 
 import pytest
 
-from tickless.devices.acpi_pm import PM1_CNT_PORT, PM1_EVT_PORT, SCI_EN, Pm1Registers
 from tickless.devices.hpet import CAPABILITIES as HPET_CAPABILITIES
+from tickless.devices.pm1_registers import PM1_CNT_PORT, PM1_EVT_PORT, SCI_EN, Pm1Registers
 from tickless.guest import abi
 from tickless.kvm.vcpu import Vcpu
 from tickless.vmm import acpi

@@ -27,8 +27,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from tickless.devices.acpi_pm import PM1_CNT_BYTES, PM1_CNT_PORT, PM1_EVT_BYTES, PM1_EVT_PORT
-from tickless.devices.hpet import CAPABILITIES as HPET_CAPABILITIES
+from tickless.devices.pm1_registers import PM1_CNT_BYTES, PM1_CNT_PORT, PM1_EVT_BYTES, PM1_EVT_PORT
 from tickless.guest import abi
 from tickless.vmm.mptable import IOAPIC_GPA, LAPIC_GPA
 
@@ -247,9 +246,10 @@ class AcpiTables:
 
 def build_tables(gpa: int = ACPI_GPA, cpus: int = 1, hpet_id: int | None = None) -> AcpiTables:
     """Every table laid out from ``gpa``: RSDP first, each table 16-byte aligned (the FACS
-    64-byte aligned, as the spec asks). The HPET's block id is the device's (devices/hpet.py)
-    unless ``hpet_id`` says otherwise."""
-    block_id = HPET_CAPABILITIES & 0xFFFF_FFFF if hpet_id is None else hpet_id
+    64-byte aligned, as the spec asks). The HPET's block id is ``hpet_block_id()``, what
+    devices/hpet.py reports (a test holds the two together), unless ``hpet_id`` says
+    otherwise."""
+    block_id = hpet_block_id() if hpet_id is None else hpet_id
     order = ("RSDP", "FACS", "DSDT", "FACP", "APIC", "HPET", "RSDT", "XSDT")
     built = {"APIC": madt(cpus), "HPET": hpet(block_id), "DSDT": dsdt(), "FACS": facs()}
     sizes = {name: len(blob) for name, blob in built.items()}

@@ -60,6 +60,7 @@ def test_a_version_3_record_reads_with_its_advance_and_no_blocks() -> None:
         "pit",
         "io",
         "late_causes",
+        "guest_realtime_at_boot",
     ):
         del d[key]
     d["schema_version"] = 3

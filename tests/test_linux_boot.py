@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import itertools
 import struct
+from fractions import Fraction
 from typing import cast
 
 import pytest
 
+from tickless.axes import TimerPath
 from tickless.devices.console_buffer import Console
 from tickless.devices.uart import COM1_PORT, Uart16550
 from tickless.errors import InputError
@@ -147,3 +149,17 @@ def test_uart_passes_the_8250_probe_and_prints() -> None:
     for ch in b"hi\n":
         _out(uart, 0, ch)
     assert console.text() == "hi\n"
+
+
+def test_the_zoo_command_line_names_the_drivers_and_the_dilated_tsc() -> None:
+    """hpet: the HPET is the clocksource; pit: no HPET and no TSC-deadline timer (Linux sets
+    the PIT up only where the LAPIC timer needs it); both: no kvm-clock (it would give the
+    boot wall clock), no LAPIC timer, and the TSC's rate in guest time given, not measured."""
+    hpet = lb.zoo_cmdline(TimerPath.HPET, 2_600_000_000, Fraction(1)).split()
+    assert {"no-kvmclock", "nolapic_timer", "clocksource=hpet", "pci=off"} <= set(hpet)
+    assert "tsc_early_khz=2600000" in hpet and "hpet=disable" not in hpet
+    pit = lb.zoo_cmdline(TimerPath.PIT, 2_600_000_000, Fraction(4)).split()
+    assert {"hpet=disable", "lapic=notscdeadline", "nolapic_timer", "no-kvmclock"} <= set(pit)
+    assert "tsc_early_khz=650000" in pit  # guest time runs 4x: the TSC counts 1/4 per ns
+    assert "tsc_early_khz=5200000" in lb.zoo_cmdline(TimerPath.PIT, 2_600_000_000, Fraction(1, 2))
+    assert "acpi=off" in lb.NO_ACPI_CMDLINE.split()  # without the zoo: no tables, no scan

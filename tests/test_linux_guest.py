@@ -45,6 +45,42 @@ def test_linux_on_the_lapic_is_the_comparison_row() -> None:
     assert record.lateness.early_count == 0
 
 
+RTC_EPOCH_NS = 978_307_200 * SECOND_NS  # 2001-01-01T00:00:00Z, decades from the host's time
+
+
+@pytest.mark.parametrize(
+    ("timer", "clockevent", "clocksource"),
+    [(TimerPath.HPET, "hpet", "hpet"), (TimerPath.PIT, "pit", "tickless")],
+)
+def test_linux_runs_its_own_drivers_on_the_zoo_and_its_wall_clock_from_our_rtc(
+    timer: TimerPath, clockevent: str, clocksource: str
+) -> None:
+    """The timer zoo: Linux finds the HPET in our ACPI tables and the PIT at its ports, its
+    tick runs on that chip's driver (and timekeeping on the HPET), never early; its boot
+    wall clock is the emulated CMOS RTC's (an epoch decades from the host's time: kvm-clock
+    would have given the host's): the wall time Linux gives the guest's start is the epoch
+    less the fraction of a second the RTC does not show (and the few ms of guest time
+    between the RTC's creation and the guest's start), whatever the boot took."""
+    spec = MeasureSpec(
+        guest=GuestKind.LINUX,
+        timer=timer,
+        interval_ns=10_000_000,
+        count=100,
+        hz=100,
+        rtc_epoch_ns=RTC_EPOCH_NS,
+    )
+    record = measure(spec)
+    assert record.guest_clockevent == clockevent
+    assert record.guest_clocksource == clocksource
+    assert record.pit == "tickless-i8254"
+    assert record.stats.count == 100
+    assert record.lateness.early_count == 0
+    assert min(record.intervals_ns) >= 10_000_000
+    assert record.guest_realtime_at_boot is not None
+    offset_ns = record.guest_realtime_at_boot - RTC_EPOCH_NS
+    assert -3 * SECOND_NS // 2 < offset_ns <= 1_000_000  # 1 ms: the TSC's kHz, rounded
+
+
 def test_the_driver_takes_etime_and_linux_retries_with_a_larger_min_delta() -> None:
     """lguest's rule: a delta under the ABI minimum gets -ETIME; the driver's self-test
     sends such deltas, and clockevents_program_min_delta retries, both counted."""

@@ -65,11 +65,12 @@ REQUIRED_TOP_KEYS = [
     "pit",
     "io",
     "late_causes",
+    "guest_realtime_at_boot",
 ]
-VERSION_2_KEYS = REQUIRED_TOP_KEYS[-14:-9]
-VERSION_3_KEYS = REQUIRED_TOP_KEYS[-9:-7]
-VERSION_4_KEYS = REQUIRED_TOP_KEYS[-7:-3]
-VERSION_5_KEYS = REQUIRED_TOP_KEYS[-3:]
+VERSION_2_KEYS = REQUIRED_TOP_KEYS[-15:-10]
+VERSION_3_KEYS = REQUIRED_TOP_KEYS[-10:-8]
+VERSION_4_KEYS = REQUIRED_TOP_KEYS[-8:-4]
+VERSION_5_KEYS = REQUIRED_TOP_KEYS[-4:]
 LATENESS_KEYS = ["mean_ns", "sd_ns", "p99_ns", "max_ns", "early_count"]
 HOST_KEYS = [
     "exits",
@@ -370,6 +371,7 @@ def test_a_version_4_file_does_not_know_its_pit() -> None:
         del d[key]
     d["schema_version"] = 4
     assert from_json_dict(d).pit is None
+    assert from_json_dict(d).guest_realtime_at_boot is None
     d["pit"] = "kvm-pit2"  # a version 4 file cannot carry version 5 keys
     with pytest.raises(SchemaError, match="'pit'"):
         from_json_dict(d)
@@ -377,6 +379,7 @@ def test_a_version_4_file_does_not_know_its_pit() -> None:
 
 def test_linux_guest_fields_round_trip() -> None:
     record = make_record()
+    record.guest_realtime_at_boot = 978_307_200_000_000_000  # 2001-01-01T00:00:00Z
     record.guest, record.guest_kernel = "linux", "6.12.117"
     record.guest_clockevent, record.guest_clocksource = "tickless", "tickless"
     record.assists = {"int3": 1}

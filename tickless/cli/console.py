@@ -20,6 +20,7 @@ from tickless.cli.common import (
     mode_option,
     require_kvm,
 )
+from tickless.errors import InputError
 
 
 def _write_through(text: str) -> None:
@@ -31,11 +32,14 @@ def _write_through(text: str) -> None:
 @guest_options
 @click.option(
     "--timer",
-    type=click.Choice([TimerPath.LGUEST.value, TimerPath.LAPIC.value]),
+    type=click.Choice(
+        [t.value for t in (TimerPath.LGUEST, TimerPath.LAPIC, TimerPath.HPET, TimerPath.PIT)]
+    ),
     default=TimerPath.LGUEST.value,
     show_default=True,
     help="lguest: the guest ticks on our lguest-style clock-event device (its Linux "
-    "driver's); lapic: on KVM's LAPIC timer.",
+    "driver's); lapic: on KVM's LAPIC timer; hpet, pit: Linux's own drivers on the timer "
+    "zoo's chips (ACPI tables, CMOS RTC: --guest linux).",
 )
 @mode_option
 @hz_option("The kernel's HZ.", maximum=10_000)
@@ -62,6 +66,7 @@ def console_command(
     \b
       tickless console --guest linux              boot messages, then the idle workload
       tickless console --guest linux --timer lapic the same kernel on KVM's LAPIC timer
+      tickless console --guest linux --timer hpet  Linux finding the zoo's HPET in ACPI
     """
     from tickless.atomicfile import write_bytes_atomic
     from tickless.devices.config import GuestConfig
@@ -69,6 +74,8 @@ def console_command(
     from tickless.guest.abi import Scenario
     from tickless.vmm.host import VmmHost
 
+    if GuestKind(guest) is GuestKind.SMALL and TimerPath(timer) in (TimerPath.HPET, TimerPath.PIT):
+        raise InputError("--timer hpet and pit are Linux's own drivers here: add --guest linux")
     require_kvm()
     config = GuestConfig(
         guest=GuestKind(guest),

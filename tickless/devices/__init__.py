@@ -7,6 +7,7 @@ its file and add it here.
 """
 
 from tickless.devices import (
+    acpi_pm,  # noqa: F401  (registers AcpiPmDevice)
     console,  # noqa: F401  (registers ConsoleDevice)
     hpet,  # noqa: F401  (registers HpetDevice)
     io_irq,  # noqa: F401  (registers IoInterruptDevice)

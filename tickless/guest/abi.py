@@ -434,6 +434,10 @@ class LinuxInfo(C.Structure):
         ("clocksource", C.c_uint8 * LINUX_NAME_BYTES),  # the current clocksource's name
         ("release", C.c_uint8 * LINUX_RELEASE_BYTES),  # utsname()->release
         ("hz", C.c_uint64),  # CONFIG_HZ
+        # Linux's wall clock (ktime_get_real) at the workload's start minus the guest time
+        # since the start (PV clock): the wall time Linux believes the guest started at, ns
+        # since the Unix epoch (on the zoo, read from the CMOS RTC at boot)
+        ("realtime_at_boot_ns", C.c_uint64),
         ("written", C.c_uint64),  # 1 once the fields above are filled
     ]
 

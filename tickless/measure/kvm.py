@@ -172,7 +172,7 @@ def measure_kvm(spec: MeasureSpec, progress: Progress | None = None) -> ResultRe
         linux = read_linux_info(machine.memory, machine.boot.layout)
         notes.extend(linux_notes(machine))
         assists = dict(machine.outcome.assists)
-        pit = which_pit(machine)
+        pit = which_pit(machine)  # before the machine closes (its devices go with it)
     if cpu_load is not None and cpu_load.report is not None:
         r = cpu_load.report
         notes.append(
@@ -194,6 +194,7 @@ def measure_kvm(spec: MeasureSpec, progress: Progress | None = None) -> ResultRe
         record.guest_kernel = linux.release
         record.guest_clockevent = linux.clockevent
         record.guest_clocksource = linux.clocksource
+        record.guest_realtime_at_boot = linux.realtime_at_boot_ns
     if interrupted:
         raise MeasurementInterrupted(record)
     return record
@@ -321,16 +322,26 @@ def host_counts(
                 f"pit: {pit.pit.clockevent.stats.overruns} periodic edges the host "
                 "timer missed (dropped, not caught up)"
             )
-    elif spec.timer is TimerPath.HPET:
+        notes.append(_lateness_note(host.timers, host.tsc_hz))
+    elif spec.timer is TimerPath.HPET and spec.guest is GuestKind.SMALL:
         hpet = machine.device(HpetDevice)
         assert hpet is not None
         timer_events = int(shared.irq_count)
         injections, wakeups = hpet.hpet.stats.interrupts, host.timers.stats.wakeups
         notes.append(hpet.summary())
         notes.append(_lateness_note(host.timers, host.tsc_hz))
-    elif spec.guest is GuestKind.LINUX:  # Linux's own LAPIC driver counts nothing for us
+    elif spec.guest is GuestKind.LINUX:  # Linux's own driver counts nothing for us
         timer_events = injections = wakeups = machine.events_recorded
-        notes.append("lapic: Linux's lapic-deadline device; counts are the workload's events")
+        notes.append(
+            f"{spec.timer.value}: Linux's own clock-event device; counts are the workload's events"
+        )
+        for zoo_device in (
+            machine.device(HpetDevice),
+            machine.device(PitDevice),
+            machine.device(RtcDevice),
+        ):
+            if zoo_device is not None:  # what Linux did with the zoo's chips
+                notes.append(zoo_device.summary())
     else:
         timer_events = injections = wakeups = int(shared.lapic_irq_count)
         notes.append("lapic: expiries and injections are KVM's in-kernel LAPIC timer's")

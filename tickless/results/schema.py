@@ -79,6 +79,10 @@ Added in version 5 (a version 1-4 record reads as null: not known):
                             "none"; null for runs without a guest.
     io               object? The I/O load's accounting and steering (``results/io_counts.py``).
     late_causes      object? ``--explain`` on the precise channel: each late event's cause.
+    guest_realtime_at_boot int?  Linux: its wall clock at the workload's start minus the
+                            guest time since the start, ns since the Unix epoch: the wall
+                            time Linux believes the guest started at (on the zoo, set at
+                            boot from the emulated CMOS RTC); null for other guests.
 """
 
 from __future__ import annotations
@@ -201,6 +205,7 @@ class ResultRecord:
     pit: str | None = None
     io: IoCounts | None = None
     late_causes: LateCauses | None = None
+    guest_realtime_at_boot: int | None = None
 
     @property
     def path_label(self) -> str:
@@ -271,6 +276,7 @@ def to_json_dict(record: ResultRecord) -> dict[str, Any]:
         "pit": record.pit,
         "io": io_counts_to_json(record.io),
         "late_causes": late_causes_to_json(record.late_causes),
+        "guest_realtime_at_boot": record.guest_realtime_at_boot,
     }
 
 
@@ -350,6 +356,7 @@ def from_json_dict(d: Any) -> ResultRecord:
         record.late_causes = (
             None if late is None else late_causes_from_json(top.object_("late_causes"))
         )
+        record.guest_realtime_at_boot = top.optional_int("guest_realtime_at_boot")
     top.check_no_extra()
     return record
 

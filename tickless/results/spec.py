@@ -67,6 +67,9 @@ ASSUMED_LATENCY_NS = 60_000  # only for progress estimates
 
 # Timers with a periodic mode of their own: lguest's SET_PERIODIC and the zoo's chips.
 PERIODIC_TIMERS = frozenset({TimerPath.LGUEST, TimerPath.HPET, TimerPath.PIT, TimerPath.RTC})
+# What --guest linux measures: our lguest driver, or Linux's own lapic-deadline, HPET and
+# i8253 ("pit") drivers on the zoo's chips (vmm/linux_boot.py: the command line each needs).
+LINUX_TIMERS = frozenset({TimerPath.LGUEST, TimerPath.LAPIC, TimerPath.HPET, TimerPath.PIT})
 MAX_MEASURE_GUESTS = 256  # one vCPU thread each, measuring at once on two cores
 
 Progress = Callable[[int], None]
@@ -299,10 +302,10 @@ class MeasureSpec:
         """What the Linux guest's in-kernel workload offers (``guest/linux``)."""
         if self.backend is not Backend.KVM:
             raise InputError("--guest linux runs on the kvm backend only")
-        if self.timer not in (TimerPath.LGUEST, TimerPath.LAPIC):
+        if self.timer not in LINUX_TIMERS:
             raise InputError(
-                "--guest linux measures --timer lguest (its driver drives the lguest device) "
-                "or --timer lapic"
+                "--guest linux measures --timer lguest (its driver drives the lguest device), "
+                "lapic, hpet or pit (Linux's own drivers)"
             )
         if self.guests > 1:
             raise InputError("--guests runs small guests; --guest linux measures one")

@@ -160,9 +160,7 @@ class VmmHost:
         # Periodic: no dynticks and no high-resolution mode, so the tick runs on the
         # clock-event device's PERIODIC state (SET_PERIODIC), as a HZ kernel's does.
         periodic = "nohz=off highres=off" if config.mode is TickMode.PERIODIC else ""
-        boot = LinuxBoot(kernel, periodic)
-        boot.in_kernel_pit = not config.zoo  # the zoo's PIT follows the timeline; PIT2 cannot
-        return boot
+        return LinuxBoot(kernel, periodic, zoo=config.zoo)
 
     def freeze_all(self) -> list[GuestMachine]:
         """Freeze every guest that can be (see ``GuestMachine.freeze``); returns them."""

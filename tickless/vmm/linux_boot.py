@@ -2,7 +2,8 @@
 
 As Firecracker and kvmtool do for a ``vmlinux``: load the ELF's segments at their physical
 addresses, write ``struct boot_params`` (the "zero page": setup header, command line,
-e820 map), an MP table for the IOAPIC, long-mode page tables and a GDT, and enter
+e820 map), an MP table for the IOAPIC (and, for the timer zoo, ACPI tables: ``acpi.py``),
+long-mode page tables and a GDT, and enter
 ``startup_64`` with ``rsi`` pointing at the zero page (Documentation/arch/x86/boot.rst,
 "64-bit boot protocol"). Real mode is never run: it is emulated, and very slow, here.
 
@@ -15,8 +16,10 @@ from __future__ import annotations
 import ctypes
 import struct
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
+from tickless.axes import TimerPath
 from tickless.devices.config import GuestConfig
 from tickless.devices.device import GuestLayout
 from tickless.devices.memory import GuestMemory
@@ -29,6 +32,7 @@ from tickless.kvm.system import KvmSystem
 from tickless.kvm.vcpu import Vcpu
 from tickless.kvm.vm import Vm
 from tickless.timers.clock import GuestClock
+from tickless.vmm.acpi import ACPI_BYTES, ACPI_GPA, build_tables
 from tickless.vmm.boot import enter_long_mode, write_boot_block, write_long_mode_tables
 from tickless.vmm.mptable import MPTABLE_BYTES, MPTABLE_GPA, mp_table
 
@@ -49,11 +53,12 @@ LINUX_LONG_MODE = LongModeLayout(
 )
 
 # struct boot_params offsets (arch/x86/include/uapi/asm/bootparam.h)
+ACPI_RSDP_ADDR_OFFSET = 0x070
 E820_ENTRIES_OFFSET = 0x1E8
 SETUP_HEADER_OFFSET = 0x1F1
 E820_TABLE_OFFSET = 0x2D0
 E820_MAX_ENTRIES = 128
-E820_RAM, E820_RESERVED = 1, 2
+E820_RAM, E820_RESERVED, E820_ACPI = 1, 2, 3
 BOOT_FLAG, HDRS_MAGIC, BOOT_PROTOCOL = 0xAA55, 0x53726448, 0x020F
 LOADER_UNDEFINED = 0xFF
 LOADED_HIGH = 0x01
@@ -72,6 +77,37 @@ BASE_CMDLINE = (
     "console=ttyS0 earlyprintk=serial,ttyS0,115200 clearcpuid=smap,xsave,popcnt "
     "tsc=reliable panic=-1 random.trust_cpu=off"
 )
+
+# No ACPI tables (the guest without the zoo): acpi=off, or Linux would scan the BIOS area
+# for an RSDP (seconds of emulated ring 0, as the MP table's scan). pci=off everywhere: PCI is
+# built only for ACPICA (tickless.config), and the host emulates no PCI bus.
+NO_ACPI_CMDLINE = "acpi=off pci=off"
+
+
+def zoo_cmdline(timer: TimerPath, tsc_hz: int, rate: Fraction) -> str:
+    """The command line that makes Linux's own drivers run on the zoo's chips.
+
+    - ``pci=off``: as everywhere (``NO_ACPI_CMDLINE``);
+    - ``no-kvmclock``: kvm-clock would supply the boot wall clock (x86_platform.
+      get_wallclock) in place of the CMOS RTC, and a clocksource on the host's time;
+    - ``tsc_early_khz``: without kvm-clock Linux would calibrate the TSC against the PIT,
+      which fails here (emulated ring 0 is too slow) and leaves the TSC unusable; the TSC's
+      rate in guest time is the host's divided by the dilation rate;
+    - ``nolapic_timer``: the LAPIC timer stays out, so the tick runs on the global
+      clock-event device (the HPET's legacy timer 0, or the PIT);
+    - hpet: ``clocksource=hpet`` (timekeeping reads the HPET's main counter);
+    - pit: ``hpet=disable`` (else the HPET is the clock-event device) and
+      ``lapic=notscdeadline`` (Linux sets the PIT up only where the LAPIC timer needs it:
+      with the TSC-deadline timer present it stops the PIT instead, ``apic_needs_pit``).
+    """
+    khz = round(Fraction(tsc_hz, 1000) / rate)
+    words = ["pci=off", "no-kvmclock", f"tsc_early_khz={khz}", "nolapic_timer"]
+    if timer is TimerPath.PIT:
+        words += ["hpet=disable", "lapic=notscdeadline"]
+    else:
+        words += ["clocksource=hpet"]
+    return " ".join(words)
+
 
 PT_LOAD = 1
 ELF_MAGIC = b"\x7fELF"
@@ -112,19 +148,24 @@ def elf_segments(image: bytes) -> tuple[int, list[tuple[int, int, int, int]]]:
     return entry_phys, segments
 
 
-def e820_map(ram_bytes: int, window_gpa: int) -> list[tuple[int, int, int]]:
-    """(start, size, type): low RAM, the MP table reserved, high RAM, the window reserved."""
-    return [
-        (0, MPTABLE_GPA, E820_RAM),
-        (MPTABLE_GPA, MPTABLE_BYTES, E820_RESERVED),
+def e820_map(ram_bytes: int, window_gpa: int, acpi: bool = False) -> list[tuple[int, int, int]]:
+    """(start, size, type): low RAM, the MP table reserved, the ACPI tables (if any), high
+    RAM, the window reserved."""
+    low = [(0, MPTABLE_GPA, E820_RAM), (MPTABLE_GPA, MPTABLE_BYTES, E820_RESERVED)]
+    if acpi:
+        low.append((ACPI_GPA, ACPI_BYTES, E820_ACPI))
+    high = [
         (HIMEM_GPA, window_gpa - HIMEM_GPA, E820_RAM),
         (window_gpa, ram_bytes - window_gpa, E820_RESERVED),
     ]
+    return low + high
 
 
-def zero_page(cmdline_len: int, e820: list[tuple[int, int, int]]) -> bytes:
-    """struct boot_params with the setup header a 64-bit entry needs, and the e820 map."""
+def zero_page(cmdline_len: int, e820: list[tuple[int, int, int]], rsdp_gpa: int = 0) -> bytes:
+    """struct boot_params with the setup header a 64-bit entry needs, the e820 map and the
+    RSDP's address (boot protocol 2.14; 0: none)."""
     page = bytearray(4096)
+    struct.pack_into("<Q", page, ACPI_RSDP_ADDR_OFFSET, rsdp_gpa)
     page[E820_ENTRIES_OFFSET] = len(e820)
     struct.pack_into("<H", page, 0x1FE, BOOT_FLAG)
     struct.pack_into("<I", page, 0x202, HDRS_MAGIC)
@@ -142,7 +183,7 @@ def zero_page(cmdline_len: int, e820: list[tuple[int, int, int]]) -> bytes:
 class LinuxBoot:
     """A vmlinux, its command line, and the window our drivers find the host in."""
 
-    def __init__(self, vmlinux: Path, extra_cmdline: str = "") -> None:
+    def __init__(self, vmlinux: Path, extra_cmdline: str = "", zoo: bool = False) -> None:
         try:
             self.image = vmlinux.read_bytes()
         except OSError as exc:
@@ -158,17 +199,28 @@ class LinuxBoot:
                 )
         self.layout = GuestLayout.linux_window(self.window_gpa)
         self.irq_routes = {abi.TIMER_VECTOR: abi.LINUX_TIMER_IRQ}
+        self.zoo = zoo
         self.cmdline = (
             f"{BASE_CMDLINE} tickless.window={self.window_gpa:#x} {extra_cmdline}".strip()
         )
-        if len(self.cmdline) + 1 > CMDLINE_MAX_BYTES:
-            raise InputError(f"kernel command line over {CMDLINE_MAX_BYTES} bytes")
+        if len(self.cmdline) + 1 > CMDLINE_MAX_BYTES - 200:  # room for the zoo's words
+            raise InputError(f"kernel command line over {CMDLINE_MAX_BYTES - 200} bytes")
 
-    in_kernel_pit = True  # False where the zoo's i8254 (devices/pit.py) has the ports
+    @property
+    def in_kernel_pit(self) -> bool:
+        """KVM's PIT2, except where the zoo's i8254 (devices/pit.py) has the ports: it
+        follows the timeline, PIT2 cannot."""
+        return not self.zoo
 
     def prepare_vm(self, vm: Vm) -> None:
         if self.in_kernel_pit:
             vm.create_pit2()  # Linux calibrates against it and expects one on a PC
+
+    def full_cmdline(self, config: GuestConfig, clock: GuestClock) -> str:
+        """The command line as the guest gets it: ours, and the zoo's words or acpi=off."""
+        if not self.zoo:
+            return f"{self.cmdline} {NO_ACPI_CMDLINE}"
+        return f"{self.cmdline} {zoo_cmdline(config.timer, clock.tick_hz, clock.rate)}"
 
     def load(self, memory: GuestMemory, config: GuestConfig, clock: GuestClock) -> None:
         ram = config.memory_bytes
@@ -177,9 +229,14 @@ class LinuxBoot:
             view[:filesz] = self.image[offset : offset + filesz]
             view[filesz:] = bytes(memsz - filesz)
         write_long_mode_tables(memory, LINUX_LONG_MODE)
-        cmdline = self.cmdline.encode() + b"\0"
+        cmdline = self.full_cmdline(config, clock).encode() + b"\0"
         memory.view(CMDLINE_GPA, len(cmdline), "cmdline")[:] = cmdline
-        page = zero_page(len(cmdline) - 1, e820_map(ram, self.window_gpa))
+        rsdp_gpa = 0
+        if self.zoo:
+            tables = build_tables()
+            memory.view(tables.gpa, len(tables.blob), "ACPI tables")[:] = tables.blob
+            rsdp_gpa = tables.rsdp_gpa
+        page = zero_page(len(cmdline) - 1, e820_map(ram, self.window_gpa, self.zoo), rsdp_gpa)
         memory.view(ZERO_PAGE_GPA, len(page), "zero page")[:] = page
         table = mp_table(MPTABLE_GPA)
         memory.view(MPTABLE_GPA, len(table), "MP table")[:] = table
@@ -219,6 +276,7 @@ class LinuxGuestInfo:
     clocksource: str
     release: str
     hz: int
+    realtime_at_boot_ns: int  # Linux's wall clock at the workload's start minus guest time
 
 
 def _c_string(raw: bytes) -> str:
@@ -239,4 +297,5 @@ def read_linux_info(memory: GuestMemory, layout: GuestLayout) -> LinuxGuestInfo 
         clocksource=_c_string(bytes(info.clocksource)),
         release=_c_string(bytes(info.release)),
         hz=int(info.hz),
+        realtime_at_boot_ns=int(info.realtime_at_boot_ns),
     )

@@ -514,7 +514,7 @@ static void measure(void) {
     }
     if (pit)
         outb(PIT_CONTROL, PIT_CH0_LOHI_MODE0); /* a control word stops the counter */
-    if (hpet)
+    else if (hpet)
         HPET_REG(HPET_CONFIG) = 0; /* halted: no more interrupts */
     else if (periodic)
         hypercall(HYPERCALL_SET_PERIODIC, 0, 0);

@@ -37,6 +37,8 @@ static __always_inline u64 tickless_read_pvclock(const struct pvclock_vcpu_time_
 	return ns;
 }
 u64 tickless_clock_ns(void);
+/* The PV clock minus the TSC's sched_clock when sched_clock moved to the PV clock. */
+extern s64 tickless_sched_clock_offset;
 /* The name of the clocksource timekeeping runs on. */
 const char *tickless_current_clocksource(void);
 /* Registers the clock-event device after its min-delta self-test; 0 or -errno. */

@@ -18,6 +18,7 @@
 #include <linux/printk.h>
 #include <linux/sched/clock.h>
 #include <linux/timekeeping.h>
+#include <asm/hpet.h>
 #include <asm/paravirt.h>
 #include <asm/pvclock.h>
 
@@ -51,7 +52,7 @@ u64 tickless_clock_ns(void)
  * Continuous at the switch (the offset keeps the value sched_clock had); noinstr as
  * every sched_clock.
  */
-static s64 tickless_sched_clock_offset __ro_after_init;
+s64 tickless_sched_clock_offset __ro_after_init;
 
 static noinstr u64 tickless_sched_clock_read(void)
 {
@@ -98,6 +99,32 @@ static struct clocksource tickless_cs = {
 	.disable = tickless_cs_disable,
 };
 
+/*
+ * The HPET's clocksource has no id (CSID_GENERIC): timekeeping reads the HPET when the
+ * counter value of a snapshot lies between two reads of the HPET's main counter around
+ * it (32 bits, as its clocksource reads it). Another counter would have to fall in a
+ * window of a few thousand ticks out of 2^32.
+ */
+static bool timekeeping_reads_hpet(void)
+{
+#ifdef CONFIG_HPET_TIMER
+	struct system_time_snapshot snap;
+	unsigned long flags;
+	u32 before, after;
+
+	if (!is_hpet_enabled())
+		return false;
+	local_irq_save(flags);
+	before = hpet_readl(HPET_COUNTER);
+	ktime_get_snapshot(&snap);
+	after = hpet_readl(HPET_COUNTER);
+	local_irq_restore(flags);
+	return snap.cs_id == CSID_GENERIC && (u32)((u32)snap.cycles - before) <= after - before;
+#else
+	return false;
+#endif
+}
+
 /* No interface names the current clocksource; ours knows, the others by their id. */
 const char *tickless_current_clocksource(void)
 {
@@ -105,6 +132,8 @@ const char *tickless_current_clocksource(void)
 
 	if (cs_current)
 		return tickless_cs.name;
+	if (timekeeping_reads_hpet())
+		return "hpet";
 	ktime_get_snapshot(&snap);
 	switch (snap.cs_id) {
 	case CSID_X86_KVM_CLK:
@@ -152,7 +181,7 @@ static int __init tickless_init(void)
 	clocksource_register_hz(&tickless_cs, NSEC_PER_SEC);
 	tickless_sched_clock_init();
 	if (tickless_boot->timer != TICKLESS_TIMERPATH_LGUEST)
-		return 0; /* --timer lapic: Linux stays on lapic-deadline, the comparison row */
+		return 0; /* lapic, hpet, pit: Linux's own driver is the clock-event device */
 	return tickless_clockevent_init();
 }
 /* Early: timekeeping chooses among clocksources at fs_initcall. */

@@ -22,6 +22,7 @@
 #include <linux/printk.h>
 #include <linux/sched.h>
 #include <linux/string.h>
+#include <linux/timekeeping.h>
 #include <linux/utsname.h>
 
 #include "../../kernel/time/tick-internal.h"
@@ -122,6 +123,32 @@ static void idle(const char *clockevent)
 	hrtimer_cancel(&housekeeping_b);
 }
 
+/*
+ * The wall time Linux's clock gives the guest's start. Linux set its wall clock once, at
+ * timekeeping_init, from x86_platform.get_wallclock (the CMOS RTC; kvm-clock's wall clock
+ * where kvm-clock runs), and set CLOCK_MONOTONIC to sched_clock then; the two have run
+ * together since, so real - boottime is that reading minus sched_clock at the read:
+ * Linux's boot time (/proc/stat's btime). sched_clock only started counting when the TSC
+ * was set up, so btime is late by the guest time before that; moved back by it (the PV
+ * clock minus sched_clock, which the switch of sched_clock to the PV clock kept), it is the
+ * RTC's reading minus the guest time at the read: the RTC's epoch, less the fraction of a
+ * second the RTC does not show. Not the wall clock now minus the PV clock: timekeeping
+ * stood still from timekeeping_init to the first clocksource (jiffies, no tick yet).
+ */
+static u64 realtime_at_boot_ns(void)
+{
+	unsigned long flags;
+	u64 real, boottime;
+
+	local_irq_save(flags);
+	real = ktime_get_real_ns();
+	boottime = ktime_get_boottime_ns();
+	local_irq_restore(flags);
+	pr_info("wall clock %llu ns, boot time (btime) %llu ns, sched_clock started %lld ns "
+		"into the guest's time\n", real, real - boottime, tickless_sched_clock_offset);
+	return real - boottime - tickless_sched_clock_offset;
+}
+
 /* What the kernel chose, for the record; the host reads it once written is 1. */
 static const char *publish_choices(void)
 {
@@ -134,11 +161,13 @@ static const char *publish_choices(void)
 		sizeof(info->clocksource));
 	strscpy((char *)info->release, init_utsname()->release, sizeof(info->release));
 	info->hz = HZ;
+	info->realtime_at_boot_ns = realtime_at_boot_ns();
 	virt_wmb(); /* the fields before the flag */
 	WRITE_ONCE(info->written, 1);
-	pr_info("Linux %s, HZ=%d, clockevent %s (%s), clocksource %s\n", (char *)info->release, HZ,
-		clockevent, tick_get_device(0)->mode == TICKDEV_MODE_ONESHOT ? "oneshot" : "periodic",
-		(char *)info->clocksource);
+	pr_info("Linux %s, HZ=%d, clockevent %s (%s), clocksource %s, started at %llu ns wall\n",
+		(char *)info->release, HZ, clockevent,
+		tick_get_device(0)->mode == TICKDEV_MODE_ONESHOT ? "oneshot" : "periodic",
+		(char *)info->clocksource, info->realtime_at_boot_ns);
 	return clockevent;
 }
 

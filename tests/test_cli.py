@@ -94,7 +94,9 @@ def test_idle_counts_host_wakeups(tmp_path: Path) -> None:
     n, window_s, expiries = data["guests"], data["duration_s"], data["host_timer_expiries"]
     assert 1 <= n <= 3 and len(data["per_guest"]) == n, data
     assert n * 2 * window_s + n < expiries <= n * 250 * window_s * 1.005 + n, data
-    assert data["injections"] == expiries, data
+    # Each expiry is one injection; the two counters are read one after the other at each
+    # edge of the window, so an expiry in between is counted on one side only (one a guest).
+    assert abs(data["injections"] - expiries) <= n, data
     assert sum(g["timer_interrupts"] for g in data["per_guest"]) <= expiries + n, data
 
 

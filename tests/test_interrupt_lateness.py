@@ -22,8 +22,9 @@ from tickless.errors import InputError
 from tickless.measure.cron import run_cron
 from tickless.results.cron import CronSpec, checked_wakes
 from tickless.results.interrupts import NO_SPIN, summarize_interrupts
+from tickless.results.record import build_record
 from tickless.results.schema import HostCounts, SchemaError, from_json_dict, to_json_dict
-from tickless.results.spec import MeasureSpec, build_record
+from tickless.results.spec import MeasureSpec
 from tickless.timers.pv_deadline import pv_advance
 
 

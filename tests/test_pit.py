@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from tickless.devices.i8254 import bcd_decode, bcd_encode, edge_index, edge_time_ns
 from tickless.devices.pit import I8254, MIN_PERIOD_EDGES
 from tickless.guest.abi import MIN_PERIOD_NS, PIT_GATE_PORT, PIT_HZ, pit_count
-from tickless.results.spec import MeasureSpec, record_interval_ns, spec_deadlines_ns
+from tickless.results.record import record_interval_ns, spec_deadlines_ns
+from tickless.results.spec import MeasureSpec
 from tickless.timers.hrtimer import TimerQueue
 from tickless.timers.timeline import Timeline
 

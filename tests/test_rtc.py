@@ -433,7 +433,7 @@ def test_record_deadlines_bound_the_chips_edges_and_skip_lost_ones() -> None:
     that edge to within the bracket, lost edges or not (no period counted as lateness)."""
     import numpy as np
 
-    from tickless.results.spec import rtc_deadlines_ns
+    from tickless.results.record import rtc_deadlines_ns
 
     c = Chip()
     c.write(REG_A, 0x76, 1_000)

@@ -11,8 +11,9 @@ from tickless.axes import Backend, Load, Method, TickMode, TimerPath, Wait
 from tickless.backends import BACKENDS, backend_for
 from tickless.errors import InputError
 from tickless.results.paper import PAPER_EVENTS, PAPER_IO_RATE_PER_S
+from tickless.results.record import build_record
 from tickless.results.schema import HostCounts, from_json_dict, to_json_dict
-from tickless.results.spec import MeasureSpec, build_record
+from tickless.results.spec import MeasureSpec
 from tickless.sim.interference import LOAD_IRQ_RATE_PER_S
 
 

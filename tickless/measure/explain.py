@@ -12,7 +12,7 @@ import numpy.typing as npt
 from tickless.axes import Method
 from tickless.results.breakdown import PARTS, Breakdown, dominant_causes
 from tickless.results.io_counts import LateCauses
-from tickless.results.spec import event_deadlines_ns
+from tickless.results.record import event_deadlines_ns
 from tickless.timers.clock import GuestClock
 
 NONE_TSC = np.uint64(2**64 - 1)

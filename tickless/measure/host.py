@@ -12,8 +12,9 @@ from tickless.host.baseline import run_host_baseline
 from tickless.host.load import HostCpuLoad
 from tickless.measure.kvm import realtime_policy
 from tickless.measure.machine_info import machine_facts
+from tickless.results.record import build_record
 from tickless.results.schema import HostCounts, ResultRecord
-from tickless.results.spec import MeasureSpec, Progress, build_record
+from tickless.results.spec import MeasureSpec, Progress
 
 __all__ = ["measure_host"]
 

@@ -18,8 +18,9 @@ import numpy.typing as npt
 from tickless.axes import TimerPath
 from tickless.devices.results import ResultsDevice
 from tickless.results.interrupts import SpinCost, summarize_interrupts
+from tickless.results.record import rtc_deadlines_ns, spec_deadlines_ns
 from tickless.results.schema import ResultRecord
-from tickless.results.spec import MeasureSpec, rtc_deadlines_ns, spec_deadlines_ns
+from tickless.results.spec import MeasureSpec
 from tickless.vmm.machine import GuestMachine
 
 __all__ = ["GuestInterrupts", "apply_interrupts", "guest_deadlines_ns", "guest_interrupts"]

@@ -10,7 +10,8 @@ from tickless.axes import IoCpu, TimerPath
 from tickless.devices.results import ResultsDevice
 from tickless.measure.explain import late_causes
 from tickless.results.io_counts import IoCounts, LateCauses
-from tickless.results.spec import MeasureSpec, event_deadlines_ns
+from tickless.results.record import event_deadlines_ns
+from tickless.results.spec import MeasureSpec
 from tickless.vmm.machine import GuestMachine
 
 

@@ -35,8 +35,9 @@ from tickless.measure.io_report import io_counts, io_notes, precise_late_causes
 from tickless.measure.machine_info import machine_facts
 from tickless.measure.pv_report import explain_run, pv_counts
 from tickless.measure.timeline_report import timeline_notes
+from tickless.results.record import build_record
 from tickless.results.schema import HostCounts, ResultRecord
-from tickless.results.spec import MeasurementInterrupted, MeasureSpec, Progress, build_record
+from tickless.results.spec import MeasurementInterrupted, MeasureSpec, Progress
 from tickless.vmm.host import VmmHost
 from tickless.vmm.linux_boot import LinuxBoot, read_linux_info
 from tickless.vmm.machine import GuestMachine

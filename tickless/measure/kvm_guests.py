@@ -22,13 +22,9 @@ from tickless.measure.machine_info import machine_facts
 from tickless.measure.pv_report import explain_run
 from tickless.measure.timeline_report import timeline_notes
 from tickless.results.breakdown import GuestRow
+from tickless.results.record import build_record
 from tickless.results.schema import HostCounts, ResultRecord
-from tickless.results.spec import (
-    MeasurementInterrupted,
-    MeasureSpec,
-    Progress,
-    build_record,
-)
+from tickless.results.spec import MeasurementInterrupted, MeasureSpec, Progress
 from tickless.results.stats import summarize, summarize_lateness
 from tickless.vmm.host import VmmHost
 from tickless.vmm.machine import GuestMachine

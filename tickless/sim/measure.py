@@ -52,8 +52,9 @@ import numpy as np
 
 from tickless.axes import Backend, TimerPath, Wait
 from tickless.results.interrupts import SpinCost, summarize_interrupts
+from tickless.results.record import build_record
 from tickless.results.schema import HostCounts, ResultRecord
-from tickless.results.spec import MeasurementInterrupted, MeasureSpec, Progress, build_record
+from tickless.results.spec import MeasurementInterrupted, MeasureSpec, Progress
 from tickless.sim.counts import SimCounts
 from tickless.sim.guest_run import SimulatedGuest
 from tickless.sim.interference import HandlerCost, irq_rate_for_load

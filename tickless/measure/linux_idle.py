@@ -37,7 +37,7 @@ class GuestSnapshot:
         shared = m.shared
         return cls(
             int(shared.irq_count),
-            int(shared.wakeups),
+            int(shared.wakeups) + int(shared.pv_block_wakes),  # from HLT, or a PV idle BLOCK
             int(shared.timer_callbacks),
             m.hypercalls.calls,
             sum(m.outcome.exits.values()),

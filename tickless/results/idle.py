@@ -53,6 +53,7 @@ class IdleSpec:
     timer: TimerPath | None = None  # None: pv for tickless small guests, else lguest
     rate: Fraction = Fraction(1)  # time dilation: guest seconds per wall second
     warp_idle: bool = False  # duration is guest time; idle stretches are jumped over
+    pv_idle: str = "halt"  # pv: idle in HLT until the loop's interrupt, or "block" in the host
 
     def __post_init__(self) -> None:
         if self.guests < 1:
@@ -98,6 +99,10 @@ class IdleSpec:
                 "the lguest device (--timer lguest)"
             )
         object.__setattr__(self, "timer", timer)
+        if self.pv_idle not in ("halt", "block"):
+            raise InputError("--pv-idle must be halt or block")
+        if self.pv_idle == "block" and (timer is not TimerPath.PV or self.warp_idle):
+            raise InputError("--pv-idle block needs tickless small guests on --timer pv")
 
     @property
     def step(self) -> int:

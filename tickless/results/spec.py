@@ -89,8 +89,8 @@ def rtc_rate_hz(interval_ns: int) -> int:
 
 
 def default_timer(guest: GuestKind) -> TimerPath:
-    """``pv``, the device that wins; a Linux guest's driver drives the lguest device."""
-    return TimerPath.LGUEST if guest is GuestKind.LINUX else TimerPath.PV
+    """``pv``, the device that wins, for every guest (Linux's driver drives it too)."""
+    return TimerPath.PV
 
 
 E = TypeVar("E", bound=Enum)
@@ -299,10 +299,10 @@ class MeasureSpec:
         """What the Linux guest's in-kernel workload offers (``guest/linux``)."""
         if self.backend is not Backend.KVM:
             raise InputError("--guest linux runs on the kvm backend only")
-        if self.timer not in (TimerPath.LGUEST, TimerPath.LAPIC):
+        if self.timer not in (TimerPath.PV, TimerPath.LGUEST, TimerPath.LAPIC):
             raise InputError(
-                "--guest linux measures --timer lguest (its driver drives the lguest device) "
-                "or --timer lapic"
+                "--guest linux measures --timer pv (its driver on the PV deadline device), "
+                "lguest (its driver on the lguest device) or lapic"
             )
         if self.guests > 1:
             raise InputError("--guests runs small guests; --guest linux measures one")

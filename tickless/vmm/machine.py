@@ -20,6 +20,7 @@ from tickless.devices.faults import GuestFault
 from tickless.devices.hypercall import HypercallPort
 from tickless.devices.lookup import MachineDevices
 from tickless.devices.memory import GuestMemory
+from tickless.devices.pv_deadline import PvDeadlineDevice
 from tickless.errors import InputError, KvmError
 from tickless.guest import abi
 from tickless.host.cputime import thread_busy_ns, thread_cpu_ns
@@ -81,6 +82,11 @@ class GuestMachine(MachineDevices):
         self._vcpu_native_id: int | None = None
         self._exit_count = 0  # every exit, for the watchdog (outcome.exits has them by name)
         self.boot_s: float | None = None  # start to workload (shared.ready), set by watchers
+        # Exits to Python and PV kicks when the workload began (set by watchers): a Linux
+        # guest's boot exits thousands of times, none of them the timer's.
+        self.ready_exits: int | None = None
+        self.ready_kicks: int | None = None
+        self.ready_console_exits: int | None = None
         # Cleared while frozen: the vCPU threads wait on it outside KVM_RUN.
         self._unpaused = threading.Event()
         self._unpaused.set()
@@ -216,6 +222,9 @@ class GuestMachine(MachineDevices):
         if not self._stop_requested and not self.outcome.ok:
             self.outcome.reason = reason
         self._stop_requested = True
+        pv = self.device(PvDeadlineDevice) if getattr(self, "devices", None) else None
+        if pv is not None:
+            pv.end_block()  # a vCPU blocked in the host (PV idle) is not in KVM_RUN
         kick(self.vcpu, self._thread)
         if self.ap is not None:
             kick(self.ap, self._ap_thread)
@@ -267,6 +276,11 @@ class GuestMachine(MachineDevices):
         if self.config.guest is GuestKind.LINUX:
             bound = max(bound or 0.0, LINUX_WATCHDOG_S)
         return bound
+
+    @property
+    def exit_count(self) -> int:
+        """Exits to Python so far (every vCPU)."""
+        return self._exit_count
 
     def activity(self) -> bytes:
         """``guest_activity``; nothing once closed (the watchdog may look meanwhile)."""

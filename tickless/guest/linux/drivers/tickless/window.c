@@ -151,7 +151,8 @@ static int __init tickless_init(void)
 	}
 	clocksource_register_hz(&tickless_cs, NSEC_PER_SEC);
 	tickless_sched_clock_init();
-	if (tickless_boot->timer != TICKLESS_TIMERPATH_LGUEST)
+	if (tickless_boot->timer != TICKLESS_TIMERPATH_LGUEST &&
+	    tickless_boot->timer != TICKLESS_TIMERPATH_PV)
 		return 0; /* --timer lapic: Linux stays on lapic-deadline, the comparison row */
 	return tickless_clockevent_init();
 }

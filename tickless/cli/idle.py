@@ -106,8 +106,9 @@ def idle_spec(params: dict[str, Any]) -> IdleSpec:
     "--timer",
     type=click.Choice([TimerPath.PV.value, TimerPath.LGUEST.value]),
     default=None,
-    help="How tickless small guests re-arm: pv (default; the PV deadline device, no exit "
-    "per re-arm) or lguest (a hypercall per re-arm). Periodic and Linux guests use lguest.",
+    help="How tickless guests re-arm: pv (default; the PV deadline device, no exit "
+    "per re-arm) or lguest (a hypercall per re-arm). Linux guests default to pv too; "
+    "periodic guests use lguest.",
 )
 @click.option(
     "--pv-idle",

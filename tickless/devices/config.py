@@ -175,6 +175,11 @@ class GuestConfig:
             return
         if self.timer not in (TimerPath.PV, TimerPath.LGUEST):
             raise InputError("--warp-idle needs --timer pv or lguest (an idle wait is a BLOCK)")
+        if self.guest is GuestKind.LINUX and self.timer is not TimerPath.LGUEST:
+            raise InputError(
+                "--warp-idle with --guest linux needs --timer lguest (its BLOCK "
+                "names the lguest device's programmed event)"
+            )
         if self.mode is TickMode.PERIODIC:
             raise InputError("--warp-idle needs a tickless guest: a ticking one is never idle")
         if self.io_rate_per_s > 0:

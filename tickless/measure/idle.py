@@ -204,7 +204,7 @@ def _notes(spec: IdleSpec, booted: int, partial: bool, window_s: float) -> list[
     if spec.timer is TimerPath.PV:
         notes.append(
             "idle: block (PV idle: each wait blocks in the host until its deadline, resumed "
-            "without an interrupt; wake-ups count the blocks ended)"
+            "without an interrupt)"
             if spec.pv_idle == "block"
             else "idle: halt (each wait halts until the deadline loop's interrupt)"
         )

@@ -37,10 +37,10 @@ class GuestSnapshot:
         shared = m.shared
         return cls(
             int(shared.irq_count),
-            int(shared.wakeups) + int(shared.pv_block_wakes),  # from HLT, or a PV idle BLOCK
+            int(shared.wakeups),
             int(shared.timer_callbacks),
             m.hypercalls.calls,
-            sum(m.outcome.exits.values()),
+            sum(m.outcome.exits.values()) + int(shared.pv_kicks),  # + in-kernel PV kicks
             m.context.injections,
             m.vcpu_cpu_ns(),
         )

@@ -106,7 +106,7 @@ class PvDeadlineDevice(Device, BusDevice):
         self.slow_kicks += 1
         os.eventfd_write(self._kick_fd, 1)
 
-    def end_block(self) -> None:
+    def stopping(self) -> None:
         """The guest is being stopped: a BLOCK in progress ends now, and no new one waits."""
         self._stopping = True
         if self._channel is not None and self._channel.channel is not None:

@@ -20,7 +20,6 @@ from tickless.devices.faults import GuestFault
 from tickless.devices.hypercall import HypercallPort
 from tickless.devices.lookup import MachineDevices
 from tickless.devices.memory import GuestMemory
-from tickless.devices.pv_deadline import PvDeadlineDevice
 from tickless.errors import InputError, KvmError
 from tickless.guest import abi
 from tickless.host.cputime import thread_busy_ns, thread_cpu_ns
@@ -222,9 +221,8 @@ class GuestMachine(MachineDevices):
         if not self._stop_requested and not self.outcome.ok:
             self.outcome.reason = reason
         self._stop_requested = True
-        pv = self.device(PvDeadlineDevice) if getattr(self, "devices", None) else None
-        if pv is not None:
-            pv.end_block()  # a vCPU blocked in the host (PV idle) is not in KVM_RUN
+        for device in getattr(self, "devices", ()):
+            device.stopping()  # a vCPU blocked in the host (PV idle) is not in KVM_RUN
         kick(self.vcpu, self._thread)
         if self.ap is not None:
             kick(self.ap, self._ap_thread)

@@ -107,6 +107,7 @@ TABLE: dict[str, dict[str, Row]] = {
         "--miss-threshold": Row(("0", "1", "-0.5", "nan", "inf", "lots")),
         "--seed": Row(SEEDS),
         "--timer": Row((*CHOICE, "lapic")),
+        "--pv-idle": Row((*CHOICE, "nap")),
         "--dilation": Row(("0", "-1", "1e9", "abc", "1/0")),
         "--json": Row(OUTPUT_FILES),
     },
@@ -147,7 +148,7 @@ TABLE: dict[str, dict[str, Row]] = {
     "console": {
         "--guest": Row(CHOICE),
         "--kernel": Row(KERNELS, ("--guest", "linux")),
-        "--timer": Row((*CHOICE, "precise")),  # a Linux kernel ticks on lguest or lapic only
+        "--timer": Row((*CHOICE, "precise")),  # a Linux kernel ticks on pv, lguest or lapic only
         "--mode": Row(CHOICE),
         "--hz": Row(COUNTS),
         "--duration": Row(DURATIONS),

@@ -106,8 +106,18 @@ def idle_spec(params: dict[str, Any]) -> IdleSpec:
     "--timer",
     type=click.Choice([TimerPath.PV.value, TimerPath.LGUEST.value]),
     default=None,
-    help="How tickless small guests re-arm: pv (default; the PV deadline device, no exit "
-    "per re-arm) or lguest (a hypercall per re-arm). Periodic and Linux guests use lguest.",
+    help="How tickless guests re-arm: pv (default; the PV deadline device, no exit "
+    "per re-arm) or lguest (a hypercall per re-arm). Linux guests default to pv too; "
+    "periodic guests use lguest.",
+)
+@click.option(
+    "--pv-idle",
+    type=click.Choice(["halt", "block"]),
+    default="halt",
+    show_default=True,
+    help="How a small guest on --timer pv idles until its deadline: halt (HLT; the loop's "
+    "interrupt wakes it) or block (PV idle, lguest's LHCALL_HALT: its vCPU thread waits in "
+    "the host, which resumes it at the deadline with no interrupt entry).",
 )
 @json_option("Write the idle result (kind 'idle') here.")
 def idle(
@@ -125,6 +135,7 @@ def idle(
     miss_threshold: float,
     seed: int,
     timer: str | None,
+    pv_idle: str,
     json_path: Path | None,
 ) -> None:
     """Run idle guests, ticking or tickless, and count what their timers cost the host.

@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     "guests",
     multiple=True,
     type=click.Choice(choices(GuestKind)),
-    help="Which guests' rows (repeatable). Default: small. linux adds a Linux kernel's lguest, "
+    help="Which guests' rows (repeatable). Default: small. linux adds a Linux kernel's pv, lguest, "
     "lapic, hpet and pit rows (idle load), booting one guest per row.",
 )
 @json_option("Write every row as a result record (a JSON list), rewritten after each run.")

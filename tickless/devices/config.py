@@ -36,6 +36,7 @@ from tickless.host.realtime import RealtimePolicy
 
 HUGE_PAGE = 2 << 20
 SECOND_NS = 1_000_000_000
+PV_IDLE_WAYS = ("halt", "block")  # a pv wait: HLT until the loop's interrupt, or BLOCK
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class GuestConfig:
     housekeeping_phase_ns: int = 0  # idle: its timers run as if it started this long ago
     rate: Fraction = Fraction(1)  # guest seconds per host second (time dilation)
     warp_idle: bool = False  # idle waits are BLOCK calls; the timeline may warp over them
+    pv_idle: str = "halt"  # pv waits: "halt" (HLT, the loop's interrupt) or "block" (PV idle)
     # CRON: (period_ns, first_ns) per timer, first_ns: its first deadline after the start.
     # IDLE: derived from housekeeping_ns and housekeeping_phase_ns (see cron_schedule).
     cron: tuple[tuple[int, int], ...] = ()
@@ -108,6 +110,7 @@ class GuestConfig:
         if self.timer is TimerPath.HPET and self.mode is TickMode.PERIODIC:
             self._check_hpet_period()
         self._check_messages()
+        self._check_pv_idle()
         if len(self.cron_schedule) > CRON_MAX_TIMERS:
             raise InputError(f"a cron guest runs at most {CRON_MAX_TIMERS} timers")
         if any(not 0 < period <= MAX_DELTA_NS for period, _ in self.cron_schedule):
@@ -153,6 +156,18 @@ class GuestConfig:
         if not 0 <= self.msg_retry_ns <= MAX_DELTA_NS:
             raise InputError("the retry timeout must be between 0 and an hour")
 
+    def _check_pv_idle(self) -> None:
+        """PV idle blocks the vCPU thread in the host until the page's deadline: a small
+        guest on the PV device, with nothing else to wake it (no I/O load, no warp)."""
+        if self.pv_idle not in PV_IDLE_WAYS:
+            raise InputError(f"--pv-idle must be one of {', '.join(PV_IDLE_WAYS)}")
+        if self.pv_idle == "halt":
+            return
+        if self.guest is not GuestKind.SMALL or self.timer is not TimerPath.PV:
+            raise InputError("--pv-idle block is the small guest's, on --timer pv")
+        if self.warp_idle or self.io_rate_per_s > 0 or self.wait is not Wait.HALT:
+            raise InputError("--pv-idle block needs a halting guest without --warp-idle or I/O")
+
     def _check_bending(self) -> None:
         """What each timer path can do with bent time (one line for what it cannot)."""
         check_dilation(self.timer, self.rate)
@@ -160,6 +175,11 @@ class GuestConfig:
             return
         if self.timer not in (TimerPath.PV, TimerPath.LGUEST):
             raise InputError("--warp-idle needs --timer pv or lguest (an idle wait is a BLOCK)")
+        if self.guest is GuestKind.LINUX and self.timer is not TimerPath.LGUEST:
+            raise InputError(
+                "--warp-idle with --guest linux needs --timer lguest (its BLOCK "
+                "names the lguest device's programmed event)"
+            )
         if self.mode is TickMode.PERIODIC:
             raise InputError("--warp-idle needs a tickless guest: a ticking one is never idle")
         if self.io_rate_per_s > 0:

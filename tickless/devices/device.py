@@ -109,6 +109,10 @@ class Device:
     def start(self, now_ticks: int) -> None:
         """The guest is about to run."""
 
+    def stopping(self) -> None:
+        """A stop was asked (any thread): end at once any wait a vCPU thread makes in
+        this device outside KVM_RUN, where the stop's kick cannot reach it."""
+
     def stop(self, now_ticks: int) -> None:
         """The guest has stopped."""
 

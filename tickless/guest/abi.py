@@ -100,6 +100,7 @@ TSS_SEL = 0x28
 CONSOLE_PORT = 0xE9  # one byte per out (Bochs-style debug console)
 HYPERCALL_PORT = 0x600
 PV_KICK_PORT = 0x604  # a 32-bit out here wakes the host's deadline loop (an ioeventfd)
+PV_BLOCK_PORT = 0x605  # an 8-bit out here: PV idle, block in the host until the page's deadline
 
 # --- interrupt vectors (higher vector = higher priority class on the LAPIC) ----------------
 PRECISE_VECTOR = 0xF0  # the dedicated precise timer channel: highest priority class
@@ -331,6 +332,7 @@ class Boot(C.Structure):
             "advance_shrink_shift",  # an early one removes surplus >> shrink_shift
             "rtc_rate_select",  # --timer rtc: register A's RS (its periodic rate 2^(16-RS) Hz)
             "io_cpu",  # the vCPU the I/O load's interrupts go to (0, or 1: vCPU 1 takes them)
+            "pv_block",  # 1: PV idle, a pv wait blocks in the host (PV_BLOCK_PORT), not HLT
         )
     ] + [
         ("cron_period_ns", C.c_uint64 * CRON_MAX_TIMERS),  # each timer's period
@@ -390,6 +392,8 @@ class Shared(C.Structure):
             "ap_ready",  # guest: 1 once vCPU 1 takes interrupts (--io-cpu other)
             "ring3_back_tsc",  # guest: TSC ring 3 first ran again after an I/O handler (0: not yet)
             "rtc_rereleases",  # guest, --timer rtc: divider releases redone (a wide bracket)
+            "pv_early_irqs",  # Linux on --timer pv: interrupts before the deadline it published
+            "pv_block_wakes",  # host: PV idle BLOCKs it ended for their deadline (no interrupt)
         )
     ]
 

@@ -129,6 +129,8 @@ class ChannelConfigC(C.Structure):
         ("log_address", C.c_uint64),
         ("log_capacity", C.c_uint64),
         ("io", IoConfig),
+        ("exact", C.c_int32),  # PAGE: inject at the deadline itself (the guest cannot spin)
+        ("block_fd", C.c_int32),  # PAGE: the eventfd dl_block waits on (-1: no PV idle)
     ]
 
 
@@ -148,5 +150,6 @@ class ChannelStatsC(C.Structure):
             "advance_ns",
             "failed_injections",
             "inject_errno",
+            "block_wakes",
         )
     ]

@@ -84,11 +84,12 @@ class ChannelStats:
     advance_ns: int  # the advance now
     failed_injections: int = 0  # expiries whose injection ioctl failed: not delivered
     inject_errno: int = 0  # the last failure's errno (0: none)
+    block_wakes: int = 0  # expiries delivered by ending a BLOCK (PV idle), not by interrupt
 
     @property
     def expiries(self) -> int:
         """Deadlines the loop acted on, delivered or not."""
-        return self.fired + self.failed_injections
+        return self.fired + self.block_wakes + self.failed_injections
 
     def failure_note(self, what: str) -> str | None:
         """One line for the record when injections failed (None when none did)."""
@@ -144,6 +145,8 @@ def library() -> C.CDLL:
         lib.dl_destroy.restype = None
         lib.dl_add.argtypes = [C.c_void_p, C.POINTER(ChannelConfigC)]
         lib.dl_remove.argtypes = [C.c_void_p, C.c_int]
+        lib.dl_block.argtypes = [C.c_void_p, C.c_int, C.c_uint64]
+        lib.dl_unblock.argtypes = [C.c_void_p, C.c_int]
         lib.dl_set_deadline.argtypes = [C.c_void_p, C.c_int, C.c_uint64, C.c_int, C.c_int64]
         lib.dl_set_clock.argtypes = [
             C.c_void_p,
@@ -250,11 +253,16 @@ class DeadlineLoop:
         log_capacity: int = 0,
         io: IoConfig | None = None,
         apic_id: int = 0,
+        exact: bool = False,
+        block_fd: int = -1,
     ) -> Channel:
         """Serve one guest timer; ``page_address`` is the host address of its shared page
         (PAGE, IO), ``kick_fd`` the eventfd its kicks signal, ``log_capacity`` events logged;
         IO: ``io`` its settings (its log's address and capacity are filled here), its
-        interrupts to the vCPU of ``apic_id``."""
+        interrupts to the vCPU of ``apic_id``. ``exact``: the guest cannot spin to its
+        deadline, so the loop waits out its advance in C and injects at the deadline itself
+        (KVM's lapic_timer_advance), tuning the advance from its own wake-ups.
+        ``block_fd``: a non-blocking eventfd for ``block`` (PV idle; -1: none)."""
         columns = len(IO_EVENT_FIELDS) if kind is ChannelKind.IO else len(EVENT_FIELDS)
         log = np.zeros((log_capacity, columns), dtype=np.uint64) if log_capacity else None
         if io is not None:
@@ -278,6 +286,8 @@ class DeadlineLoop:
             log_address=0 if io is not None or log is None else log.ctypes.data,
             log_capacity=0 if io is not None else log_capacity,
             io=io if io is not None else IoConfig(),
+            exact=int(exact),
+            block_fd=block_fd,
         )
         index = self._lib.dl_add(self._h(), C.byref(cfg))
         if index < 0:
@@ -291,6 +301,17 @@ class DeadlineLoop:
         if self._handle is not None:
             self._lib.dl_remove(self._handle, channel.id)
         self._logs.pop(channel.id, None)
+
+    def block(self, channel: Channel, deadline_ns: int) -> int:
+        """PV idle: wait (GIL released) until the loop delivers ``deadline_ns`` by ending
+        this wait instead of injecting. 0: woken for it; 1: by ``unblock``; -ETIME: it is
+        not the page's pending deadline (delivered already, by interrupt)."""
+        return int(self._lib.dl_block(self._h(), channel.id, deadline_ns))
+
+    def unblock(self, channel: Channel) -> None:
+        """End a ``block`` wait at once (a stop)."""
+        if self._handle is not None:
+            self._lib.dl_unblock(self._handle, channel.id)
 
     def set_deadline(self, channel: Channel, deadline_ns: int, margin_ns: int | None) -> None:
         """CALL channels: arm ``deadline_ns`` (0 cancels), folding in the guest's margin."""

@@ -201,6 +201,13 @@ def _saturation(spec: IdleSpec, result: IdleResult, ramp_found: int | None) -> i
 
 def _notes(spec: IdleSpec, booted: int, partial: bool, window_s: float) -> list[str]:
     notes = []
+    if spec.timer is TimerPath.PV:
+        notes.append(
+            "idle: block (PV idle: each wait blocks in the host until its deadline, resumed "
+            "without an interrupt)"
+            if spec.pv_idle == "block"
+            else "idle: halt (each wait halts until the deadline loop's interrupt)"
+        )
     if booted < spec.guests:
         notes.append(
             f"ramp stopped at {booted:,} of {spec.guests:,} guests: ticks were missed "

@@ -33,7 +33,7 @@ from tickless.host.timer_thread import HostTimerThread
 from tickless.measure.interrupts import apply_interrupts, guest_deadlines_ns, guest_interrupts
 from tickless.measure.io_report import io_counts, io_notes, precise_late_causes
 from tickless.measure.machine_info import machine_facts
-from tickless.measure.pv_report import explain_run, pv_counts
+from tickless.measure.pv_report import console_exits, explain_run, linux_pv_note, pv_counts
 from tickless.measure.timeline_report import timeline_notes
 from tickless.results.record import build_record
 from tickless.results.schema import HostCounts, ResultRecord
@@ -109,6 +109,9 @@ def watch(
         if watched.ready_at_s is None:
             if int(machine.shared.ready):
                 watched.ready_at_s, watched.ready_cpu_s = now, process_cpu_s()
+                machine.ready_exits = machine.exit_count
+                machine.ready_kicks = int(machine.shared.pv_kicks)
+                machine.ready_console_exits = console_exits(machine)
                 last_change = now
             elif now - start > boot_timeout_s:
                 machine.request_stop(f"guest did not start its workload in {boot_timeout_s:g} s")
@@ -265,11 +268,22 @@ def host_counts(
     """The host-side cost of the timer path just run; explanations go into ``notes``."""
     shared, outcome = machine.shared, machine.outcome
     hypercalls, exits = outcome.hypercalls, sum(outcome.exits.values())
+    linux = spec.guest is GuestKind.LINUX
+    console = 0  # the workload's console lines (a UART exit per register access)
+    if linux and machine.ready_exits is not None:
+        exits = machine.exit_count - machine.ready_exits  # the boot's are not the timer's
+        console = console_exits(machine) - (machine.ready_console_exits or 0)
+        exits -= console
+        notes.append(f"linux: {console} console exits during the workload, not counted")
     if spec.timer is TimerPath.PV:
         timer_events = int(shared.irq_count)
         injections, wakeups, kicks, more = pv_counts(machine)
+        if linux and machine.ready_kicks is not None:
+            kicks -= machine.ready_kicks
         exits += kicks  # in-kernel exits (the ioeventfd): they never reach Python
         notes.extend(more)
+        if linux:
+            notes.append(linux_pv_note(machine, exits, kicks))
     elif spec.timer is TimerPath.LGUEST:
         timer_events = int(shared.irq_count)
         injections, wakeups = int(shared.host_fired), host.timers.stats.wakeups

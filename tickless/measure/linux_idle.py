@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from tickless.host.cputime import process_cpu_s
 from tickless.measure.kvm import linux_notes
+from tickless.measure.pv_report import console_exits
 from tickless.vmm.host import VmmHost
 from tickless.vmm.linux_boot import LinuxGuestInfo, read_linux_info
 from tickless.vmm.machine import GuestMachine
@@ -40,7 +41,8 @@ class GuestSnapshot:
             int(shared.wakeups),
             int(shared.timer_callbacks),
             m.hypercalls.calls,
-            sum(m.outcome.exits.values()),
+            # + in-kernel PV kicks, - the console's (a Linux guest's printk at its start)
+            sum(m.outcome.exits.values()) + int(shared.pv_kicks) - console_exits(m),
             m.context.injections,
             m.vcpu_cpu_ns(),
         )

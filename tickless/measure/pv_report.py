@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from tickless.axes import TimerPath
+from tickless.axes import GuestKind, TimerPath
 from tickless.devices.results import ResultsDevice
+from tickless.devices.uart import UartDevice
 from tickless.measure.explain import build_breakdown
 from tickless.results.breakdown import Breakdown
 from tickless.results.spec import MeasureSpec
@@ -21,8 +22,13 @@ def pv_counts(machine: GuestMachine) -> tuple[int, int, int, list[str]]:
     shared = machine.shared
     kicks = int(shared.pv_kicks)
     irq, spun = int(shared.pv_irq_events), int(shared.pv_spin_events)
+    how = (
+        "Linux's driver (its events are the interrupts, delivered at the deadline)"
+        if machine.config.guest is GuestKind.LINUX
+        else f"{irq} events by early interrupt, {spun} spun to without one"
+    )
     notes = [
-        f"pv: {irq} events by early interrupt, {spun} spun to without one; the guest kicked "
+        f"pv: {how}; the guest kicked "
         f"the host {kicks} times (in-kernel ioeventfd exits, {stats.kicks} loop wake-ups by "
         f"kick), every other re-arm was exitless",
         f"pv: adaptive advance ended at {stats.advance_ns / 1000:.1f} us; the deadline loop "
@@ -64,4 +70,22 @@ def explain_run(
         spec.interval_ns,
         spec.method,
         stats.advance_ns,
+    )
+
+
+def console_exits(machine: GuestMachine) -> int:
+    """Exits the guest's serial console has cost so far (0 without one)."""
+    uart = machine.device(UartDevice)
+    return uart.uart.accesses if uart is not None else 0
+
+
+def linux_pv_note(machine: GuestMachine, exits: int, kicks: int) -> str:
+    """Linux on the PV device, from its workload's start: exits and kicks per event."""
+    events = max(machine.events_recorded, 1)
+    return (
+        f"linux pv: {exits} exits during the workload besides its console's "
+        f"({exits / events:.3f} per event), of which {kicks} kicks ({kicks / events:.3f} "
+        f"per event); the host delivers at the deadline itself (Linux cannot spin): "
+        f"{int(machine.shared.pv_early_irqs)} interrupts came before the deadline the "
+        f"driver had published"
     )

@@ -53,6 +53,7 @@ class IdleSpec:
     timer: TimerPath | None = None  # None: pv for tickless small guests, else lguest
     rate: Fraction = Fraction(1)  # time dilation: guest seconds per wall second
     warp_idle: bool = False  # duration is guest time; idle stretches are jumped over
+    pv_idle: str = "halt"  # pv: idle in HLT until the loop's interrupt, or "block" in the host
 
     def __post_init__(self) -> None:
         if self.guests < 1:
@@ -80,11 +81,12 @@ class IdleSpec:
             raise InputError("--warp-idle needs a tickless guest: a ticking one is never idle")
 
     def _check_timer(self) -> None:
-        """Tickless small guests re-arm through the PV deadline device (exitless) unless
-        told otherwise; periodic ticks and Linux's driver use the lguest device."""
-        wants_lguest = self.mode is TickMode.PERIODIC or self.guest is GuestKind.LINUX
-        if self.timer is None:
-            timer = TimerPath.LGUEST if wants_lguest else TimerPath.PV
+        """Tickless guests re-arm through the PV deadline device (exitless) unless told
+        otherwise, Linux's driver too; periodic ticks use the lguest device."""
+        wants_lguest = self.mode is TickMode.PERIODIC
+        if self.timer is None:  # a warped Linux BLOCKs on the lguest device's event
+            warped_linux = self.warp_idle and self.guest is GuestKind.LINUX
+            timer = TimerPath.LGUEST if wants_lguest or warped_linux else TimerPath.PV
         else:
             try:
                 timer = TimerPath(self.timer)
@@ -94,10 +96,16 @@ class IdleSpec:
             raise InputError("--timer must be pv or lguest")
         if timer is TimerPath.PV and wants_lguest:
             raise InputError(
-                "--timer pv runs tickless small guests; periodic ticks and --guest linux use "
-                "the lguest device (--timer lguest)"
+                "--timer pv runs tickless guests; periodic ticks use the lguest device "
+                "(--timer lguest)"
             )
         object.__setattr__(self, "timer", timer)
+        if self.pv_idle not in ("halt", "block"):
+            raise InputError("--pv-idle must be halt or block")
+        if self.pv_idle == "block" and (
+            timer is not TimerPath.PV or self.warp_idle or self.guest is not GuestKind.SMALL
+        ):
+            raise InputError("--pv-idle block needs tickless small guests on --timer pv")
 
     @property
     def step(self) -> int:

@@ -53,7 +53,10 @@ ASSUMED_LATENCY_NS = 60_000  # only for progress estimates
 PERIODIC_TIMERS = frozenset({TimerPath.LGUEST, TimerPath.HPET, TimerPath.PIT, TimerPath.RTC})
 # What --guest linux measures: our lguest driver, or Linux's own lapic-deadline, HPET and
 # i8253 ("pit") drivers on the zoo's chips (vmm/linux_boot.py: the command line each needs).
-LINUX_TIMERS = frozenset({TimerPath.LGUEST, TimerPath.LAPIC, TimerPath.HPET, TimerPath.PIT})
+# What the Linux guest's workload can measure: our drivers (pv, lguest) and Linux's own.
+LINUX_TIMERS = frozenset(
+    {TimerPath.PV, TimerPath.LGUEST, TimerPath.LAPIC, TimerPath.HPET, TimerPath.PIT}
+)
 MAX_MEASURE_GUESTS = 256  # one vCPU thread each, measuring at once on two cores
 
 Progress = Callable[[int], None]
@@ -76,8 +79,8 @@ def rtc_rate_hz(interval_ns: int) -> int:
 
 
 def default_timer(guest: GuestKind) -> TimerPath:
-    """``pv``, the device that wins; a Linux guest's driver drives the lguest device."""
-    return TimerPath.LGUEST if guest is GuestKind.LINUX else TimerPath.PV
+    """``pv``, the device that wins, for every guest (Linux's driver drives it too)."""
+    return TimerPath.PV
 
 
 E = TypeVar("E", bound=Enum)
@@ -288,8 +291,9 @@ class MeasureSpec:
             raise InputError("--guest linux runs on the kvm backend only")
         if self.timer not in LINUX_TIMERS:
             raise InputError(
-                "--guest linux measures --timer lguest (its driver drives the lguest device), "
-                "lapic, hpet or pit (Linux's own drivers)"
+                "--guest linux measures --timer pv (its driver on the PV deadline device), "
+                "lguest (its driver on the lguest device), lapic, hpet or pit (Linux's own "
+                "drivers)"
             )
         if self.guests > 1:
             raise InputError("--guests runs small guests; --guest linux measures one")

@@ -13,7 +13,7 @@ from tickless.axes import Backend, GuestKind, Load, TimerPath
 from tickless.errors import InputError
 from tickless.guest.abi import LINUX_MAX_EVENTS
 from tickless.results.paper import INTERVALS_US, PAPER_EVENTS
-from tickless.results.spec import MeasureSpec
+from tickless.results.spec import LINUX_TIMERS, MeasureSpec
 
 # Row order within a setting: the floor first, then the paper's KVM, then the chips a PC has,
 # emulated on the timeline (the paper's QEMU row is such a path), then ours.
@@ -27,7 +27,6 @@ TIMERS = (
     TimerPath.PV,
     TimerPath.PRECISE,
 )
-LINUX_TIMERS = (TimerPath.LGUEST, TimerPath.LAPIC, TimerPath.HPET, TimerPath.PIT)
 LOADS = (Load.IDLE, Load.CPU, Load.IO)
 QUICK_COUNT = 300
 LINUX_HZ = 100  # the kernel the Linux rows boot (see ../shared/notes: 1000 HZ cannot keep up)

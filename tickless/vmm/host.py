@@ -133,7 +133,8 @@ class VmmHost:
         timeline: Timeline | None = None,
     ) -> GuestMachine:
         """A guest on ``timeline`` (None: a timeline of its own, at its config's rate)."""
-        loop = self.deadline_loop if config.guest is GuestKind.SMALL else None
+        pv = config.guest is GuestKind.SMALL or config.timer is TimerPath.PV
+        loop = self.deadline_loop if pv else None
         machine = GuestMachine(
             self.system,
             self.timers,

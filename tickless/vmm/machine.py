@@ -81,6 +81,11 @@ class GuestMachine(MachineDevices):
         self._vcpu_native_id: int | None = None
         self._exit_count = 0  # every exit, for the watchdog (outcome.exits has them by name)
         self.boot_s: float | None = None  # start to workload (shared.ready), set by watchers
+        # Exits to Python and PV kicks when the workload began (set by watchers): a Linux
+        # guest's boot exits thousands of times, none of them the timer's.
+        self.ready_exits: int | None = None
+        self.ready_kicks: int | None = None
+        self.ready_console_exits: int | None = None
         # Cleared while frozen: the vCPU threads wait on it outside KVM_RUN.
         self._unpaused = threading.Event()
         self._unpaused.set()
@@ -216,6 +221,8 @@ class GuestMachine(MachineDevices):
         if not self._stop_requested and not self.outcome.ok:
             self.outcome.reason = reason
         self._stop_requested = True
+        for device in getattr(self, "devices", ()):
+            device.stopping()  # a vCPU blocked in the host (PV idle) is not in KVM_RUN
         kick(self.vcpu, self._thread)
         if self.ap is not None:
             kick(self.ap, self._ap_thread)
@@ -267,6 +274,11 @@ class GuestMachine(MachineDevices):
         if self.config.guest is GuestKind.LINUX:
             bound = max(bound or 0.0, LINUX_WATCHDOG_S)
         return bound
+
+    @property
+    def exit_count(self) -> int:
+        """Exits to Python so far (every vCPU)."""
+        return self._exit_count
 
     def activity(self) -> bytes:
         """``guest_activity``; nothing once closed (the watchdog may look meanwhile)."""

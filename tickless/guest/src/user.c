@@ -202,7 +202,14 @@ static uint64_t pv_wait(uint64_t deadline, uint64_t *tsc, uint64_t *entry, uint6
             __asm__ volatile("outl %%eax, %%dx" ::"a"(0), "d"((uint16_t)PV_KICK_PORT) : "memory");
             SHARED->pv_kicks++;
         }
-        wait_irq(&SHARED->irq_count, seen);
+        /* PV idle: block in the host until the deadline; it resumes us after the out, no
+         * interrupt entry, and counts the wake in pv_block_wakes. Otherwise (delivered by
+         * interrupt already, a stop) the interrupt is waited for as without it. */
+        uint64_t woken = SHARED->pv_block_wakes;
+        if (BOOT->pv_block)
+            __asm__ volatile("outb %%al, %%dx" ::"a"(0), "d"((uint16_t)PV_BLOCK_PORT) : "memory");
+        if (!BOOT->pv_block || SHARED->pv_block_wakes == woken)
+            wait_irq(&SHARED->irq_count, seen);
         now = *entry = clock_ns();
         SHARED->pv_margin_ns = deadline - now; /* < 0: the interrupt came late */
         __asm__ volatile("" ::: "memory");     /* margin before its sequence number */

@@ -40,6 +40,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -69,6 +70,7 @@ struct dl_advance { /* AdaptiveAdvance (tickless/timers/precise.py), the same ar
 struct dl_stats { /* fired: interrupts the ioctl took; failed_injections: expiries it refused */
     uint64_t fired, looks, kicks, loop_wakeups, late_wakeups, margins, past_deadlines,
         far_deadlines, logged, advance_ns, failed_injections, inject_errno;
+    uint64_t block_wakes; /* PAGE: expiries delivered by ending a BLOCK, not by interrupt */
 };
 
 struct dl_event { /* one expiry, for --explain: guest ns and host TSC */
@@ -77,6 +79,9 @@ struct dl_event { /* one expiry, for --explain: guest ns and host TSC */
 
 struct dl_channel {
     int kind, vm_fd, gsi, kick_fd;
+    int exact; /* deliver exact: wait out the advance here, inject at the deadline (Linux) */
+    int block_fd;  /* PAGE: eventfd a vCPU thread blocked in dl_block waits on (-1: none) */
+    int blocked;   /* PAGE: that thread waits for pending_ns: end the wait, inject nothing */
     struct kvm_msi msi;
     volatile struct tickless_shared *page; /* PAGE only: the guest's shared page */
     struct dl_clock clock;
@@ -90,6 +95,7 @@ struct dl_channel {
     unsigned interval_next;
     uint64_t margin_seq;     /* PAGE: last pv_margin_seq folded in */
     uint64_t wake_tsc, planned_wake_tsc;
+    uint64_t planned_ns;     /* exact: the deadline planned_wake_tsc was computed for */
     struct dl_event *log;    /* optional, capacity log_capacity */
     uint64_t log_capacity;
     struct dl_stats stats;
@@ -205,9 +211,20 @@ static uint64_t look_after(struct dl_channel *c, uint64_t deadline) {
                           c->look_delay_ns);
 }
 
-static void fire(struct dl_channel *c, uint64_t now_tsc, uint64_t now_ns) {
+/* woke_ns: when the loop woke for it (an exact channel injects later, at the deadline). */
+static int wake_blocked(struct dl_channel *c) {
+    uint64_t one = 1;
+    c->blocked = 0;
+    c->page->pv_block_wakes++; /* before the wake: the guest reads it once it runs */
+    return write(c->block_fd, &one, sizeof one) == sizeof one ? 0 : errno;
+}
+
+static void fire(struct dl_channel *c, uint64_t now_tsc, uint64_t woke_ns) {
     uint64_t deadline = c->pending_ns;
-    int err = inject(c);
+    int blocked = c->blocked; /* PV idle: the vCPU resumes where it blocked, no interrupt */
+    int err = blocked ? wake_blocked(c) : inject(c);
+    if (blocked && !err)
+        c->stats.block_wakes++;
     if (c->log && c->stats.logged < c->log_capacity) /* every expiry, delivered or not */
         c->log[c->stats.logged++] = (struct dl_event){deadline, c->planned_wake_tsc, now_tsc,
                                                        rdtsc()};
@@ -217,7 +234,7 @@ static void fire(struct dl_channel *c, uint64_t now_tsc, uint64_t now_ns) {
     } else {
         c->stats.fired++;
     }
-    if (now_ns >= deadline)
+    if (woke_ns >= deadline)
         c->stats.late_wakeups++;
     c->pending_ns = 0;
     c->look_ns = 0;
@@ -257,6 +274,31 @@ static void read_page(struct dl_channel *c, uint64_t now_ns) {
 
 #include "deadline_loop_io.h"
 
+/* A guest that cannot spin to its deadline (Linux: its clock-event handler runs in ring 0,
+ * emulated here, and an early interrupt would only be re-armed) gets the interrupt at the
+ * deadline itself: we woke by the advance, and wait out the rest here, as KVM's
+ * lapic_timer_advance does before it injects. The loop's own margin (how early it woke
+ * for the deadline it planned for) tunes the advance, since the guest reports none. The
+ * wait is bounded by the advance (max_ns), and a frozen clock (mul 0) is not waited for:
+ * the deadline then fires at once, which is what a frozen guest's later time would do. */
+static uint64_t wait_exact(struct dl_channel *c, uint64_t now_tsc, uint64_t *now_ns) {
+    uint64_t deadline = c->pending_ns;
+    if (c->planned_ns == deadline && c->planned_wake_tsc != DL_NONE &&
+        now_tsc >= c->planned_wake_tsc) { /* our own wake-up for it: fold its margin */
+        advance_update(&c->adv, (int64_t)(deadline - *now_ns));
+        c->stats.margins++;
+    }
+    if (c->clock.mul == 0)
+        return now_tsc;
+    uint64_t until_tsc = tsc_at(&c->clock, deadline);
+    while (now_tsc < until_tsc) {
+        __asm__ volatile("pause");
+        now_tsc = rdtsc();
+    }
+    *now_ns = guest_ns(&c->clock, now_tsc);
+    return now_tsc;
+}
+
 /* One channel at host TSC now: fire what is due, then set wake_tsc and (PAGE) the promise
  * in pv_host_armed_ns. Dekker order with the guest: we publish the promise, fence, then
  * read its deadline; it writes the deadline, fences, then reads the promise. */
@@ -274,9 +316,14 @@ static void process(struct dl_loop *loop, struct dl_channel *c, uint64_t now_tsc
             }
             read_page(c, now_ns);
         }
-        if (c->pending_ns && now_ns + (uint64_t)c->adv.advance_ns >= c->pending_ns)
-            fire(c, now_tsc, now_ns);
+        if (c->pending_ns && now_ns + (uint64_t)c->adv.advance_ns >= c->pending_ns) {
+            uint64_t woke_ns = now_ns;
+            if (c->exact)
+                now_tsc = wait_exact(c, now_tsc, &now_ns);
+            fire(c, now_tsc, woke_ns);
+        }
         uint64_t promise;
+        c->planned_ns = c->pending_ns;
         if (c->pending_ns) {
             c->planned_wake_tsc = tsc_at(&c->clock, c->pending_ns - (uint64_t)c->adv.advance_ns);
             promise = c->pending_ns;
@@ -471,6 +518,8 @@ struct dl_channel_config {
     uint64_t max_delta_ns, look_delay_ns;
     uint64_t log_address, log_capacity;
     struct dl_io_config io; /* IO only */
+    int32_t exact, block_fd; /* PAGE: deliver at the deadline itself (wait_exact); the
+                              * eventfd dl_block waits on (-1: none) */
 };
 
 /* Returns the channel's id (>= 0) or -errno. */
@@ -479,6 +528,8 @@ int dl_add(struct dl_loop *loop, const struct dl_channel_config *cfg) {
     if (!c)
         return -ENOMEM;
     c->kind = cfg->kind, c->vm_fd = cfg->vm_fd, c->gsi = cfg->gsi, c->kick_fd = cfg->kick_fd;
+    c->exact = cfg->exact != 0;
+    c->block_fd = cfg->kind == DL_PAGE ? cfg->block_fd : -1;
     c->msi.address_lo = cfg->msi_address_lo, c->msi.data = cfg->msi_data;
     c->page = (volatile struct tickless_shared *)(uintptr_t)cfg->page_address;
     c->clock = (struct dl_clock){cfg->tsc_timestamp, cfg->system_time_ns, cfg->mul, cfg->shift};
@@ -555,6 +606,60 @@ int dl_remove(struct dl_loop *loop, int id) {
     free(c->io);
     free(c);
     return 0;
+}
+
+/* PV idle (lguest's LHCALL_HALT, Xen's SCHEDOP_block): the calling vCPU thread waits
+ * here, without the GIL, until the loop delivers the page's deadline by ending the wait
+ * instead of injecting (the guest resumes after its BLOCK, no interrupt entry), or until
+ * dl_unblock (a stop). Returns 0 when woken for the deadline, 1 by dl_unblock, -ETIME when
+ * the deadline the guest names is not the page's pending one (already delivered, by
+ * interrupt: the guest waits for that), -ENOENT for no such PAGE channel. */
+int dl_block(struct dl_loop *loop, int id, uint64_t deadline_ns) {
+    pthread_mutex_lock(&loop->mutex);
+    struct dl_channel *c = channel(loop, id);
+    if (!c || c->kind != DL_PAGE || c->block_fd < 0) {
+        pthread_mutex_unlock(&loop->mutex);
+        return -ENOENT;
+    }
+    if (!deadline_ns || c->page->pv_deadline_ns != deadline_ns ||
+        deadline_ns == c->last_fired_ns) {
+        pthread_mutex_unlock(&loop->mutex);
+        return -ETIME;
+    }
+    int fd = c->block_fd;
+    uint64_t value;
+    while (read(fd, &value, sizeof value) == sizeof value) /* stale wake-ups: none owed now */
+        ;
+    c->blocked = 1;
+    loop->due[id] = 0; /* the loop looks again (the deadline may be due already) */
+    pthread_mutex_unlock(&loop->mutex);
+    poke(loop);
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    while (poll(&pfd, 1, -1) < 0 && errno == EINTR)
+        ;
+    pthread_mutex_lock(&loop->mutex);
+    int cancelled = c == channel(loop, id) && c->blocked; /* dl_unblock leaves it set */
+    c = channel(loop, id);
+    if (c)
+        c->blocked = 0;
+    while (read(fd, &value, sizeof value) == sizeof value)
+        ;
+    pthread_mutex_unlock(&loop->mutex);
+    return cancelled ? 1 : 0;
+}
+
+/* End a dl_block wait at once (the guest is being stopped): the deadline stays pending and
+ * is delivered by interrupt, if the guest ever runs again. */
+int dl_unblock(struct dl_loop *loop, int id) {
+    pthread_mutex_lock(&loop->mutex);
+    struct dl_channel *c = channel(loop, id);
+    if (c && c->block_fd >= 0) {
+        uint64_t one = 1;
+        ssize_t written = write(c->block_fd, &one, sizeof one);
+        (void)written; /* a full counter already ends the wait */
+    }
+    pthread_mutex_unlock(&loop->mutex);
+    return c ? 0 : -ENOENT;
 }
 
 /* CALL channels: a validated deadline (0 cancels); margin folded in when has_margin. */

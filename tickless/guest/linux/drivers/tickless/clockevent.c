@@ -4,6 +4,13 @@
  * is the SET_CLOCKEVENT hypercall, periodic mode is SET_PERIODIC, and the host raises
  * ISA IRQ LINUX_TIMER_IRQ (an IOAPIC pin of the MP table) when the event is due.
  *
+ * On --timer pv the same device drives the PV deadline device instead (the small guest's
+ * ABI, user.c pv_wait): set_next_event writes the absolute deadline on the PV clock into
+ * the shared page and kicks the host (a 32-bit out to PV_KICK_PORT, an in-kernel
+ * ioeventfd exit) only when it is earlier than the host's promise (pv_host_armed_ns);
+ * every other re-arm is exitless. The host delivers at the deadline itself (its channel
+ * is "deliver exact"), on the same IRQ; one-shot only (the tick core emulates periodic).
+ *
  * A 1 GHz device (mult 1, shift 0: cycles are ns) whose limits are the ABI's, set
  * directly as lguest did: clockevents_config() would raise the minimum to 1 us.
  */
@@ -23,8 +30,43 @@
 #include "../../kernel/time/tick-internal.h"
 #include "tickless.h"
 
+/* The PV device refuses nothing (a past deadline fires at once): the core's minimum is
+ * only what is worth programming, as the LAPIC's. */
+#define TICKLESS_PV_MIN_DELTA_NS 1000
+
 static bool periodic_on;
 bool tickless_clockevent_registered;
+
+static bool pv_on; /* --timer pv: the PV deadline device */
+
+/*
+ * Dekker's order with the host loop: we write the deadline, fence, then read the promise;
+ * it writes the promise, fences, then reads the deadline. One of the two sees the other.
+ * A deadline already past is published as it is: the host fires it at once.
+ */
+static int tickless_pv_set_next_event(unsigned long delta, struct clock_event_device *evt)
+{
+	u64 deadline = tickless_clock_ns() + delta, promise;
+
+	WRITE_ONCE(tickless_shared->pv_deadline_ns, deadline);
+	mb();
+	promise = READ_ONCE(tickless_shared->pv_host_armed_ns);
+	if (!promise || deadline < promise) {
+		tickless_count(pv_kicks);
+		asm volatile("outl %%eax, %%dx"
+			     :
+			     : "a"(1u), "d"((u16)TICKLESS_PV_KICK_PORT)
+			     : "memory");
+	}
+	return 0;
+}
+
+/* Nothing programmed: 0 in the page; a promise the host made is not kept for it. */
+static int tickless_pv_shutdown(struct clock_event_device *evt)
+{
+	WRITE_ONCE(tickless_shared->pv_deadline_ns, 0);
+	return 0;
+}
 
 static int tickless_set_next_event(unsigned long delta, struct clock_event_device *evt)
 {
@@ -87,6 +129,12 @@ static irqreturn_t tickless_timer_interrupt(int irq, void *dev_id)
 	struct clock_event_device *evt = dev_id;
 
 	tickless_count(irq_count);
+	if (pv_on) { /* the host delivers at the deadline itself: check it did */
+		u64 deadline = READ_ONCE(tickless_shared->pv_deadline_ns);
+
+		if (deadline && tickless_clock_ns() < deadline)
+			tickless_count(pv_early_irqs);
+	}
 	if (is_idle_task(current))
 		tickless_count(wakeups); /* the CPU was idle (halted): the event woke it */
 	evt->event_handler(evt);
@@ -156,10 +204,48 @@ static int __init min_delta_selftest(struct clock_event_device *evt)
 	return 0;
 }
 
+/*
+ * The PV device's check before it may carry the tick: an event 1 ms ahead, through the
+ * clockevents core, must arrive on our IRQ (the host's loop injects through the IOAPIC).
+ */
+static int __init pv_selftest(struct clock_event_device *evt)
+{
+	unsigned long flags;
+	int ret;
+
+	evt->event_handler = selftest_handler;
+	clockevents_switch_state(evt, CLOCK_EVT_STATE_ONESHOT);
+	local_irq_save(flags);
+	ret = clockevents_program_event(evt, ktime_add_ns(ktime_get(), NSEC_PER_MSEC), false);
+	local_irq_restore(flags);
+	if (!ret && !wait_for_completion_timeout(&selftest_fired, HZ))
+		ret = -ETIMEDOUT;
+	clockevents_switch_state(evt, CLOCK_EVT_STATE_SHUTDOWN);
+	evt->event_handler = clockevents_handle_noop;
+	if (ret)
+		pr_err("pv self-test: no interrupt on IRQ %d (%d)\n", evt->irq, ret);
+	else
+		pr_info("pv self-test: event on IRQ %d, %llu kicks\n", evt->irq,
+			READ_ONCE(tickless_shared->pv_kicks));
+	return ret;
+}
+
 int __init tickless_clockevent_init(void)
 {
 	struct clock_event_device *evt = &tickless_ce;
 	int ret;
+
+	pv_on = tickless_boot->timer == TICKLESS_TIMERPATH_PV;
+	if (pv_on) {
+		evt->name = "tickless-pv";
+		evt->features = CLOCK_EVT_FEAT_ONESHOT;
+		evt->set_next_event = tickless_pv_set_next_event;
+		evt->set_state_shutdown = tickless_pv_shutdown;
+		evt->set_state_oneshot = NULL;
+		evt->set_state_oneshot_stopped = tickless_pv_shutdown;
+		evt->set_state_periodic = NULL;
+		evt->min_delta_ns = evt->min_delta_ticks = TICKLESS_PV_MIN_DELTA_NS;
+	}
 
 	evt->cpumask = cpumask_of(0);
 	evt->event_handler = clockevents_handle_noop; /* until the self-test's own */
@@ -169,7 +255,7 @@ int __init tickless_clockevent_init(void)
 		return ret;
 	}
 	irq_set_handler(evt->irq, tickless_timer_flow);
-	ret = min_delta_selftest(evt);
+	ret = pv_on ? pv_selftest(evt) : min_delta_selftest(evt);
 	if (ret) { /* Linux stays on lapic-deadline */
 		irq_set_handler(evt->irq, handle_edge_irq);
 		free_irq(evt->irq, evt);

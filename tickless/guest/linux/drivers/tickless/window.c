@@ -180,7 +180,8 @@ static int __init tickless_init(void)
 	}
 	clocksource_register_hz(&tickless_cs, NSEC_PER_SEC);
 	tickless_sched_clock_init();
-	if (tickless_boot->timer != TICKLESS_TIMERPATH_LGUEST)
+	if (tickless_boot->timer != TICKLESS_TIMERPATH_LGUEST &&
+	    tickless_boot->timer != TICKLESS_TIMERPATH_PV)
 		return 0; /* lapic, hpet, pit: Linux's own driver is the clock-event device */
 	return tickless_clockevent_init();
 }

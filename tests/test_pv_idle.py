@@ -1,0 +1,41 @@
+"""PV idle (issue 21): a small guest on the PV deadline device with nothing to do until its
+next deadline blocks in the host (a byte to PV_BLOCK_PORT, lguest's LHCALL_HALT) instead of
+halting, and the loop resumes it at the deadline without an interrupt entry. Counts only."""
+
+from __future__ import annotations
+
+import pytest
+
+from tickless.axes import TimerPath
+from tickless.errors import InputError
+from tickless.measure.idle import run_idle
+from tickless.results.idle import IdleSpec
+
+SECOND_NS = 1_000_000_000
+
+
+def test_pv_idle_block_needs_the_pv_device() -> None:
+    with pytest.raises(InputError, match="--pv-idle block"):
+        IdleSpec(guests=1, timer=TimerPath.LGUEST, pv_idle="block")
+    with pytest.raises(InputError, match="--pv-idle"):
+        IdleSpec(guests=1, pv_idle="nap")
+
+
+@pytest.mark.kvm
+def test_blocked_guests_wake_at_their_deadlines_without_interrupts() -> None:
+    """Two guests, 3 s: their 1 s and 4 s housekeeping timers run (none early) and every
+    wake-up is a BLOCK the loop ended, not an interrupt; the run's end stops guests that
+    are blocked in the host (the run returns). The same fleet on halt takes interrupts."""
+    spec = IdleSpec(guests=2, duration_ns=3 * SECOND_NS, pv_idle="block")
+    result = run_idle(spec)
+    record = result.to_json_dict()
+    assert record["early_timer_runs"] == 0
+    assert any(note.startswith("idle: block") for note in result.notes)
+    for guest in result.per_guest:
+        assert guest.housekeeping_runs >= 2  # the 1 s timer, at least twice in 3 s
+        assert guest.timer_interrupts == 0  # no interrupt entry for a deadline
+        assert guest.wakeups >= guest.housekeeping_runs - 1  # each a BLOCK the loop ended
+    assert result.injections == 0
+    halted = run_idle(IdleSpec(guests=2, duration_ns=3 * SECOND_NS))
+    assert any(note.startswith("idle: halt") for note in halted.notes)
+    assert all(g.timer_interrupts >= 2 for g in halted.per_guest)

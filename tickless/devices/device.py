@@ -35,6 +35,8 @@ class GuestLayout:
     shared_gpa: int  # struct tickless_shared: counters
     results_gpa: int  # u64 timestamps
     info_gpa: int | None = None  # struct tickless_linux_info (Linux guests)
+    msg_tx_gpa: int = abi.MSG_TX_GPA  # the message device's send buffer
+    msg_ring_gpa: int = abi.MSG_RING_GPA  # and its receive ring
 
     @classmethod
     def small_guest(cls) -> GuestLayout:
@@ -49,6 +51,8 @@ class GuestLayout:
             window_gpa + abi.WINDOW_SHARED_OFFSET,
             window_gpa + abi.WINDOW_RESULTS_OFFSET,
             window_gpa + abi.WINDOW_INFO_OFFSET,
+            window_gpa + abi.WINDOW_MSG_TX_OFFSET,
+            window_gpa + abi.WINDOW_MSG_RING_OFFSET,
         )
 
 

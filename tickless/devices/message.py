@@ -1,10 +1,11 @@
 """The message device: a guest's network card onto a simulated network (``tickless cosim``).
 
-A guest sends with ``MSG_SEND(dst, len)`` (the payload at ``MSG_TX_GPA``); the host stamps
+A guest sends with ``MSG_SEND(dst, len)`` (the payload in the send buffer:
+``MSG_TX_GPA``, in a Linux guest's window ``WINDOW_MSG_TX_OFFSET``); the host stamps
 the send with the sender's guest time and keeps it in an outbox until the coordinator
 takes it (``take_sent``) and hands it to the simulator. The simulator decides when it
 arrives; the coordinator schedules that on the receiver's timeline (``Timeline.at``), and
-``deliver`` writes it into the ring at ``MSG_RING_GPA`` and raises ``MSG_VECTOR``.
+``deliver`` writes it into the ring (``GuestLayout.msg_ring_gpa``) and raises ``MSG_VECTOR``.
 
 The guest is untrusted: an address or length out of range is ``-EINVAL``, more than
 ``MSG_MAX_QUEUED`` sends waiting for the simulator ``-EAGAIN`` (a guest sending in a loop
@@ -27,10 +28,8 @@ from tickless.guest.abi import (
     MSG_MAX_ADDRESS,
     MSG_MAX_BYTES,
     MSG_MAX_QUEUED,
-    MSG_RING_GPA,
     MSG_RING_SLOTS,
     MSG_SLOTS_OFFSET,
-    MSG_TX_GPA,
     MSG_VECTOR,
     Hypercall,
     MsgRing,
@@ -90,7 +89,8 @@ class MessageDevice(Device):
             if len(self._outbox) >= MSG_MAX_QUEUED:
                 self.counts.refused += 1
                 return -EAGAIN
-            payload = self.ctx.memory.read(MSG_TX_GPA, length, "message send buffer")
+            tx_gpa = self.ctx.layout.msg_tx_gpa
+            payload = self.ctx.memory.read(tx_gpa, length, "message send buffer")
             message = SentMessage(
                 self.address, dst, self.counts.sent, self.ctx.timeline.now_ns(), payload
             )
@@ -116,7 +116,8 @@ class MessageDevice(Device):
             if self._stopped:
                 self.counts.dropped_stopped += 1
                 return "stopped"
-            view = self.ctx.memory.view(MSG_RING_GPA, ctypes.sizeof(MsgRing), "message ring")
+            ring_gpa = self.ctx.layout.msg_ring_gpa
+            view = self.ctx.memory.view(ring_gpa, ctypes.sizeof(MsgRing), "message ring")
             ring = MsgRing.from_buffer(view)
             head, tail = self._head, int(ring.tail)
             if not 0 <= head - tail < MSG_RING_SLOTS:  # full, or a tail that makes no sense
@@ -125,7 +126,8 @@ class MessageDevice(Device):
                 del ring
                 return "ring full"
             del ring
-            gpa = MSG_RING_GPA + MSG_SLOTS_OFFSET + (head % MSG_RING_SLOTS) * ctypes.sizeof(MsgSlot)
+            slot_bytes = ctypes.sizeof(MsgSlot)
+            gpa = ring_gpa + MSG_SLOTS_OFFSET + (head % MSG_RING_SLOTS) * slot_bytes
             slot = MsgSlot.from_buffer(self.ctx.memory.view(gpa, ctypes.sizeof(MsgSlot), "slot"))
             arrived_ns = self.ctx.timeline.now_ns(now_ticks)
             slot.src, slot.len = message.src, len(message.payload)
@@ -140,7 +142,8 @@ class MessageDevice(Device):
         """Show the guest what ``deliver`` wrote (``head``, after the slots: x86 keeps the
         stores in order) and interrupt it once."""
         with self._lock:
-            view = self.ctx.memory.view(MSG_RING_GPA, ctypes.sizeof(MsgRing), "message ring")
+            ring_gpa = self.ctx.layout.msg_ring_gpa
+            view = self.ctx.memory.view(ring_gpa, ctypes.sizeof(MsgRing), "message ring")
             ring = MsgRing.from_buffer(view)
             fresh = int(ring.head) != self._head
             ring.head = self._head

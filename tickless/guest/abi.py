@@ -83,9 +83,13 @@ WINDOW_BOOT_OFFSET = 0x0000  # struct tickless_boot
 WINDOW_PVCLOCK_OFFSET = 0x1000  # struct pvclock_vcpu_time_info
 WINDOW_SHARED_OFFSET = 0x2000  # struct tickless_shared
 WINDOW_INFO_OFFSET = 0x3000  # struct tickless_linux_info (written by the guest)
-WINDOW_RESULTS_OFFSET = 0x4000  # u64 timestamps, to the end of the window
-LINUX_MAX_EVENTS = (LINUX_WINDOW_BYTES - WINDOW_RESULTS_OFFSET) // 8 - 1
+WINDOW_RESULTS_OFFSET = 0x4000  # u64 timestamps, up to the message device's pages
+# the message device for a Linux end point (tickless cosim): the window's last 16 KiB
+WINDOW_MSG_TX_OFFSET = LINUX_WINDOW_BYTES - 0x4000  # send buffer (MSG_SEND reads it)
+WINDOW_MSG_RING_OFFSET = LINUX_WINDOW_BYTES - 0x3000  # struct tickless_msg_ring + slots
+LINUX_MAX_EVENTS = (WINDOW_MSG_TX_OFFSET - WINDOW_RESULTS_OFFSET) // 8 - 1
 LINUX_TIMER_IRQ = 5  # ISA IRQ of the PV clock-event device
+LINUX_MSG_IRQ = 7  # ISA IRQ of the message device (MSG_VECTOR is routed to it)
 LINUX_NAME_BYTES = 32  # clock-event device and clocksource names in LinuxInfo
 LINUX_RELEASE_BYTES = 64
 

@@ -198,7 +198,7 @@ class LinuxBoot:
                     f"{abi.LINUX_RAM_BYTES >> 20} MiB below the tickless window"
                 )
         self.layout = GuestLayout.linux_window(self.window_gpa)
-        self.irq_routes = {abi.TIMER_VECTOR: abi.LINUX_TIMER_IRQ}
+        self.irq_routes = {abi.TIMER_VECTOR: abi.LINUX_TIMER_IRQ, abi.MSG_VECTOR: abi.LINUX_MSG_IRQ}
         self.zoo = zoo
         self.cmdline = (
             f"{BASE_CMDLINE} tickless.window={self.window_gpa:#x} {extra_cmdline}".strip()

@@ -10,11 +10,9 @@ from rich.table import Table
 from tickless.cli.common import (
     SEED,
     console,
-    err_console,
-    exit_interrupted,
     json_option,
-    progress_bar,
     require_kvm,
+    run_and_keep,
 )
 from tickless.errors import InputError
 from tickless.units import DurationParam, format_duration_ns
@@ -115,16 +113,10 @@ def pingpong(
         raise click.UsageError(str(exc)) from None
     require_kvm()
     from tickless.cosim.pingpong import run_pingpong
-    from tickless.results.schema import write_json_atomic
 
-    with progress_bar("round trips", 1.0, show=True) as progress:
-        record = run_pingpong(spec, progress)
-    _render(record)
-    if json_path is not None:
-        write_json_atomic(json_path, record.to_json_dict())
-        err_console.print(f"result written to {json_path}")
-    if record.partial:
-        exit_interrupted()
+    record = run_and_keep(
+        "round trips", lambda progress: run_pingpong(spec, progress), _render, json_path
+    )
     if record.causality_violations:
         raise click.ClickException(
             f"{record.causality_violations} messages broke causality (delivered too early)"

@@ -13,16 +13,13 @@ from tickless.cli.common import (
     RUN_DURATION,
     SEED,
     console,
-    err_console,
-    exit_interrupted,
     json_option,
-    progress_bar,
     require_kvm,
+    run_and_keep,
     time_options,
 )
 from tickless.errors import InputError
 from tickless.results.cron import CronRecord, CronSpec
-from tickless.results.schema import write_json_atomic
 from tickless.units import DurationParam, format_duration_ns
 
 PERIOD = DurationParam(max_ns=3600 * 10**9)
@@ -113,14 +110,9 @@ def cron(
     require_kvm()
     from tickless.measure.cron import run_cron
 
-    with progress_bar("guest time", 1.0, show=True) as progress:
-        record = run_cron(spec, progress)
-    render(record)
-    if json_path is not None:
-        write_json_atomic(json_path, record.to_json_dict())
-        err_console.print(f"result written to {json_path}")
-    if record.partial:
-        exit_interrupted()
+    record = run_and_keep(
+        "guest time", lambda progress: run_cron(spec, progress), render, json_path
+    )
     if record.early:
         raise click.ClickException(f"{record.early} timer runs were early in guest time")
 

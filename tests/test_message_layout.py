@@ -26,4 +26,3 @@ def test_the_linux_window_holds_the_message_pages_after_the_largest_results() ->
 def test_the_small_guest_keeps_its_fixed_addresses() -> None:
     layout = GuestLayout.small_guest()
     assert (layout.msg_tx_gpa, layout.msg_ring_gpa) == (abi.MSG_TX_GPA, abi.MSG_RING_GPA)
-

@@ -12,8 +12,8 @@ from tickless.cli.common import (
     console,
     json_option,
     require_kvm,
-    run_and_keep,
 )
+from tickless.cli.kept import run_and_keep
 from tickless.errors import InputError
 from tickless.units import DurationParam, format_duration_ns
 

@@ -15,9 +15,9 @@ from tickless.cli.common import (
     console,
     json_option,
     require_kvm,
-    run_and_keep,
     time_options,
 )
+from tickless.cli.kept import run_and_keep
 from tickless.errors import InputError
 from tickless.results.cron import CronRecord, CronSpec
 from tickless.units import DurationParam, format_duration_ns

@@ -1,41 +1,13 @@
 """The contract between the tickless guest kernel and the host: memory layout, ports,
 hypercalls, vectors and shared structures.
 
-This module is the single source of truth: ``abi_header.render_c_header()`` turns it into the
-``tickless_abi.h`` the guest is compiled against, so the two sides cannot drift.
+The single source of truth: ``abi_header.render_c_header()`` turns it (``abi_msg.py`` too)
+into the ``tickless_abi.h`` the guest is compiled against, so the two sides cannot drift.
 
-Hypercall ABI (documented in the README):
-
-* The guest writes the call number to port ``HYPERCALL_PORT`` with a 32-bit ``out``
-  (``mov $nr, %eax; mov $port, %dx; out %eax, (%dx)``); arguments are in ``rdi``, ``rsi``;
-  the result comes back in ``rax`` as 0 or a negative errno. Ring 3 may call (IOPL=3).
-* ``SET_CLOCKEVENT(delta_ns)``: one-shot timer interrupt ``delta_ns`` from now on the
-  guest's PV clock; ``0`` cancels; ``0 < delta_ns < MIN_DELTA_NS`` returns ``-ETIME``
-  (as lguest did); above ``MAX_DELTA_NS`` returns ``-EINVAL``.
-* ``SET_PERIODIC(period_ns)``: a tick every ``period_ns`` (``0`` stops it); below
-  ``MIN_PERIOD_NS`` returns ``-EINVAL``.
-* ``DONE(events)``: the workload finished and recorded ``events`` timestamps.
-* ``LOG(gpa, len)``: print ``len`` bytes at guest-physical ``gpa`` (bounds-checked).
-* ``PANIC(code, detail)``: the guest kernel hit a fatal exception (vector, rip).
-* ``NOP()``: does nothing; used to measure the hypercall round trip.
-* ``SET_PRECISE(deadline_ns)``: the dedicated precise timer channel: an interrupt on
-  ``PRECISE_VECTOR`` (the highest priority class) *before* the absolute guest-clock
-  deadline, early by the host's adaptive advance, so the guest can spin to the exact
-  deadline on its PV clock. ``0`` cancels; a deadline already past returns ``-ETIME``.
-  The guest also publishes its next deadline in ``tickless_shared.precise_deadline_ns``
-  (a hint): the host holds other interrupts back in a window before it.
-* ``BLOCK(deadline_ns)``: this vCPU is idle until its guest clock reads ``deadline_ns``
-  (Xen's ``VCPUOP_set_singleshot_timer`` + ``SCHEDOP_block`` in one call): the host arms a
-  one-shot that raises ``TIMER_VECTOR`` at the deadline, and knows the vCPU waits for a
-  timer, so a VM on ``--warp-idle`` whose every vCPU blocks jumps its clock to the earliest
-  deadline. ``0``: until the event the lguest clock-event device has programmed (Linux's
-  idle path). A deadline already reached returns ``-ETIME`` (do not sleep); one more than
-  ``MAX_DELTA_NS`` ahead, or ``0`` with nothing programmed, ``-EINVAL``.
-* ``MSG_SEND(dst, len)``: send the ``len`` bytes at ``MSG_TX_GPA`` to address ``dst`` on the
-  simulated network (``devices/message.py``); the host stamps it with the sender's guest
-  time. ``-EINVAL``: ``dst`` 0 or above ``MSG_MAX_ADDRESS``, ``len`` 0 or above
-  ``MSG_MAX_BYTES``; ``-EAGAIN``: ``MSG_MAX_QUEUED`` sends wait for the simulator already.
-  Messages arrive in the ring at ``MSG_RING_GPA`` with ``MSG_VECTOR``.
+Hypercall ABI: the guest writes the call number to port ``HYPERCALL_PORT`` with a 32-bit
+``out`` (ring 3 may: IOPL=3), arguments in ``rdi``, ``rsi``; ``rax`` returns 0 or a negative
+errno. Each call's rule is in a comment on its ``Hypercall`` member; the README's "Hypercall
+ABI" section has the whole table.
 """
 
 from __future__ import annotations
@@ -124,12 +96,6 @@ IOAPIC_GPA = 0xFEC0_0000  # KVM's in-kernel IOAPIC
 HPET_GPA = 0xFED0_0000  # the HPET's 1 KiB register block
 HPET_MMIO_BYTES = 0x400
 # --- legacy ports of the timer zoo ----------------------------------------------------------
-PIT_PORT = 0x40  # channels 0-2 at 0x40-0x42, mode/command at 0x43
-PIT_PORTS = 4
-PIT_GATE_PORT = 0x61  # NMI status and control: channel 2's gate (bit 0) and output (bit 5)
-PIT_HZ = 1_193_182  # the 8254's input clock, counted in guest time
-PIT_MAX_COUNT = 0x10000  # a count of 0 is 65536 clocks (54.9 ms)
-PIT_MIN_PERIODIC_COUNT = 2  # a count of 1 is illegal in modes 2 and 3
 RTC_PORT = 0x70  # index (bit 7: NMI mask), data at 0x71
 RTC_PORTS = 2
 RTC_MIN_RATE_HZ = 2  # the MC146818's periodic interrupt: 2 to 8192 Hz, powers of two
@@ -180,30 +146,8 @@ ETIME = 62
 E2BIG = 7
 EAGAIN = 11
 
-# --- the message device (devices/message.py, Scenario.PINGPONG) ------------------------------
-MSG_TX_GPA = 0x30000  # the small guest's send buffer (MSG_SEND reads len bytes here)
-MSG_RING_GPA = 0x40000  # struct tickless_msg_ring, then MSG_RING_SLOTS struct tickless_msg_slot
-MSG_SLOTS_OFFSET = 0x40  # where the slots start, from MSG_RING_GPA
-MSG_MAX_BYTES = 256  # payload bytes per message
-MSG_RING_SLOTS = 32  # a full ring drops (and counts) what arrives
-MSG_MAX_QUEUED = 64  # sends waiting for the simulator, per guest, before -EAGAIN
-MSG_MAX_ADDRESS = 0xFFFF  # network addresses are 1..this
-
-
-def pit_edges(ns: int) -> int:
-    """The 8254's clock edges in (0, ns] of guest time (edge k is at ``pit_edge_ns(k)``);
-    ``user.c`` computes the same."""
-    return ns * PIT_HZ // 1_000_000_000
-
-
-def pit_edge_ns(edge: int) -> int:
-    """The first guest ns at which ``edge`` clock edges have passed."""
-    return -(-edge * 1_000_000_000 // PIT_HZ)
-
-
-def pit_count(interval_ns: int) -> int:
-    """The periodic count nearest ``interval_ns`` (the small guest's mode 2)."""
-    return (interval_ns * PIT_HZ + 500_000_000) // 1_000_000_000
+from tickless.guest.abi_msg import *  # noqa: E402, F403  (the message device's part)
+from tickless.guest.abi_pit import *  # noqa: E402, F403  (the i8254's ports and clock)
 
 
 class Panic(IntEnum):
@@ -216,15 +160,15 @@ class Panic(IntEnum):
 
 
 class Hypercall(IntEnum):
-    NOP = 0
-    SET_CLOCKEVENT = 1
-    SET_PERIODIC = 2
-    DONE = 3
-    LOG = 4
-    PANIC = 5
-    SET_PRECISE = 6
-    BLOCK = 7
-    MSG_SEND = 10
+    NOP = 0  # nothing: the round trip's cost
+    SET_CLOCKEVENT = 1  # (delta): one-shot delta from now; 0 cancels; < MIN_DELTA -ETIME
+    SET_PERIODIC = 2  # (period): a tick every period (0 stops); < MIN_PERIOD_NS -EINVAL
+    DONE = 3  # (events): the workload recorded that many timestamps
+    LOG = 4  # (gpa, len): print len bytes (bounds-checked)
+    PANIC = 5  # (code, detail): a fatal exception (vector, rip)
+    SET_PRECISE = 6  # (deadline): PRECISE_VECTOR early by the advance; past -ETIME
+    BLOCK = 7  # (deadline): idle until then (0: the programmed event); reached -ETIME
+    MSG_SEND = 10  # (dst, len): MSG_TX_GPA's bytes to dst; bad -EINVAL, queue full -EAGAIN
 
 
 class Scenario(IntEnum):
@@ -399,37 +343,6 @@ class Shared(C.Structure):
             "pv_early_irqs",  # Linux on --timer pv: interrupts before the deadline it published
             "pv_block_wakes",  # host: PV idle BLOCKs it ended for their deadline (no interrupt)
         )
-    ]
-
-
-class MsgRing(C.Structure):
-    """struct tickless_msg_ring at MSG_RING_GPA: the host fills slot ``head % SLOTS`` and
-    bumps ``head``; the guest consumes at ``tail``. ``tail`` is the guest's: untrusted."""
-
-    _fields_ = [
-        (name, C.c_uint64)
-        for name in (
-            "head",  # host: messages written
-            "tail",  # guest: messages taken
-            "dropped",  # host: messages that found the ring full
-            "pad0",
-            "pad1",
-            "pad2",
-            "pad3",
-            "pad4",
-        )
-    ]
-
-
-class MsgSlot(C.Structure):
-    """struct tickless_msg_slot: one delivered message."""
-
-    _fields_ = [
-        ("src", C.c_uint64),  # the sender's address
-        ("len", C.c_uint64),  # payload bytes
-        ("send_ns", C.c_uint64),  # the sender's guest time at MSG_SEND
-        ("deliver_ns", C.c_uint64),  # the receiver's guest time at delivery
-        ("payload", C.c_uint8 * MSG_MAX_BYTES),
     ]
 
 

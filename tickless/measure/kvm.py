@@ -17,12 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tickless.atomicfile import write_bytes_atomic
-from tickless.axes import Advance, Backend, GuestKind, IoCpu, Load, TimerPath
+from tickless.axes import ZOO_TIMERS, Advance, Backend, GuestKind, IoCpu, Load, TimerPath
 from tickless.devices.config import GuestConfig
 from tickless.devices.hpet import HpetDevice
 from tickless.devices.legacy_ports import LegacyPortsDevice
 from tickless.devices.pit import PitDevice
-from tickless.devices.results import ResultsDevice
 from tickless.devices.rtc import RtcDevice
 from tickless.errors import GuestStopped
 from tickless.guest.abi import Scenario
@@ -35,6 +34,7 @@ from tickless.measure.io_report import io_counts, io_notes, precise_late_causes
 from tickless.measure.machine_info import machine_facts
 from tickless.measure.pv_report import console_exits, explain_run, linux_pv_note, pv_counts
 from tickless.measure.timeline_report import timeline_notes
+from tickless.measure.zoo_counts import zoo_counts
 from tickless.results.record import build_record
 from tickless.results.schema import HostCounts, ResultRecord
 from tickless.results.spec import MeasurementInterrupted, MeasureSpec, Progress
@@ -291,17 +291,8 @@ def host_counts(
         if merged > 0:
             notes.append(f"{merged} host timer expiries merged into earlier interrupts")
         notes.append(_lateness_note(host.timers, host.tsc_hz))
-    elif spec.timer is TimerPath.RTC:
-        rtc = machine.device(RtcDevice)
-        timer_events = int(shared.irq_count)
-        injections, wakeups = (rtc.chip.raised if rtc else 0), host.timers.stats.wakeups
-        notes.extend([rtc.summary()] if rtc else [])
-        bracket_ns = machine.required(ResultsDevice).release_bracket_ns()
-        notes.append(
-            f"rtc: the guest released the divider within a bracket of {bracket_ns} ns of its "
-            "PV clock (part of every event's lateness: deadlines count from its start; "
-            f"released {int(shared.rtc_rereleases)} more times for a narrower one)"
-        )
+    elif spec.timer in ZOO_TIMERS and not linux:  # the chip counts (zoo_counts.py)
+        timer_events, injections, wakeups = zoo_counts(spec.timer, host, machine, notes)
         notes.append(_lateness_note(host.timers, host.tsc_hz))
     elif spec.timer is TimerPath.PRECISE:
         loop_stats = machine.precise.stats()
@@ -320,31 +311,6 @@ def host_counts(
             f"deadline loop woke after the deadline {loop_stats.late_wakeups} times"
         )
         notes.extend(filter(None, [loop_stats.failure_note("precise")]))
-    elif spec.timer is TimerPath.PIT and spec.guest is GuestKind.SMALL:
-        pit = machine.device(PitDevice)
-        assert pit is not None  # a zoo guest always has one
-        timer_events = int(shared.irq_count)
-        injections, wakeups = pit.pit.stats.irqs, pit.pit.clockevent.stats.expiries
-        notes.append(pit.summary())
-        merged = injections - timer_events
-        if merged > 1:  # one may come after the last event
-            notes.append(
-                f"pit: {merged} edges raised while the one before was still pending merged "
-                "into it (a periodic event after a merge is a tick late)"
-            )
-        if pit.pit.clockevent.stats.overruns:
-            notes.append(
-                f"pit: {pit.pit.clockevent.stats.overruns} periodic edges the host "
-                "timer missed (dropped, not caught up)"
-            )
-        notes.append(_lateness_note(host.timers, host.tsc_hz))
-    elif spec.timer is TimerPath.HPET and spec.guest is GuestKind.SMALL:
-        hpet = machine.device(HpetDevice)
-        assert hpet is not None
-        timer_events = int(shared.irq_count)
-        injections, wakeups = hpet.hpet.stats.interrupts, host.timers.stats.wakeups
-        notes.append(hpet.summary())
-        notes.append(_lateness_note(host.timers, host.tsc_hz))
     elif spec.guest is GuestKind.LINUX:  # Linux's own driver counts nothing for us
         timer_events = injections = wakeups = machine.events_recorded
         notes.append(

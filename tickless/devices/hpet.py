@@ -1,13 +1,10 @@
 """The HPET (IA-PC HPET 1.0a) at ``HPET_GPA``: a 64-bit main counter and three comparators,
 emulated on the group's timeline.
 
-Registers (1 KiB of MMIO, 32- and 64-bit aligned accesses, either half of a 64-bit
-register): capabilities/ID (revision 1, 3 comparators, 64-bit counter, legacy replacement
-capable, vendor 0x8086, a 10 ns tick as QEMU's), configuration (ENABLE_CNF, LEG_RT_CNF),
-interrupt status (write 1 to clear), the main counter, and per comparator its
-configuration/capabilities, comparator value and FSB (MSI) route. Read-only bits keep
-their value, reserved offsets read 0 and ignore writes; a 1- or 2-byte or misaligned read
-sees the bytes of the registers it covers, such a write is ignored and counted.
+Registers: the spec's 1 KiB (capabilities/ID with a 10 ns tick as QEMU's, configuration,
+status W1C, counter, and per comparator its config, value and FSB route), 32- and 64-bit
+aligned accesses; narrower or misaligned reads see the bytes they cover, such writes are
+ignored and counted; read-only bits keep their value, reserved offsets read 0.
 
 Time: the counter is a pure function of the guest's time on the timeline, ``(ns -
 origin_ns) // 10`` while ENABLE_CNF is set (held, and writable, while it is clear; a write
@@ -20,15 +17,12 @@ fires the instant the counter reaches it, so no read can see the counter past a 
 match): a guest that re-reads the counter after programming, as Linux's
 ``hpet_clkevt_set_next_event`` does, learns the truth.
 
-Matches: a comparator matches when the counter's low 32 (``Tn_32MODE_CNF``) or 64 bits
-equal it. One-shot: a comparator behind the counter matches only when the counter comes
-round to it (64 bits: after 2^64 ticks, 5,800 years: never armed; 32 bits: 43 s), and a
-32-bit one-shot also interrupts when the counter's low 32 bits wrap (Intel's datasheets;
-QEMU does the same). Periodic: at each match the comparator adds the last value written
-(``Tn_VAL_SET_CNF`` lets a write set the comparator too; without it a write sets the period
-only, so Linux's two writes work); missed periods are skipped and counted, one interrupt.
-A period below ``MIN_PERIOD_NS`` (10 us) runs at 10 us and is counted (never a host timer
-every 10 ns); period 0 matches once, as QEMU's.
+Matches: when the counter's low 32 (``Tn_32MODE_CNF``) or 64 bits equal the comparator; a
+one-shot behind the counter waits for the wrap (64 bits: never armed; a 32-bit one also
+interrupts at each 32-bit wrap, as Intel's datasheets and QEMU). Periodic: each match adds
+the last value written (``Tn_VAL_SET_CNF`` for Linux's two writes); missed periods are
+skipped and counted, one interrupt; below ``MIN_PERIOD_NS`` it runs at 10 us (counted);
+period 0 matches once, as QEMU's.
 
 Interrupts (``Tn_INT_ENB_CNF``): with LEG_RT_CNF comparator 0 raises ISA IRQ 0 and
 comparator 1 ISA IRQ 8, which are GSIs 0 and 8 here (no overrides in our MP table and

@@ -340,8 +340,9 @@ class Shared(C.Structure):
             "ap_ready",  # guest: 1 once vCPU 1 takes interrupts (--io-cpu other)
             "ring3_back_tsc",  # guest: TSC ring 3 first ran again after an I/O handler (0: not yet)
             "rtc_rereleases",  # guest, --timer rtc: divider releases redone (a wide bracket)
-            "pv_early_irqs",  # Linux on --timer pv: interrupts before the deadline it published
+            "pv_early_irqs",  # Linux on --timer pv: interrupts before the deadline the host fired
             "pv_block_wakes",  # host: PV idle BLOCKs it ended for their deadline (no interrupt)
+            "pv_fired_ns",  # host: the PV deadline it last fired, written before the interrupt
         )
     ]
 

@@ -87,5 +87,5 @@ def linux_pv_note(machine: GuestMachine, exits: int, kicks: int) -> str:
         f"({exits / events:.3f} per event), of which {kicks} kicks ({kicks / events:.3f} "
         f"per event); the host delivers at the deadline itself (Linux cannot spin): "
         f"{int(machine.shared.pv_early_irqs)} interrupts came before the deadline the "
-        f"driver had published"
+        f"host fired them for"
     )

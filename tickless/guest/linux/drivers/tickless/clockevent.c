@@ -129,10 +129,16 @@ static irqreturn_t tickless_timer_interrupt(int irq, void *dev_id)
 	struct clock_event_device *evt = dev_id;
 
 	tickless_count(irq_count);
-	if (pv_on) { /* the host delivers at the deadline itself: check it did */
-		u64 deadline = READ_ONCE(tickless_shared->pv_deadline_ns);
+	/*
+	 * The host delivers at the deadline itself: check it did, against the deadline it
+	 * says it fired (written before the interrupt). Not against the page's deadline: the
+	 * kernel may have moved that later between the host's fire and this handler (a
+	 * re-arm with interrupts off), and the interrupt is then only stale, not early.
+	 */
+	if (pv_on) {
+		u64 fired = READ_ONCE(tickless_shared->pv_fired_ns);
 
-		if (deadline && tickless_clock_ns() < deadline)
+		if (fired && tickless_clock_ns() < fired)
 			tickless_count(pv_early_irqs);
 	}
 	if (is_idle_task(current))

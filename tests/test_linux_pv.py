@@ -28,9 +28,8 @@ def _note(notes: list[str], prefix: str) -> str:
 def test_linux_on_the_pv_device_rearms_without_exits_and_is_never_early() -> None:
     """100 events 10 ms apart: every one armed through the page (no SET_CLOCKEVENT
     hypercall per event, as the lguest row makes), interrupts injected by the loop through
-    the IOAPIC pin, none before the deadline the driver published, and kicks only for the
-    re-arms that came earlier than the promise: far fewer than the events (a steady
-    stream's next deadline is past the promise, the look before its expiry)."""
+    the IOAPIC pin, none before the deadline the host fired, and no exit besides the kicks
+    (re-arms earlier than the host's promise) and DONE."""
     count = 100
     spec = MeasureSpec(
         guest=GuestKind.LINUX, timer=TimerPath.PV, interval_ns=10_000_000, count=count, hz=100
@@ -46,7 +45,10 @@ def test_linux_on_the_pv_device_rearms_without_exits_and_is_never_early() -> Non
     note = _note(record.notes, "linux pv:")
     early = int(note.split(": ")[-1].split()[0])
     assert early == 0, note
-    # exits during the workload (console's aside): the kicks and DONE; by design a kick is
-    # only a re-arm earlier than the promise, which a steady 10 ms stream rarely makes
-    assert record.host.exits <= count // 4, note
+    # exits during the workload (console's aside) are the kicks and DONE, nothing per
+    # re-arm besides. How many re-arms come earlier than the promise (a kick) depends on
+    # how late the host's look was: 0.05 per event idle here, 0.35 under stress-ng
+    # (`tickless measure --guest linux --timer pv` notes it): exits are bounded by kicks.
+    kicks = int(note.split("of which ")[1].split()[0])
+    assert record.host.exits <= kicks + 2, note
     assert "kicked the host" in _note(record.notes, "pv: Linux's driver")

@@ -1,40 +1,26 @@
 """The HPET (IA-PC HPET 1.0a) at ``HPET_GPA``: a 64-bit main counter and three comparators,
 emulated on the group's timeline.
 
-Registers: the spec's 1 KiB (capabilities/ID with a 10 ns tick as QEMU's, configuration,
-status W1C, counter, and per comparator its config, value and FSB route), 32- and 64-bit
-aligned accesses; narrower or misaligned reads see the bytes they cover, such writes are
-ignored and counted; read-only bits keep their value, reserved offsets read 0.
+Registers: the spec's 1 KiB (QEMU's 10 ns tick), 32- and 64-bit aligned; narrower or
+misaligned reads see the bytes they cover, such writes are ignored and counted.
 
-Time: the counter is a pure function of the guest's time on the timeline, ``(ns -
-origin_ns) // 10`` while ENABLE_CNF is set (held, and writable, while it is clear; a write
-while it runs is ignored, as QEMU's is), so dilation, freeze and warp follow by
-construction. Each comparator's next match is armed as a guest-time deadline on the host
-timer thread (a ``ClockEventDevice``, ``program_match``); a re-anchored clock re-arms it
-at the same guest time, a frozen one holds it. A read of the counter or of the status
-register first raises every match the returned counter value has passed (a comparator
-fires the instant the counter reaches it, so no read can see the counter past a pending
-match): a guest that re-reads the counter after programming, as Linux's
-``hpet_clkevt_set_next_event`` does, learns the truth.
+Time: the counter is ``(ns - origin_ns) // 10`` of the guest's time while ENABLE_CNF is set
+(held, and writable, while clear), so dilation, freeze and warp follow by construction.
+Each comparator's next match is a guest-time deadline on the host timer thread
+(``ClockEventDevice.program_match``). A counter or status read first raises every match
+the returned value has passed, so a guest that re-reads the counter after programming, as
+Linux's ``hpet_clkevt_set_next_event`` does, learns the truth.
 
-Matches: when the counter's low 32 (``Tn_32MODE_CNF``) or 64 bits equal the comparator; a
-one-shot behind the counter waits for the wrap (64 bits: never armed; a 32-bit one also
-interrupts at each 32-bit wrap, as Intel's datasheets and QEMU). Periodic: each match adds
-the last value written (``Tn_VAL_SET_CNF`` for Linux's two writes); missed periods are
-skipped and counted, one interrupt; below ``MIN_PERIOD_NS`` it runs at 10 us (counted);
-period 0 matches once, as QEMU's.
+Matches: on the counter's low 32 (``Tn_32MODE_CNF``) or 64 bits; a one-shot behind waits
+for the wrap (a 32-bit one also interrupts at each wrap, as QEMU's). Periodic: each match
+adds the last value written; missed periods are skipped and counted; 10 us at least.
 
-Interrupts (``Tn_INT_ENB_CNF``): with LEG_RT_CNF comparator 0 raises ISA IRQ 0 and
-comparator 1 ISA IRQ 8, which are GSIs 0 and 8 here (no overrides in our MP table and
-MADT; a PC's firmware maps IRQ 0 to pin 2); otherwise ``Tn_INT_ROUTE_CNF`` names the IOAPIC
-pin, one of ``ROUTE_CAP`` (2 and 20-23: free; a pin not offered keeps the old route, as the
-spec says the read-back then differs); or, with the FSB capability (off by default, as
-QEMU's ``msi`` property, so that Linux keeps its legacy "hpet" clock event) and
-``Tn_FSB_EN_CNF``, an MSI with the programmed address and data, which must name the LAPIC
-window, a fixed or lowest-priority delivery and a vector >= 16 (else dropped and counted:
-on a PC it would be a memory write). Level-triggered comparators set their status bit at
-each match (also with the interrupt disabled) until the guest writes 1 to it; the in-kernel
-IOAPIC gets an edge per match either way.
+Interrupts (``Tn_INT_ENB_CNF``): with LEG_RT_CNF comparators 0 and 1 raise GSIs 0 and 8 (no
+overrides in our MP table and MADT); otherwise ``Tn_INT_ROUTE_CNF`` names an IOAPIC pin of
+``ROUTE_CAP`` (a pin not offered keeps the old route); or, with the FSB capability (off by
+default, as QEMU's, so Linux keeps its legacy "hpet" clock event) and ``Tn_FSB_EN_CNF``, an
+MSI whose address and data must name the LAPIC window, a fixed or lowest-priority delivery
+and a vector >= 16 (else dropped and counted). Level-triggered: status bit set per match.
 """
 
 from __future__ import annotations

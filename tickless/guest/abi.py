@@ -342,7 +342,7 @@ class Shared(C.Structure):
             "rtc_rereleases",  # guest, --timer rtc: divider releases redone (a wide bracket)
             "pv_early_irqs",  # Linux on --timer pv: interrupts before the deadline the host fired
             "pv_block_wakes",  # host: PV idle BLOCKs it ended for their deadline (no interrupt)
-            "pv_fired_ns",  # host: the PV deadline it last fired, written before the interrupt
+            "pv_fired_ns",  # host, Linux on pv: the deadline it last fired, before the interrupt
         )
     ]
 

@@ -222,10 +222,8 @@ static int wake_blocked(struct dl_channel *c) {
 static void fire(struct dl_channel *c, uint64_t now_tsc, uint64_t woke_ns) {
     uint64_t deadline = c->pending_ns;
     int blocked = c->blocked; /* PV idle: the vCPU resumes where it blocked, no interrupt */
-    if (c->kind == DL_PAGE && !blocked) { /* the guest checks its interrupt against it */
-        c->page->pv_fired_ns = deadline;
-        __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    }
+    if (c->exact && !blocked) /* Linux checks its interrupt against it; the injection's */
+        c->page->pv_fired_ns = deadline; /* syscall orders the store before the interrupt */
     int err = blocked ? wake_blocked(c) : inject(c);
     if (blocked && !err)
         c->stats.block_wakes++;

@@ -78,7 +78,7 @@ def test_ramp_step_counts_missed_ticks() -> None:
 
 def test_fleet_fields_of_the_record() -> None:
     d = idle_record(boot_s=0.5, ticks_expected=400.0, guests_requested=3).to_json_dict()
-    assert d["schema_version"] == 3
+    assert d["schema_version"] == 4
     assert d["boot_rate_guests_per_s"] == 4.0
     assert d["host_wakeups_per_s"] == 150.0 and d["guest_timer_irqs_per_s"] == 190.0
     assert d["steady_cpu_percent_of_core"] == pytest.approx(20.0)

@@ -66,11 +66,14 @@ REQUIRED_TOP_KEYS = [
     "io",
     "late_causes",
     "guest_realtime_at_boot",
+    "clock_agreement_ppm",
+    "clocksource_unstable",
+    "console_time_ratio",
 ]
-VERSION_2_KEYS = REQUIRED_TOP_KEYS[-15:-10]
-VERSION_3_KEYS = REQUIRED_TOP_KEYS[-10:-8]
-VERSION_4_KEYS = REQUIRED_TOP_KEYS[-8:-4]
-VERSION_5_KEYS = REQUIRED_TOP_KEYS[-4:]
+VERSION_2_KEYS = REQUIRED_TOP_KEYS[-18:-13]
+VERSION_3_KEYS = REQUIRED_TOP_KEYS[-13:-11]
+VERSION_4_KEYS = REQUIRED_TOP_KEYS[-11:-7]
+VERSION_5_KEYS = REQUIRED_TOP_KEYS[-7:]
 LATENESS_KEYS = ["mean_ns", "sd_ns", "p99_ns", "max_ns", "early_count"]
 HOST_KEYS = [
     "exits",

@@ -34,10 +34,40 @@ class TimerPath(StrEnum):
 ZOO_TIMERS = frozenset({TimerPath.HPET, TimerPath.PIT, TimerPath.RTC})
 
 
-def check_dilation(timer: TimerPath, rate: Fraction) -> None:
+class LinuxDrivers(StrEnum):
+    """Which clocks a Linux guest runs on (``--linux-drivers``)."""
+
+    TICKLESS = "tickless"  # our clocksource, sched_clock and clock-event device (PV clock)
+    # Linux's own (TSC, LAPIC, HPET, PIT, RTC) on the timer zoo, KVM's leaves hidden: the
+    # kernel calibrates its TSC against the dilated HPET (docs/linux-stock-on-bent-time.md)
+    STOCK = "stock"
+
+
+STOCK_TIMERS = frozenset({TimerPath.LAPIC, TimerPath.HPET})  # Linux's own, with a reference
+
+
+def check_stock(timer: TimerPath, warp_idle: bool) -> None:
+    """What a stock Linux guest cannot do, one line each: its TSC and LAPIC timer run on
+    the host's TSC at the rate Linux calibrated at boot, so its time can be dilated by a
+    constant only, never warped (or frozen, or re-rated: ``GuestMachine.freeze``)."""
+    if timer not in STOCK_TIMERS:
+        raise InputError(
+            "--linux-drivers stock runs Linux's own clocks: --timer lapic (Linux's choice) "
+            "or hpet (its HPET steered in); pit leaves the TSC no reference to calibrate "
+            "against, and pv/lguest are our drivers"
+        )
+    if warp_idle:
+        raise InputError(
+            "--linux-drivers stock cannot warp: its TSC runs on the host's, which this host "
+            "cannot make jump (no TSC scaling or offset writes mid-run)"
+        )
+
+
+def check_dilation(timer: TimerPath, rate: Fraction, *, stock: bool = False) -> None:
     """Refuse a dilated ``timer`` that cannot follow bent time (one line saying why); the
-    measurement spec and the guest's configuration both ask here."""
-    if rate != 1 and timer is TimerPath.LAPIC:
+    measurement spec and the guest's configuration both ask here. A stock Linux's LAPIC
+    timer follows a constant rate: the kernel calibrated its TSC in guest time."""
+    if rate != 1 and timer is TimerPath.LAPIC and not stock:
         raise InputError(
             "--timer lapic cannot be dilated: its TSC-deadline timer runs on the guest's "
             "TSC, which this host cannot scale (no TSC scaling); use --timer pv or lguest"

@@ -22,7 +22,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-from tickless.axes import GuestKind, TickMode, choices
+from tickless.axes import GuestKind, LinuxDrivers, TickMode, choices
 from tickless.backends import kvm_problem
 from tickless.guest.abi import MAX_EVENTS
 from tickless.results.paper import PAPER_EVENTS
@@ -285,6 +285,16 @@ def guest_options(f: F) -> F:
         default=None,
         help="--guest linux: boot this vmlinux (an x86-64 ELF with our drivers) instead of "
         "the one tickless builds from linux-source-6.12.",
+    )(f)
+    f = click.option(
+        "--linux-drivers",
+        type=click.Choice(choices(LinuxDrivers)),
+        default=LinuxDrivers.TICKLESS.value,
+        show_default=True,
+        help="--guest linux: tickless (our PV clocksource, sched_clock and clock-event "
+        "device) or stock (the same kernel without them: Linux runs on its own TSC, LAPIC "
+        "timer and HPET, calibrated at boot against the dilated HPET; KVM's CPUID leaves "
+        "hidden; constant dilation only).",
     )(f)
     return click.option(
         "--guest",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from tickless.axes import GuestKind, TickMode, TimerPath
+from tickless.axes import GuestKind, LinuxDrivers, TickMode, TimerPath
 from tickless.cli.common import (
     RUN_DURATION,
     console_option,
@@ -35,11 +35,11 @@ def _write_through(text: str) -> None:
     type=click.Choice(
         [t.value for t in (TimerPath.LGUEST, TimerPath.LAPIC, TimerPath.HPET, TimerPath.PIT)]
     ),
-    default=TimerPath.LGUEST.value,
-    show_default=True,
-    help="lguest: the guest ticks on our lguest-style clock-event device (its Linux "
-    "driver's); lapic: on KVM's LAPIC timer; hpet, pit: Linux's own drivers on the timer "
-    "zoo's chips (ACPI tables, CMOS RTC: --guest linux).",
+    default=None,
+    help="lguest (default): the guest ticks on our lguest-style clock-event device (its "
+    "Linux driver's); lapic: on KVM's LAPIC timer (the default with --linux-drivers "
+    "stock); hpet, pit: Linux's own drivers on the timer zoo's chips (ACPI tables, CMOS "
+    "RTC: --guest linux).",
 )
 @mode_option
 @hz_option("The kernel's HZ.", maximum=10_000)
@@ -55,7 +55,8 @@ def _write_through(text: str) -> None:
 def console_command(
     guest: str,
     kernel_path: Path | None,
-    timer: str,
+    linux_drivers: str,
+    timer: str | None,
     mode: str,
     hz: int | None,
     duration_ns: int,
@@ -74,12 +75,15 @@ def console_command(
     from tickless.guest.abi import Scenario
     from tickless.vmm.host import VmmHost
 
+    drivers = LinuxDrivers(linux_drivers)
+    timer = timer or (TimerPath.LAPIC if drivers is LinuxDrivers.STOCK else TimerPath.LGUEST)
     if GuestKind(guest) is GuestKind.SMALL and TimerPath(timer) in (TimerPath.HPET, TimerPath.PIT):
         raise InputError("--timer hpet and pit are Linux's own drivers here: add --guest linux")
     require_kvm()
     config = GuestConfig(
         guest=GuestKind(guest),
         kernel_path=kernel_path,
+        linux_drivers=drivers,
         scenario=Scenario.IDLE,
         timer=TimerPath(timer),
         mode=TickMode(mode),

@@ -11,7 +11,7 @@ from typing import Any
 import click
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
-from tickless.axes import TickMode, TimerPath
+from tickless.axes import STOCK_TIMERS, TickMode, TimerPath
 from tickless.cli.common import (
     DURATION_OR_ZERO,
     RUN_DURATION,
@@ -31,6 +31,7 @@ from tickless.cli.common import (
     time_options,
 )
 from tickless.errors import InputError
+from tickless.report.clocks import clock_rows
 from tickless.report.fleet import fleet_table, ramp_table
 from tickless.results.idle import DEFAULT_MISS_THRESHOLD, IdleResult, IdleSpec
 from tickless.results.schema import write_json_atomic
@@ -104,11 +105,12 @@ def idle_spec(params: dict[str, Any]) -> IdleSpec:
 )
 @click.option(
     "--timer",
-    type=click.Choice([TimerPath.PV.value, TimerPath.LGUEST.value]),
+    type=click.Choice([t.value for t in (TimerPath.PV, TimerPath.LGUEST, *STOCK_TIMERS)]),
     default=None,
     help="How tickless guests re-arm: pv (default; the PV deadline device, no exit "
     "per re-arm) or lguest (a hypercall per re-arm). Linux guests default to pv too; "
-    "periodic guests use lguest.",
+    "periodic guests use lguest. --linux-drivers stock: lapic (default: what Linux "
+    "chooses) or hpet (its HPET steered in).",
 )
 @click.option(
     "--pv-idle",
@@ -126,6 +128,7 @@ def idle(
     hz: int | None,
     guest: str,
     kernel_path: Path | None,
+    linux_drivers: str,
     duration_ns: int,
     rate: Fraction,
     warp_idle: bool,
@@ -212,6 +215,10 @@ def _print(spec: IdleSpec, result: IdleResult) -> None:
         table.add_row("guest kernel", result.guest_kernel)
         table.add_row("guest clock-event device", str(result.guest_clockevent))
         table.add_row("guest clocksource", str(result.guest_clocksource))
+    for label, value in clock_rows(
+        result.clock_agreement_ppm, result.clocksource_unstable, result.console_time_ratio
+    ):
+        table.add_row(label, value)
     console.print(table)
     ramp = ramp_table(d)
     if ramp is not None:

@@ -13,6 +13,7 @@ from tickless.axes import (
     Backend,
     GuestKind,
     IoCpu,
+    LinuxDrivers,
     Load,
     Method,
     TimerPath,
@@ -222,6 +223,7 @@ def measure(
     hz: int | None,
     guest: str,
     kernel_path: Path | None,
+    linux_drivers: str,
     console_path: Path | None,
     method: str,
     wait: str,
@@ -272,7 +274,10 @@ def spec_from_options(backend: Backend, options: dict[str, Any]) -> MeasureSpec:
         spec = MeasureSpec(
             **{
                 **settings_of(MeasureSpec, options),
-                "timer": options["timer"] or default_timer(GuestKind(options["guest"])),
+                "timer": options["timer"]
+                or default_timer(
+                    GuestKind(options["guest"]), LinuxDrivers(options["linux_drivers"])
+                ),
                 "hz": guest_hz(options["guest"], options["hz"], 1000),
                 "realtime": not options["no_rt"],
                 "backend": backend,

@@ -12,11 +12,13 @@ from tickless.axes import (
     Advance,
     GuestKind,
     IoCpu,
+    LinuxDrivers,
     Method,
     TickMode,
     TimerPath,
     Wait,
     check_dilation,
+    check_stock,
 )
 from tickless.errors import InputError
 from tickless.guest.abi import (
@@ -43,6 +45,7 @@ PV_IDLE_WAYS = ("halt", "block")  # a pv wait: HLT until the loop's interrupt, o
 class GuestConfig:
     guest: GuestKind = GuestKind.SMALL
     kernel_path: Path | None = None  # Linux: a user's vmlinux (None: the one we build)
+    linux_drivers: LinuxDrivers = LinuxDrivers.TICKLESS  # Linux: our clocks, or its own
     scenario: Scenario = Scenario.MEASURE
     timer: TimerPath = TimerPath.PV
     method: Method = Method.RELATIVE
@@ -170,7 +173,11 @@ class GuestConfig:
 
     def _check_bending(self) -> None:
         """What each timer path can do with bent time (one line for what it cannot)."""
-        check_dilation(self.timer, self.rate)
+        check_dilation(self.timer, self.rate, stock=self.stock)
+        if self.stock:
+            if self.guest is not GuestKind.LINUX or self.kernel_path is not None:
+                raise InputError("--linux-drivers stock is the Linux kernel tickless builds")
+            check_stock(self.timer, self.warp_idle)
         if not self.warp_idle:
             return
         if self.timer not in (TimerPath.PV, TimerPath.LGUEST):
@@ -208,7 +215,13 @@ class GuestConfig:
     def zoo(self) -> bool:
         """Whether the guest gets a PC's timer chips emulated on its timeline (HPET, PIT,
         CMOS RTC: all three, as a PC has them) instead of KVM's in-kernel PIT."""
-        return self.zoo_devices or self.timer in ZOO_TIMERS
+        return self.zoo_devices or self.timer in ZOO_TIMERS or self.stock
+
+    @property
+    def stock(self) -> bool:
+        """A Linux guest on its own clocks (``--linux-drivers stock``): the zoo's chips, its
+        own calibration, KVM's CPUID leaves hidden (``vmm/cpuid.py``)."""
+        return self.linux_drivers is LinuxDrivers.STOCK
 
     @property
     def period_ns(self) -> int:

@@ -286,6 +286,9 @@ class Boot(C.Structure):
         ("cron_period_ns", C.c_uint64 * CRON_MAX_TIMERS),  # each timer's period
         ("cron_first_ns", C.c_uint64 * CRON_MAX_TIMERS),  # its first deadline after the start
         *_MSG_BOOT_FIELDS,
+        # Linux: sample every clock the kernel has this often (guest time; 0: never), at a
+        # CMOS RTC seconds edge, into LinuxInfo's clock_first / clock_last (the stock kernel)
+        ("clock_sample_ns", C.c_uint64),
     ]
 
 
@@ -347,6 +350,27 @@ class Shared(C.Structure):
     ]
 
 
+# The clocks a Linux guest's workload samples (clocks.c), each in ns as the kernel converts
+# it, against the timeline (the PV clock): the TSC through the kernel's own tsc_khz, the
+# HPET's main counter (extended past 32 bits), jiffies (x 1e9/HZ), ktime_get, the CMOS RTC
+# (seconds since the epoch at the seconds edge the sample waited for), ktime_get_real.
+CLOCK_NAMES = ("tsc", "hpet", "jiffies", "monotonic", "rtc", "realtime")
+# Their bits in ClockSample.valid (the C side's names for CLOCK_NAMES' positions)
+CLOCK_TSC_BIT, CLOCK_HPET_BIT, CLOCK_JIFFIES_BIT = 0, 1, 2
+CLOCK_MONOTONIC_BIT, CLOCK_RTC_BIT, CLOCK_REALTIME_BIT = 3, 4, 5
+
+
+class ClockSample(C.Structure):
+    """One reading of every clock (``CLOCK_NAMES``), each paired with the timeline's reading
+    taken with it (``<name>_at_ns``): jiffies and the RTC are read at their own edge (a tick,
+    a second), so that their resolution does not count. Bit i of ``valid``: clock i was read
+    (a kernel without an HPET or an RTC leaves its bit clear)."""
+
+    _fields_ = [
+        (f"{name}{suffix}", C.c_uint64) for name in CLOCK_NAMES for suffix in ("_ns", "_at_ns")
+    ] + [("valid", C.c_uint64), ("timeline_ns", C.c_uint64)]  # when the sample was taken
+
+
 class LinuxInfo(C.Structure):
     """struct tickless_linux_info in the Linux window: what the kernel chose, written once
     by the workload before it starts (NUL-terminated strings)."""
@@ -361,6 +385,11 @@ class LinuxInfo(C.Structure):
         # since the Unix epoch (on the zoo, read from the CMOS RTC at boot)
         ("realtime_at_boot_ns", C.c_uint64),
         ("written", C.c_uint64),  # 1 once the fields above are filled
+        # Boot.clock_sample_ns: the first sample and the latest; samples counts them (the
+        # guest writes clock_last, then bumps samples: the host reads a complete one)
+        ("clock_first", ClockSample),
+        ("clock_last", ClockSample),
+        ("clock_samples", C.c_uint64),
     ]
 
 

@@ -13,6 +13,7 @@ from tickless.guest.abi import (
     BOOT_GPA,
     SHARED_GPA,
     Boot,
+    ClockSample,
     FuzzAction,
     Hypercall,
     LinuxInfo,
@@ -39,12 +40,18 @@ _KERNEL_TYPES: dict[Any, str] = {
 }
 
 
+# Structures other structures hold, by their C name (rendered before their holders).
+_NESTED: dict[Any, str] = {ClockSample: "tickless_clock_sample"}
+
+
 def _c_struct(name: str, struct: type[C.Structure], types: dict[Any, str] = _C_TYPES) -> list[str]:
     lines = [f"struct {name} {{"]
     fields: list[tuple[str, Any]] = struct._fields_  # type: ignore[assignment]
     for field_name, ctype in fields:
         if hasattr(ctype, "_length_"):
             lines.append(f"    {types[ctype._type_]} {field_name}[{ctype._length_}];")
+        elif ctype in _NESTED:
+            lines.append(f"    struct {_NESTED[ctype]} {field_name};")
         else:
             lines.append(f"    {types[ctype]} {field_name};")
     lines.append("} __attribute__((packed));")
@@ -87,6 +94,7 @@ def render_c_header(kernel: bool = False) -> str:
     structs: list[tuple[str, type[C.Structure]]] = [
         ("tickless_boot", Boot),
         ("tickless_shared", Shared),
+        ("tickless_clock_sample", ClockSample),
         ("tickless_linux_info", LinuxInfo),
         ("tickless_msg_ring", MsgRing),
         ("tickless_msg_slot", MsgSlot),

@@ -52,14 +52,18 @@ _PACKAGES = (SOURCE_PACKAGE, "flex", "bison", "bc", "libelf-dev", "make", "gcc",
 _MAKEFILE_HOOK = "obj-$(CONFIG_TICKLESS_GUEST)\t+= tickless/\n"
 _KCONFIG_HOOK = 'source "drivers/tickless/Kconfig"\n\n'
 OUTPUTS = ("vmlinux", "config", "System.map")
+STOCK_OPTION = "CONFIG_TICKLESS_CLOCKS"  # off: the stock kernel keeps Linux's own clocks
 
 
 def _progress(message: str) -> None:
     print(f"tickless: {message}", file=sys.stderr, flush=True)
 
 
-def fragment_options(hz: int = 100, fragment: Path = FRAGMENT) -> dict[str, str]:
-    """CONFIG_ name -> "y" / "n" / value, from the fragment, with HZ set to ``hz``."""
+def fragment_options(
+    hz: int = 100, fragment: Path = FRAGMENT, *, stock: bool = False
+) -> dict[str, str]:
+    """CONFIG_ name -> "y" / "n" / value, from the fragment, with HZ set to ``hz`` and,
+    for the stock kernel, without our clocks (``CONFIG_TICKLESS_CLOCKS``)."""
     if hz not in HZ_CHOICES:
         raise InputError(f"HZ must be one of {', '.join(map(str, HZ_CHOICES))}, not {hz}")
     options: dict[str, str] = {}
@@ -76,6 +80,8 @@ def fragment_options(hz: int = 100, fragment: Path = FRAGMENT) -> dict[str, str]
         options.pop(f"CONFIG_HZ_{other}", None)
     for other in _ALL_HZ:
         options[f"CONFIG_HZ_{other}"] = "y" if other == hz else "n"
+    if stock:
+        options[STOCK_OPTION] = "n"
     return options
 
 
@@ -115,9 +121,12 @@ def fingerprint_inputs(
     gcc: str,
     tarball: Path = TARBALL,
     linux_dir: Path = LINUX_DIR,
+    stock: bool = False,
 ) -> list[bytes]:
     """Everything vmlinux depends on; the cache key hashes this list."""
     inputs = [b"hz", str(hz).encode(), b"tarball", _tarball_identity(tarball)]
+    if stock:  # after the tarball: today's tickless keys stay what they were
+        inputs += [b"stock"]
     for path in sorted(p for p in linux_dir.rglob("*") if p.is_file()):
         if "__pycache__" in path.parts:
             continue
@@ -235,20 +244,21 @@ def apply_fragment(tree: Path, out: Path, options: dict[str, str]) -> None:
         raise BuildError(f"the kernel config did not keep: {', '.join(missing)}")
 
 
-def build_vmlinux(hz: int = 100, *, force: bool = False) -> Path:
-    """Return the path of our vmlinux for ``hz``, building it first when needed."""
-    options = fragment_options(hz)
+def build_vmlinux(hz: int = 100, *, stock: bool = False, force: bool = False) -> Path:
+    """Return the path of our vmlinux for ``hz``, building it first when needed; ``stock``:
+    the kernel without our clocks (``--linux-drivers stock``)."""
+    options = fragment_options(hz, stock=stock)
     ensure_build_deps()
     gcc = require_tool("gcc")
     header = abi_header.render_c_header(kernel=True)
-    inputs = fingerprint_inputs(hz, gcc=gcc)
+    inputs = fingerprint_inputs(hz, gcc=gcc, stock=stock)
 
     def build(work: Path) -> None:
         pristine = source_tree()
         tree, out = work / "src", work / "build"
         out.mkdir()
         _private_tree(pristine, tree, header)
-        _progress(f"configuring Linux ({pristine.name}, HZ={hz})")
+        _progress(f"configuring Linux ({pristine.name}, HZ={hz}{', stock' if stock else ''})")
         apply_fragment(tree, out, options)
         jobs = len(os.sched_getaffinity(0))
         _progress(f"building vmlinux with make -j{jobs} (about 1.5 min on 2 cores)")

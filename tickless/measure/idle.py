@@ -46,6 +46,7 @@ from tickless.measure.linux_idle import (
 from tickless.measure.machine_info import machine_facts
 from tickless.results.idle import GuestIdleCounts, IdleResult, IdleSpec, RampStep, time_fields
 from tickless.vmm.host import VmmHost
+from tickless.vmm.linux_boot import LinuxGuestInfo
 from tickless.vmm.machine import GuestMachine
 
 END_REASON = "end of the idle run"
@@ -246,9 +247,13 @@ def _result(
     per_guest = [_counts(m, a, b) for m, (a, b) in zip(machines, pairs, strict=True)]
     duration_s = after.t_s - before.t_s
     notes = [*host.timers.problems, *host.timers.callback_errors]
-    extras = linux_extras(machines) if spec.guest is GuestKind.LINUX else (None, [], {})
-    info, linux_notes, assists = extras
-    notes += linux_notes
+    clocks: dict[str, Any] = {}
+    info: LinuxGuestInfo | None = None
+    assists: dict[str, int] = {}
+    if spec.guest is GuestKind.LINUX:
+        info, linux_notes, assists, guest = linux_extras(machines)
+        notes += linux_notes
+        clocks = guest.fields()
     periodic = spec.mode is TickMode.PERIODIC
     return IdleResult(
         guests=len(machines),
@@ -277,6 +282,7 @@ def _result(
         boot_cpu_s=cost.cpu_s,
         ticks_expected=len(machines) * spec.hz * duration_s if periodic else None,
         miss_threshold=spec.miss_threshold if periodic else None,
+        **clocks,
     )
 
 

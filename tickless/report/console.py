@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tickless.report.breakdown import render_explain, render_guest_rows, render_late_causes
+from tickless.report.clocks import clock_rows
 from tickless.results.paper import INTERVALS_US, LOADS, PAPER_EVENTS, nearest_setting_us, paper_rows
 from tickless.results.schema import ResultRecord
 from tickless.units import format_duration_ns
@@ -74,6 +75,13 @@ def render_result(record: ResultRecord, console: Console) -> None:
     table.add_row("host CPU time", f"{host.cpu_s:.3f}", "s")
     cpu_pct = f"{100 * host.cpu_s / host.duration_s:.1f}" if host.duration_s > 0 else "n/a"
     table.add_row(f"host CPU over {host.duration_s:.3f} s", cpu_pct, "% of one core")
+    rows = clock_rows(
+        record.clock_agreement_ppm, record.clocksource_unstable, record.console_time_ratio
+    )
+    if rows:
+        table.add_section()
+        for label, value in rows:
+            table.add_row(label, value, "")
     console.print(table)
     render_guest_rows(record, console)
     render_explain(record, console)

@@ -13,7 +13,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from tickless.axes import GuestKind, TickMode, TimerPath
+from tickless.axes import GuestKind, LinuxDrivers, TickMode, TimerPath, check_stock
 from tickless.errors import InputError
 from tickless.timers.clock import NSEC_PER_SEC
 
@@ -31,7 +31,9 @@ __all__ = [
 # interrupts, missed ticks and the saturation ramp); version 1 records read with them unset.
 # 3: time that bends: ``dilation``, ``guest_time_s``, ``wall_time_s``, ``warped_s``; older
 # records read as dilation 1, no warp, guest time = wall time = ``duration_s``.
-IDLE_SCHEMA_VERSION = 3
+# 4: a Linux guest's clocks: ``clock_agreement_ppm``, ``clocksource_unstable`` and
+# ``console_time_ratio`` (measure/linux_clocks.py); older records read as null (not known).
+IDLE_SCHEMA_VERSION = 4
 DEFAULT_MISS_THRESHOLD = 0.05  # a ramp step that misses more ticks than this saturates
 
 
@@ -40,6 +42,7 @@ class IdleSpec:
     guests: int = 10
     guest: GuestKind = GuestKind.SMALL
     kernel_path: Path | None = None  # --guest linux: a user's vmlinux (None: ours)
+    linux_drivers: LinuxDrivers = LinuxDrivers.TICKLESS  # --guest linux: our clocks, or its own
     mode: TickMode = TickMode.TICKLESS
     hz: int = 1000
     duration_ns: int = 2 * NSEC_PER_SEC
@@ -63,6 +66,7 @@ class IdleSpec:
         except ValueError:
             raise InputError("--mode must be periodic or tickless") from None
         object.__setattr__(self, "guest", GuestKind(self.guest))
+        object.__setattr__(self, "linux_drivers", LinuxDrivers(self.linux_drivers))
         self._check_timer()
         if self.kernel_path is not None and self.guest is not GuestKind.LINUX:
             raise InputError("--kernel needs --guest linux")
@@ -84,6 +88,13 @@ class IdleSpec:
         """Tickless guests re-arm through the PV deadline device (exitless) unless told
         otherwise, Linux's driver too; periodic ticks use the lguest device."""
         wants_lguest = self.mode is TickMode.PERIODIC
+        if self.linux_drivers is LinuxDrivers.STOCK:  # Linux's own clocks: GuestConfig checks
+            timer = TimerPath(self.timer or TimerPath.LAPIC)
+            object.__setattr__(self, "timer", timer)
+            if self.guest is not GuestKind.LINUX:
+                raise InputError("--linux-drivers stock needs --guest linux")
+            check_stock(timer, self.warp_idle)
+            return
         if self.timer is None:  # a warped Linux BLOCKs on the lguest device's event
             warped_linux = self.warp_idle and self.guest is GuestKind.LINUX
             timer = TimerPath.LGUEST if wants_lguest or warped_linux else TimerPath.PV
@@ -276,6 +287,10 @@ class IdleResult(IdleRates):
     # before their deadline in guest time (must be 0); None: not recorded (Linux guests).
     timer_runs: list[int] | None = None
     early_timer_runs: int | None = None
+    # Version 4: a Linux guest's clocks (guest0's; schema.py says what each is)
+    clock_agreement_ppm: dict[str, float | None] | None = None
+    clocksource_unstable: list[str] | None = None
+    console_time_ratio: float | None = None
 
     def __post_init__(self) -> None:
         """Runs that do not say how time ran ran it straight: unwarped, at ``dilation``."""

@@ -83,6 +83,15 @@ Added in version 5 (a version 1-4 record reads as null: not known):
                             guest time since the start, ns since the Unix epoch: the wall
                             time Linux believes the guest started at (on the zoo, set at
                             boot from the emulated CMOS RTC); null for other guests.
+    clock_agreement_ppm object? A Linux guest's clocks (tsc, hpet, jiffies, monotonic, rtc,
+                            realtime) -> each one's rate against the group's timeline, ppm,
+                            from the workload's first and last samples (null per clock the
+                            kernel lacks; the whole null where it took no samples: only the
+                            stock kernel samples, ``measure/linux_clocks.py``).
+    clocksource_unstable [str]? Every clocksource the Linux kernel marked unstable (its
+                            console); null for the small guest.
+    console_time_ratio float? Linux: printk seconds per host wall second over the workload's
+                            console lines (the dilation, seen from outside); null if too few.
 """
 
 from __future__ import annotations
@@ -206,6 +215,9 @@ class ResultRecord:
     io: IoCounts | None = None
     late_causes: LateCauses | None = None
     guest_realtime_at_boot: int | None = None
+    clock_agreement_ppm: dict[str, float | None] | None = None
+    clocksource_unstable: list[str] | None = None
+    console_time_ratio: float | None = None
 
     @property
     def path_label(self) -> str:
@@ -277,6 +289,9 @@ def to_json_dict(record: ResultRecord) -> dict[str, Any]:
         "io": io_counts_to_json(record.io),
         "late_causes": late_causes_to_json(record.late_causes),
         "guest_realtime_at_boot": record.guest_realtime_at_boot,
+        "clock_agreement_ppm": record.clock_agreement_ppm,
+        "clocksource_unstable": record.clocksource_unstable,
+        "console_time_ratio": record.console_time_ratio,
     }
 
 
@@ -357,8 +372,24 @@ def from_json_dict(d: Any) -> ResultRecord:
             None if late is None else late_causes_from_json(top.object_("late_causes"))
         )
         record.guest_realtime_at_boot = top.optional_int("guest_realtime_at_boot")
+        record.clock_agreement_ppm = _optional_ppm(top)
+        if top.get("clocksource_unstable") is not None:
+            record.clocksource_unstable = top.str_list("clocksource_unstable")
+        if top.get("console_time_ratio") is not None:
+            record.console_time_ratio = top.float_("console_time_ratio")
     top.check_no_extra()
     return record
+
+
+def _optional_ppm(top: StrictReader) -> dict[str, float | None] | None:
+    """``clock_agreement_ppm``: null, or clock name -> ppm (a number) or null."""
+    if top.get("clock_agreement_ppm") is None:
+        return None
+    clocks = top.object_("clock_agreement_ppm")
+    out: dict[str, float | None] = {}
+    for name in list(clocks.obj):
+        out[name] = None if clocks.get(name) is None else clocks.float_(name)
+    return out
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:

@@ -17,12 +17,14 @@ from tickless.axes import (
     Backend,
     GuestKind,
     IoCpu,
+    LinuxDrivers,
     Load,
     Method,
     TickMode,
     TimerPath,
     Wait,
     check_dilation,
+    check_stock,
     choices,
     format_loads,
 )
@@ -78,8 +80,11 @@ def rtc_rate_hz(interval_ns: int) -> int:
     return min(rates, key=lambda hz: abs(Fraction(SECOND_NS, hz) - interval_ns))
 
 
-def default_timer(guest: GuestKind) -> TimerPath:
-    """``pv``, the device that wins, for every guest (Linux's driver drives it too)."""
+def default_timer(guest: GuestKind, drivers: LinuxDrivers = LinuxDrivers.TICKLESS) -> TimerPath:
+    """``pv``, the device that wins, for every guest (Linux's driver drives it too); a
+    stock Linux has no driver for it and runs on what it chooses itself (``lapic``)."""
+    if guest is GuestKind.LINUX and drivers is LinuxDrivers.STOCK:
+        return TimerPath.LAPIC
     return TimerPath.PV
 
 
@@ -133,6 +138,7 @@ class MeasureSpec:
     spin_threshold_ns: int = 200_000  # precise: nearer deadlines are spun to directly
     guest: GuestKind = GuestKind.SMALL  # what runs in the VM (kvm backend)
     kernel_path: Path | None = None  # --guest linux: a user's vmlinux (None: ours)
+    linux_drivers: LinuxDrivers = LinuxDrivers.TICKLESS  # --guest linux: our clocks, or its own
     console_path: Path | None = None  # where to save what the guest printed
     boot_timeout_s: float = 120.0  # a guest that is not running its workload by then stops
     explain: bool = False  # pv: where each event's time went (host wake, injection, entry...)
@@ -150,6 +156,7 @@ class MeasureSpec:
             ("backend", Backend),
             ("advance", Advance),
             ("io_cpu", IoCpu),
+            ("linux_drivers", LinuxDrivers),
         ):
             object.__setattr__(self, name, _member(enum, getattr(self, name), name))
         object.__setattr__(self, "loads", _loads(self.loads))
@@ -271,7 +278,14 @@ class MeasureSpec:
             raise InputError(
                 "--timer host runs on the host's own clock: it cannot be dilated or warped"
             )
-        check_dilation(self.timer, self.rate)
+        stock = self.linux_drivers is LinuxDrivers.STOCK
+        check_dilation(self.timer, self.rate, stock=stock)
+        if stock:
+            if self.guest is not GuestKind.LINUX or self.kernel_path is not None:
+                raise InputError(
+                    "--linux-drivers stock needs --guest linux and the kernel tickless builds"
+                )
+            check_stock(self.timer, self.warp_idle)
         if not self.warp_idle:
             return
         if self.backend is not Backend.KVM:

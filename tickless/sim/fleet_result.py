@@ -158,6 +158,9 @@ class FleetResult(IdleRates):
             "guest_kernel": None,
             "guest_clockevent": None,
             "guest_clocksource": None,
+            "clock_agreement_ppm": None,  # no kernel, no clocks of its own
+            "clocksource_unstable": None,
+            "console_time_ratio": None,
             "boot_s": 0.0,
             "assists": {},
             "per_cpu": [asdict(c) for c in self.per_cpu],

@@ -77,6 +77,7 @@ def write_boot_params(
     boot.explain = int(cfg.explain)
     boot.warp = int(cfg.warp_idle)
     boot.pv_block = int(cfg.pv_idle == "block")
+    boot.clock_sample_ns = STOCK_CLOCK_SAMPLE_NS if cfg.stock else 0
     write_lapic_advance(boot, cfg)
     if cfg.timer is TimerPath.RTC:  # its periodic rate, 2^(16 - RS) Hz (hz: a power of two)
         boot.rtc_rate_select = 16 - cfg.hz.bit_length() + 1
@@ -101,6 +102,11 @@ def write_lapic_advance(boot: abi.Boot, cfg: GuestConfig) -> None:
     boot.advance_min_ns, boot.advance_max_ns = adv.min_ns, adv.max_ns
     boot.advance_grow, boot.advance_grow_shift = adv.grow, adv.grow_shift
     boot.advance_shrink_shift = adv.shrink_shift
+
+
+# How often a stock Linux samples its clocks (guest time): often enough for the HPET's
+# 32-bit counter (a wrap every 42.9 s), rarely enough that its idle stays idle.
+STOCK_CLOCK_SAMPLE_NS = 5_000_000_000
 
 
 def write_boot_block(
@@ -139,10 +145,15 @@ AP_LONG_MODE = replace(
 
 
 def enter_long_mode(
-    system: KvmSystem, vcpu: Vcpu, layout: LongModeLayout, regs: kvm_abi.Regs
+    system: KvmSystem,
+    vcpu: Vcpu,
+    layout: LongModeLayout,
+    regs: kvm_abi.Regs,
+    cpuid: kvm_abi.Cpuid2 | None = None,
 ) -> None:
-    """A vCPU that starts in 64-bit ring 0 with paging on, at ``regs``."""
-    vcpu.set_cpuid(system.supported_cpuid)
+    """A vCPU that starts in 64-bit ring 0 with paging on, at ``regs``, with ``cpuid``
+    (default: everything KVM supports)."""
+    vcpu.set_cpuid(system.supported_cpuid if cpuid is None else cpuid)
     vcpu.set_sregs(long_mode_sregs(vcpu.get_sregs(), layout))
     vcpu.set_regs(regs)
 

@@ -61,7 +61,7 @@ class VmmHost:
             self.system.close()
             raise
         self.machines: list[GuestMachine] = []
-        self._vmlinux: dict[int, Path] = {}  # HZ -> the vmlinux we built
+        self._vmlinux: dict[tuple[int, bool], Path] = {}  # (HZ, stock) -> the vmlinux we built
         self.slop_ns = slop_ns
         # The C deadline loop (PV deadline device, precise channel): one per host, for the
         # host's life, so booting and destroying guests leaves the process as it was.
@@ -153,15 +153,16 @@ class VmmHost:
             return SmallGuestBoot(self.image)
         kernel = config.kernel_path
         if kernel is None:
-            kernel = self._vmlinux.get(config.hz)
+            key = (config.hz, config.stock)
+            kernel = self._vmlinux.get(key)
             if kernel is None:  # built (or found in the cache) on first use only
                 from tickless.guest.linux_build import build_vmlinux
 
-                kernel = self._vmlinux[config.hz] = build_vmlinux(config.hz)
+                kernel = self._vmlinux[key] = build_vmlinux(config.hz, stock=config.stock)
         # Periodic: no dynticks and no high-resolution mode, so the tick runs on the
         # clock-event device's PERIODIC state (SET_PERIODIC), as a HZ kernel's does.
         periodic = "nohz=off highres=off" if config.mode is TickMode.PERIODIC else ""
-        return LinuxBoot(kernel, periodic, zoo=config.zoo)
+        return LinuxBoot(kernel, periodic, zoo=config.zoo, stock=config.stock)
 
     def freeze_all(self) -> list[GuestMachine]:
         """Freeze every guest that can be (see ``GuestMachine.freeze``); returns them."""

@@ -34,6 +34,7 @@ from tickless.kvm.vm import Vm
 from tickless.timers.clock import GuestClock
 from tickless.vmm.acpi import ACPI_BYTES, ACPI_GPA, build_tables
 from tickless.vmm.boot import enter_long_mode, write_boot_block, write_long_mode_tables
+from tickless.vmm.cpuid import without_clock_leaves
 from tickless.vmm.mptable import MPTABLE_BYTES, MPTABLE_GPA, mp_table
 
 ZERO_PAGE_GPA = 0x7000
@@ -75,8 +76,18 @@ BP_VECTOR = 3
 # becomes ready, which nothing here needs (there is no user space).
 BASE_CMDLINE = (
     "console=ttyS0 earlyprintk=serial,ttyS0,115200 clearcpuid=smap,xsave,popcnt "
-    "tsc=reliable panic=-1 random.trust_cpu=off"
+    "panic=-1 random.trust_cpu=off"
 )
+# Our clocks bend with the timeline and the TSC need not: nothing may compare them
+# (tickless.config, "Time that bends"). The stock kernel keeps the comparison.
+TICKLESS_CLOCKS_CMDLINE = "tsc=reliable"
+# Linux's refined TSC calibration (tsc_refine_calibration_work) drops a sample whose two TSC
+# reads around an HPET read are more than tsc_khz/32 cycles apart: 31.25/R us of wall time
+# at dilation R, since the TSC ticks at the host's rate. An HPET read here is an MMIO exit
+# (~12 us plus two emulated rdtsc), so above R = 1 the refinement never completes and the
+# boot calibration stays (2,000 ppm off at R = 10): the stock guest is told its TSC's rate
+# there (docs/linux-stock-on-bent-time.md).
+STOCK_CALIBRATES_UP_TO_RATE = Fraction(1)
 
 # No ACPI tables (the guest without the zoo): acpi=off, or Linux would scan the BIOS area
 # for an RSDP (seconds of emulated ring 0, as the MP table's scan). pci=off everywhere: PCI is
@@ -107,6 +118,27 @@ def zoo_cmdline(timer: TimerPath, tsc_hz: int, rate: Fraction) -> str:
     else:
         words += ["clocksource=hpet"]
     return " ".join(words)
+
+
+def stock_cmdline(timer: TimerPath, tsc_hz: int, rate: Fraction) -> str:
+    """The stock kernel's words: Linux's own drivers choose (``lapic``) or the HPET is
+    steered in (``hpet``); no ``tsc=reliable``, no ``no-kvmclock`` (CPUID hides KVM,
+    ``vmm/cpuid.py``); the TSC's rate only where Linux cannot refine it (``tsc_told_khz``)."""
+    words = ["pci=off"]
+    if timer is TimerPath.HPET:
+        words += ["nolapic_timer", "clocksource=hpet"]
+    khz = tsc_told_khz(tsc_hz, rate)
+    if khz is not None:
+        words.append(f"tsc_early_khz={khz}")
+    return " ".join(words)
+
+
+def tsc_told_khz(tsc_hz: int, rate: Fraction) -> int | None:
+    """The TSC's rate in guest time that a stock kernel is told, or None where it
+    calibrates (and refines) the rate itself against the HPET."""
+    if rate <= STOCK_CALIBRATES_UP_TO_RATE:
+        return None
+    return round(Fraction(tsc_hz, 1000) / rate)
 
 
 PT_LOAD = 1
@@ -183,7 +215,9 @@ def zero_page(cmdline_len: int, e820: list[tuple[int, int, int]], rsdp_gpa: int 
 class LinuxBoot:
     """A vmlinux, its command line, and the window our drivers find the host in."""
 
-    def __init__(self, vmlinux: Path, extra_cmdline: str = "", zoo: bool = False) -> None:
+    def __init__(
+        self, vmlinux: Path, extra_cmdline: str = "", zoo: bool = False, stock: bool = False
+    ) -> None:
         try:
             self.image = vmlinux.read_bytes()
         except OSError as exc:
@@ -199,9 +233,11 @@ class LinuxBoot:
                 )
         self.layout = GuestLayout.linux_window(self.window_gpa)
         self.irq_routes = {abi.TIMER_VECTOR: abi.LINUX_TIMER_IRQ, abi.MSG_VECTOR: abi.LINUX_MSG_IRQ}
-        self.zoo = zoo
+        self.zoo = zoo or stock
+        self.stock = stock
+        ours = "" if stock else f" {TICKLESS_CLOCKS_CMDLINE}"
         self.cmdline = (
-            f"{BASE_CMDLINE} tickless.window={self.window_gpa:#x} {extra_cmdline}".strip()
+            f"{BASE_CMDLINE}{ours} tickless.window={self.window_gpa:#x} {extra_cmdline}".strip()
         )
         if len(self.cmdline) + 1 > CMDLINE_MAX_BYTES - 200:  # room for the zoo's words
             raise InputError(f"kernel command line over {CMDLINE_MAX_BYTES - 200} bytes")
@@ -218,6 +254,8 @@ class LinuxBoot:
 
     def full_cmdline(self, config: GuestConfig, clock: GuestClock) -> str:
         """The command line as the guest gets it: ours, and the zoo's words or acpi=off."""
+        if self.stock:
+            return f"{self.cmdline} {stock_cmdline(config.timer, clock.tick_hz, clock.rate)}"
         if not self.zoo:
             return f"{self.cmdline} {NO_ACPI_CMDLINE}"
         return f"{self.cmdline} {zoo_cmdline(config.timer, clock.tick_hz, clock.rate)}"
@@ -248,7 +286,8 @@ class LinuxBoot:
         regs = kvm_abi.Regs(
             rip=self.entry, rsp=BOOT_STACK_TOP, rsi=ZERO_PAGE_GPA, rflags=abi.RFLAGS_FIXED
         )
-        enter_long_mode(system, vcpu, LINUX_LONG_MODE, regs)
+        cpuid = without_clock_leaves(system.supported_cpuid) if self.stock else None
+        enter_long_mode(system, vcpu, LINUX_LONG_MODE, regs, cpuid)
 
     def assist(self, exit_: VcpuExit, vcpu: Vcpu) -> str | None:
         """The kernel's boot-time int3 self-test stops this host's emulator (an internal
@@ -299,3 +338,17 @@ def read_linux_info(memory: GuestMemory, layout: GuestLayout) -> LinuxGuestInfo 
         hz=int(info.hz),
         realtime_at_boot_ns=int(info.realtime_at_boot_ns),
     )
+
+
+def read_clock_samples(
+    memory: GuestMemory, layout: GuestLayout
+) -> tuple[abi.ClockSample, abi.ClockSample, int] | None:
+    """The first and the latest of the clock samples the workload took, and how many it
+    took (``clocks.c``); None before two. Values are the guest's: checked where used."""
+    if layout.info_gpa is None:
+        return None
+    raw = memory.read(layout.info_gpa, ctypes.sizeof(abi.LinuxInfo), "linux info")
+    info = abi.LinuxInfo.from_buffer_copy(raw)
+    if info.clock_samples < 2:
+        return None
+    return info.clock_first, info.clock_last, int(info.clock_samples)

@@ -191,6 +191,11 @@ class GuestMachine(MachineDevices):
     def freeze(self) -> None:
         """Pause the guest (its vCPUs leave KVM_RUN and wait) and stop its timeline's clock
         (the whole group's) until ``thaw``: no timer of it fires, none is missed."""
+        if self.config.stock:
+            raise InputError(
+                "a stock Linux guest cannot be frozen: its TSC (clocksource, sched_clock, "
+                "LAPIC timer) runs on the host TSC, which this host cannot stop"
+            )
         if self.config.timer is TimerPath.LAPIC:
             raise InputError(
                 "a guest on --timer lapic cannot be frozen: its TSC-deadline timer runs on "

@@ -41,6 +41,8 @@ u64 tickless_clock_ns(void);
 extern s64 tickless_sched_clock_offset;
 /* The name of the clocksource timekeeping runs on. */
 const char *tickless_current_clocksource(void);
+/* Every clock the kernel has, read for the host into tickless_info (clocks.c); sleeps. */
+void tickless_clocks_sample(void);
 /* Registers the clock-event device after its min-delta self-test; 0 or -errno. */
 int tickless_clockevent_init(void);
 /* Whether it did: the tick runs on it, and BLOCK(0) names its programmed event. */

@@ -7,7 +7,9 @@
  * clock page, the counters both sides read, what this kernel chose, and the results.
  * The clocksource reads the same PV clock page the host keeps its timers on, so what
  * the host does to that clock (dilation) reaches Linux's timekeeping; it is rated above
- * kvm-clock (400) and tsc (300) so that timekeeping picks it.
+ * kvm-clock (400) and tsc (300) so that timekeeping picks it. Without
+ * CONFIG_TICKLESS_CLOCKS (the stock kernel) only the window is mapped: Linux keeps its
+ * own clocks, and the workloads read the PV clock only to time-stamp for the host.
  */
 #define pr_fmt(fmt) "tickless: " fmt
 
@@ -41,6 +43,8 @@ u64 tickless_clock_ns(void)
 	return tickless_read_pvclock(tickless_pvclock);
 }
 
+s64 tickless_sched_clock_offset __ro_after_init;
+
 /*
  * sched_clock on the PV clock too. kvm-clock's sched_clock reads the host's time, which
  * a dilated, warped or frozen guest clock leaves behind: the scheduler's clock (rq_clock)
@@ -52,31 +56,34 @@ u64 tickless_clock_ns(void)
  * Continuous at the switch (the offset keeps the value sched_clock had); noinstr as
  * every sched_clock.
  */
-s64 tickless_sched_clock_offset __ro_after_init;
-
 static noinstr u64 tickless_sched_clock_read(void)
 {
 	return tickless_read_pvclock(tickless_pvclock) - tickless_sched_clock_offset;
 }
 
+/* Stock: Linux's own sched_clock stays; the offset then only relates it to the PV clock. */
 static void __init tickless_sched_clock_init(void)
 {
 	unsigned long flags;
 
 	local_irq_save(flags);
 	tickless_sched_clock_offset = (s64)(tickless_clock_ns() - sched_clock());
-	paravirt_set_sched_clock(tickless_sched_clock_read);
+	if (IS_ENABLED(CONFIG_TICKLESS_CLOCKS))
+		paravirt_set_sched_clock(tickless_sched_clock_read);
 	local_irq_restore(flags);
-	pr_info("sched_clock on the PV clock (offset %lld ns)\n", tickless_sched_clock_offset);
-}
-
-static u64 tickless_cs_read(struct clocksource *cs)
-{
-	return tickless_clock_ns();
+	if (IS_ENABLED(CONFIG_TICKLESS_CLOCKS))
+		pr_info("sched_clock on the PV clock (offset %lld ns)\n",
+			tickless_sched_clock_offset);
 }
 
 /* Timekeeping calls enable/disable when it switches to/away from a clocksource. */
 static bool cs_current;
+
+#ifdef CONFIG_TICKLESS_CLOCKS
+static u64 tickless_cs_read(struct clocksource *cs)
+{
+	return tickless_clock_ns();
+}
 
 static int tickless_cs_enable(struct clocksource *cs)
 {
@@ -98,6 +105,7 @@ static struct clocksource tickless_cs = {
 	.enable = tickless_cs_enable,
 	.disable = tickless_cs_disable,
 };
+#endif /* CONFIG_TICKLESS_CLOCKS */
 
 /*
  * The HPET's clocksource has no id (CSID_GENERIC): timekeeping reads the HPET when the
@@ -131,7 +139,7 @@ const char *tickless_current_clocksource(void)
 	struct system_time_snapshot snap;
 
 	if (cs_current)
-		return tickless_cs.name;
+		return "tickless";
 	if (timekeeping_reads_hpet())
 		return "hpet";
 	ktime_get_snapshot(&snap);
@@ -178,12 +186,18 @@ static int __init tickless_init(void)
 		pr_err("the PV clock page is empty: no clocksource, no clock-event device\n");
 		return -ENODEV;
 	}
+#ifdef CONFIG_TICKLESS_CLOCKS
 	clocksource_register_hz(&tickless_cs, NSEC_PER_SEC);
 	tickless_sched_clock_init();
 	if (tickless_boot->timer != TICKLESS_TIMERPATH_LGUEST &&
 	    tickless_boot->timer != TICKLESS_TIMERPATH_PV)
 		return 0; /* lapic, hpet, pit: Linux's own driver is the clock-event device */
 	return tickless_clockevent_init();
+#else
+	tickless_sched_clock_init();
+	pr_info("stock: Linux keeps its own clocksource, sched_clock and clock-event device\n");
+	return 0;
+#endif
 }
 /* Early: timekeeping chooses among clocksources at fs_initcall. */
 core_initcall(tickless_init);

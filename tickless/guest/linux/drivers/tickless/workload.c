@@ -7,6 +7,9 @@
  * MEASURE: the paper's method, an hrtimer re-armed interval_ns after each event's own
  *   ktime_get(), count events; each event's PV clock time goes to results[i], the
  *   reference to results[0]; then DONE(events).
+ * Both sample every clock the kernel has (clocks.c) at their start and end, and IDLE every
+ * clock_sample_ns too, when the host asks (Boot.clock_sample_ns: the stock kernel).
+ *
  * IDLE: two housekeeping hrtimers (periods housekeeping_a_ns and _b_ns) while the
  *   workload sleeps, so the CPU idles and NO_HZ stops the tick; after duration_ns,
  *   DONE(0). Its start on the PV clock goes to results[0] (under --warp-idle the host
@@ -69,6 +72,8 @@ static u64 measure(const char *clockevent)
 	}
 	pr_info("measure %llu x %llu ns on clockevent %s\n", measure_count, measure_interval,
 		clockevent);
+	if (boot->clock_sample_ns)
+		tickless_clocks_sample();
 	hrtimer_init(&measure_timer, CLOCK_MONOTONIC, HRTIMER_MODE_ABS);
 	measure_timer.function = measure_event;
 	WRITE_ONCE(tickless_results[0], tickless_clock_ns());
@@ -76,6 +81,8 @@ static u64 measure(const char *clockevent)
 	hrtimer_start(&measure_timer, ktime_add_ns(measure_start, measure_interval),
 		      HRTIMER_MODE_ABS);
 	wait_for_completion_state(&measure_done, TASK_IDLE);
+	if (boot->clock_sample_ns)
+		tickless_clocks_sample();
 	return measure_seen;
 }
 
@@ -115,9 +122,17 @@ static void idle(const char *clockevent)
 	period_b = boot->housekeeping_b_ns;
 	housekeeping_start(&housekeeping_a, period_a);
 	housekeeping_start(&housekeeping_b, period_b);
-	do { /* one sleep to the end: the CPU idles, NO_HZ stops the tick */
+	if (boot->clock_sample_ns)
+		tickless_clocks_sample();
+	do { /* one sleep to the end (or the next sample): NO_HZ stops the tick */
+		ktime_t until = end;
+
+		if (boot->clock_sample_ns)
+			until = min_t(ktime_t, end, ktime_add_ns(ktime_get(), boot->clock_sample_ns));
 		set_current_state(TASK_IDLE);
-		schedule_hrtimeout(&end, HRTIMER_MODE_ABS);
+		schedule_hrtimeout(&until, HRTIMER_MODE_ABS);
+		if (boot->clock_sample_ns && ktime_before(ktime_get(), end))
+			tickless_clocks_sample();
 	} while (ktime_before(ktime_get(), end));
 	hrtimer_cancel(&housekeeping_a);
 	hrtimer_cancel(&housekeeping_b);

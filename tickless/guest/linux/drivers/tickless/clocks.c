@@ -1,0 +1,170 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Every clock the kernel has, read for the host (Boot.clock_sample_ns, the stock kernel):
+ * the TSC through the kernel's own tsc_khz, the HPET's main counter, jiffies, ktime_get,
+ * the CMOS RTC and ktime_get_real, each paired with the PV clock (the host's timeline, the
+ * reference) read with it. The host turns the first and the latest sample into each
+ * clock's rate against the timeline (clock_agreement_ppm). Jiffies and the RTC count in
+ * ticks and seconds: each is paired with the timeline at its own edge, so its resolution
+ * does not count.
+ */
+#define pr_fmt(fmt) "tickless: " fmt
+
+#include <linux/bits.h>
+#include <linux/delay.h>
+#include <linux/jiffies.h>
+#include <linux/ktime.h>
+#include <linux/math64.h>
+#include <linux/mc146818rtc.h>
+#include <linux/rtc.h>
+#include <linux/timekeeping.h>
+#include <asm/hpet.h>
+#include <asm/tsc.h>
+
+#include "../../kernel/time/tick-internal.h"
+#include "../../kernel/time/timekeeping.h"
+#include "tickless.h"
+
+#define RTC_EDGE_AHEAD_NS (20 * NSEC_PER_MSEC) /* wake this long before a predicted edge */
+#define EDGE_TIMEOUT_NS (1500 * NSEC_PER_MSEC) /* an RTC second, with room */
+
+/* The HPET's 32-bit counter wraps every 42.9 s at 100 MHz: samples come more often. */
+static u64 hpet_ticks;
+static u32 hpet_last;
+static bool hpet_started;
+
+static bool read_hpet(u64 *ns)
+{
+	u32 now;
+
+	if (!IS_ENABLED(CONFIG_HPET_TIMER) || !is_hpet_enabled())
+		return false;
+	now = hpet_readl(HPET_COUNTER);
+	hpet_ticks = hpet_started ? hpet_ticks + (u32)(now - hpet_last) : now;
+	hpet_last = now;
+	hpet_started = true;
+	*ns = mul_u64_u32_div(hpet_ticks, hpet_readl(HPET_PERIOD), 1000000);
+	return true;
+}
+
+static int rtc_seconds(void)
+{
+	unsigned long flags;
+	int sec;
+
+	spin_lock_irqsave(&rtc_lock, flags);
+	sec = CMOS_READ(RTC_SECONDS);
+	spin_unlock_irqrestore(&rtc_lock, flags);
+	return sec;
+}
+
+/*
+ * The RTC's next seconds edge: the timeline then, and the RTC's time (ns since 1970). The
+ * edge is found by reading the seconds register back to back (two port exits a read: the
+ * edge is known to a read's cost); a sleep between reads would cost a timer interrupt,
+ * milliseconds of emulated ring 0 here. Once an edge has been seen, the next ones are
+ * predicted from it (the RTC counts guest time), and the wait sleeps until shortly before.
+ */
+static u64 rtc_edge_at_ns; /* the timeline at the last edge seen (0: none yet) */
+
+static bool read_rtc_at_edge(u64 *ns, u64 *at_ns)
+{
+	u64 give_up = ktime_get_ns() + EDGE_TIMEOUT_NS;
+	unsigned long flags;
+	struct rtc_time tm;
+	int first;
+
+	if (rtc_edge_at_ns) {
+		u64 now = tickless_clock_ns(), next = rtc_edge_at_ns;
+
+		while (next <= now + RTC_EDGE_AHEAD_NS)
+			next += NSEC_PER_SEC;
+		fsleep((next - RTC_EDGE_AHEAD_NS - now) / NSEC_PER_USEC);
+		give_up = ktime_get_ns() + EDGE_TIMEOUT_NS;
+	}
+	local_irq_save(flags); /* no handler between the edge and its reading */
+	first = rtc_seconds();
+	while (rtc_seconds() == first) {
+		if (ktime_get_ns() > give_up) {
+			local_irq_restore(flags);
+			return false;
+		}
+		cpu_relax();
+	}
+	*at_ns = rtc_edge_at_ns = tickless_clock_ns();
+	local_irq_restore(flags);
+	if (mc146818_get_time(&tm, 1000))
+		return false;
+	*ns = (u64)rtc_tm_to_time64(&tm) * NSEC_PER_SEC;
+	return true;
+}
+
+/*
+ * Jiffies with the CLOCK_MONOTONIC time they were last brought to (tick_next_period is one
+ * tick past it), moved onto the timeline through a monotonic reading beside a timeline one:
+ * not the moment a poll saw jiffies change, which lags by the tick handler's run, and that
+ * is milliseconds of emulated ring 0 here (tens of them in guest time when dilated).
+ */
+static bool read_jiffies(u64 *ns, u64 *at_ns)
+{
+	u64 jiffies, edge_ns, mono_ns, timeline_ns;
+	unsigned long flags;
+	unsigned int seq;
+
+	local_irq_save(flags);
+	do {
+		seq = read_seqcount_begin(&jiffies_seq);
+		jiffies = jiffies_64;
+		edge_ns = ktime_to_ns(tick_next_period) - TICK_NSEC;
+	} while (read_seqcount_retry(&jiffies_seq, seq));
+	timeline_ns = tickless_clock_ns();
+	mono_ns = ktime_get_ns();
+	local_irq_restore(flags);
+	if (mono_ns < edge_ns)
+		return false;
+	*ns = jiffies * (NSEC_PER_SEC / HZ);
+	*at_ns = timeline_ns - (mono_ns - edge_ns);
+	return true;
+}
+
+static void read_clocks(struct tickless_clock_sample *s)
+{
+	unsigned long flags;
+	u64 valid = 0;
+
+	if (read_rtc_at_edge(&s->rtc_ns, &s->rtc_at_ns))
+		valid |= BIT(TICKLESS_CLOCK_RTC_BIT);
+	if (read_jiffies(&s->jiffies_ns, &s->jiffies_at_ns))
+		valid |= BIT(TICKLESS_CLOCK_JIFFIES_BIT);
+	local_irq_save(flags); /* each read beside its timeline reading, nothing between */
+	s->timeline_ns = tickless_clock_ns();
+	s->tsc_at_ns = tickless_clock_ns();
+	s->tsc_ns = tsc_khz ? mul_u64_u32_div(rdtsc_ordered(), 1000000, tsc_khz) : 0;
+	s->monotonic_at_ns = tickless_clock_ns();
+	s->monotonic_ns = ktime_get_ns();
+	s->realtime_at_ns = tickless_clock_ns();
+	s->realtime_ns = ktime_get_real_ns();
+	s->hpet_at_ns = tickless_clock_ns();
+	if (read_hpet(&s->hpet_ns))
+		valid |= BIT(TICKLESS_CLOCK_HPET_BIT);
+	local_irq_restore(flags);
+	valid |= BIT(TICKLESS_CLOCK_MONOTONIC_BIT) | BIT(TICKLESS_CLOCK_REALTIME_BIT);
+	if (tsc_khz)
+		valid |= BIT(TICKLESS_CLOCK_TSC_BIT);
+	s->valid = valid;
+}
+
+void tickless_clocks_sample(void)
+{
+	struct tickless_linux_info *info = tickless_info;
+	struct tickless_clock_sample sample = {};
+	u64 n = READ_ONCE(info->clock_samples);
+
+	read_clocks(&sample);
+	if (!n)
+		info->clock_first = sample;
+	info->clock_last = sample;
+	virt_wmb(); /* the sample before its count: the host reads a complete one */
+	WRITE_ONCE(info->clock_samples, n + 1);
+	pr_info("clocks sampled (%llu) at %llu ns of guest time\n", n + 1, sample.timeline_ns);
+}

@@ -1,0 +1,127 @@
+"""What a Linux guest's clocks did, seen from inside and from outside.
+
+Inside: the stock kernel's workload samples every clock it has (``guest/linux/drivers/
+tickless/clocks.c``), each beside a reading of the group's timeline, at the start and every
+few guest seconds; two samples give each clock's rate against the timeline
+(``clock_agreement_ppm``). Outside: the console's lines carry printk's time and the host
+stamps each with the wall time its first byte arrived, so printk seconds per wall second
+(``console_time_ratio``) checks the dilation without trusting anything in the guest; and
+the console says which clocksources the kernel gave up on (``clocksource_unstable``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tickless.guest import abi
+from tickless.vmm.linux_boot import read_clock_samples
+from tickless.vmm.machine import GuestMachine
+
+# The HPET's 32-bit main counter wraps every 42.9 s at 100 MHz: samples further apart than
+# this cannot be trusted to have seen every wrap (the guest extends the counter at each
+# sample; they come every 5 s in idle, but only at the start and end of measure).
+HPET_TRUSTED_SPAN_NS = 40_000_000_000
+MIN_RATIO_SPAN_S = 1.0  # console lines over less wall time than this give no ratio
+_UNSTABLE = (
+    re.compile(r"clocksource: Marking clocksource '([^']+)' as unstable"),
+    re.compile(r"(tsc): Marking TSC unstable"),
+)
+_PRINTK = re.compile(r"^\[\s*(\d+\.\d+)\]")
+
+
+@dataclass(frozen=True)
+class GuestClocks:
+    clock_agreement_ppm: dict[str, float | None] | None
+    clocksource_unstable: list[str]
+    console_time_ratio: float | None
+
+    def fields(self) -> dict[str, Any]:
+        """The record's fields, by their names."""
+        return {
+            "clock_agreement_ppm": self.clock_agreement_ppm,
+            "clocksource_unstable": list(self.clocksource_unstable),
+            "console_time_ratio": self.console_time_ratio,
+        }
+
+
+def agreement_ppm(
+    first: abi.ClockSample, last: abi.ClockSample, samples: int = 2
+) -> dict[str, float | None]:
+    """Each clock's rate against the timeline between the first and the last of
+    ``samples`` samples, in ppm (None: the kernel does not have it, or the samples cannot
+    say: no time between them, samples further apart than an HPET wrap). Clocks and
+    timeline come from an untrusted guest: nonsense gives None."""
+    out: dict[str, float | None] = {}
+    for bit, name in enumerate(abi.CLOCK_NAMES):
+        value: float | None = None
+        if (first.valid >> bit) & 1 and (last.valid >> bit) & 1:
+            clock = int(getattr(last, f"{name}_ns")) - int(getattr(first, f"{name}_ns"))
+            timeline = int(getattr(last, f"{name}_at_ns")) - int(getattr(first, f"{name}_at_ns"))
+            gap = timeline // max(1, samples - 1)  # the guest extends the counter at each
+            trusted = name != "hpet" or gap <= HPET_TRUSTED_SPAN_NS
+            if timeline > 0 and trusted:
+                value = round((clock / timeline - 1) * 1e6, 1)
+        out[name] = value
+    return out
+
+
+def unstable_clocksources(console: str) -> list[str]:
+    """Every clocksource the kernel marked unstable, in the order it said so."""
+    found: list[str] = []
+    for line in console.splitlines():
+        for pattern in _UNSTABLE:
+            match = pattern.search(line)
+            if match and match.group(1) not in found:
+                found.append(match.group(1))
+    return found
+
+
+def printk_seconds(line: str) -> float | None:
+    """printk's time stamp of a console line, if it has one."""
+    match = _PRINTK.match(line)
+    return float(match.group(1)) if match else None
+
+
+def time_ratio(stamps: list[tuple[int, float]]) -> float | None:
+    """printk seconds per wall second: the least-squares slope over (wall ns, printk s);
+    None for fewer than three lines or less than ``MIN_RATIO_SPAN_S`` of wall time."""
+    if len(stamps) < 3:
+        return None
+    wall = np.array([w for w, _ in stamps], dtype=np.float64) / 1e9
+    printk = np.array([p for _, p in stamps], dtype=np.float64)
+    if wall.max() - wall.min() < MIN_RATIO_SPAN_S:
+        return None
+    slope = np.polyfit(wall - wall.min(), printk, 1)[0]
+    return round(float(slope), 6)
+
+
+def workload_stamps(
+    lines: list[tuple[int, str]], marker: str = "tickless: "
+) -> list[tuple[int, float]]:
+    """(wall ns, printk s) of our workload's lines from the first that announces the kernel
+    (``tickless: Linux``) on: boot's own lines come before sched_clock counts guest time."""
+    out: list[tuple[int, float]] = []
+    started = False
+    for wall_ns, text in lines:
+        started = started or f"{marker}Linux " in text
+        seconds = printk_seconds(text)
+        if started and marker in text and seconds is not None:
+            out.append((wall_ns, seconds))
+    return out
+
+
+def guest_clocks(machine: GuestMachine) -> GuestClocks:
+    """A Linux guest's clocks: its samples (if it took two), its console's word on
+    unstable clocksources, and its printk time against the host's wall time."""
+    samples = read_clock_samples(machine.memory, machine.boot.layout)
+    agreement = None if samples is None else agreement_ppm(*samples)
+    console = machine.console
+    return GuestClocks(
+        clock_agreement_ppm=agreement,
+        clocksource_unstable=unstable_clocksources(console.text()),
+        console_time_ratio=time_ratio(workload_stamps(list(console.lines))),
+    )

@@ -1,0 +1,35 @@
+"""The CPUID table a stock Linux guest gets: the host's, less what tells it the time.
+
+A stock kernel (``--linux-drivers stock``) must measure its TSC's rate against the zoo's
+dilated HPET at boot, so that its TSC, sched_clock and LAPIC timer count guest time. It
+does so only when nothing tells it the frequency: KVM's leaves (0x40000000-0x400000ff:
+the signature, and with it kvm-clock and every PV feature) and the TSC/crystal leaves
+0x15 and 0x16 (Linux's ``native_calibrate_tsc`` and ``cpu_khz_from_cpuid``) are left out.
+The hypervisor bit stays: it is a VM, just not one Linux can ask for the time.
+"""
+
+from __future__ import annotations
+
+from tickless.kvm import abi
+
+KVM_LEAVES = range(0x4000_0000, 0x4000_0100)
+FREQUENCY_LEAVES = frozenset({0x15, 0x16})
+
+
+def hides(function: int) -> bool:
+    """Whether a stock guest's table leaves out this leaf."""
+    return function in KVM_LEAVES or function in FREQUENCY_LEAVES
+
+
+def without_clock_leaves(table: abi.Cpuid2) -> abi.Cpuid2:
+    """A copy of ``table`` without the leaves that tell a guest the time (``hides``)."""
+    out = abi.Cpuid2()
+    kept = 0
+    for i in range(table.nent):
+        entry = table.entries[i]
+        if hides(int(entry.function)):
+            continue
+        out.entries[kept] = entry
+        kept += 1
+    out.nent = kept
+    return out

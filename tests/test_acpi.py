@@ -14,7 +14,7 @@ from typing import cast
 
 import pytest
 
-from tickless.devices.hpet import CAPABILITIES as HPET_CAPABILITIES
+from tickless.devices.hpet_registers import CAPABILITIES as HPET_CAPABILITIES
 from tickless.devices.pm1_registers import PM1_CNT_PORT, PM1_EVT_PORT, SCI_EN, Pm1Registers
 from tickless.guest import abi
 from tickless.kvm.vcpu import Vcpu

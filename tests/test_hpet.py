@@ -13,8 +13,9 @@ from fractions import Fraction
 import pytest
 
 from tickless.axes import TickMode, TimerPath
-from tickless.devices import hpet as h
+from tickless.devices import hpet_registers as h
 from tickless.devices.config import GuestConfig
+from tickless.devices.hpet import Hpet
 from tickless.errors import InputError
 from tickless.guest.abi import HPET_GPA, PIT_GSI, RTC_GSI
 from tickless.timers.hrtimer import TimerQueue
@@ -37,7 +38,7 @@ class Rig:
         self.queue = TimerQueue()
         self.gsis: list[tuple[int, int]] = []  # (guest ns, gsi)
         self.msis: list[tuple[int, int]] = []  # (vector, destination)
-        self.hpet = h.Hpet(
+        self.hpet = Hpet(
             self.timeline, self.queue, self._gsi, lambda v, d: self.msis.append((v, d)), fsb=fsb
         )
         for event in self.hpet.events:
@@ -177,6 +178,32 @@ def test_periodic_rearms_on_its_grid_and_the_comparator_advances() -> None:
         timer.callback(r.now)
     assert len(r.gsis) == 6 and r.hpet.stats.overruns == 3
     assert r.read(tn(0, h.TN_COMPARATOR)) == c0 + 2000 + 9 * 10_000
+
+
+def test_a_periodic_timer_with_its_interrupt_off_runs_no_host_timer_and_keeps_its_phase() -> None:
+    r = Rig()
+    r.enable()
+    periodic = oneshot_config() | h.TN_PERIODIC
+    r.write(tn(0, h.TN_CONFIG), periodic | h.TN_VAL_SET)
+    c0 = r.read(COUNTER)
+    r.write(tn(0, h.TN_COMPARATOR), c0 + 2000)
+    r.write(tn(0, h.TN_COMPARATOR), 10_000)
+    r.run_for(20_000 + 50)
+    assert len(r.gsis) == 1
+    r.write(tn(0, h.TN_CONFIG), periodic & ~h.TN_INT_ENB)  # as Linux's shutdown leaves it
+    assert r.queue.next_wakeup() is None  # nothing can see its matches fire
+    r.run_for(7 * 100_000)
+    assert len(r.gsis) == 1
+    # ... except a read-back of its comparator, which has moved on by its period per match
+    assert r.read(tn(0, h.TN_COMPARATOR)) == c0 + 2000 + 8 * 10_000
+    assert r.hpet.stats.matches == 8 and r.hpet.stats.masked == 7
+    r.write(tn(0, h.TN_CONFIG), periodic)  # on again: the next match is on the old grid
+    r.run_for(100_000)
+    first = r.hpet.origin_ns + (c0 + 2000) * 10
+    assert r.gsis[1:] == [(first + 8 * 100_000, 20)]
+    level = periodic & ~h.TN_INT_ENB | h.TN_LEVEL  # its status bit shows each match
+    r.write(tn(0, h.TN_CONFIG), level)
+    assert r.queue.next_wakeup() is not None
 
 
 def test_a_tiny_period_is_clamped_not_a_host_timer_storm() -> None:

@@ -25,12 +25,16 @@ from tickless.guest.abi import Scenario
 from tickless.guest.linux_build import STOCK_OPTION, fingerprint_inputs, fragment_options
 from tickless.kvm import abi as kvm_abi
 from tickless.measure.linux_clocks import (
+    GuestClocks,
     agreement_ppm,
+    console_clocks,
+    fleet_clocks,
     time_ratio,
     unstable_clocksources,
     workload_stamps,
 )
 from tickless.results.spec import MeasureSpec, default_timer
+from tickless.vmm import linux_boot
 from tickless.vmm.cpuid import hides, without_clock_leaves
 from tickless.vmm.linux_boot import stock_cmdline, tsc_told_khz
 
@@ -56,6 +60,15 @@ def test_the_stock_cpuid_table_hides_kvm_and_the_frequency_leaves_only() -> None
     assert hides(0x4000_0010) and not hides(0x8000_0001)
 
 
+def test_the_stock_cpuid_table_clears_tsc_adjust_so_the_watchdog_watches_the_tsc() -> None:
+    table = _table([0x7, 0x7, 0x8000_0007])
+    table.entries[0].ebx = table.entries[1].ebx = 0x1802852 | 0b10  # TSC_ADJUST is bit 1
+    table.entries[1].index = 1  # another subleaf: left alone
+    out = without_clock_leaves(table)
+    assert [int(out.entries[i].ebx) for i in range(3)] == [0x1802850, 0x1802852, 0]
+    assert int(table.entries[0].ebx) == 0x1802852  # the host's table is not changed
+
+
 def test_stock_is_a_build_of_its_own_and_a_command_line_without_our_words() -> None:
     assert fragment_options(100, stock=True)[STOCK_OPTION] == "n"
     assert fragment_options(100)[STOCK_OPTION] == "y"
@@ -71,6 +84,9 @@ def test_stock_is_a_build_of_its_own_and_a_command_line_without_our_words() -> N
     assert tsc_told_khz(2_600_000_000, Fraction(1, 10)) is None
     assert tsc_told_khz(2_600_000_000, Fraction(10)) == 260_000
     assert "tsc_early_khz=650000" in stock_cmdline(TimerPath.LAPIC, 2_600_000_000, Fraction(4))
+    # Linux's boot check of the timer interrupt (a TSC-timed wait) is skipped, as kvm-clock
+    # skips it in any KVM guest: at 0.1 it would panic
+    assert "no_timer_check" in stock_cmdline(TimerPath.LAPIC, 2_600_000_000, Fraction(1, 10))
 
 
 @pytest.mark.parametrize(
@@ -143,6 +159,29 @@ def test_the_console_names_unstable_clocksources_and_gives_printk_time_per_wall_
     assert time_ratio(stamps[:2]) is None
 
 
+def test_a_fleets_clocks_are_each_guests_at_their_worst() -> None:
+    a = GuestClocks({"tsc": 1.0, "rtc": -300.0, "hpet": None}, ["tsc-early"], 10.01)
+    b = GuestClocks({"tsc": -2.0, "rtc": 40.0, "hpet": None}, [], 9.99)
+    c = GuestClocks(None, ["tsc"], 10.3)
+    fleet = fleet_clocks([a, b, c])
+    assert fleet.clock_agreement_ppm == {"hpet": None, "rtc": -300.0, "tsc": -2.0}
+    assert fleet.clocksource_unstable == ["tsc-early", "tsc"]
+    assert fleet.console_time_ratio == 10.3
+    assert fleet_clocks([c]).clock_agreement_ppm is None
+
+
+def test_any_kernels_console_tells_its_clocksource_and_its_printk_rate() -> None:
+    lines = [(0, "[    0.1] boot"), (S, "[    5.0] clocksource: Switched to clocksource hpet")]
+    lines += [(S + k * S, f"[{5.0 + 10 * k:9.6f}] something") for k in (1, 2, 3)]
+    said = console_clocks(lines)
+    assert said == [
+        "clocksource: hpet",
+        "clocksources marked unstable: none",
+        "printk s per wall s: 10.0000",
+    ]
+    assert console_clocks(lines[:1])[0] == "clocksource: not said"
+
+
 def test_the_console_stamps_each_line_with_when_its_first_byte_came() -> None:
     console = Console()
     for byte in b"[    1.000000] a\n[    2.000000] b":
@@ -189,3 +228,26 @@ def test_a_dilated_stock_kernel_runs_on_its_own_clocks_and_they_follow_the_timel
         value = ppm[name]
         assert value is not None and abs(value) < 50_000, (name, ppm)
     assert any(note.startswith("stock kernel:") for note in record.notes)
+
+
+@pytest.mark.kvm
+@pytest.mark.linux
+def test_the_stock_kernels_own_watchdog_catches_a_tsc_rate_that_does_not_follow_the_timeline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """clocksource_unstable is a live check: told a TSC rate 2 % off (where the VMM tells
+    none), the kernel's watchdog, which compares its TSC with the zoo's HPET because CPUID
+    hides TSC_ADJUST and nothing says tsc=reliable, marks the TSC unstable."""
+    monkeypatch.setattr(
+        linux_boot, "tsc_told_khz", lambda tsc_hz, rate: round(tsc_hz * 1.02 / 1000 / rate)
+    )
+    spec = MeasureSpec(
+        guest=GuestKind.LINUX,
+        linux_drivers=STOCK,
+        timer=TimerPath.LAPIC,
+        interval_ns=10_000_000,
+        count=20,
+        hz=100,
+    )
+    record = measure(spec)
+    assert any(name.startswith("tsc") for name in record.clocksource_unstable), record.notes

@@ -283,8 +283,10 @@ def guest_options(f: F) -> F:
         "kernel_path",
         type=KernelPath(),
         default=None,
-        help="--guest linux: boot this vmlinux (an x86-64 ELF with our drivers) instead of "
-        "the one tickless builds from linux-source-6.12.",
+        help="--guest linux: boot this vmlinux (an x86-64 ELF) instead of the one tickless "
+        "builds from linux-source-6.12. idle and measure need our drivers (drivers/tickless: "
+        "the workload) in it; console boots any kernel, and with --linux-drivers stock and "
+        "--dilation it runs on its own clocks, bent.",
     )(f)
     f = click.option(
         "--linux-drivers",

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import click
 
-from tickless.axes import GuestKind, LinuxDrivers, TickMode, TimerPath
+from tickless.axes import GuestKind, LinuxDrivers, TickMode, TimerPath, check_dilation
 from tickless.cli.common import (
     RUN_DURATION,
+    DilationParam,
     console_option,
     err_console,
     exit_interrupted,
@@ -44,6 +46,15 @@ def _write_through(text: str) -> None:
 @mode_option
 @hz_option("The kernel's HZ.", maximum=10_000)
 @click.option(
+    "--dilation",
+    "rate",
+    type=DilationParam(),
+    default="1",
+    show_default=True,
+    help="Guest seconds per wall second, constant (--duration stays wall time): printk's "
+    "timestamps show it. Linux on its own clocks needs --linux-drivers stock.",
+)
+@click.option(
     "--duration",
     "duration_ns",
     type=RUN_DURATION,
@@ -59,6 +70,7 @@ def console_command(
     timer: str | None,
     mode: str,
     hz: int | None,
+    rate: Fraction,
     duration_ns: int,
     console_path: Path | None,
 ) -> None:
@@ -68,6 +80,8 @@ def console_command(
       tickless console --guest linux              boot messages, then the idle workload
       tickless console --guest linux --timer lapic the same kernel on KVM's LAPIC timer
       tickless console --guest linux --timer hpet  Linux finding the zoo's HPET in ACPI
+      tickless console --guest linux --linux-drivers stock --dilation 10
+                                                   Linux on its own clocks, 10x fast
     """
     from tickless.atomicfile import write_bytes_atomic
     from tickless.devices.config import GuestConfig
@@ -79,6 +93,7 @@ def console_command(
     timer = timer or (TimerPath.LAPIC if drivers is LinuxDrivers.STOCK else TimerPath.LGUEST)
     if GuestKind(guest) is GuestKind.SMALL and TimerPath(timer) in (TimerPath.HPET, TimerPath.PIT):
         raise InputError("--timer hpet and pit are Linux's own drivers here: add --guest linux")
+    check_dilation(TimerPath(timer), rate, stock=drivers is LinuxDrivers.STOCK)
     require_kvm()
     config = GuestConfig(
         guest=GuestKind(guest),
@@ -88,7 +103,8 @@ def console_command(
         timer=TimerPath(timer),
         mode=TickMode(mode),
         hz=guest_hz(guest, hz, 1000),
-        duration_ns=duration_ns,
+        duration_ns=round(duration_ns * rate),  # the idle workload's, in guest time
+        rate=rate,
     )
     stream = Console(echo=_write_through)
     interrupted = False
@@ -108,5 +124,10 @@ def console_command(
         err_console.print(f"console written to {console_path}")
     outcome = machine.outcome
     err_console.print(f"guest stopped: {outcome.reason}")
+    if config.guest is GuestKind.LINUX:
+        from tickless.measure.linux_clocks import console_clocks
+
+        for line in console_clocks(list(stream.lines)):
+            err_console.print(line)
     if interrupted:
         exit_interrupted()

@@ -175,8 +175,8 @@ class GuestConfig:
         """What each timer path can do with bent time (one line for what it cannot)."""
         check_dilation(self.timer, self.rate, stock=self.stock)
         if self.stock:
-            if self.guest is not GuestKind.LINUX or self.kernel_path is not None:
-                raise InputError("--linux-drivers stock is the Linux kernel tickless builds")
+            if self.guest is not GuestKind.LINUX:
+                raise InputError("--linux-drivers stock is a Linux guest's: add --guest linux")
             check_stock(self.timer, self.warp_idle)
         if not self.warp_idle:
             return

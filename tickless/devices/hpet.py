@@ -27,86 +27,64 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from tickless.devices.bus import BusDevice
 from tickless.devices.device import Device, MachineContext, register_device
-from tickless.guest.abi import (
-    HPET_GPA,
-    HPET_MMIO_BYTES,
-    MIN_PERIOD_NS,
-    PIT_GSI,
-    RTC_GSI,
+from tickless.devices.hpet_registers import (
+    CAPABILITIES,
+    CFG_ENABLE,
+    CFG_LEGACY,
+    CONFIG_REG,
+    COUNTER_REG,
+    ID_REG,
+    LEGACY_GSI,
+    MIN_PERIOD_TICKS,
+    MSI_WINDOW,
+    MSI_WINDOW_MASK,
+    NEVER_TICKS,
+    NUM_TIMERS,
+    ROUTE_CAP,
+    STATUS_REG,
+    TICK_NS,
+    TIMER_BASE,
+    TIMER_STRIDE,
+    TN_32BIT,
+    TN_COMPARATOR,
+    TN_CONFIG,
+    TN_FSB_CAP,
+    TN_FSB_EN,
+    TN_FSB_ROUTE,
+    TN_INT_ENB,
+    TN_LEVEL,
+    TN_PER_CAP,
+    TN_PERIODIC,
+    TN_ROUTE_MASK,
+    TN_ROUTE_SHIFT,
+    TN_SIZE_CAP,
+    TN_VAL_SET,
+    TN_WRITABLE,
+    U32,
+    U64,
+    HpetStats,
+    HpetTimer,
+    RaiseGsi,
+    SignalMsi,
 )
+from tickless.guest.abi import HPET_GPA, HPET_MMIO_BYTES
 from tickless.kvm.vcpu import Vcpu
 from tickless.timers.clock import GuestClock
 from tickless.timers.clockevents import ClockEventDevice
 from tickless.timers.hrtimer import TimerBase
 from tickless.timers.timeline import Timeline
 
-TICK_NS = 10
-TICK_FS = TICK_NS * 1_000_000  # COUNTER_CLK_PERIOD
-NUM_TIMERS = 3
-U32, U64 = (1 << 32) - 1, (1 << 64) - 1
-# general registers
-ID_REG, CONFIG_REG, STATUS_REG, COUNTER_REG = 0x000, 0x010, 0x020, 0x0F0
-TIMER_BASE, TIMER_STRIDE = 0x100, 0x20
-TN_CONFIG, TN_COMPARATOR, TN_FSB_ROUTE = 0x00, 0x08, 0x10
-CAP_REV_ID, CAP_NUM_TIM_SHIFT, CAP_COUNT_SIZE, CAP_LEG_RT = 0x01, 8, 1 << 13, 1 << 15
-VENDOR_ID = 0x8086
-CAPABILITIES = (
-    CAP_REV_ID
-    | (NUM_TIMERS - 1) << CAP_NUM_TIM_SHIFT
-    | CAP_COUNT_SIZE
-    | CAP_LEG_RT
-    | VENDOR_ID << 16
-    | TICK_FS << 32
-)
-CFG_ENABLE, CFG_LEGACY = 1 << 0, 1 << 1
-# per comparator: configuration and capabilities
-TN_LEVEL, TN_INT_ENB, TN_PERIODIC, TN_PER_CAP, TN_SIZE_CAP = 1 << 1, 1 << 2, 1 << 3, 1 << 4, 1 << 5
-TN_VAL_SET, TN_32BIT, TN_ROUTE_SHIFT = 1 << 6, 1 << 8, 9
-TN_ROUTE_MASK = 0x1F << TN_ROUTE_SHIFT
-TN_FSB_EN, TN_FSB_CAP = 1 << 14, 1 << 15
-TN_WRITABLE = (
-    TN_LEVEL | TN_INT_ENB | TN_PERIODIC | TN_VAL_SET | TN_32BIT | TN_ROUTE_MASK | TN_FSB_EN
-)
-ROUTE_CAP = 1 << 2 | 0xF << 20  # IOAPIC pins 2 and 20-23: no ISA device, not the PV timer's 5
-LEGACY_GSI = (PIT_GSI, RTC_GSI)  # LEG_RT_CNF: comparator 0 -> ISA IRQ 0, 1 -> ISA IRQ 8
-MIN_PERIOD_TICKS = MIN_PERIOD_NS // TICK_NS
-NEVER_TICKS = 1 << 62  # a match further than this (1,460 years) is never armed
-MSI_WINDOW, MSI_WINDOW_MASK = 0xFEE0_0000, 0xFFF0_0000
 
-RaiseGsi = Callable[[int], None]
-SignalMsi = Callable[[int, int], object]  # (vector, destination APIC ID)
-
-
-@dataclass
-class HpetTimer:
-    """One comparator's registers, and the counter value its armed match is at."""
-
-    index: int
-    config: int
-    comparator: int = U64
-    period: int = 0
-    fsb: int = 0
-    target: int | None = None  # unwrapped counter value of the armed match (None: none)
-
-    @property
-    def mask(self) -> int:
-        return U32 if self.config & TN_32BIT else U64
-
-
-@dataclass
-class HpetStats:
-    matches: int = 0  # comparator matches (each asks for one interrupt)
-    interrupts: int = 0  # interrupts raised (GSI edges and MSIs)
-    masked: int = 0  # matches with Tn_INT_ENB_CNF clear
-    overruns: int = 0  # periods skipped because the host expiry came late
-    clamped: int = 0  # periodic matches run at MIN_PERIOD_NS instead of a shorter period
-    refused_routes: int = 0  # Tn_INT_ROUTE_CNF writes naming a pin not in ROUTE_CAP
-    bad_msi: int = 0  # FSB interrupts dropped: address or data not a valid MSI
-    ignored_writes: int = 0  # odd widths, misaligned, counter while running
+def _passive(t: HpetTimer) -> bool:
+    """A comparator whose matches raise nothing (interrupt off, edge-triggered: no status
+    bit) shows them only in a periodic one's comparator read-back, which ``_catch_up``
+    works out when it is read or rewritten: no host timer runs for it. Linux leaves timer
+    0 so, periodic with its interrupt off, once the LAPIC timer has taken over the tick:
+    1,000 host wake-ups a second at HZ=100 and dilation 10, for nothing."""
+    return not t.config & (TN_INT_ENB | TN_LEVEL)
 
 
 class Hpet(BusDevice):
@@ -207,6 +185,7 @@ class Hpet(BusDevice):
         if sub == TN_CONFIG:
             return t.config
         if sub == TN_COMPARATOR:
+            self._catch_up(t)
             return t.comparator
         return t.fsb if sub == TN_FSB_ROUTE else 0
 
@@ -249,6 +228,8 @@ class Hpet(BusDevice):
     # --- register writes (vCPU thread) ------------------------------------------------------
 
     def _write_config(self, new: int) -> None:
+        for t in self.timers:
+            self._catch_up(t)
         for event in self.events:
             event.shutdown()
         _, now_ns = self._now()
@@ -269,6 +250,7 @@ class Hpet(BusDevice):
             new = (new & ~TN_ROUTE_MASK) | (old & TN_ROUTE_MASK)
         if not old & TN_FSB_CAP:
             new &= ~TN_FSB_EN
+        self._catch_up(t)
         self.events[t.index].shutdown()
         t.config = new
         if new & TN_32BIT:  # the upper halves read 0 from now on
@@ -277,6 +259,7 @@ class Hpet(BusDevice):
         self._arm(t)
 
     def _write_comparator(self, t: HpetTimer, value: int, mask: int) -> None:
+        self._catch_up(t)
         self.events[t.index].shutdown()
         mask &= t.mask  # 32-bit mode: the upper half is not there
         periodic = t.config & TN_PERIODIC
@@ -294,8 +277,26 @@ class Hpet(BusDevice):
             return
         _, now_ns = self._now()
         t.target = self._next_target(t, self._counter_at(now_ns))
-        if t.target is not None:
+        if t.target is not None and not _passive(t):
             self.events[t.index].program_match(self._ns_of(t.target), now_ns)
+
+    def _catch_up(self, t: HpetTimer) -> None:
+        """A passive comparator's matches up to now, as if each had run (``_passive``):
+        a periodic one's read-back moves on by its period per match."""
+        if t.target is None or not self.enabled or not _passive(t):
+            return
+        counter = self._counter_at(self._now()[1])
+        passed = 0
+        if t.config & TN_PERIODIC and t.period and t.target <= counter:
+            step = max(t.period, MIN_PERIOD_TICKS)
+            passed = (counter - t.target) // step + 1
+            t.comparator = (t.comparator + passed * step) & t.mask
+            t.target += passed * step
+        while not t.config & TN_PERIODIC and t.target is not None and t.target <= counter:
+            passed += 1  # a one-shot, and each 32-bit wrap after it
+            t.target = self._next_target(t, t.target)
+        self.stats.matches += passed
+        self.stats.masked += passed
 
     def _sync(self) -> int:
         """Raise every match the counter has passed (before a read shows it); returns the

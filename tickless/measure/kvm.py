@@ -31,7 +31,7 @@ from tickless.host.realtime import RealtimePolicy
 from tickless.host.timer_thread import HostTimerThread
 from tickless.measure.interrupts import apply_interrupts, guest_deadlines_ns, guest_interrupts
 from tickless.measure.io_report import io_counts, io_notes, precise_late_causes
-from tickless.measure.linux_clocks import guest_clocks
+from tickless.measure.linux_clocks import guest_clocks, stock_tsc_note
 from tickless.measure.machine_info import machine_facts
 from tickless.measure.pv_report import console_exits, explain_run, linux_pv_note, pv_counts
 from tickless.measure.timeline_report import timeline_notes
@@ -40,12 +40,7 @@ from tickless.results.record import build_record
 from tickless.results.schema import HostCounts, ResultRecord
 from tickless.results.spec import MeasurementInterrupted, MeasureSpec, Progress
 from tickless.vmm.host import VmmHost
-from tickless.vmm.linux_boot import (
-    STOCK_CALIBRATES_UP_TO_RATE,
-    LinuxBoot,
-    read_linux_info,
-    tsc_told_khz,
-)
+from tickless.vmm.linux_boot import LinuxBoot, read_linux_info
 from tickless.vmm.machine import GuestMachine
 from tickless.vmm.watchdog import DEFAULT_BOUND_S
 
@@ -373,18 +368,6 @@ def _lateness_note(timers: HostTimerThread, tsc_hz: int) -> str:
     return f"host timer thread woke {late_us:.1f} us late on average (max {max_us:.1f} us)"
 
 
-def stock_note(machine: GuestMachine) -> str:
-    """How a stock kernel learnt its TSC's rate in guest time (``vmm/linux_boot.py``)."""
-    told = tsc_told_khz(machine.tsc_hz, machine.config.rate)
-    how = (
-        f"told (tsc_early_khz={told}: above dilation {STOCK_CALIBRATES_UP_TO_RATE} this "
-        "host's HPET reads are too slow for Linux's refined calibration)"
-        if told is not None
-        else "calibrated by Linux against the dilated HPET"
-    )
-    return f"stock kernel: Linux's own clocks, KVM's CPUID leaves hidden; its TSC rate {how}"
-
-
 def linux_notes(machine: GuestMachine) -> list[str]:
     """What a Linux guest's drivers and this host's emulator gaps did (none for the small
     guest)."""
@@ -397,7 +380,8 @@ def linux_notes(machine: GuestMachine) -> list[str]:
         done = ", ".join(f"{name} x{n}" for name, n in sorted(machine.outcome.assists.items()))
         notes.append(f"emulator assists (this host's gaps, filled by the VMM): {done}")
     if machine.config.stock:
-        notes.append(stock_note(machine))
+        rate = machine.config.rate
+        notes.append(stock_tsc_note(machine.console.text(), machine.tsc_hz, rate))
     else:
         notes.append(
             f"linux driver: {int(shared.ce_etime)} set_next_event calls got -ETIME, "

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
 from tickless.guest import abi
-from tickless.vmm.linux_boot import read_clock_samples
+from tickless.vmm.linux_boot import STOCK_CALIBRATES_UP_TO_RATE, read_clock_samples, tsc_told_khz
 from tickless.vmm.machine import GuestMachine
 
 # The HPET's 32-bit main counter wraps every 42.9 s at 100 MHz: samples further apart than
@@ -31,6 +32,8 @@ _UNSTABLE = (
     re.compile(r"(tsc): Marking TSC unstable"),
 )
 _PRINTK = re.compile(r"^\[\s*(\d+\.\d+)\]")
+_TSC_DETECTED = re.compile(r"tsc: Detected (\d{1,7}\.\d{3}) MHz processor")
+_TSC_REFINED = re.compile(r"tsc: Refined TSC clocksource calibration: (\d{1,7}\.\d{3}) MHz")
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,55 @@ def workload_stamps(
     return out
 
 
+def fleet_clocks(each: list[GuestClocks]) -> GuestClocks:
+    """A fleet's clocks, at their worst: each clock's rate furthest from the timeline in any
+    guest, every clocksource any guest gave up on, the console ratio furthest from the
+    fleet's median (one guest's clocks can fail where the others' hold)."""
+    names = {name for c in each for name in (c.clock_agreement_ppm or {})}
+    worst: dict[str, float | None] | None = None
+    if any(c.clock_agreement_ppm is not None for c in each):
+        worst = {}
+        for name in sorted(names):
+            values = [v for c in each if (v := (c.clock_agreement_ppm or {}).get(name)) is not None]
+            worst[name] = max(values, key=abs) if values else None
+    unstable: list[str] = []
+    for c in each:
+        unstable += [name for name in c.clocksource_unstable if name not in unstable]
+    ratios = [c.console_time_ratio for c in each if c.console_time_ratio is not None]
+    ratio = None
+    if ratios:
+        median = float(np.median(ratios))
+        ratio = max(ratios, key=lambda r: abs(r - median))
+    return GuestClocks(worst, unstable, ratio)
+
+
+_SWITCHED = re.compile(r"clocksource: Switched to clocksource (\S+)")
+
+
+def console_clocks(lines: list[tuple[int, str]]) -> list[str]:
+    """What any Linux kernel's console says of its clocks, for ``tickless console``: the
+    clocksource it ended on, the ones it marked unstable, and printk seconds per wall
+    second over our workload's lines or, for a kernel without it, every line after its
+    last clocksource switch (its printk time is on its final clocks from there)."""
+    text = "\n".join(line for _, line in lines)
+    switched = _SWITCHED.findall(text)
+    stamps = workload_stamps(lines)
+    if not stamps:
+        last = max((i for i, (_, line) in enumerate(lines) if _SWITCHED.search(line)), default=0)
+        stamps = [
+            (wall_ns, seconds)
+            for wall_ns, line in lines[last:]
+            if (seconds := printk_seconds(line)) is not None
+        ]
+    ratio = time_ratio(stamps)
+    unstable = unstable_clocksources(text)
+    return [
+        f"clocksource: {switched[-1] if switched else 'not said'}",
+        f"clocksources marked unstable: {', '.join(unstable) or 'none'}",
+        f"printk s per wall s: {'too few lines' if ratio is None else f'{ratio:.4f}'}",
+    ]
+
+
 def guest_clocks(machine: GuestMachine) -> GuestClocks:
     """A Linux guest's clocks: its samples (if it took two), its console's word on
     unstable clocksources, and its printk time against the host's wall time."""
@@ -124,4 +176,35 @@ def guest_clocks(machine: GuestMachine) -> GuestClocks:
         clock_agreement_ppm=agreement,
         clocksource_unstable=unstable_clocksources(console.text()),
         console_time_ratio=time_ratio(workload_stamps(list(console.lines))),
+    )
+
+
+def stock_tsc_note(console: str, tsc_hz: int, rate: Fraction) -> str:
+    """How a stock kernel learnt its TSC's rate in guest time, and how far its last figure
+    (``tsc: Detected`` at boot, ``Refined`` once its refinement against the HPET completed)
+    is from the host's TSC rate divided by the dilation. The console is the guest's:
+    parsed for numbers only."""
+    want_khz = Fraction(tsc_hz, 1000) / rate
+    told = tsc_told_khz(tsc_hz, rate)
+    if told is not None:
+        how = (
+            f"told (tsc_early_khz={told}: above dilation {STOCK_CALIBRATES_UP_TO_RATE} this "
+            "host's HPET reads are too slow for Linux's refined calibration)"
+        )
+    else:
+        refined = _TSC_REFINED.findall(console)
+        figures = refined or _TSC_DETECTED.findall(console)
+        if not figures:
+            how = "not printed (Linux may have found its TSC unusable)"
+        else:
+            mhz = Fraction(figures[-1])
+            ppm = float((mhz * 1000 / want_khz - 1) * 1_000_000)
+            stage = "refined against the HPET" if refined else "boot calibration, not refined"
+            how = (
+                f"calibrated by Linux against the dilated HPET: {float(mhz):.3f} MHz "
+                f"({stage}, {ppm:+.0f} ppm)"
+            )
+    return (
+        "stock kernel: Linux's own clocks, KVM's CPUID leaves hidden; its TSC rate "
+        f"(want {float(want_khz) / 1000:.3f} MHz) {how}"
     )

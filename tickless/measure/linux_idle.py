@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from tickless.host.cputime import process_cpu_s
 from tickless.measure.kvm import linux_notes
-from tickless.measure.linux_clocks import GuestClocks, guest_clocks
+from tickless.measure.linux_clocks import GuestClocks, fleet_clocks, guest_clocks
 from tickless.measure.pv_report import console_exits
 from tickless.vmm.host import VmmHost
 from tickless.vmm.linux_boot import LinuxGuestInfo, read_linux_info
@@ -74,12 +74,14 @@ class HostSnapshot:
 def linux_extras(
     machines: list[GuestMachine],
 ) -> tuple[LinuxGuestInfo | None, list[str], dict[str, int], GuestClocks]:
-    """What only a Linux fleet reports: the kernel's choices and its clocks (from guest0),
-    its notes, and the emulator gaps the VMM filled for every guest."""
+    """What only a Linux fleet reports: the kernel's choices (from guest0), every guest's
+    clocks at their worst, its notes, and the emulator gaps the VMM filled for every
+    guest."""
     info = read_linux_info(machines[0].memory, machines[0].boot.layout)
     machines[0].boot_s = None  # the boot note is every guest's, not guest0's
     assists: dict[str, int] = {}
     for m in machines:
         for name, n in m.outcome.assists.items():
             assists[name] = assists.get(name, 0) + n
-    return info, linux_notes(machines[0]), assists, guest_clocks(machines[0])
+    clocks = fleet_clocks([guest_clocks(m) for m in machines])
+    return info, linux_notes(machines[0]), assists, clocks

@@ -6,6 +6,12 @@ does so only when nothing tells it the frequency: KVM's leaves (0x40000000-0x400
 the signature, and with it kvm-clock and every PV feature) and the TSC/crystal leaves
 0x15 and 0x16 (Linux's ``native_calibrate_tsc`` and ``cpu_khz_from_cpuid``) are left out.
 The hypervisor bit stays: it is a VM, just not one Linux can ask for the time.
+
+TSC_ADJUST (leaf 7, EBX bit 1) is cleared too. It tells no rate, but with it and an
+invariant TSC Linux switches its clocksource watchdog off for the TSC
+(``check_system_tsc_reliable``), as ``tsc=reliable`` would; without it the watchdog
+compares the TSC with the HPET every half second of guest time and marks it unstable
+beyond its margin, so the kernel itself checks that its calibration holds.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from tickless.kvm import abi
 
 KVM_LEAVES = range(0x4000_0000, 0x4000_0100)
 FREQUENCY_LEAVES = frozenset({0x15, 0x16})
+EXTENDED_FEATURES, TSC_ADJUST_EBX = 0x7, 1 << 1
 
 
 def hides(function: int) -> bool:
@@ -22,7 +29,8 @@ def hides(function: int) -> bool:
 
 
 def without_clock_leaves(table: abi.Cpuid2) -> abi.Cpuid2:
-    """A copy of ``table`` without the leaves that tell a guest the time (``hides``)."""
+    """A copy of ``table`` without the leaves that tell a guest the time (``hides``) and
+    with TSC_ADJUST cleared; the rest as it was, in order."""
     out = abi.Cpuid2()
     kept = 0
     for i in range(table.nent):
@@ -30,6 +38,8 @@ def without_clock_leaves(table: abi.Cpuid2) -> abi.Cpuid2:
         if hides(int(entry.function)):
             continue
         out.entries[kept] = entry
+        if entry.function == EXTENDED_FEATURES and entry.index == 0:
+            out.entries[kept].ebx &= ~TSC_ADJUST_EBX
         kept += 1
     out.nent = kept
     return out

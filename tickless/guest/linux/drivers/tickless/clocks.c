@@ -25,21 +25,43 @@
 #include "../../kernel/time/timekeeping.h"
 #include "tickless.h"
 
-#define RTC_EDGE_AHEAD_NS (20 * NSEC_PER_MSEC) /* wake this long before a predicted edge */
+#define RTC_EDGE_AHEAD_NS (20 * NSEC_PER_MSEC) /* wake this long before a predicted edge, */
+#define RTC_EDGE_AHEAD_MAX_NS (500 * NSEC_PER_MSEC) /* or longer, up to this, if late */
+#define RTC_EDGE_TOO_CLOSE_NS (2 * NSEC_PER_MSEC) /* nearer than this: wait for the next */
 #define EDGE_TIMEOUT_NS (1500 * NSEC_PER_MSEC) /* an RTC second, with room */
+#define RTC_EDGE_WIDE_NS (2 * NSEC_PER_MSEC) /* an edge caught in a wider window than this, */
+#define RTC_EDGE_TRIES 3 /* is tried again at the next second, this many times at most */
 
 /* The HPET's 32-bit counter wraps every 42.9 s at 100 MHz: samples come more often. */
 static u64 hpet_ticks;
 static u32 hpet_last;
 static bool hpet_started;
 
-static bool read_hpet(u64 *ns)
+/*
+ * The counter beside the timeline at the middle of the read: an HPET read is an MMIO exit
+ * to the host's Python, which a busy host can keep waiting for milliseconds (tens of them
+ * in guest time when dilated); of HPET_TRIES reads the one that took least is kept.
+ */
+#define HPET_TRIES 3
+
+static bool read_hpet(u64 *ns, u64 *at_ns)
 {
-	u32 now;
+	u64 before, after, shortest = U64_MAX;
+	u32 now = 0, counter;
+	int i;
 
 	if (!IS_ENABLED(CONFIG_HPET_TIMER) || !is_hpet_enabled())
 		return false;
-	now = hpet_readl(HPET_COUNTER);
+	for (i = 0; i < HPET_TRIES; i++) {
+		before = tickless_clock_ns();
+		counter = hpet_readl(HPET_COUNTER);
+		after = tickless_clock_ns();
+		if (after - before < shortest) {
+			shortest = after - before;
+			now = counter;
+			*at_ns = before + shortest / 2;
+		}
+	}
 	hpet_ticks = hpet_started ? hpet_ticks + (u32)(now - hpet_last) : now;
 	hpet_last = now;
 	hpet_started = true;
@@ -63,40 +85,77 @@ static int rtc_seconds(void)
  * edge is found by reading the seconds register back to back (two port exits a read: the
  * edge is known to a read's cost); a sleep between reads would cost a timer interrupt,
  * milliseconds of emulated ring 0 here. Once an edge has been seen, the next ones are
- * predicted from it (the RTC counts guest time), and the wait sleeps until shortly before.
+ * predicted from it (the RTC counts guest time), and the wait sleeps on an hrtimer until
+ * shortly before one (a jiffies sleep can overshoot it, and then the poll lasts a second).
  */
 static u64 rtc_edge_at_ns; /* the timeline at the last edge seen (0: none yet) */
+static u64 rtc_ahead_ns = RTC_EDGE_AHEAD_NS;
 
-static bool read_rtc_at_edge(u64 *ns, u64 *at_ns)
+static void sleep_until_near_an_edge(void)
 {
-	u64 give_up = ktime_get_ns() + EDGE_TIMEOUT_NS;
+	bool aimed = false; /* the last sleep aimed to wake within rtc_ahead_ns of an edge */
+
+	while (rtc_edge_at_ns) {
+		u64 now = tickless_clock_ns(), next = rtc_edge_at_ns, us;
+
+		while (next <= now)
+			next += NSEC_PER_SEC;
+		if (next - now >= RTC_EDGE_TOO_CLOSE_NS && next - now <= rtc_ahead_ns)
+			return; /* near enough: poll for it */
+		if (aimed) /* woke too late for it (a dilated wake-up is long): aim earlier */
+			rtc_ahead_ns = min_t(u64, 2 * rtc_ahead_ns, RTC_EDGE_AHEAD_MAX_NS);
+		aimed = next - now > rtc_ahead_ns;
+		us = (aimed ? next - now - rtc_ahead_ns : next - now) / NSEC_PER_USEC + 1;
+		usleep_range(us, us + 100);
+	}
+}
+
+/*
+ * One edge: the timeline at its middle estimate, and how wide the window it fell in was
+ * (the last read before it saw no change, the first after it did; each read is a port
+ * exit, which a busy host can keep waiting for milliseconds). 0 if none came in time.
+ */
+static u64 catch_an_edge(u64 *at_ns)
+{
+	u64 give_up = ktime_get_ns() + EDGE_TIMEOUT_NS, before, last_before, width = 0;
 	unsigned long flags;
-	struct rtc_time tm;
 	int first;
 
-	if (rtc_edge_at_ns) {
-		u64 now = tickless_clock_ns(), next = rtc_edge_at_ns;
-
-		while (next <= now + RTC_EDGE_AHEAD_NS)
-			next += NSEC_PER_SEC;
-		fsleep((next - RTC_EDGE_AHEAD_NS - now) / NSEC_PER_USEC);
-		give_up = ktime_get_ns() + EDGE_TIMEOUT_NS;
-	}
+	sleep_until_near_an_edge();
 	local_irq_save(flags); /* no handler between the edge and its reading */
+	before = tickless_clock_ns();
 	first = rtc_seconds();
-	while (rtc_seconds() == first) {
-		if (ktime_get_ns() > give_up) {
-			local_irq_restore(flags);
-			return false;
+	while (ktime_get_ns() <= give_up) {
+		last_before = before;
+		before = tickless_clock_ns();
+		if (rtc_seconds() != first) {
+			width = tickless_clock_ns() - last_before;
+			*at_ns = rtc_edge_at_ns = last_before + width / 2;
+			break;
 		}
 		cpu_relax();
 	}
-	*at_ns = rtc_edge_at_ns = tickless_clock_ns();
 	local_irq_restore(flags);
-	if (mc146818_get_time(&tm, 1000))
-		return false;
-	*ns = (u64)rtc_tm_to_time64(&tm) * NSEC_PER_SEC;
-	return true;
+	return width;
+}
+
+static bool read_rtc_at_edge(u64 *ns, u64 *at_ns)
+{
+	u64 narrowest = U64_MAX, at, width;
+	struct rtc_time tm;
+	int i;
+
+	for (i = 0; i < RTC_EDGE_TRIES && narrowest > RTC_EDGE_WIDE_NS; i++) {
+		width = catch_an_edge(&at);
+		if (width && width < narrowest) {
+			narrowest = width;
+			*at_ns = at;
+			if (mc146818_get_time(&tm, 1000))
+				return false;
+			*ns = (u64)rtc_tm_to_time64(&tm) * NSEC_PER_SEC;
+		}
+	}
+	return narrowest != U64_MAX;
 }
 
 /*
@@ -144,8 +203,7 @@ static void read_clocks(struct tickless_clock_sample *s)
 	s->monotonic_ns = ktime_get_ns();
 	s->realtime_at_ns = tickless_clock_ns();
 	s->realtime_ns = ktime_get_real_ns();
-	s->hpet_at_ns = tickless_clock_ns();
-	if (read_hpet(&s->hpet_ns))
+	if (read_hpet(&s->hpet_ns, &s->hpet_at_ns))
 		valid |= BIT(TICKLESS_CLOCK_HPET_BIT);
 	local_irq_restore(flags);
 	valid |= BIT(TICKLESS_CLOCK_MONOTONIC_BIT) | BIT(TICKLESS_CLOCK_REALTIME_BIT);

@@ -6,7 +6,8 @@ TSC learnt its rate, each clock's agreement with the timeline (ppm), the clockso
 marked unstable, printk seconds per wall second against the dilation. Then the paper's method
 at 10 ms and dilation 4 beside dilation 1, in guest time. Builds the kernel on first use.
 
-    python benchmarks/linux_stock.py [--rates 10,0.1] [--duration 30s] [--count 200]
+    python benchmarks/linux_stock.py [--rates 10,0.1] [--duration 30s] [--guests 10]
+                                     [--count 200]
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ def _stock_note(notes: list[str]) -> str:
     return next((n for n in notes if n.startswith("stock kernel:")), "stock kernel: ?")
 
 
-def _idle_row(rate: Fraction, duration_ns: int) -> None:
+def _idle_row(rate: Fraction, duration_ns: int, guests: int) -> None:
     spec = IdleSpec(
-        guests=1,
+        guests=guests,
         guest=GuestKind.LINUX,
         linux_drivers=LinuxDrivers.STOCK,
         hz=HZ,
@@ -41,8 +42,9 @@ def _idle_row(rate: Fraction, duration_ns: int) -> None:
     ratio = r.console_time_ratio
     off = f"{(ratio / float(rate) - 1) * 100:+.3f} % off" if ratio else "too few lines"
     print(
-        f"idle, dilation {rate}: clocksource {r.guest_clocksource}, clock event "
-        f"{r.guest_clockevent}, {r.guest_time_s:.1f} s of guest time"
+        f"idle, {guests} guests, dilation {rate}: clocksource {r.guest_clocksource}, clock "
+        f"event {r.guest_clockevent}, {r.guest_time_s:.1f} s of guest time, steady host "
+        f"CPU {r.cpu_percent_of_core:.1f} % of a core (each clock at its worst guest)"
     )
     print(f"  {_stock_note(r.notes)}")
     print(f"  clock_agreement_ppm {r.clock_agreement_ppm}")
@@ -73,10 +75,11 @@ def main() -> None:
     parser.add_argument("--rates", default="10,0.1", help="idle dilations, comma-separated")
     parser.add_argument("--duration", default="30s", help="idle length in guest time")
     parser.add_argument("--count", type=int, default=200, help="events at 10 ms")
+    parser.add_argument("--guests", type=int, default=10, help="idle guests (idle's default)")
     args = parser.parse_args()
     duration_ns = parse_duration_ns(args.duration)
     for text in args.rates.split(","):
-        _idle_row(Fraction(text), duration_ns)
+        _idle_row(Fraction(text), duration_ns, args.guests)
     for rate in (Fraction(1), Fraction(4)):
         _measure_row(rate, args.count)
 

@@ -49,7 +49,7 @@ STOCK_TIMERS = frozenset({TimerPath.LAPIC, TimerPath.HPET})  # Linux's own, with
 def check_stock(timer: TimerPath, warp_idle: bool) -> None:
     """What a stock Linux guest cannot do, one line each: its TSC and LAPIC timer run on
     the host's TSC at the rate Linux calibrated at boot, so its time can be dilated by a
-    constant only, never warped (or frozen, or re-rated: ``GuestMachine.freeze``)."""
+    constant only, never warped (nor frozen or re-rated: a rigid ``Timeline`` member)."""
     if timer not in STOCK_TIMERS:
         raise InputError(
             "--linux-drivers stock runs Linux's own clocks: --timer lapic (Linux's choice) "

@@ -17,9 +17,10 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from tickless.guest import abi
-from tickless.vmm.linux_boot import STOCK_CALIBRATES_UP_TO_RATE, read_clock_samples, tsc_told_khz
+from tickless.vmm.linux_boot import read_clock_samples, tsc_told_khz
 from tickless.vmm.machine import GuestMachine
 
 # The HPET's 32-bit main counter wraps every 42.9 s at 100 MHz: samples further apart than
@@ -28,11 +29,10 @@ from tickless.vmm.machine import GuestMachine
 HPET_TRUSTED_SPAN_NS = 40_000_000_000
 MIN_RATIO_SPAN_S = 1.0  # console lines over less wall time than this give no ratio
 _UNSTABLE = (
-    re.compile(r"clocksource: Marking clocksource '([^']+)' as unstable"),
+    re.compile(r"Marking clocksource '([^']+)' as unstable"),
     re.compile(r"(tsc): Marking TSC unstable"),
 )
 _PRINTK = re.compile(r"^\[\s*(\d+\.\d+)\]")
-_TSC_DETECTED = re.compile(r"tsc: Detected (\d{1,7}\.\d{3}) MHz processor")
 _TSC_REFINED = re.compile(r"tsc: Refined TSC clocksource calibration: (\d{1,7}\.\d{3}) MHz")
 
 
@@ -90,15 +90,17 @@ def printk_seconds(line: str) -> float | None:
 
 
 def time_ratio(stamps: list[tuple[int, float]]) -> float | None:
-    """printk seconds per wall second: the least-squares slope over (wall ns, printk s);
-    None for fewer than three lines or less than ``MIN_RATIO_SPAN_S`` of wall time."""
+    """printk seconds per wall second: the Theil-Sen slope (the median of every pair's)
+    over (wall ns, printk s), robust to the few lines a busy host stamped milliseconds
+    late (a stamp waits for the vCPU thread and Python's lock); None for fewer than three
+    lines or less than ``MIN_RATIO_SPAN_S`` of wall time."""
     if len(stamps) < 3:
         return None
     wall = np.array([w for w, _ in stamps], dtype=np.float64) / 1e9
     printk = np.array([p for _, p in stamps], dtype=np.float64)
     if wall.max() - wall.min() < MIN_RATIO_SPAN_S:
         return None
-    slope = np.polyfit(wall - wall.min(), printk, 1)[0]
+    slope = stats.theilslopes(printk, wall - wall.min())[0]
     return round(float(slope), 6)
 
 
@@ -180,31 +182,19 @@ def guest_clocks(machine: GuestMachine) -> GuestClocks:
 
 
 def stock_tsc_note(console: str, tsc_hz: int, rate: Fraction) -> str:
-    """How a stock kernel learnt its TSC's rate in guest time, and how far its last figure
-    (``tsc: Detected`` at boot, ``Refined`` once its refinement against the HPET completed)
-    is from the host's TSC rate divided by the dilation. The console is the guest's:
-    parsed for numbers only."""
+    """How a stock kernel learnt its TSC's rate in guest time: told at boot
+    (``tsc_told_khz``), then Linux's own refinement against the dilated HPET, if it
+    completed, and how far that is from the host's TSC rate / R. The console is the
+    guest's: parsed for numbers only."""
     want_khz = Fraction(tsc_hz, 1000) / rate
-    told = tsc_told_khz(tsc_hz, rate)
-    if told is not None:
-        how = (
-            f"told (tsc_early_khz={told}: above dilation {STOCK_CALIBRATES_UP_TO_RATE} this "
-            "host's HPET reads are too slow for Linux's refined calibration)"
-        )
+    refined = _TSC_REFINED.findall(console)
+    if refined:
+        mhz = Fraction(refined[-1])
+        ppm = float((mhz * 1000 / want_khz - 1) * 1_000_000)
+        how = f"refined by Linux against the dilated HPET: {float(mhz):.3f} MHz ({ppm:+.0f} ppm)"
     else:
-        refined = _TSC_REFINED.findall(console)
-        figures = refined or _TSC_DETECTED.findall(console)
-        if not figures:
-            how = "not printed (Linux may have found its TSC unusable)"
-        else:
-            mhz = Fraction(figures[-1])
-            ppm = float((mhz * 1000 / want_khz - 1) * 1_000_000)
-            stage = "refined against the HPET" if refined else "boot calibration, not refined"
-            how = (
-                f"calibrated by Linux against the dilated HPET: {float(mhz):.3f} MHz "
-                f"({stage}, {ppm:+.0f} ppm)"
-            )
+        how = "not refined (above R ~ 2 this host's HPET reads are too slow for Linux's refinement)"
     return (
-        "stock kernel: Linux's own clocks, KVM's CPUID leaves hidden; its TSC rate "
-        f"(want {float(want_khz) / 1000:.3f} MHz) {how}"
+        "stock kernel: Linux's own clocks, KVM's CPUID leaves hidden; its TSC "
+        f"told tsc_early_khz={tsc_told_khz(tsc_hz, rate)} at boot, {how}"
     )

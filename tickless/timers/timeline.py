@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Protocol
 
+from tickless.errors import InputError
 from tickless.timers.clock import GuestClock
 from tickless.timers.hrtimer import HostTimer, TimerBase
 
@@ -61,6 +62,8 @@ class Member:
     blocks: int = 0  # BLOCK calls
     # Raise the due timer now; returns "has the guest taken it?" (None: do not wait).
     deliver: Callable[[int], Callable[[], bool] | None] | None = None
+    # Why its guest's clocks cannot follow a rate change or a freeze ("": they can)
+    rigid: str = ""
 
     def wake(self) -> None:
         """Its deadline was delivered (or it stopped waiting): it runs."""
@@ -125,9 +128,10 @@ class Timeline:
             if listener in self._listeners:
                 self._listeners.remove(listener)
 
-    def join(self, name: str) -> Member:
-        """A vCPU starts running guest code on this timeline."""
-        member = Member(name)
+    def join(self, name: str, rigid: str = "") -> Member:
+        """A vCPU starts running guest code on this timeline (``rigid``: why its guest's
+        clocks cannot follow a rate change or a freeze; both then refuse with that)."""
+        member = Member(name, rigid=rigid)
         with self._lock:
             self._members.append(member)
         return member
@@ -173,15 +177,23 @@ class Timeline:
         if rate <= 0:
             raise ValueError(f"time dilation rate must be positive, not {rate}")
         with self._lock:
+            self._refuse_if_rigid("a rate change")
             self.rate = rate
             self.rate_changes += 1
             self._holding = []
             if not self.frozen:
                 self._reanchor(self._run_rate(), 0)
 
+    def _refuse_if_rigid(self, what: str) -> None:
+        """One line (InputError) naming the first member whose guest cannot follow."""
+        rigid = next((m for m in self._members if m.rigid), None)
+        if rigid is not None:
+            raise InputError(f"{what} refused: {rigid.name}: {rigid.rigid}")
+
     def freeze(self) -> None:
         """Stop the clock (idempotent): guest time stands still, no timer of it fires."""
         with self._lock:
+            self._refuse_if_rigid("a freeze")
             if not self.frozen:
                 self.frozen = True
                 self._frozen_at_ticks = self._reanchor(Fraction(0), 0)

@@ -12,6 +12,12 @@ invariant TSC Linux switches its clocksource watchdog off for the TSC
 (``check_system_tsc_reliable``), as ``tsc=reliable`` would; without it the watchdog
 compares the TSC with the HPET every half second of guest time and marks it unstable
 beyond its margin, so the kernel itself checks that its calibration holds.
+
+On these hosts guest CPUID does not follow KVM_SET_CPUID2 (../shared/notes/kvm-on-this-host.md:
+the guest read leaf 7 EBX 0xf1bf2bfb where the table said 0x1802850), so the table changes
+nothing here: their CPUID shows no KVM signature and no frequency leaves anyway, and the
+stock command line's ``clearcpuid=tsc_adjust`` (``vmm/linux_boot.py``) takes TSC_ADJUST
+away. The table is for a KVM that applies it.
 """
 
 from __future__ import annotations

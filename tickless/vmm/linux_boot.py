@@ -66,6 +66,7 @@ LOADED_HIGH = 0x01
 KERNEL_ALIGNMENT = 0x100_0000
 
 INT3 = 0xCC
+FWAIT = 0x9B
 BP_VECTOR = 3
 
 # What these hosts need on the command line (../shared/notes/linux-guest-on-this-host.md):
@@ -74,20 +75,28 @@ BP_VECTOR = 3
 # reseeds every uptime/2 s for two minutes, ~30 ms of emulated ring 0 and ~6 interrupts a
 # time, which an idle guest would report as its own timer activity. Off, the pool never
 # becomes ready, which nothing here needs (there is no user space).
+CLEARED_CPUID = "smap,xsave,popcnt"
 BASE_CMDLINE = (
-    "console=ttyS0 earlyprintk=serial,ttyS0,115200 clearcpuid=smap,xsave,popcnt "
+    f"console=ttyS0 earlyprintk=serial,ttyS0,115200 clearcpuid={CLEARED_CPUID} "
     "panic=-1 random.trust_cpu=off"
 )
+# A stock kernel is not shown TSC_ADJUST either: with it and an invariant TSC Linux turns its
+# clocksource watchdog off for the TSC (check_system_tsc_reliable), as tsc=reliable would.
+# Guest CPUID does not follow KVM_SET_CPUID2 on these hosts (vmm/cpuid.py), so the kernel's
+# own clearcpuid takes the bit away.
+STOCK_BASE_CMDLINE = BASE_CMDLINE.replace(CLEARED_CPUID, f"{CLEARED_CPUID},tsc_adjust")
 # Our clocks bend with the timeline and the TSC need not: nothing may compare them
 # (tickless.config, "Time that bends"). The stock kernel keeps the comparison.
 TICKLESS_CLOCKS_CMDLINE = "tsc=reliable"
-# Linux's refined TSC calibration (tsc_refine_calibration_work) drops a sample whose two TSC
-# reads around an HPET read are more than tsc_khz/32 cycles apart: 31.25/R us of wall time
-# at dilation R, since the TSC ticks at the host's rate. An HPET read here is an MMIO exit
-# (~12 us plus two emulated rdtsc), so above R = 1 the refinement never completes and the
-# boot calibration stays (2,000 ppm off at R = 10): the stock guest is told its TSC's rate
-# there (docs/linux-stock-on-bent-time.md).
-STOCK_CALIBRATES_UP_TO_RATE = Fraction(1)
+# A stock kernel is told its TSC's rate in guest time (tsc_early_khz = host kHz / R) and
+# refines it itself against the dilated HPET a second after boot; told nothing, it would
+# calibrate at boot against the HPET and PIT, which a busy host spoils: MMIO exits kept
+# waiting for milliseconds put 10 guests booting together at R = 0.1 1.4 % off, and Linux
+# refuses a refinement more than 1 % from its boot figure, so the watchdog then marks the
+# TSC unstable. The refinement (tsc_refine_calibration_work) drops a sample whose two TSC
+# reads around an HPET read are more than tsc_khz/32 cycles apart, 31.25/R us of wall time
+# here: above R ~ 2 an HPET read (an MMIO exit, ~12 us) never fits, and the told rate stays
+# (docs/linux-stock-on-bent-time.md).
 # Linux checks at boot that its timer interrupt works (io_apic.c, timer_irq_works) by
 # waiting 4e10/HZ TSC cycles for 4 jiffies: 154 ms of the host's TSC, which below rate
 # ~0.4 is fewer than 4 jiffies of guest time, and the kernel panics ("IO-APIC + timer
@@ -134,17 +143,13 @@ def stock_cmdline(timer: TimerPath, tsc_hz: int, rate: Fraction) -> str:
     words = ["pci=off", STOCK_TIMER_CHECK]
     if timer is TimerPath.HPET:
         words += ["nolapic_timer", "clocksource=hpet"]
-    khz = tsc_told_khz(tsc_hz, rate)
-    if khz is not None:
-        words.append(f"tsc_early_khz={khz}")
+    words.append(f"tsc_early_khz={tsc_told_khz(tsc_hz, rate)}")
     return " ".join(words)
 
 
-def tsc_told_khz(tsc_hz: int, rate: Fraction) -> int | None:
-    """The TSC's rate in guest time that a stock kernel is told, or None where it
-    calibrates (and refines) the rate itself against the HPET."""
-    if rate <= STOCK_CALIBRATES_UP_TO_RATE:
-        return None
+def tsc_told_khz(tsc_hz: int, rate: Fraction) -> int:
+    """The TSC's rate in guest time that a stock kernel is told at boot (it refines it
+    against the HPET after, where it can)."""
     return round(Fraction(tsc_hz, 1000) / rate)
 
 
@@ -242,10 +247,8 @@ class LinuxBoot:
         self.irq_routes = {abi.TIMER_VECTOR: abi.LINUX_TIMER_IRQ, abi.MSG_VECTOR: abi.LINUX_MSG_IRQ}
         self.zoo = zoo or stock
         self.stock = stock
-        ours = "" if stock else f" {TICKLESS_CLOCKS_CMDLINE}"
-        self.cmdline = (
-            f"{BASE_CMDLINE}{ours} tickless.window={self.window_gpa:#x} {extra_cmdline}".strip()
-        )
+        base = STOCK_BASE_CMDLINE if stock else f"{BASE_CMDLINE} {TICKLESS_CLOCKS_CMDLINE}"
+        self.cmdline = f"{base} tickless.window={self.window_gpa:#x} {extra_cmdline}".strip()
         if len(self.cmdline) + 1 > CMDLINE_MAX_BYTES - 200:  # room for the zoo's words
             raise InputError(f"kernel command line over {CMDLINE_MAX_BYTES - 200} bytes")
 
@@ -297,17 +300,23 @@ class LinuxBoot:
         enter_long_mode(system, vcpu, LINUX_LONG_MODE, regs, cpuid)
 
     def assist(self, exit_: VcpuExit, vcpu: Vcpu) -> str | None:
-        """The kernel's boot-time int3 self-test stops this host's emulator (an internal
-        error at the ``int3``): step over it and deliver the #BP the CPU would have."""
+        """Two instructions stop this host's emulator (an internal error at them): the
+        kernel's boot-time int3 self-test (step over it and deliver the #BP the CPU would
+        have) and ``fwait`` in ``fpu__drop`` when a kernel thread that used the FPU exits
+        (as the clocksource watchdog's does; no x87 exception is ever pending in a kernel
+        that runs no x87 code, so it is a no-op: step over it)."""
         if not isinstance(exit_, InternalError):
             return None
         rip = int(vcpu.get_regs().rip)
         phys = vcpu.translate(rip)
-        if phys is None or vcpu.vm.read(phys, 1) != bytes([INT3]):
+        opcode = None if phys is None else vcpu.vm.read(phys, 1)
+        if opcode not in (bytes([INT3]), bytes([FWAIT])):
             return None
         regs = vcpu.get_regs()
         regs.rip = rip + 1
         vcpu.set_regs(regs)
+        if opcode == bytes([FWAIT]):
+            return "fwait"
         vcpu.inject_exception(BP_VECTOR)
         return "int3"
 

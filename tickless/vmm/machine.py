@@ -46,6 +46,13 @@ from tickless.vmm.vcpu_run import GuestOutcome, describe_stop, guest_activity, k
 LINUX_WATCHDOG_S = 30.0
 
 
+# Why a stock Linux guest's time can only be dilated by a constant (Timeline.join's rigid)
+STOCK_RIGID = (
+    "a stock Linux guest's TSC (its clocksource, sched_clock and LAPIC timer) runs on the "
+    "host's at the rate it calibrated at boot, which this host cannot change or stop"
+)
+
+
 class GuestMachine(MachineDevices):
     """A guest VM wired to the host's timer thread(s). It creates every device type that
     registered itself and names none (its owner asks for them: ``MachineDevices``)."""
@@ -117,7 +124,7 @@ class GuestMachine(MachineDevices):
         elif timeline.rate != cfg.rate or timeline.warp_idle != cfg.warp_idle:
             raise ValueError("a guest on a shared timeline runs at its rate and warp setting")
         self.timeline = timeline
-        self.member: Member = timeline.join(self.name)
+        self.member: Member = timeline.join(self.name, rigid=STOCK_RIGID if cfg.stock else "")
         self.ap_member: Member | None = None
         # Durations in TSC ticks at the group's rate (its clock may be held or frozen now)
         boot.load(self.memory, cfg, GuestClock.create(self.tsc_hz, 0, rate=timeline.rate))
@@ -192,10 +199,7 @@ class GuestMachine(MachineDevices):
         """Pause the guest (its vCPUs leave KVM_RUN and wait) and stop its timeline's clock
         (the whole group's) until ``thaw``: no timer of it fires, none is missed."""
         if self.config.stock:
-            raise InputError(
-                "a stock Linux guest cannot be frozen: its TSC (clocksource, sched_clock, "
-                "LAPIC timer) runs on the host TSC, which this host cannot stop"
-            )
+            raise InputError(f"a freeze refused: {self.name}: {STOCK_RIGID}")
         if self.config.timer is TimerPath.LAPIC:
             raise InputError(
                 "a guest on --timer lapic cannot be frozen: its TSC-deadline timer runs on "

@@ -139,6 +139,8 @@ static u64 catch_an_edge(u64 *at_ns)
 	return width;
 }
 
+static u64 rtc_window_ns; /* the window the last sample's edge was caught in */
+
 static bool read_rtc_at_edge(u64 *ns, u64 *at_ns)
 {
 	u64 narrowest = U64_MAX, at, width;
@@ -155,6 +157,7 @@ static bool read_rtc_at_edge(u64 *ns, u64 *at_ns)
 			*ns = (u64)rtc_tm_to_time64(&tm) * NSEC_PER_SEC;
 		}
 	}
+	rtc_window_ns = narrowest;
 	return narrowest != U64_MAX;
 }
 
@@ -212,17 +215,46 @@ static void read_clocks(struct tickless_clock_sample *s)
 	s->valid = valid;
 }
 
+/*
+ * The RTC's pair of a sample is kept only if its edge was caught in a window near the
+ * narrowest seen: a busy host stretches some windows to tens of ms of guest time, and one
+ * such pair would swamp the RTC's rate. The first sample's pair gives way to a much
+ * narrower later one; the last keeps the latest narrow one. Every other clock's pair is
+ * the sample's own.
+ */
+static u64 rtc_best_window_ns = U64_MAX, rtc_first_window_ns = U64_MAX;
+
+static void copy_rtc(struct tickless_clock_sample *to, const struct tickless_clock_sample *from)
+{
+	to->rtc_ns = from->rtc_ns;
+	to->rtc_at_ns = from->rtc_at_ns;
+	to->valid = (to->valid & ~BIT(TICKLESS_CLOCK_RTC_BIT)) |
+		    (from->valid & BIT(TICKLESS_CLOCK_RTC_BIT));
+}
+
 void tickless_clocks_sample(void)
 {
 	struct tickless_linux_info *info = tickless_info;
 	struct tickless_clock_sample sample = {};
-	u64 n = READ_ONCE(info->clock_samples);
+	u64 n = READ_ONCE(info->clock_samples), window;
+	bool narrow;
 
 	read_clocks(&sample);
-	if (!n)
+	window = sample.valid & BIT(TICKLESS_CLOCK_RTC_BIT) ? rtc_window_ns : U64_MAX;
+	rtc_best_window_ns = min(rtc_best_window_ns, window);
+	narrow = window != U64_MAX && window / 2 <= rtc_best_window_ns;
+	if (!n) {
 		info->clock_first = sample;
+		rtc_first_window_ns = window;
+	} else if (window != U64_MAX && window < rtc_first_window_ns / 4) {
+		copy_rtc(&info->clock_first, &sample);
+		rtc_first_window_ns = window;
+	}
+	if (n && !narrow)
+		copy_rtc(&sample, &info->clock_last);
 	info->clock_last = sample;
 	virt_wmb(); /* the sample before its count: the host reads a complete one */
 	WRITE_ONCE(info->clock_samples, n + 1);
-	pr_info("clocks sampled (%llu) at %llu ns of guest time\n", n + 1, sample.timeline_ns);
+	pr_info("clocks sampled (%llu) at %llu ns of guest time, RTC edge within %lld ns%s\n",
+		n + 1, sample.timeline_ns, (s64)window, narrow ? "" : " (not used)");
 }

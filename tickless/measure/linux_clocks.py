@@ -195,6 +195,7 @@ def stock_tsc_note(console: str, tsc_hz: int, rate: Fraction) -> str:
     else:
         how = "not refined (above R ~ 2 this host's HPET reads are too slow for Linux's refinement)"
     return (
-        "stock kernel: Linux's own clocks, KVM's CPUID leaves hidden; its TSC "
-        f"told tsc_early_khz={tsc_told_khz(tsc_hz, rate)} at boot, {how}"
+        "stock kernel: Linux's own clocks (no kvm-clock, TSC_ADJUST cleared so that its "
+        f"watchdog checks the TSC); its TSC told tsc_early_khz={tsc_told_khz(tsc_hz, rate)} "
+        f"at boot, {how}"
     )

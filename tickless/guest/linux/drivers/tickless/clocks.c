@@ -166,6 +166,9 @@ static bool read_rtc_at_edge(u64 *ns, u64 *at_ns)
  * tick past it), moved onto the timeline through a monotonic reading beside a timeline one:
  * not the moment a poll saw jiffies change, which lags by the tick handler's run, and that
  * is milliseconds of emulated ring 0 here (tens of them in guest time when dilated).
+ * Only once the tick is one-shot: the switch from periodic (tick_init_jiffy_update) moves
+ * jiffies one tick against that time for good, and a periodic tick emulated on a one-shot
+ * device before the clocksource is valid for high resolution drops the ticks it misses.
  */
 static bool read_jiffies(u64 *ns, u64 *at_ns)
 {
@@ -173,6 +176,8 @@ static bool read_jiffies(u64 *ns, u64 *at_ns)
 	unsigned long flags;
 	unsigned int seq;
 
+	if (tick_get_device(smp_processor_id())->mode != TICKDEV_MODE_ONESHOT)
+		return false;
 	local_irq_save(flags);
 	do {
 		seq = read_seqcount_begin(&jiffies_seq);
@@ -189,6 +194,13 @@ static bool read_jiffies(u64 *ns, u64 *at_ns)
 	return true;
 }
 
+/*
+ * The TSC counts from the first sample on, so that a new tsc_khz (Linux's refinement a
+ * second after boot) scales only the cycles since then, not every cycle since the host
+ * booted: the rate is the TSC's by the kernel's latest figure.
+ */
+static u64 tsc_base;
+
 static void read_clocks(struct tickless_clock_sample *s)
 {
 	unsigned long flags;
@@ -200,8 +212,10 @@ static void read_clocks(struct tickless_clock_sample *s)
 		valid |= BIT(TICKLESS_CLOCK_JIFFIES_BIT);
 	local_irq_save(flags); /* each read beside its timeline reading, nothing between */
 	s->timeline_ns = tickless_clock_ns();
+	if (!tsc_base)
+		tsc_base = rdtsc_ordered();
 	s->tsc_at_ns = tickless_clock_ns();
-	s->tsc_ns = tsc_khz ? mul_u64_u32_div(rdtsc_ordered(), 1000000, tsc_khz) : 0;
+	s->tsc_ns = tsc_khz ? mul_u64_u32_div(rdtsc_ordered() - tsc_base, 1000000, tsc_khz) : 0;
 	s->monotonic_at_ns = tickless_clock_ns();
 	s->monotonic_ns = ktime_get_ns();
 	s->realtime_at_ns = tickless_clock_ns();
@@ -219,17 +233,41 @@ static void read_clocks(struct tickless_clock_sample *s)
  * The RTC's pair of a sample is kept only if its edge was caught in a window near the
  * narrowest seen: a busy host stretches some windows to tens of ms of guest time, and one
  * such pair would swamp the RTC's rate. The first sample's pair gives way to a much
- * narrower later one; the last keeps the latest narrow one. Every other clock's pair is
- * the sample's own.
+ * narrower later one; the last keeps the latest narrow one. A clock the first sample could
+ * not read (jiffies while the tick was periodic) takes its pair from the first that could.
+ * Every other pair is the sample's own.
  */
 static u64 rtc_best_window_ns = U64_MAX, rtc_first_window_ns = U64_MAX;
 
-static void copy_rtc(struct tickless_clock_sample *to, const struct tickless_clock_sample *from)
+#define COPY_PAIR(to, from, name)				\
+	do {							\
+		(to)->name##_ns = (from)->name##_ns;		\
+		(to)->name##_at_ns = (from)->name##_at_ns;	\
+	} while (0)
+
+static void copy_pair(struct tickless_clock_sample *to, const struct tickless_clock_sample *from,
+		      int bit)
 {
-	to->rtc_ns = from->rtc_ns;
-	to->rtc_at_ns = from->rtc_at_ns;
-	to->valid = (to->valid & ~BIT(TICKLESS_CLOCK_RTC_BIT)) |
-		    (from->valid & BIT(TICKLESS_CLOCK_RTC_BIT));
+	switch (bit) {
+	case TICKLESS_CLOCK_TSC_BIT: COPY_PAIR(to, from, tsc); break;
+	case TICKLESS_CLOCK_HPET_BIT: COPY_PAIR(to, from, hpet); break;
+	case TICKLESS_CLOCK_JIFFIES_BIT: COPY_PAIR(to, from, jiffies); break;
+	case TICKLESS_CLOCK_MONOTONIC_BIT: COPY_PAIR(to, from, monotonic); break;
+	case TICKLESS_CLOCK_RTC_BIT: COPY_PAIR(to, from, rtc); break;
+	case TICKLESS_CLOCK_REALTIME_BIT: COPY_PAIR(to, from, realtime); break;
+	default: return;
+	}
+	to->valid = (to->valid & ~BIT(bit)) | (from->valid & BIT(bit));
+}
+
+static void take_missing(struct tickless_clock_sample *first,
+			 const struct tickless_clock_sample *sample)
+{
+	unsigned long missing = sample->valid & ~first->valid;
+	int bit;
+
+	for_each_set_bit(bit, &missing, BITS_PER_LONG)
+		copy_pair(first, sample, bit);
 }
 
 void tickless_clocks_sample(void)
@@ -247,11 +285,13 @@ void tickless_clocks_sample(void)
 		info->clock_first = sample;
 		rtc_first_window_ns = window;
 	} else if (window != U64_MAX && window < rtc_first_window_ns / 4) {
-		copy_rtc(&info->clock_first, &sample);
+		copy_pair(&info->clock_first, &sample, TICKLESS_CLOCK_RTC_BIT);
 		rtc_first_window_ns = window;
 	}
+	if (n)
+		take_missing(&info->clock_first, &sample);
 	if (n && !narrow)
-		copy_rtc(&sample, &info->clock_last);
+		copy_pair(&sample, &info->clock_last, TICKLESS_CLOCK_RTC_BIT);
 	info->clock_last = sample;
 	virt_wmb(); /* the sample before its count: the host reads a complete one */
 	WRITE_ONCE(info->clock_samples, n + 1);

@@ -28,6 +28,7 @@ from tickless.measure.linux_clocks import (
     GuestClocks,
     agreement_ppm,
     console_clocks,
+    console_ratio_note,
     fleet_clocks,
     time_ratio,
     unstable_clocksources,
@@ -180,15 +181,18 @@ def test_the_console_names_unstable_clocksources_and_gives_printk_time_per_wall_
     assert time_ratio(late) == pytest.approx(10.0)
 
 
-def test_a_fleets_clocks_are_each_guests_at_their_worst() -> None:
+def test_a_fleets_clocks_are_each_guests_at_their_worst_and_its_console_the_median() -> None:
     a = GuestClocks({"tsc": 1.0, "rtc": -300.0, "hpet": None}, ["tsc-early"], 10.01)
     b = GuestClocks({"tsc": -2.0, "rtc": 40.0, "hpet": None}, [], 9.99)
     c = GuestClocks(None, ["tsc"], 10.3)
     fleet = fleet_clocks([a, b, c])
     assert fleet.clock_agreement_ppm == {"hpet": None, "rtc": -300.0, "tsc": -2.0}
     assert fleet.clocksource_unstable == ["tsc-early", "tsc"]
-    assert fleet.console_time_ratio == 10.3
+    assert fleet.console_time_ratio == 10.01  # the median: the host's view
     assert fleet_clocks([c]).clock_agreement_ppm is None
+    note = console_ratio_note([a, b, c])
+    assert note is not None and "9.9900 to 10.3000" in note
+    assert console_ratio_note([a]) is None
 
 
 def test_any_kernels_console_tells_its_clocksource_and_its_printk_rate() -> None:

@@ -27,7 +27,10 @@ from tickless.vmm.machine import GuestMachine
 # this cannot be trusted to have seen every wrap (the guest extends the counter at each
 # sample; they come every 5 s in idle, but only at the start and end of measure).
 HPET_TRUSTED_SPAN_NS = 40_000_000_000
-MIN_RATIO_SPAN_S = 1.0  # console lines over less wall time than this give no ratio
+MIN_RATIO_SPAN_S = 1.0
+# A clock's two readings closer than this say nothing of its rate: jiffies (a 10 ms
+# quantum) start over when the tick changes mode, which can come late in a run
+MIN_AGREEMENT_SPAN_NS = 1_000_000_000  # console lines over less wall time than this give no ratio
 _UNSTABLE = (
     re.compile(r"Marking clocksource '([^']+)' as unstable"),
     re.compile(r"(tsc): Marking TSC unstable"),
@@ -56,7 +59,8 @@ def agreement_ppm(
 ) -> dict[str, float | None]:
     """Each clock's rate against the timeline between the first and the last of
     ``samples`` samples, in ppm (None: the kernel does not have it, or the samples cannot
-    say: no time between them, samples further apart than an HPET wrap). Clocks and
+    say: less than ``MIN_AGREEMENT_SPAN_NS`` between them, samples further apart than an
+    HPET wrap). Clocks and
     timeline come from an untrusted guest: nonsense gives None."""
     out: dict[str, float | None] = {}
     for bit, name in enumerate(abi.CLOCK_NAMES):
@@ -66,7 +70,7 @@ def agreement_ppm(
             timeline = int(getattr(last, f"{name}_at_ns")) - int(getattr(first, f"{name}_at_ns"))
             gap = timeline // max(1, samples - 1)  # the guest extends the counter at each
             trusted = name != "hpet" or gap <= HPET_TRUSTED_SPAN_NS
-            if timeline > 0 and trusted:
+            if timeline >= MIN_AGREEMENT_SPAN_NS and trusted:
                 value = round((clock / timeline - 1) * 1e6, 1)
         out[name] = value
     return out
@@ -120,9 +124,10 @@ def workload_stamps(
 
 
 def fleet_clocks(each: list[GuestClocks]) -> GuestClocks:
-    """A fleet's clocks, at their worst: each clock's rate furthest from the timeline in any
-    guest, every clocksource any guest gave up on, the console ratio furthest from the
-    fleet's median (one guest's clocks can fail where the others' hold)."""
+    """A fleet's clocks: each clock's rate furthest from the timeline in any guest and
+    every clocksource any guest gave up on (one guest's clocks can fail where the others'
+    hold), and the median console ratio: that one is the host's view, and a saturated host
+    stamps some guest's few lines tens of ms late (``console_ratio_note`` gives the range)."""
     names = {name for c in each for name in (c.clock_agreement_ppm or {})}
     worst: dict[str, float | None] | None = None
     if any(c.clock_agreement_ppm is not None for c in each):
@@ -134,11 +139,20 @@ def fleet_clocks(each: list[GuestClocks]) -> GuestClocks:
     for c in each:
         unstable += [name for name in c.clocksource_unstable if name not in unstable]
     ratios = [c.console_time_ratio for c in each if c.console_time_ratio is not None]
-    ratio = None
-    if ratios:
-        median = float(np.median(ratios))
-        ratio = max(ratios, key=lambda r: abs(r - median))
+    ratio = round(float(np.median(ratios)), 6) if ratios else None
     return GuestClocks(worst, unstable, ratio)
+
+
+def console_ratio_note(each: list[GuestClocks]) -> str | None:
+    """The spread of a fleet's console ratios (None for fewer than two)."""
+    ratios = sorted(c.console_time_ratio for c in each if c.console_time_ratio is not None)
+    if len(ratios) < 2:
+        return None
+    return (
+        f"printk s per wall s: median of {len(ratios)} guests; they ranged {ratios[0]:.4f} to "
+        f"{ratios[-1]:.4f} (the host stamps a line when its vCPU thread writes it: late on "
+        "a busy host)"
+    )
 
 
 _SWITCHED = re.compile(r"clocksource: Switched to clocksource (\S+)")

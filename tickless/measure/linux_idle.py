@@ -14,7 +14,12 @@ from dataclasses import dataclass
 
 from tickless.host.cputime import process_cpu_s
 from tickless.measure.kvm import linux_notes
-from tickless.measure.linux_clocks import GuestClocks, fleet_clocks, guest_clocks
+from tickless.measure.linux_clocks import (
+    GuestClocks,
+    console_ratio_note,
+    fleet_clocks,
+    guest_clocks,
+)
 from tickless.measure.pv_report import console_exits
 from tickless.vmm.host import VmmHost
 from tickless.vmm.linux_boot import LinuxGuestInfo, read_linux_info
@@ -83,5 +88,9 @@ def linux_extras(
     for m in machines:
         for name, n in m.outcome.assists.items():
             assists[name] = assists.get(name, 0) + n
-    clocks = fleet_clocks([guest_clocks(m) for m in machines])
-    return info, linux_notes(machines[0]), assists, clocks
+    each = [guest_clocks(m) for m in machines]
+    notes = linux_notes(machines[0])
+    spread = console_ratio_note(each)
+    if spread is not None:
+        notes.append(spread)
+    return info, notes, assists, fleet_clocks(each)

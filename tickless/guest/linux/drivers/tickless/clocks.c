@@ -166,18 +166,19 @@ static bool read_rtc_at_edge(u64 *ns, u64 *at_ns)
  * tick past it), moved onto the timeline through a monotonic reading beside a timeline one:
  * not the moment a poll saw jiffies change, which lags by the tick handler's run, and that
  * is milliseconds of emulated ring 0 here (tens of them in guest time when dilated).
- * Only once the tick is one-shot: the switch from periodic (tick_init_jiffy_update) moves
- * jiffies one tick against that time for good, and a periodic tick emulated on a one-shot
- * device before the clocksource is valid for high resolution drops the ticks it misses.
+ * The switch from a periodic tick to a one-shot one (tick_init_jiffy_update) moves jiffies
+ * one tick against that time for good, so a sample after it starts the jiffies pairs over
+ * (jiffies_mode). A periodic tick emulated on a one-shot device drops the ticks it misses
+ * while its clocksource is not valid for high resolution: the rate shows those.
  */
+static int jiffies_mode = -1; /* the tick's mode when the first jiffies pair was taken */
+
 static bool read_jiffies(u64 *ns, u64 *at_ns)
 {
 	u64 jiffies, edge_ns, mono_ns, timeline_ns;
 	unsigned long flags;
 	unsigned int seq;
 
-	if (tick_get_device(smp_processor_id())->mode != TICKDEV_MODE_ONESHOT)
-		return false;
 	local_irq_save(flags);
 	do {
 		seq = read_seqcount_begin(&jiffies_seq);
@@ -230,12 +231,12 @@ static void read_clocks(struct tickless_clock_sample *s)
 }
 
 /*
- * The RTC's pair of a sample is kept only if its edge was caught in a window near the
+ * The RTC's pair of a sample is kept only if its edge was caught in a window at most 2x the
  * narrowest seen: a busy host stretches some windows to tens of ms of guest time, and one
  * such pair would swamp the RTC's rate. The first sample's pair gives way to a much
  * narrower later one; the last keeps the latest narrow one. A clock the first sample could
- * not read (jiffies while the tick was periodic) takes its pair from the first that could.
- * Every other pair is the sample's own.
+ * not read takes its pair from the first that could, and jiffies start over when the tick
+ * changes mode. Every other pair is the sample's own.
  */
 static u64 rtc_best_window_ns = U64_MAX, rtc_first_window_ns = U64_MAX;
 
@@ -290,6 +291,11 @@ void tickless_clocks_sample(void)
 	}
 	if (n)
 		take_missing(&info->clock_first, &sample);
+	if (sample.valid & BIT(TICKLESS_CLOCK_JIFFIES_BIT) &&
+	    tick_get_device(smp_processor_id())->mode != jiffies_mode) {
+		copy_pair(&info->clock_first, &sample, TICKLESS_CLOCK_JIFFIES_BIT);
+		jiffies_mode = tick_get_device(smp_processor_id())->mode;
+	}
 	if (n && !narrow)
 		copy_pair(&sample, &info->clock_last, TICKLESS_CLOCK_RTC_BIT);
 	info->clock_last = sample;

@@ -74,6 +74,7 @@ TABLE: dict[str, dict[str, Row]] = {
         "--hz": Row(COUNTS),
         "--guest": Row(CHOICE),
         "--kernel": Row(KERNELS, ("--guest", "linux")),
+        "--linux-drivers": Row(CHOICE, ("--guest", "linux")),
         "--console": Row(OUTPUT_FILES),
         "--method": Row(CHOICE),
         "--wait": Row(CHOICE),
@@ -100,6 +101,7 @@ TABLE: dict[str, dict[str, Row]] = {
         "--hz": Row(COUNTS),
         "--guest": Row(CHOICE),
         "--kernel": Row(KERNELS, ("--guest", "linux")),
+        "--linux-drivers": Row(CHOICE, ("--guest", "linux")),
         "--duration": Row((*DURATIONS, "5ms")),  # an idle run lasts at least 10 ms
         "--slop": Row(DURATIONS_OR_ZERO),
         "--halt-poll": Row(DURATIONS_OR_ZERO),
@@ -148,9 +150,11 @@ TABLE: dict[str, dict[str, Row]] = {
     "console": {
         "--guest": Row(CHOICE),
         "--kernel": Row(KERNELS, ("--guest", "linux")),
+        "--linux-drivers": Row(CHOICE, ("--guest", "linux")),
         "--timer": Row((*CHOICE, "precise")),  # a Linux kernel ticks on pv, lguest or lapic only
         "--mode": Row(CHOICE),
         "--hz": Row(COUNTS),
+        "--dilation": Row(("0", "-1", "1e9", "abc", "1/0")),
         "--duration": Row(DURATIONS),
         "--console": Row(OUTPUT_FILES),
     },

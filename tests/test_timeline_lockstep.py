@@ -183,3 +183,26 @@ def test_a_clock_that_ran_in_real_time_holds_where_it_stands_once_engaged() -> N
         late.start_at(t0_ns - 1)
     with pytest.raises(ValueError, match="lockstep"):
         DrivenTimeline(TICK_HZ, Ticks()).start_at(0)
+
+
+def test_a_timer_due_with_an_arrival_is_raised_though_the_arrival_woke_its_member() -> None:
+    """An arrival and a member's timer due at the same guest time: the arrival runs first
+    and wakes the member, whose timer must still be raised (a held clock arms no host
+    timer: a Linux guest would wait for that interrupt forever)."""
+    timeline = lockstep()
+    member = timeline.join("linux")
+    raised: list[int] = []
+
+    def deliver(now_ticks: int) -> None:
+        raised.append(timeline.now_ns(now_ticks))
+        return None
+
+    def arrive(now_ticks: int) -> None:
+        member.wake()
+        return None
+
+    member.deliver = deliver
+    timeline.at(20 * MS, arrive)
+    timeline.block(member, 20 * MS)
+    timeline.release_until(30 * MS)
+    assert raised == [20 * MS] and timeline.now_ns() == 20 * MS

@@ -179,10 +179,11 @@ class Coordinator:
         max_guest_ns: int,
         after_quantum: Callable[[], None] | None = None,
     ) -> bool:
-        """Quantum after quantum until ``done()`` or ``max_guest_ns``; True when done.
-        Ctrl-C (KeyboardInterrupt) leaves every group held at a quantum's boundary."""
+        """Quantum after quantum until ``done()`` or ``max_guest_ns`` of guest time from the
+        exchange's start (``start_ns``); True when done. Ctrl-C (KeyboardInterrupt) leaves
+        every group held at a quantum's boundary."""
         while not done():
-            if self.now_ns >= max_guest_ns:
+            if self.now_ns - self.start_ns >= max_guest_ns:
                 return False
             self.check_guests()
             self.quantum(self.now_ns + self.quantum_ns)

@@ -77,8 +77,12 @@ class LguestClockEventDevice(Device):
                 return 0
             if pending is None:
                 return -EINVAL
-            if clock.ns_at(max(rdtsc(), clock.tsc_timestamp)) >= pending:
-                return -ETIME  # already due: its interrupt is on its way, do not sleep
+            now = rdtsc()
+            if clock.ns_at(max(now, clock.tsc_timestamp)) >= pending:
+                # Already due: do not sleep. Raised now (once: the host timer is cancelled
+                # first), for a held clock arms no host timer, so none may be on its way.
+                self.clockevent.fire_if_due(now)
+                return -ETIME
             deadline = pending
         else:
             code = self.clockevent.set_deadline(deadline, rdtsc())

@@ -131,13 +131,18 @@ class DrivenTimeline(Timeline):
                 self.warps += 1
                 warped = True
             delivered = bool(self._arrivals) and self._arrivals[0][0] <= target
+            # Due members are taken before the arrivals run: an arrival wakes its member
+            # (``Member.wake``), whose timer due now must still be raised (a held clock arms
+            # no host timer for it, and a Linux guest would wait for it forever).
+            due_members = [
+                m for m in self._members if m.deadline_ns is not None and m.deadline_ns <= target
+            ]
             self._run_arrivals(target, now)
-            for m in self._members:
-                if m.deadline_ns is not None and m.deadline_ns <= target:
-                    m.deadline_ns = None
-                    if m.deliver is not None:
-                        m.deliver(now)
-                    delivered = True
+            for m in due_members:
+                m.deadline_ns = None
+                if m.deliver is not None:
+                    m.deliver(now)
+                delivered = True
             if not delivered:  # at the bound, everyone waiting: at rest
                 self._rested.notify_all()
                 break

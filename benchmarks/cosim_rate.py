@@ -1,7 +1,7 @@
 """Simulated seconds per wall second of guests in lockstep with SimPy (issue 20), beside
 the same traffic in real time (dilation 1).
 
-    flock /tmp/tickless-timing.lock python benchmarks/cosim_rate.py [--quick]
+    flock /tmp/tickless-timing.lock python benchmarks/cosim_rate.py [--quick] [--guest linux]
 
 For 2 and 10 guests (pairs pinging each other) at 1 ms and 10 ms link latency, the
 pingpong runs about one second of guest time (``count`` round trips of 2 x latency per
@@ -10,12 +10,15 @@ network delivers next) and in real time (one clock at wall-clock rate, arrivals 
 timers). Wall time counts from the guests' start (booted) to the last pinger's DONE.
 Lockstep is faster than real time when guests are idle waiting for the network and
 slower when the host's work per quantum (a synchronisation of every guest) exceeds it.
+``--guest linux``: each pair's answering guest is a Linux guest (booted before the clock
+counts).
 """
 
 from __future__ import annotations
 
 import argparse
 
+from tickless.axes import GuestKind
 from tickless.cosim import PingpongSpec, run_pingpong
 
 MS = 1_000_000
@@ -25,6 +28,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="0.2 s of guest time per run")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--guest", choices=[k.value for k in GuestKind], default="small")
     args = parser.parse_args()
     guest_s = 0.2 if args.quick else 1.0
     print(
@@ -42,6 +46,7 @@ def main() -> None:
                     count=count,
                     seed=args.seed,
                     realtime=realtime,
+                    guest=GuestKind(args.guest),
                 )
                 r = run_pingpong(spec)
                 print(

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from tickless.timers.driven import Arrival, DrivenTimeline, LockstepStall
-from tickless.timers.timeline import Member
+from tickless.timers.timeline import NO_TIMER_NS, Member
 
 TICK_HZ = 10**9
 MS = 1_000_000
@@ -136,3 +136,73 @@ def test_a_follow_up_runs_once_after_every_arrival_due_with_it() -> None:
     timeline.at(2 * MS, arrival("c"))
     timeline.run_until(3 * MS)
     assert order == ["a", "b", "publish", "c", "publish"]
+
+
+def test_a_member_idle_with_no_timer_rests_and_only_an_arrival_runs_it() -> None:
+    """BLOCK(0) with nothing programmed (a Linux idle whose tick is stopped) counts as idle
+    in lockstep: the group reaches its bound, and jumps straight to an arrival."""
+    timeline = lockstep()
+    assert timeline.idles_without_timer()
+    member = timeline.join("linux")
+    woken: list[int] = []
+    timeline.block(member, NO_TIMER_NS)
+    timeline.run_until(50 * MS)  # rests: nothing is due, the member never holds it back
+    assert timeline.now_ns() == 50 * MS
+
+    def arrive(now_ticks: int) -> None:
+        woken.append(timeline.now_ns(now_ticks))
+        member.wake()
+        return None
+
+    timeline.at(70 * MS, arrive)
+    timeline.release_until(100 * MS)
+    assert woken == [70 * MS] and timeline.now_ns() == 70 * MS  # held while it runs
+    timeline.block(member, NO_TIMER_NS)
+    timeline.wait_until(5.0)
+    assert timeline.now_ns() == 100 * MS
+
+
+def test_a_clock_that_ran_in_real_time_holds_where_it_stands_once_engaged() -> None:
+    """A Linux group boots at rate 1, then holds (engage_lockstep) and is driven from there;
+    a group whose guests start late begins at the others' time (start_at)."""
+    ticks = Ticks()
+    timeline = DrivenTimeline(TICK_HZ, ticks)  # not lockstep: rate 1
+    assert not timeline.idles_without_timer()
+    ticks.now += 7 * 10**9  # seven seconds of boot
+    held_ns = timeline.engage_lockstep()
+    assert 7 * 10**9 <= held_ns == timeline.now_ns() == timeline.now_ns()
+    assert timeline.engage_lockstep() == held_ns  # idempotent
+    t0_ns = -(-held_ns // (10 * MS)) * (10 * MS)
+    timeline.run_until(t0_ns)
+    assert timeline.now_ns() == t0_ns
+    late = lockstep()
+    late.join("pinger")  # joined (running) but not started: start_at moves the clock anyway
+    late.start_at(t0_ns)
+    assert late.now_ns() == t0_ns
+    with pytest.raises(ValueError, match="in the past"):
+        late.start_at(t0_ns - 1)
+    with pytest.raises(ValueError, match="lockstep"):
+        DrivenTimeline(TICK_HZ, Ticks()).start_at(0)
+
+
+def test_a_timer_due_with_an_arrival_is_raised_though_the_arrival_woke_its_member() -> None:
+    """An arrival and a member's timer due at the same guest time: the arrival runs first
+    and wakes the member, whose timer must still be raised (a held clock arms no host
+    timer: a Linux guest would wait for that interrupt forever)."""
+    timeline = lockstep()
+    member = timeline.join("linux")
+    raised: list[int] = []
+
+    def deliver(now_ticks: int) -> None:
+        raised.append(timeline.now_ns(now_ticks))
+        return None
+
+    def arrive(now_ticks: int) -> None:
+        member.wake()
+        return None
+
+    member.deliver = deliver
+    timeline.at(20 * MS, arrive)
+    timeline.block(member, 20 * MS)
+    timeline.release_until(30 * MS)
+    assert raised == [20 * MS] and timeline.now_ns() == 20 * MS

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from tickless.axes import GuestKind, choices
 from tickless.cli.common import (
     SEED,
     console,
@@ -32,7 +33,7 @@ def cosim() -> None:
     type=click.IntRange(2, 64),
     default=2,
     show_default=True,
-    help="Small guests, in pairs: guest 2p+1 pings guest 2p+2 over a duplex link.",
+    help="Guests, in pairs: guest 2p+1 (small) pings guest 2p+2 over a duplex link.",
 )
 @click.option(
     "--latency",
@@ -67,6 +68,14 @@ def cosim() -> None:
     help="A ping unanswered this long (guest time) is sent again (default: 4 x latency).",
 )
 @click.option(
+    "--guest",
+    type=click.Choice(choices(GuestKind)),
+    default=GuestKind.SMALL.value,
+    show_default=True,
+    help="The answering guest of each pair: small, or linux (a Linux 6.12 kernel, its "
+    "message driver answering; it boots at rate 1, ~10 s, before the exchange starts).",
+)
+@click.option(
     "--realtime",
     is_flag=True,
     help="Run the same traffic on one clock at wall-clock rate (dilation 1), for comparison.",
@@ -80,10 +89,11 @@ def pingpong(
     loss: float,
     bandwidth_bps: float,
     retry_ns: int,
+    guest: str,
     realtime: bool,
     json_path: Path | None,
 ) -> None:
-    """Ping-pong between small guests over simulated links, in lockstep with SimPy.
+    """Ping-pong between guests over simulated links, in lockstep with SimPy.
 
     Each guest's clock holds while it computes and jumps to the next timer or message the
     simulator delivers, so round trips read exactly what the network says in guest time,
@@ -94,6 +104,7 @@ def pingpong(
     Examples:
       tickless cosim pingpong --guests 2 --latency 10ms --count 100 --seed 1
       tickless cosim pingpong --loss 0.2 --seed 7          drops, retried by the guest
+      tickless cosim pingpong --guest linux --seed 1       Linux answers the pings
       tickless cosim pingpong --realtime                   the same in real time
     """
     from tickless.cosim.pingpong import PingpongSpec
@@ -108,6 +119,7 @@ def pingpong(
             bandwidth_bps=bandwidth_bps,
             retry_ns=retry_ns,
             realtime=realtime,
+            guest=GuestKind(guest),
         )
     except InputError as exc:
         raise click.UsageError(str(exc)) from None
@@ -157,5 +169,7 @@ def _render(record: object) -> None:
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)
+    if record.linux_guests:
+        console.print(f"Linux guests: {', '.join(record.linux_guests)}")
     for note in record.notes:
         console.print(f"note: {note}")

@@ -14,7 +14,15 @@ coordinator lets it. One quantum
    network at their send time plus the lookahead, which is not before ``T1``.
 
 A message is never delivered before its send time plus the latency of its path; every
-message is checked (``causality_violations``). ``realtime=True`` runs the same traffic on
+message is checked (``causality_violations``).
+
+A Linux guest boots on a clock of its own at rate 1 (warping over idle, as
+``--warp-idle``): a clock held from boot would stall its calibration busy-waits. Once
+every answering guest is ready, each group holds (``DrivenTimeline.engage_lockstep``) and
+the exchange starts at ``t0``, the first quantum boundary at or after the latest clock;
+the groups that booted held jump there, the guests started then begin there
+(``start_at``). The trace counts guest time from ``t0``, so how long a boot took never
+reaches it. ``realtime=True`` runs the same traffic on
 one clock at wall-clock rate instead (no holding, arrivals by host timers): the
 comparison for what lockstep costs and gains.
 """
@@ -27,6 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tickless.axes import GuestKind
 from tickless.cosim.network import Network, Packet
 from tickless.devices.config import GuestConfig
 from tickless.devices.message import MessageDevice, SentMessage
@@ -61,6 +70,14 @@ class CosimCounts:
     quanta: int = 0
 
 
+def _ready(endpoint: Endpoint) -> bool:
+    """A small guest waits for messages once it blocked; a Linux guest's workload says."""
+    shared = endpoint.machine.shared
+    if endpoint.machine.config.guest is GuestKind.LINUX:
+        return int(shared.ready) != 0
+    return int(shared.blocks) != 0
+
+
 class Coordinator:
     """Runs guests and a ``Network`` together; see the module docstring."""
 
@@ -91,11 +108,13 @@ class Coordinator:
         network.on_lost = self._lost
 
     def add_guest(self, config: GuestConfig, name: str) -> Endpoint:
-        """Boot a small guest with a message device (``config.msg_address``) on the network."""
+        """Boot a guest with a message device (``config.msg_address``) on the network: a
+        small guest held from boot, a Linux guest at rate 1 until ``start`` holds it."""
         if not config.msg_address or config.msg_address in self.endpoints:
             raise InputError(f"guest {name} needs an address of its own on the network")
+        held = config.guest is not GuestKind.LINUX
         timeline = self._shared or DrivenTimeline(
-            self.host.tsc_hz, rdtsc, 1, config.warp_idle, self.host.timers, lockstep=True
+            self.host.tsc_hz, rdtsc, 1, config.warp_idle, self.host.timers, lockstep=held
         )
         machine = self.host.boot(config, name, timeline=timeline)
         device = machine.device(MessageDevice)
@@ -106,22 +125,38 @@ class Coordinator:
         return endpoint
 
     def start(self, first: list[Endpoint], then: list[Endpoint]) -> None:
-        """Start ``first`` (guests that answer), wait until each waits for messages, then
-        ``then``: nothing is sent to a guest still booting."""
+        """Start ``first`` (guests that answer), wait until each is ready (a small guest
+        waits for messages, a Linux guest's workload began), then ``then``: nothing is sent
+        to a guest still booting. In lockstep the exchange starts at ``t0`` (the module
+        docstring); in real time when the last answering guest was ready."""
         for endpoint in first:
             endpoint.machine.start()
         give_up = time.monotonic() + READY_TIMEOUT_S
         for endpoint in first:
-            while int(endpoint.machine.shared.blocks) == 0:
+            while not _ready(endpoint):
                 self.check_guests()
                 if time.monotonic() > give_up:
                     raise GuestStopped(f"{endpoint.machine.name} did not start waiting")
                 time.sleep(POLL_S)
-        for endpoint in then:
-            endpoint.machine.start()
         if self._shared is not None:  # real time: the clock ran while they booted
+            for endpoint in then:
+                endpoint.machine.start()
             self.now_ns = self.start_ns = self._shared.now_ns()
             self.network.env.run(until=self.now_ns)
+            return
+        timelines = {id(e.timeline): e.timeline for e in first}.values()
+        latest_ns = max([t.engage_lockstep() for t in timelines], default=0)
+        t0_ns = -(-latest_ns // self.quantum_ns) * self.quantum_ns
+        for timeline in timelines:
+            timeline.release_until(t0_ns)
+        for timeline in timelines:
+            timeline.wait_until(self.stall_timeout_s)
+        for endpoint in then:
+            endpoint.timeline.start_at(t0_ns)
+            endpoint.machine.start()
+        self.now_ns = self.start_ns = t0_ns
+        if t0_ns > self.network.env.now:
+            self.network.env.run(until=t0_ns)
 
     def close(self) -> None:
         """After the guests stopped: no arrival runs any more (real time: host timers)."""
@@ -144,10 +179,11 @@ class Coordinator:
         max_guest_ns: int,
         after_quantum: Callable[[], None] | None = None,
     ) -> bool:
-        """Quantum after quantum until ``done()`` or ``max_guest_ns``; True when done.
-        Ctrl-C (KeyboardInterrupt) leaves every group held at a quantum's boundary."""
+        """Quantum after quantum until ``done()`` or ``max_guest_ns`` of guest time from the
+        exchange's start (``start_ns``); True when done. Ctrl-C (KeyboardInterrupt) leaves
+        every group held at a quantum's boundary."""
         while not done():
-            if self.now_ns >= max_guest_ns:
+            if self.now_ns - self.start_ns >= max_guest_ns:
                 return False
             self.check_guests()
             self.quantum(self.now_ns + self.quantum_ns)
@@ -231,13 +267,14 @@ class Coordinator:
         self._record(when, f"drop: {why}", packet.src, packet.dst, packet.seq, packet.payload)
 
     def _record(self, at_ns: int, kind: str, src: int, dst: int, seq: int, payload: bytes) -> None:
+        at_ns -= self.start_ns  # guest time from the exchange's start: no boot in it
         with self._lock:
             order = _KIND_ORDER.get(kind, 2)
             self._trace.append((at_ns, order, src, seq, kind, dst, payload.hex()))
 
     def trace_hash(self) -> str:
         """sha256 of the ordered message trace: every send, delivery and drop with its guest
-        time, ends, sequence number and payload."""
+        time (from the exchange's start), ends, sequence number and payload."""
         with self._lock:
             entries = sorted(self._trace)
         digest = hashlib.sha256()

@@ -6,6 +6,10 @@ ping unanswered for ``retry_ns`` (guest time) is sent again, so lost messages ar
 Every round trip takes at least twice the link latency in guest time; what it takes
 beyond that is the guests' own handling (zero in lockstep: compute takes no guest time
 while the clock holds) and transmission at the link's bandwidth.
+
+``guest=linux``: the answering guest of each pair is a Linux guest (its driver
+``message.c`` and ``workload.c``'s PINGPONG), which boots at rate 1 before the exchange
+starts (``Coordinator.start``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tickless.axes import TimerPath
+from tickless.axes import GuestKind, TimerPath
 from tickless.cosim.coordinator import Coordinator, Endpoint
 from tickless.cosim.network import Network
 from tickless.devices.config import GuestConfig
@@ -27,6 +31,8 @@ from tickless.host.realtime import RealtimePolicy
 from tickless.vmm.host import VmmHost
 
 MAX_GUESTS = 64
+MAX_LINUX_GUESTS = 8  # Linux end points in one run (each boots ~10 s of emulated ring 0)
+LINUX_HZ = 100  # the Linux end point's HZ (HZ=1000 cannot keep up here: linux-guest notes)
 MAX_COUNT = 1_000_000
 PAYLOAD_BYTES = 24  # {kind, seq, try} (user.c: msg_send)
 
@@ -43,6 +49,7 @@ class PingpongSpec:
     realtime: bool = False  # one clock at wall-clock rate instead of lockstep
     quantum_ns: int = 0  # 0: the lookahead (the link latency)
     max_guest_ns: int = 0  # stop there unfinished (0: enough for every ping to be retried 20 times)
+    guest: GuestKind = GuestKind.SMALL  # the answering end of each pair (pingers are small)
 
     def __post_init__(self) -> None:
         if self.guests < 2 or self.guests % 2 or self.guests > MAX_GUESTS:
@@ -58,6 +65,11 @@ class PingpongSpec:
         if self.retry_ns and not 2 * self.latency_ns < self.retry_ns <= MAX_DELTA_NS // 4:
             raise InputError(
                 "--retry must be longer than a round trip (2 x latency), at most 15 min"
+            )
+        if self.guest is GuestKind.LINUX and self.guests > MAX_LINUX_GUESTS * 2:
+            raise InputError(
+                f"--guest linux runs a Linux guest (128 MiB) per pair: at most "
+                f"{MAX_LINUX_GUESTS * 2} guests"
             )
         if self.quantum_ns < 0 or self.max_guest_ns < 0:
             raise InputError("--quantum and the guest time bound must not be negative")
@@ -94,6 +106,7 @@ class PingpongRecord:
     wall_time_s: float = 0.0
     sim_seconds_per_wall_second: float = 0.0
     trace_hash: str = ""
+    linux_guests: list[str] = field(default_factory=list)  # which guests ran Linux
     partial: bool = False
     notes: list[str] = field(default_factory=list)
 
@@ -132,7 +145,22 @@ def round_trips_ns(endpoint: Endpoint) -> list[int]:
     return rtts
 
 
+def linux_pingpong_guest(address: int, lockstep: bool = True) -> GuestConfig:
+    """A Linux guest answering pings at ``address`` (workload.c's PINGPONG): the lguest
+    device, whose BLOCK its idle calls in lockstep (``--warp-idle``'s cpuidle state)."""
+    return GuestConfig(
+        guest=GuestKind.LINUX,
+        scenario=Scenario.PINGPONG,
+        timer=TimerPath.LGUEST,
+        hz=LINUX_HZ,
+        warp_idle=lockstep,
+        msg_address=address,
+    )
+
+
 def _config(spec: PingpongSpec, address: int, peer: int) -> GuestConfig:
+    if not peer and spec.guest is GuestKind.LINUX:
+        return linux_pingpong_guest(address, not spec.realtime)
     return pingpong_guest(address, peer, spec.count, spec.retry_timeout_ns, not spec.realtime)
 
 
@@ -220,6 +248,11 @@ def _summarize(
     if record.wall_time_s > 0:
         record.sim_seconds_per_wall_second = record.guest_time_s / record.wall_time_s
     record.trace_hash = coordinator.trace_hash()
+    record.linux_guests = [
+        e.machine.name
+        for _, e in sorted(coordinator.endpoints.items())
+        if e.machine.config.guest is GuestKind.LINUX
+    ]
 
 
 def _stats(values: list[int]) -> dict[str, float]:

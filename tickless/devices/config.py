@@ -152,12 +152,20 @@ class GuestConfig:
     def _check_messages(self) -> None:
         if not (0 <= self.msg_address <= MSG_MAX_ADDRESS and 0 <= self.msg_peer <= MSG_MAX_ADDRESS):
             raise InputError(f"network addresses are 1 to {MSG_MAX_ADDRESS}")
-        if self.msg_address and self.guest is not GuestKind.SMALL:
-            raise InputError("the message device is the small guest's (no Linux end point yet)")
+        if self.guest is GuestKind.LINUX and self.msg_address:
+            self._check_linux_messages()
         if self.scenario is Scenario.PINGPONG and not self.msg_address:
             raise InputError("a pingpong guest needs a network address")
         if not 0 <= self.msg_retry_ns <= MAX_DELTA_NS:
             raise InputError("the retry timeout must be between 0 and an hour")
+
+    def _check_linux_messages(self) -> None:
+        """A Linux end point answers (workload.c's PINGPONG); its idle BLOCKs (the lguest
+        device's BLOCK) where its clock is driven, so that its group can rest."""
+        if self.scenario is not Scenario.PINGPONG or self.msg_peer:
+            raise InputError("a Linux end point runs PINGPONG and answers (no --peer)")
+        if self.timer is not TimerPath.LGUEST:
+            raise InputError("a Linux end point needs --timer lguest (BLOCK's one-shot)")
 
     def _check_pv_idle(self) -> None:
         """PV idle blocks the vCPU thread in the host until the page's deadline: a small

@@ -31,6 +31,7 @@ from tickless.devices.hypercall import as_signed
 from tickless.guest.abi import EINVAL, ETIME, TIMER_VECTOR, Hypercall
 from tickless.host.tsc import rdtsc
 from tickless.timers.clockevents import ClockEventDevice
+from tickless.timers.timeline import NO_TIMER_NS
 
 
 @register_device
@@ -64,15 +65,24 @@ class LguestClockEventDevice(Device):
         return self.clockevent.set_periodic(as_signed(period), rdtsc())
 
     def hc_block(self, deadline: int, _unused: int) -> int:
-        """BLOCK(deadline_ns): idle until then (0: until the programmed event). The timer is
-        armed before the vCPU counts as idle: a warp it causes re-arms a timer that exists."""
+        """BLOCK(deadline_ns): idle until then (0: until the programmed event; with none, in
+        lockstep, until a message: ``Timeline.idles_without_timer``, else -EINVAL). The
+        timer is armed before the vCPU counts as idle: a warp it causes re-arms a timer
+        that exists."""
         deadline = as_signed(deadline)
         if deadline == 0:
             pending, clock = self.clockevent.next_event_ns, self.ctx.clock
+            if pending is None and self.ctx.timeline.idles_without_timer():
+                self.ctx.timeline.block(self.ctx.member, NO_TIMER_NS)
+                return 0
             if pending is None:
                 return -EINVAL
-            if clock.ns_at(max(rdtsc(), clock.tsc_timestamp)) >= pending:
-                return -ETIME  # already due: its interrupt is on its way, do not sleep
+            now = rdtsc()
+            if clock.ns_at(max(now, clock.tsc_timestamp)) >= pending:
+                # Already due: do not sleep. Raised now (once: the host timer is cancelled
+                # first), for a held clock arms no host timer, so none may be on its way.
+                self.clockevent.fire_if_due(now)
+                return -ETIME
             deadline = pending
         else:
             code = self.clockevent.set_deadline(deadline, rdtsc())

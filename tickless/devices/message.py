@@ -1,7 +1,9 @@
 """The message device: a guest's network card onto a simulated network (``tickless cosim``).
 
 A guest sends with ``MSG_SEND(dst, len)`` (the payload in the send buffer:
-``MSG_TX_GPA``, in a Linux guest's window ``WINDOW_MSG_TX_OFFSET``); the host stamps
+``MSG_TX_GPA``, in a Linux guest's window ``WINDOW_MSG_TX_OFFSET``: the small guest's
+``pingpong.c`` and the Linux driver ``guest/linux/drivers/tickless/message.c`` are the two
+kinds of end point; a Linux guest gets ``MSG_VECTOR`` on ISA IRQ ``LINUX_MSG_IRQ``); the host stamps
 the send with the sender's guest time and keeps it in an outbox until the coordinator
 takes it (``take_sent``) and hands it to the simulator. The simulator decides when it
 arrives; the coordinator schedules that on the receiver's timeline (``Timeline.at``), and
@@ -20,7 +22,6 @@ import ctypes
 import threading
 from dataclasses import dataclass
 
-from tickless.axes import GuestKind
 from tickless.devices.device import Device, MachineContext, register_device
 from tickless.guest.abi import (
     EAGAIN,
@@ -72,7 +73,7 @@ class MessageDevice(Device):
 
     @classmethod
     def create(cls, ctx: MachineContext) -> MessageDevice | None:
-        if not ctx.config.msg_address or ctx.config.guest is not GuestKind.SMALL:
+        if not ctx.config.msg_address:
             return None
         device = cls(ctx)
         ctx.hypercalls.register(Hypercall.MSG_SEND, device.hc_send)

@@ -10,6 +10,13 @@ A ``DrivenTimeline`` is a ``Timeline`` (``timers/timeline.py``) that a coordinat
   order given, then members in join order). Guest compute takes no guest time (the clock
   holds while any vCPU runs), so a run repeats exactly whatever the host's speed or load.
   Without lockstep the clock runs at its rate and arrivals are raised by a host timer.
+* **lockstep from a point** (``engage_lockstep``): a timeline made without lockstep runs in
+  real time (a Linux guest boots so: a clock held from boot would stall its calibration
+  busy-waits), then holds where it stands and is driven from there on.
+
+In lockstep a member may wait with no timer at all (``idles_without_timer``: a Linux idle
+whose tick is stopped with nothing programmed): it waits for an arrival, never holds the
+group back, and only an arrival (``Member.wake``) runs it again.
 
 Pure Python and no KVM, as the timeline.
 """
@@ -124,17 +131,52 @@ class DrivenTimeline(Timeline):
                 self.warps += 1
                 warped = True
             delivered = bool(self._arrivals) and self._arrivals[0][0] <= target
+            # Due members are taken before the arrivals run: an arrival wakes its member
+            # (``Member.wake``), whose timer due now must still be raised (a held clock arms
+            # no host timer for it, and a Linux guest would wait for it forever).
+            due_members = [
+                m for m in self._members if m.deadline_ns is not None and m.deadline_ns <= target
+            ]
             self._run_arrivals(target, now)
-            for m in self._members:
-                if m.deadline_ns is not None and m.deadline_ns <= target:
-                    m.deadline_ns = None
-                    if m.deliver is not None:
-                        m.deliver(now)
-                    delivered = True
+            for m in due_members:
+                m.deadline_ns = None
+                if m.deliver is not None:
+                    m.deliver(now)
+                delivered = True
             if not delivered:  # at the bound, everyone waiting: at rest
                 self._rested.notify_all()
                 break
         return warped
+
+    def engage_lockstep(self) -> int:
+        """From now on hold the clock where it stands and move it only inside
+        ``run_until``, as if made with ``lockstep=True``; returns the reading it holds at.
+        Idempotent. Refused while arrivals wait on host timers (they would be lost)."""
+        with self._lock:
+            if not self.lockstep:
+                if self._arrivals:
+                    raise ValueError("engage_lockstep with arrivals pending in real time")
+                self.lockstep = True
+                self._holding = []  # no warp's hold: the clock holds anyway
+                self._reanchor(Fraction(0), 0)
+                self._until_ns = self.clock.system_time_ns
+            return self.clock.system_time_ns
+
+    def start_at(self, t_ns: int) -> None:
+        """Before its guests start (no guest has read the clock): the held clock reads
+        ``t_ns`` from now on, so guests that start late begin at the others' time."""
+        with self._lock:
+            if not self.lockstep:
+                raise ValueError("start_at moves a lockstep timeline's held clock")
+            now_ns = self.clock.system_time_ns
+            if t_ns < now_ns:
+                raise InputError(f"start_at({t_ns} ns) is in the past: clock at {now_ns} ns")
+            self._until_ns = t_ns
+            if t_ns > now_ns:
+                self._reanchor(Fraction(0), t_ns)
+
+    def idles_without_timer(self) -> bool:
+        return self.lockstep
 
     # --- arrivals --------------------------------------------------------------------------
 

@@ -37,6 +37,8 @@ from tickless.errors import InputError
 from tickless.timers.clock import GuestClock
 from tickless.timers.hrtimer import HostTimer, TimerBase
 
+# A member idle with no timer at all (``Timeline.idles_without_timer``): its "deadline".
+NO_TIMER_NS = (1 << 63) - 1
 WARP_TAKE_TIMEOUT_NS = 10_000_000  # a warp holds the clock this long at most
 HOLD_POLL_NS = 200_000  # how often the hold looks whether the woken guests ran on
 
@@ -226,6 +228,12 @@ class Timeline:
                 if self._holding:
                     self._schedule_hold_poll(self.read_ticks())
         return warped
+
+    def idles_without_timer(self) -> bool:
+        """Whether a member may wait with no timer (``block(member, NO_TIMER_NS)``): only
+        where something other than a timer moves the clock (a driven timeline in
+        lockstep); elsewhere such a group could never warp again."""
+        return False
 
     def _maybe_warp(self) -> bool:
         """Warp if every member waits, to the earliest deadline."""

@@ -8,6 +8,7 @@
 
 #include <linux/compiler.h>
 #include <linux/types.h>
+#include <linux/wait.h>
 #include <asm/pvclock.h>
 #include <asm/pvclock-abi.h>
 
@@ -18,6 +19,9 @@ extern struct pvclock_vcpu_time_info *tickless_pvclock;
 extern struct tickless_shared *tickless_shared;
 extern struct tickless_linux_info *tickless_info;
 extern u64 *tickless_results;
+/* The message device's send buffer and receive ring (message.c), in the same window. */
+extern void *tickless_msg_tx;
+extern struct tickless_msg_ring *tickless_msg_ring;
 
 /*
  * The PV clock in ns: the clock the host timestamps and arms its timers with. Our own
@@ -63,6 +67,19 @@ static __always_inline long tickless_hypercall(unsigned long nr, unsigned long a
 		     : "memory");
 	return (long)rax;
 }
+
+/*
+ * Messages (message.c, tickless cosim): on when the host gave us a network address.
+ * tickless_msg_recv takes the oldest message (its sender in *src, at most room bytes of
+ * it into buf): its length, or -EAGAIN when the ring is empty. tickless_msg_send: 0, or
+ * the host's -EINVAL (bad address or length) or -EAGAIN (its queue is full). The message
+ * interrupt wakes tickless_msg_wq.
+ */
+extern bool tickless_msg_on;
+extern struct wait_queue_head tickless_msg_wq;
+bool tickless_msg_pending(void);
+long tickless_msg_recv(u64 *src, void *buf, size_t room);
+long tickless_msg_send(u64 dst, const void *buf, size_t len);
 
 /* Counters the host reads while the guest runs: single CPU, so a plain increment. */
 #define tickless_count(field) WRITE_ONCE(tickless_shared->field, tickless_shared->field + 1)

@@ -37,6 +37,8 @@ struct pvclock_vcpu_time_info *tickless_pvclock;
 struct tickless_shared *tickless_shared;
 struct tickless_linux_info *tickless_info;
 u64 *tickless_results;
+void *tickless_msg_tx;
+struct tickless_msg_ring *tickless_msg_ring;
 
 u64 tickless_clock_ns(void)
 {
@@ -180,6 +182,8 @@ static int __init tickless_init(void)
 	tickless_shared = window + TICKLESS_WINDOW_SHARED_OFFSET;
 	tickless_info = window + TICKLESS_WINDOW_INFO_OFFSET;
 	tickless_results = window + TICKLESS_WINDOW_RESULTS_OFFSET;
+	tickless_msg_tx = window + TICKLESS_WINDOW_MSG_TX_OFFSET;
+	tickless_msg_ring = window + TICKLESS_WINDOW_MSG_RING_OFFSET;
 	pr_info("window at %#lx, ABI %llu\n", window_gpa, version);
 
 	if (!READ_ONCE(tickless_pvclock->tsc_to_system_mul)) {

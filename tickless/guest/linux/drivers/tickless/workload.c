@@ -27,6 +27,7 @@
 #include <linux/string.h>
 #include <linux/timekeeping.h>
 #include <linux/utsname.h>
+#include <linux/wait.h>
 
 #include "../../kernel/time/tick-internal.h"
 #include "tickless.h"
@@ -138,6 +139,34 @@ static void idle(const char *clockevent)
 	hrtimer_cancel(&housekeeping_b);
 }
 
+#define MSG_PING 1 /* the small guest's payload: {kind, seq, try} (pingpong.c) */
+#define MSG_PONG 2
+
+static void pingpong(void)
+{
+	u64 msg[3], src;
+	long len, ret;
+
+	if (!tickless_msg_on) {
+		pr_err("pingpong: no message device (no network address)\n");
+		return;
+	}
+	WRITE_ONCE(tickless_results[0], tickless_clock_ns());
+	pr_info("pingpong: answering pings at address %llu\n",
+		READ_ONCE(tickless_boot->msg_address));
+	for (;;) {
+		wait_event_idle(tickless_msg_wq, tickless_msg_pending());
+		while ((len = tickless_msg_recv(&src, msg, sizeof(msg))) >= 0) {
+			if (len != sizeof(msg) || msg[0] != MSG_PING)
+				continue; /* not ours to answer */
+			msg[0] = MSG_PONG;
+			ret = tickless_msg_send(src, msg, sizeof(msg));
+			if (ret)
+				pr_warn_ratelimited("pingpong: pong to %llu refused: %ld\n", src, ret);
+		}
+	}
+}
+
 /*
  * The wall time Linux's clock gives the guest's start. Linux set its wall clock once, at
  * timekeeping_init, from x86_platform.get_wallclock (the CMOS RTC; kvm-clock's wall clock
@@ -201,6 +230,9 @@ static int __init tickless_workload(void)
 		break;
 	case TICKLESS_SCENARIO_IDLE:
 		idle(clockevent);
+		break;
+	case TICKLESS_SCENARIO_PINGPONG:
+		pingpong();
 		break;
 	default:
 		pr_err("scenario %llu is not one for Linux\n", tickless_boot->scenario);

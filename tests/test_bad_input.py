@@ -132,6 +132,7 @@ TABLE: dict[str, dict[str, Row]] = {
         "--bandwidth": Row(("-1", "nan", "inf", "fast")),
         "--retry": Row(("-5us", "10 parsecs", "5", "2h", "15ms")),
         "--json": Row(OUTPUT_FILES),
+        "--guest": Row(CHOICE),
     },
     "table1": {
         "--timer": Row(CHOICE),

@@ -283,10 +283,8 @@ def guest_options(f: F) -> F:
         "kernel_path",
         type=KernelPath(),
         default=None,
-        help="--guest linux: boot this vmlinux (an x86-64 ELF) instead of the one tickless "
-        "builds from linux-source-6.12. idle and measure need our drivers (drivers/tickless: "
-        "the workload) in it; console boots any kernel, and with --linux-drivers stock and "
-        "--dilation it runs on its own clocks, bent.",
+        help="--guest linux: boot this vmlinux (an x86-64 ELF) instead of ours; idle and "
+        "measure need our drivers/tickless (the workload) in it, console boots any kernel.",
     )(f)
     f = click.option(
         "--linux-drivers",

@@ -79,11 +79,9 @@ from tickless.timers.timeline import Timeline
 
 
 def _passive(t: HpetTimer) -> bool:
-    """A comparator whose matches raise nothing (interrupt off, edge-triggered: no status
-    bit) shows them only in a periodic one's comparator read-back, which ``_catch_up``
-    works out when it is read or rewritten: no host timer runs for it. Linux leaves timer
-    0 so, periodic with its interrupt off, once the LAPIC timer has taken over the tick:
-    1,000 host wake-ups a second at HZ=100 and dilation 10, for nothing."""
+    """Matches that raise nothing (interrupt off, edge-triggered) show only in a periodic
+    comparator's read-back, which ``_catch_up`` works out: no host timer runs for them.
+    Linux leaves timer 0 so once the LAPIC timer ticks (1,000 wake-ups/s at R = 10)."""
     return not t.config & (TN_INT_ENB | TN_LEVEL)
 
 

@@ -42,12 +42,14 @@ def _rows(d: dict[str, Any]) -> dict[str, str]:
     exits = sum(g["exits"] for g in d["per_guest"]) / guests / window_s
     vcpu = 100 * d["vcpu_cpu_s"] / window_s
     loop = 100 * d["timer_thread_cpu_s"] / window_s
+    spin = 100 * sum(g.get("spin_s", 0.0) for g in d["per_guest"]) / window_s
     process = 100 * d["process_cpu_s"] / window_s
     wakeups = sum(g["wakeups"] for g in d["per_guest"]) / guests / window_s
     return {
         "guests": f"{guests:,}",
         "steady host CPU, % of a core": f"{d['steady_cpu_percent_of_core']:.2f}",
         "  vCPU threads (guest included), %": f"{vcpu:.2f}",
+        "    of them: guests spinning to deadlines, %": f"{spin:.2f}",
         "  deadline loop + timer thread, %": f"{loop:.2f}",
         "  the rest: Python (watchdog, window, main), %": f"{process - vcpu - loop:.2f}",
         "host CPU per guest, us/s": f"{1e4 * d['steady_cpu_percent_of_core'] / guests:.1f}",

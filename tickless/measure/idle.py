@@ -231,6 +231,8 @@ def _counts(m: GuestMachine, a: GuestSnapshot, b: GuestSnapshot) -> GuestIdleCou
         hypercalls=a.hypercalls - b.hypercalls,
         exits=a.exits - b.exits,
         vcpu_cpu_s=(a.vcpu_cpu_ns - b.vcpu_cpu_ns) / 1e9,
+        # the guest's own count: clamped to the window's CPU of its thread
+        spin_s=min(max(0, a.spin_ns - b.spin_ns) / 1e9, (a.vcpu_cpu_ns - b.vcpu_cpu_ns) / 1e9),
     )
 
 

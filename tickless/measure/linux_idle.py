@@ -33,6 +33,7 @@ class GuestSnapshot:
     exits: int
     injections: int
     vcpu_cpu_ns: int
+    spin_ns: int  # guest time spun in ring 3 to deadlines (its own count: untrusted)
 
     @classmethod
     def of(cls, m: GuestMachine) -> GuestSnapshot:
@@ -46,6 +47,7 @@ class GuestSnapshot:
             sum(m.outcome.exits.values()) + int(shared.pv_kicks) - console_exits(m),
             m.context.injections,
             m.vcpu_cpu_ns(),
+            int(shared.spin_ns),
         )
 
 

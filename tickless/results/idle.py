@@ -154,6 +154,7 @@ class GuestIdleCounts:
     hypercalls: int
     exits: int
     vcpu_cpu_s: float  # host CPU of its vCPU thread (guest code included)
+    spin_s: float = 0.0  # of it, guest time spun in ring 3 to deadlines (the guest says)
 
 
 class IdleRates:

@@ -132,14 +132,38 @@ ap_start:
 isr_spurious:
     iretq
 
+/* Ring 3's one HLT: user_halt(counter, seen) (a call, so rax, rcx and rdx are the
+ * caller's to lose, and the #GP handler's fast path below needs to save nothing). */
+    .global user_halt
+user_halt:
+    movq %rdi, %rcx
+    movq %rsi, %rdx
+    .global user_hlt
+user_hlt:
+    hlt
+    ret
+
 /* #GP: ring 3 cannot execute HLT or WRMSR; this handler performs the two it is allowed.
- *  - hlt with %rcx = address of a counter and %rdx = the value ring 3 last saw: sleep
- *    only if the counter has not moved (closes the lost-wakeup race: sti;hlt is atomic).
+ *  - user_hlt (the idle path, ring 0 emulated here: each instruction counts): sleep only
+ *    if the counter at %rcx still holds %rdx (closes the lost-wakeup race: sti;hlt is
+ *    atomic); the interrupt returns to the iretq, straight back to ring 3.
+ *  - any other hlt from ring 3, by the same rule (the slow path).
  *  - wrmsr to MSR_TSC_DEADLINE (arming KVM's LAPIC timer).
  * Anything else is fatal. Frame after our three pushes: rdx, rcx, rax, err, rip, cs, ...
  */
     .global isr_gp
 isr_gp:
+    cmpq $user_hlt, 8(%rsp)      /* only ring 3 runs there: no CS check needed */
+    jne gp_slow
+    movq (%rcx), %rax
+    addq $8, %rsp                /* the error code */
+    incq (%rsp)                  /* resume after the hlt */
+    cmpq %rdx, %rax
+    jne 1f
+    sti
+    hlt
+1:  iretq
+gp_slow:
     pushq %rax
     pushq %rcx
     pushq %rdx

@@ -50,7 +50,7 @@ uint64_t wait_irq(volatile uint64_t *counter, uint64_t seen) {
         if (BOOT->wait == WAIT_SPIN) {
             __asm__ volatile("pause");
         } else {
-            __asm__ volatile("hlt" ::"c"(counter), "d"(seen) : "memory");
+            user_halt(counter, seen);
             if (!SHARED->ring3_back_tsc) /* the first return since an I/O handler: its cost */
                 SHARED->ring3_back_tsc = rdtsc_ordered();
         }
@@ -669,7 +669,7 @@ void ap_main(void) {
         uint64_t seen = *taken;
         for (;;) {
             while (*taken == seen)
-                __asm__ volatile("hlt" ::"c"(taken), "d"(seen) : "memory");
+                user_halt(taken, seen);
             seen = *taken;
         }
     }

@@ -42,7 +42,7 @@ def _rows(d: dict[str, Any]) -> dict[str, str]:
     exits = sum(g["exits"] for g in d["per_guest"]) / guests / window_s
     vcpu = 100 * d["vcpu_cpu_s"] / window_s
     loop = 100 * d["timer_thread_cpu_s"] / window_s
-    spin = 100 * sum(g.get("spin_s", 0.0) for g in d["per_guest"]) / window_s
+    spin = 100 * d.get("guest_spin_s", 0.0) / window_s
     process = 100 * d["process_cpu_s"] / window_s
     wakeups = sum(g["wakeups"] for g in d["per_guest"]) / guests / window_s
     return {

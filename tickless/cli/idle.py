@@ -206,9 +206,8 @@ def _print(spec: IdleSpec, result: IdleResult) -> None:
     table = fleet_table(title, d)
     table.add_row("  of it: host timer thread", f"{result.timer_thread_cpu_s:.3f} s")
     table.add_row("  of it: vCPU threads (guest included)", f"{result.vcpu_cpu_s:.3f} s")
-    spin_s = sum(g.spin_s for g in result.per_guest)
-    if spin_s:
-        table.add_row("    of that: guests spinning to deadlines", f"{spin_s:.3f} s")
+    if result.guest_spin_s:
+        table.add_row("    of that: guests spinning to deadlines", f"{result.guest_spin_s:.3f} s")
     per_guest_ms = 1000 * result.process_cpu_s / result.guests / result.duration_s
     table.add_row("host CPU per guest", f"{per_guest_ms:.3f} ms/s")
     table.add_row(

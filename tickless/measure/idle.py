@@ -231,9 +231,12 @@ def _counts(m: GuestMachine, a: GuestSnapshot, b: GuestSnapshot) -> GuestIdleCou
         hypercalls=a.hypercalls - b.hypercalls,
         exits=a.exits - b.exits,
         vcpu_cpu_s=(a.vcpu_cpu_ns - b.vcpu_cpu_ns) / 1e9,
-        # the guest's own count: clamped to the window's CPU of its thread
-        spin_s=min(max(0, a.spin_ns - b.spin_ns) / 1e9, (a.vcpu_cpu_ns - b.vcpu_cpu_ns) / 1e9),
     )
+
+
+def _spin_s(a: GuestSnapshot, b: GuestSnapshot) -> float:
+    """A guest's own count of its spin in the window, clamped to its thread's CPU."""
+    return min(max(0, a.spin_ns - b.spin_ns), max(0, a.vcpu_cpu_ns - b.vcpu_cpu_ns)) / 1e9
 
 
 def _result(
@@ -267,6 +270,7 @@ def _result(
         injections=sum(a.injections - b.injections for a, b in pairs),
         timer_thread_cpu_s=(after.timer_thread_ns - before.timer_thread_ns) / 1e9,
         vcpu_cpu_s=sum(g.vcpu_cpu_s for g in per_guest),
+        guest_spin_s=sum(_spin_s(a, b) for a, b in pairs),
         process_cpu_s=after.cpu_s - before.cpu_s,
         per_guest=per_guest,
         machine=machine_facts(

@@ -154,7 +154,6 @@ class GuestIdleCounts:
     hypercalls: int
     exits: int
     vcpu_cpu_s: float  # host CPU of its vCPU thread (guest code included)
-    spin_s: float = 0.0  # of it, guest time spun in ring 3 to deadlines (the guest says)
 
 
 class IdleRates:
@@ -292,6 +291,9 @@ class IdleResult(IdleRates):
     clock_agreement_ppm: dict[str, float | None] | None = None
     clocksource_unstable: list[str] | None = None
     console_time_ratio: float | None = None
+    # Of vcpu_cpu_s: the small guests' ring-3 spin to their deadlines (their own count,
+    # each clamped to its thread's CPU); the rest is wake-ups, interrupt entries, exits.
+    guest_spin_s: float = 0.0
 
     def __post_init__(self) -> None:
         """Runs that do not say how time ran ran it straight: unwarped, at ``dilation``."""

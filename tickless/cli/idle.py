@@ -31,6 +31,7 @@ from tickless.cli.common import (
     time_options,
 )
 from tickless.errors import InputError
+from tickless.guest.abi import PV_IDLE_WAYS
 from tickless.report.clocks import clock_rows
 from tickless.report.fleet import fleet_table, ramp_table
 from tickless.results.idle import DEFAULT_MISS_THRESHOLD, IdleResult, IdleSpec
@@ -114,12 +115,14 @@ def idle_spec(params: dict[str, Any]) -> IdleSpec:
 )
 @click.option(
     "--pv-idle",
-    type=click.Choice(["halt", "block"]),
+    type=click.Choice(list(PV_IDLE_WAYS)),
     default="halt",
     show_default=True,
     help="How a small guest on --timer pv idles until its deadline: halt (HLT; the loop's "
-    "interrupt wakes it) or block (PV idle, lguest's LHCALL_HALT: its vCPU thread waits in "
-    "the host, which resumes it at the deadline with no interrupt entry).",
+    "interrupt wakes it), block (PV idle, lguest's LHCALL_HALT: its vCPU thread waits in "
+    "the host, which resumes it at the deadline with no interrupt entry) or lapic (HLT with "
+    "KVM's LAPIC timer armed for the deadline in the same trap: the host kernel wakes it, "
+    "no host thread does).",
 )
 @json_option("Write the idle result (kind 'idle') here.")
 def idle(

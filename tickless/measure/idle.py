@@ -200,15 +200,19 @@ def _saturation(spec: IdleSpec, result: IdleResult, ramp_found: int | None) -> i
     return result.guests if missed is not None and missed > spec.miss_threshold else None
 
 
+IDLE_NOTES = {  # --pv-idle: what each way of waiting is, for the record
+    "halt": "idle: halt (each wait halts until the deadline loop's interrupt)",
+    "block": "idle: block (PV idle: each wait blocks in the host until its deadline, resumed "
+    "without an interrupt)",
+    "lapic": "idle: lapic (each wait halts with KVM's LAPIC timer armed for its deadline in "
+    "the same trap: the host kernel's timer wakes it, no host thread)",
+}
+
+
 def _notes(spec: IdleSpec, booted: int, partial: bool, window_s: float) -> list[str]:
     notes = []
     if spec.timer is TimerPath.PV:
-        notes.append(
-            "idle: block (PV idle: each wait blocks in the host until its deadline, resumed "
-            "without an interrupt)"
-            if spec.pv_idle == "block"
-            else "idle: halt (each wait halts until the deadline loop's interrupt)"
-        )
+        notes.append(IDLE_NOTES[spec.pv_idle])
     if booted < spec.guests:
         notes.append(
             f"ramp stopped at {booted:,} of {spec.guests:,} guests: ticks were missed "

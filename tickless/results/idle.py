@@ -15,6 +15,7 @@ from typing import Any
 
 from tickless.axes import GuestKind, LinuxDrivers, TickMode, TimerPath, check_stock
 from tickless.errors import InputError
+from tickless.guest.abi import PV_IDLE_WAYS
 from tickless.timers.clock import NSEC_PER_SEC
 
 __all__ = [
@@ -56,7 +57,7 @@ class IdleSpec:
     timer: TimerPath | None = None  # None: pv for tickless small guests, else lguest
     rate: Fraction = Fraction(1)  # time dilation: guest seconds per wall second
     warp_idle: bool = False  # duration is guest time; idle stretches are jumped over
-    pv_idle: str = "halt"  # pv: idle in HLT until the loop's interrupt, or "block" in the host
+    pv_idle: str = "halt"  # pv: HLT until the loop's interrupt, "block" in the host, or "lapic"
 
     def __post_init__(self) -> None:
         if self.guests < 1:
@@ -111,12 +112,12 @@ class IdleSpec:
                 "(--timer lguest)"
             )
         object.__setattr__(self, "timer", timer)
-        if self.pv_idle not in ("halt", "block"):
-            raise InputError("--pv-idle must be halt or block")
-        if self.pv_idle == "block" and (
+        if self.pv_idle not in PV_IDLE_WAYS:
+            raise InputError(f"--pv-idle must be one of {', '.join(PV_IDLE_WAYS)}")
+        if self.pv_idle != "halt" and (
             timer is not TimerPath.PV or self.warp_idle or self.guest is not GuestKind.SMALL
         ):
-            raise InputError("--pv-idle block needs tickless small guests on --timer pv")
+            raise InputError(f"--pv-idle {self.pv_idle} needs tickless small guests on --timer pv")
 
     @property
     def step(self) -> int:

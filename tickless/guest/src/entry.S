@@ -143,10 +143,23 @@ user_hlt:
     hlt
     ret
 
+/* user_halt_at(counter, seen, tsc): the same, with KVM's LAPIC timer armed for TSC tsc
+ * (MSR_TSC_DEADLINE) in the same trap: --pv-idle lapic hands its deadline to the host
+ * kernel's timer, which wakes the vCPU without a host thread. */
+    .global user_halt_at
+user_halt_at:
+    movq %rdx, %rax
+    shrq $32, %rdx
+    .global user_hlt_at
+user_hlt_at:
+    hlt
+    ret
+
 /* #GP: ring 3 cannot execute HLT or WRMSR; this handler performs the two it is allowed.
  *  - user_hlt (the idle path, ring 0 emulated here: each instruction counts): sleep only
  *    if the counter at %rcx still holds %rdx (closes the lost-wakeup race: sti;hlt is
  *    atomic); the interrupt returns to the iretq, straight back to ring 3.
+ *  - user_hlt_at: arm the TSC deadline, then the same (counter %rdi, seen %rsi).
  *  - any other hlt from ring 3, by the same rule (the slow path).
  *  - wrmsr to MSR_TSC_DEADLINE (arming KVM's LAPIC timer).
  * Anything else is fatal. Frame after our three pushes: rdx, rcx, rax, err, rip, cs, ...
@@ -154,7 +167,7 @@ user_hlt:
     .global isr_gp
 isr_gp:
     cmpq $user_hlt, 8(%rsp)      /* only ring 3 runs there: no CS check needed */
-    jne gp_slow
+    jne 2f
     movq (%rcx), %rax
     addq $8, %rsp                /* the error code */
     incq (%rsp)                  /* resume after the hlt */
@@ -163,6 +176,18 @@ isr_gp:
     sti
     hlt
 1:  iretq
+2:  cmpq $user_hlt_at, 8(%rsp)   /* counter %rdi, seen %rsi, TSC deadline %edx:%eax */
+    jne gp_slow
+    movl $MSR_TSC_DEADLINE, %ecx
+    wrmsr
+    movq (%rdi), %rax
+    addq $8, %rsp
+    incq (%rsp)
+    cmpq %rsi, %rax
+    jne 3f
+    sti
+    hlt
+3:  iretq
 gp_slow:
     pushq %rax
     pushq %rcx

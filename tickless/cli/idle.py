@@ -116,9 +116,9 @@ def idle_spec(params: dict[str, Any]) -> IdleSpec:
 @click.option(
     "--pv-idle",
     type=click.Choice(list(PV_IDLE_WAYS)),
-    default="halt",
-    show_default=True,
-    help="How a small guest on --timer pv idles until its deadline: halt (HLT; the loop's "
+    default=None,
+    help="How a small guest on --timer pv idles until its deadline (default: lapic, the "
+    "cheapest here; halt with --warp-idle or --slop): halt (HLT; the loop's "
     "interrupt wakes it), block (PV idle, lguest's LHCALL_HALT: its vCPU thread waits in "
     "the host, which resumes it at the deadline with no interrupt entry) or lapic (HLT with "
     "KVM's LAPIC timer armed for the deadline in the same trap: the host kernel wakes it, "
@@ -141,7 +141,7 @@ def idle(
     miss_threshold: float,
     seed: int,
     timer: str | None,
-    pv_idle: str,
+    pv_idle: str | None,
     json_path: Path | None,
 ) -> None:
     """Run idle guests, ticking or tickless, and count what their timers cost the host.

@@ -212,7 +212,7 @@ IDLE_NOTES = {  # --pv-idle: what each way of waiting is, for the record
 def _notes(spec: IdleSpec, booted: int, partial: bool, window_s: float) -> list[str]:
     notes = []
     if spec.timer is TimerPath.PV:
-        notes.append(IDLE_NOTES[spec.pv_idle])
+        notes.append(IDLE_NOTES[spec.pv_idle or "halt"])
     if booted < spec.guests:
         notes.append(
             f"ramp stopped at {booted:,} of {spec.guests:,} guests: ticks were missed "

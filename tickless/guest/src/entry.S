@@ -156,34 +156,35 @@ user_hlt_at:
     ret
 
 /* #GP: ring 3 cannot execute HLT or WRMSR; this handler performs the two it is allowed.
- *  - user_hlt (the idle path, ring 0 emulated here: each instruction counts): sleep only
- *    if the counter at %rcx still holds %rdx (closes the lost-wakeup race: sti;hlt is
- *    atomic); the interrupt returns to the iretq, straight back to ring 3.
- *  - user_hlt_at: arm the TSC deadline, then the same (counter %rdi, seen %rsi).
+ *  - user_hlt_at (the idle path, ring 0 emulated here: each instruction counts): arm the
+ *    TSC deadline, then sleep only if the counter at %rdi still holds %rsi (closes the
+ *    lost-wakeup race: sti;hlt is atomic); the interrupt returns to the iretq, straight
+ *    back to ring 3.
+ *  - user_hlt: the same without the arming (counter %rcx, seen %rdx).
  *  - any other hlt from ring 3, by the same rule (the slow path).
  *  - wrmsr to MSR_TSC_DEADLINE (arming KVM's LAPIC timer).
  * Anything else is fatal. Frame after our three pushes: rdx, rcx, rax, err, rip, cs, ...
  */
     .global isr_gp
-isr_gp:
-    cmpq $user_hlt, 8(%rsp)      /* only ring 3 runs there: no CS check needed */
+isr_gp:                          /* the idle default (--pv-idle lapic) first */
+    cmpq $user_hlt_at, 8(%rsp)   /* counter %rdi, seen %rsi, TSC deadline %edx:%eax */
     jne 2f
-    movq (%rcx), %rax
+    movl $MSR_TSC_DEADLINE, %ecx
+    wrmsr
+    movq (%rdi), %rax
     addq $8, %rsp                /* the error code */
     incq (%rsp)                  /* resume after the hlt */
-    cmpq %rdx, %rax
+    cmpq %rsi, %rax
     jne 1f
     sti
     hlt
 1:  iretq
-2:  cmpq $user_hlt_at, 8(%rsp)   /* counter %rdi, seen %rsi, TSC deadline %edx:%eax */
+2:  cmpq $user_hlt, 8(%rsp)      /* only ring 3 runs there: no CS check needed */
     jne gp_slow
-    movl $MSR_TSC_DEADLINE, %ecx
-    wrmsr
-    movq (%rdi), %rax
+    movq (%rcx), %rax
     addq $8, %rsp
     incq (%rsp)
-    cmpq %rsi, %rax
+    cmpq %rdx, %rax
     jne 3f
     sti
     hlt

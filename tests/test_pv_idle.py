@@ -17,6 +17,14 @@ SECOND_NS = 1_000_000_000
 def test_pv_idle_block_needs_the_pv_device() -> None:
     with pytest.raises(InputError, match="--pv-idle block"):
         IdleSpec(guests=1, timer=TimerPath.LGUEST, pv_idle="block")
+    with pytest.raises(InputError, match="--pv-idle lapic"):
+        IdleSpec(guests=1, timer=TimerPath.LGUEST, pv_idle="lapic")
+    with pytest.raises(InputError, match="--slop"):
+        IdleSpec(guests=1, pv_idle="lapic", slop_ns=1_000_000)
+    # the default: lapic where it runs, halt where it cannot
+    assert IdleSpec(guests=1).pv_idle == "lapic"
+    assert IdleSpec(guests=1, slop_ns=1_000_000).pv_idle == "halt"
+    assert IdleSpec(guests=1, timer=TimerPath.LGUEST).pv_idle == "halt"
     with pytest.raises(InputError, match="--pv-idle"):
         IdleSpec(guests=1, pv_idle="nap")
 
@@ -36,6 +44,21 @@ def test_blocked_guests_wake_at_their_deadlines_without_interrupts() -> None:
         assert guest.timer_interrupts == 0  # no interrupt entry for a deadline
         assert guest.wakeups >= guest.housekeeping_runs - 1  # each a BLOCK the loop ended
     assert result.injections == 0
-    halted = run_idle(IdleSpec(guests=2, duration_ns=3 * SECOND_NS))
+    halted = run_idle(IdleSpec(guests=2, duration_ns=3 * SECOND_NS, pv_idle="halt"))
     assert any(note.startswith("idle: halt") for note in halted.notes)
     assert all(g.timer_interrupts >= 2 for g in halted.per_guest)
+
+
+@pytest.mark.kvm
+def test_lapic_idle_guests_wake_by_kvms_timer_not_the_loop() -> None:
+    """--pv-idle lapic: each wait arms KVM's LAPIC timer for its deadline in the trap that
+    halts, so the timers run (none early) on LAPIC interrupts while the deadline loop
+    delivers nothing: no expiry, no injection."""
+    result = run_idle(IdleSpec(guests=2, duration_ns=3 * SECOND_NS, pv_idle="lapic"))
+    assert result.to_json_dict()["early_timer_runs"] == 0
+    assert any(note.startswith("idle: lapic") for note in result.notes)
+    for guest in result.per_guest:
+        assert guest.housekeeping_runs >= 2
+        assert guest.timer_interrupts >= 2  # the LAPIC timer's
+    assert result.injections == 0
+    assert result.host_timer_expiries == 0

@@ -31,6 +31,7 @@ from tickless.cli.common import (
     time_options,
 )
 from tickless.errors import InputError
+from tickless.guest.abi import PV_IDLE_WAYS
 from tickless.report.clocks import clock_rows
 from tickless.report.fleet import fleet_table, ramp_table
 from tickless.results.idle import DEFAULT_MISS_THRESHOLD, IdleResult, IdleSpec
@@ -114,12 +115,14 @@ def idle_spec(params: dict[str, Any]) -> IdleSpec:
 )
 @click.option(
     "--pv-idle",
-    type=click.Choice(["halt", "block"]),
-    default="halt",
-    show_default=True,
-    help="How a small guest on --timer pv idles until its deadline: halt (HLT; the loop's "
-    "interrupt wakes it) or block (PV idle, lguest's LHCALL_HALT: its vCPU thread waits in "
-    "the host, which resumes it at the deadline with no interrupt entry).",
+    type=click.Choice(list(PV_IDLE_WAYS)),
+    default=None,
+    help="How a small guest on --timer pv idles until its deadline (default: lapic, the "
+    "cheapest here; halt with --warp-idle or --slop): halt (HLT; the loop's "
+    "interrupt wakes it), block (PV idle, lguest's LHCALL_HALT: its vCPU thread waits in "
+    "the host, which resumes it at the deadline with no interrupt entry) or lapic (HLT with "
+    "KVM's LAPIC timer armed for the deadline in the same trap: the host kernel wakes it, "
+    "no host thread does).",
 )
 @json_option("Write the idle result (kind 'idle') here.")
 def idle(
@@ -138,7 +141,7 @@ def idle(
     miss_threshold: float,
     seed: int,
     timer: str | None,
-    pv_idle: str,
+    pv_idle: str | None,
     json_path: Path | None,
 ) -> None:
     """Run idle guests, ticking or tickless, and count what their timers cost the host.
@@ -206,6 +209,8 @@ def _print(spec: IdleSpec, result: IdleResult) -> None:
     table = fleet_table(title, d)
     table.add_row("  of it: host timer thread", f"{result.timer_thread_cpu_s:.3f} s")
     table.add_row("  of it: vCPU threads (guest included)", f"{result.vcpu_cpu_s:.3f} s")
+    if result.guest_spin_s:
+        table.add_row("    of that: guests spinning to deadlines", f"{result.guest_spin_s:.3f} s")
     per_guest_ms = 1000 * result.process_cpu_s / result.guests / result.duration_s
     table.add_row("host CPU per guest", f"{per_guest_ms:.3f} ms/s")
     table.add_row(

@@ -31,6 +31,7 @@ from tickless.guest.abi import (
     MIN_MEMORY_BYTES,
     MIN_PERIOD_NS,
     MSG_MAX_ADDRESS,
+    PV_IDLE_WAYS,
     RESULTS_GPA,
     Scenario,
 )
@@ -38,7 +39,6 @@ from tickless.host.realtime import RealtimePolicy
 
 HUGE_PAGE = 2 << 20
 SECOND_NS = 1_000_000_000
-PV_IDLE_WAYS = ("halt", "block")  # a pv wait: HLT until the loop's interrupt, or BLOCK
 
 
 @dataclass(frozen=True)
@@ -168,16 +168,19 @@ class GuestConfig:
             raise InputError("a Linux end point needs --timer lguest (BLOCK's one-shot)")
 
     def _check_pv_idle(self) -> None:
-        """PV idle blocks the vCPU thread in the host until the page's deadline: a small
-        guest on the PV device, with nothing else to wake it (no I/O load, no warp)."""
+        """PV idle blocks the vCPU thread in the host until the page's deadline, or hands
+        the deadline to KVM's LAPIC timer with the HLT: a small guest on the PV device,
+        with nothing else to wake it (no I/O load, no warp)."""
         if self.pv_idle not in PV_IDLE_WAYS:
             raise InputError(f"--pv-idle must be one of {', '.join(PV_IDLE_WAYS)}")
         if self.pv_idle == "halt":
             return
         if self.guest is not GuestKind.SMALL or self.timer is not TimerPath.PV:
-            raise InputError("--pv-idle block is the small guest's, on --timer pv")
+            raise InputError(f"--pv-idle {self.pv_idle} is the small guest's, on --timer pv")
         if self.warp_idle or self.io_rate_per_s > 0 or self.wait is not Wait.HALT:
-            raise InputError("--pv-idle block needs a halting guest without --warp-idle or I/O")
+            raise InputError(
+                f"--pv-idle {self.pv_idle} needs a halting guest without --warp-idle or I/O"
+            )
 
     def _check_bending(self) -> None:
         """What each timer path can do with bent time (one line for what it cannot)."""

@@ -120,6 +120,11 @@ APIC_BASE_ENABLE = 1 << 11
 APIC_SVR_ENABLE = 1 << 8  # spurious-interrupt vector register: APIC software-enabled
 MSR_APIC_BASE = 0x1B
 MSR_TSC_DEADLINE = 0x6E0
+# Boot.pv_idle: how a wait on the PV deadline device idles until its deadline
+PV_IDLE_HALT = 0  # HLT; the deadline loop's interrupt wakes it
+PV_IDLE_BLOCK = 1  # BLOCK in the host (PV_BLOCK_PORT); resumed at the deadline, no interrupt
+PV_IDLE_LAPIC = 2  # HLT with KVM's LAPIC timer armed for the deadline in the same trap
+PV_IDLE_WAYS = ("halt", "block", "lapic")  # --pv-idle's names, in PV_IDLE_*'s order
 MSR_X2APIC_EOI = 0x80B
 MSR_X2APIC_SVR = 0x80F
 MSR_X2APIC_LVT_TIMER = 0x832
@@ -280,7 +285,7 @@ class Boot(C.Structure):
             "advance_shrink_shift",  # an early one removes surplus >> shrink_shift
             "rtc_rate_select",  # --timer rtc: register A's RS (its periodic rate 2^(16-RS) Hz)
             "io_cpu",  # the vCPU the I/O load's interrupts go to (0, or 1: vCPU 1 takes them)
-            "pv_block",  # 1: PV idle, a pv wait blocks in the host (PV_BLOCK_PORT), not HLT
+            "pv_idle",  # how a pv wait idles: PV_IDLE_HALT, _BLOCK (PV_BLOCK_PORT) or _LAPIC
         )
     ] + [
         ("cron_period_ns", C.c_uint64 * CRON_MAX_TIMERS),  # each timer's period

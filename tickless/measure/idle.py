@@ -200,15 +200,19 @@ def _saturation(spec: IdleSpec, result: IdleResult, ramp_found: int | None) -> i
     return result.guests if missed is not None and missed > spec.miss_threshold else None
 
 
+IDLE_NOTES = {  # --pv-idle: what each way of waiting is, for the record
+    "halt": "idle: halt (each wait halts until the deadline loop's interrupt)",
+    "block": "idle: block (PV idle: each wait blocks in the host until its deadline, resumed "
+    "without an interrupt)",
+    "lapic": "idle: lapic (each wait halts with KVM's LAPIC timer armed for its deadline in "
+    "the same trap: the host kernel's timer wakes it, no host thread)",
+}
+
+
 def _notes(spec: IdleSpec, booted: int, partial: bool, window_s: float) -> list[str]:
     notes = []
     if spec.timer is TimerPath.PV:
-        notes.append(
-            "idle: block (PV idle: each wait blocks in the host until its deadline, resumed "
-            "without an interrupt)"
-            if spec.pv_idle == "block"
-            else "idle: halt (each wait halts until the deadline loop's interrupt)"
-        )
+        notes.append(IDLE_NOTES[spec.pv_idle or "halt"])
     if booted < spec.guests:
         notes.append(
             f"ramp stopped at {booted:,} of {spec.guests:,} guests: ticks were missed "
@@ -232,6 +236,11 @@ def _counts(m: GuestMachine, a: GuestSnapshot, b: GuestSnapshot) -> GuestIdleCou
         exits=a.exits - b.exits,
         vcpu_cpu_s=(a.vcpu_cpu_ns - b.vcpu_cpu_ns) / 1e9,
     )
+
+
+def _spin_s(a: GuestSnapshot, b: GuestSnapshot) -> float:
+    """A guest's own count of its spin in the window, clamped to its thread's CPU."""
+    return min(max(0, a.spin_ns - b.spin_ns), max(0, a.vcpu_cpu_ns - b.vcpu_cpu_ns)) / 1e9
 
 
 def _result(
@@ -265,6 +274,7 @@ def _result(
         injections=sum(a.injections - b.injections for a, b in pairs),
         timer_thread_cpu_s=(after.timer_thread_ns - before.timer_thread_ns) / 1e9,
         vcpu_cpu_s=sum(g.vcpu_cpu_s for g in per_guest),
+        guest_spin_s=sum(_spin_s(a, b) for a, b in pairs),
         process_cpu_s=after.cpu_s - before.cpu_s,
         per_guest=per_guest,
         machine=machine_facts(

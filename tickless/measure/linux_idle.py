@@ -38,12 +38,14 @@ class GuestSnapshot:
     exits: int
     injections: int
     vcpu_cpu_ns: int
+    spin_ns: int  # guest time spun in ring 3 to deadlines (its own count: untrusted)
 
     @classmethod
     def of(cls, m: GuestMachine) -> GuestSnapshot:
         shared = m.shared
         return cls(
-            int(shared.irq_count),
+            # a small guest's timer interrupts come on one of the two (--pv-idle lapic: LAPIC)
+            int(shared.irq_count) + int(shared.lapic_irq_count),
             int(shared.wakeups),
             int(shared.timer_callbacks),
             m.hypercalls.calls,
@@ -51,6 +53,7 @@ class GuestSnapshot:
             sum(m.outcome.exits.values()) + int(shared.pv_kicks) - console_exits(m),
             m.context.injections,
             m.vcpu_cpu_ns(),
+            int(shared.spin_ns),
         )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from tickless.axes import GuestKind, LinuxDrivers, TickMode, TimerPath, check_stock
 from tickless.errors import InputError
+from tickless.guest.abi import PV_IDLE_WAYS
 from tickless.timers.clock import NSEC_PER_SEC
 
 __all__ = [
@@ -56,7 +57,10 @@ class IdleSpec:
     timer: TimerPath | None = None  # None: pv for tickless small guests, else lguest
     rate: Fraction = Fraction(1)  # time dilation: guest seconds per wall second
     warp_idle: bool = False  # duration is guest time; idle stretches are jumped over
-    pv_idle: str = "halt"  # pv: idle in HLT until the loop's interrupt, or "block" in the host
+    # pv: HLT until the loop's interrupt, "block" in the host, or "lapic" (HLT with KVM's
+    # LAPIC timer armed for the deadline); None: lapic where it runs (the cheapest, issue
+    # 21: small tickless guests on pv, unwarped, without the loop's slop), else halt
+    pv_idle: str | None = None
 
     def __post_init__(self) -> None:
         if self.guests < 1:
@@ -111,12 +115,18 @@ class IdleSpec:
                 "(--timer lguest)"
             )
         object.__setattr__(self, "timer", timer)
-        if self.pv_idle not in ("halt", "block"):
-            raise InputError("--pv-idle must be halt or block")
-        if self.pv_idle == "block" and (
+        if self.pv_idle is None:
+            small_pv = timer is TimerPath.PV and self.guest is GuestKind.SMALL
+            lapic = small_pv and not self.warp_idle and not self.slop_ns
+            object.__setattr__(self, "pv_idle", "lapic" if lapic else "halt")
+        if self.pv_idle not in PV_IDLE_WAYS:
+            raise InputError(f"--pv-idle must be one of {', '.join(PV_IDLE_WAYS)}")
+        if self.pv_idle != "halt" and (
             timer is not TimerPath.PV or self.warp_idle or self.guest is not GuestKind.SMALL
         ):
-            raise InputError("--pv-idle block needs tickless small guests on --timer pv")
+            raise InputError(f"--pv-idle {self.pv_idle} needs tickless small guests on --timer pv")
+        if self.pv_idle == "lapic" and self.slop_ns:
+            raise InputError("--slop is the deadline loop's: --pv-idle lapic does not use it")
 
     @property
     def step(self) -> int:
@@ -291,6 +301,9 @@ class IdleResult(IdleRates):
     clock_agreement_ppm: dict[str, float | None] | None = None
     clocksource_unstable: list[str] | None = None
     console_time_ratio: float | None = None
+    # Of vcpu_cpu_s: the small guests' ring-3 spin to their deadlines (their own count,
+    # each clamped to its thread's CPU); the rest is wake-ups, interrupt entries, exits.
+    guest_spin_s: float = 0.0
 
     def __post_init__(self) -> None:
         """Runs that do not say how time ran ran it straight: unwarped, at ``dilation``."""

@@ -76,7 +76,7 @@ def write_boot_params(
     boot.io_cpu = 1 if cfg.second_vcpu and cfg.io_cpu is IoCpu.OTHER else 0
     boot.explain = int(cfg.explain)
     boot.warp = int(cfg.warp_idle)
-    boot.pv_block = int(cfg.pv_idle == "block")
+    boot.pv_idle = abi.PV_IDLE_WAYS.index(cfg.pv_idle)  # abi.PV_IDLE_HALT, _BLOCK, _LAPIC
     boot.clock_sample_ns = STOCK_CLOCK_SAMPLE_NS if cfg.stock else 0
     write_lapic_advance(boot, cfg)
     if cfg.timer is TimerPath.RTC:  # its periodic rate, 2^(16 - RS) Hz (hz: a power of two)

@@ -132,14 +132,64 @@ ap_start:
 isr_spurious:
     iretq
 
+/* Ring 3's one HLT: user_halt(counter, seen) (a call, so rax, rcx and rdx are the
+ * caller's to lose, and the #GP handler's fast path below needs to save nothing). */
+    .global user_halt
+user_halt:
+    movq %rdi, %rcx
+    movq %rsi, %rdx
+    .global user_hlt
+user_hlt:
+    hlt
+    ret
+
+/* user_halt_at(counter, seen, tsc): the same, with KVM's LAPIC timer armed for TSC tsc
+ * (MSR_TSC_DEADLINE) in the same trap: --pv-idle lapic hands its deadline to the host
+ * kernel's timer, which wakes the vCPU without a host thread. */
+    .global user_halt_at
+user_halt_at:
+    movq %rdx, %rax
+    shrq $32, %rdx
+    .global user_hlt_at
+user_hlt_at:
+    hlt
+    ret
+
 /* #GP: ring 3 cannot execute HLT or WRMSR; this handler performs the two it is allowed.
- *  - hlt with %rcx = address of a counter and %rdx = the value ring 3 last saw: sleep
- *    only if the counter has not moved (closes the lost-wakeup race: sti;hlt is atomic).
+ *  - user_hlt_at (the idle path, ring 0 emulated here: each instruction counts): arm the
+ *    TSC deadline, then sleep only if the counter at %rdi still holds %rsi (closes the
+ *    lost-wakeup race: sti;hlt is atomic); the interrupt returns to the iretq, straight
+ *    back to ring 3.
+ *  - user_hlt: the same without the arming (counter %rcx, seen %rdx).
+ *  - any other hlt from ring 3, by the same rule (the slow path).
  *  - wrmsr to MSR_TSC_DEADLINE (arming KVM's LAPIC timer).
  * Anything else is fatal. Frame after our three pushes: rdx, rcx, rax, err, rip, cs, ...
  */
     .global isr_gp
-isr_gp:
+isr_gp:                          /* the idle default (--pv-idle lapic) first */
+    cmpq $user_hlt_at, 8(%rsp)   /* counter %rdi, seen %rsi, TSC deadline %edx:%eax */
+    jne 2f
+    movl $MSR_TSC_DEADLINE, %ecx
+    wrmsr
+    movq (%rdi), %rax
+    addq $8, %rsp                /* the error code */
+    incq (%rsp)                  /* resume after the hlt */
+    cmpq %rsi, %rax
+    jne 1f
+    sti
+    hlt
+1:  iretq
+2:  cmpq $user_hlt, 8(%rsp)      /* only ring 3 runs there: no CS check needed */
+    jne gp_slow
+    movq (%rcx), %rax
+    addq $8, %rsp
+    incq (%rsp)
+    cmpq %rdx, %rax
+    jne 3f
+    sti
+    hlt
+3:  iretq
+gp_slow:
     pushq %rax
     pushq %rcx
     pushq %rdx

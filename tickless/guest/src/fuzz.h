@@ -82,7 +82,7 @@ static inline void port_string(uint16_t port, unsigned width, int in, uint64_t a
 /* Ring 3 may not hlt or wrmsr: both trap to the ring-0 #GP handler, which performs a hlt
  * (if *counter still equals seen) and a wrmsr to MSR_TSC_DEADLINE, and panics otherwise. */
 static inline void halt_until_moved(uint64_t counter, uint64_t seen) {
-    __asm__ volatile("hlt" ::"c"(counter), "d"(seen) : "memory");
+    user_halt((volatile uint64_t *)counter, seen);
 }
 
 static inline void user_wrmsr(uint32_t msr, uint64_t value) {

@@ -32,6 +32,10 @@ static inline __attribute__((noreturn)) void panic(uint64_t code, uint64_t detai
         __asm__ volatile("pause");
 }
 
+/* entry.S: HLT from ring 3 (through the #GP handler's fast path) unless *counter != seen */
+void user_halt(volatile uint64_t *counter, uint64_t seen);
+/* the same with KVM's LAPIC timer armed for TSC deadline_tsc in that trap */
+void user_halt_at(volatile uint64_t *counter, uint64_t seen, uint64_t deadline_tsc);
 uint64_t clock_ns(void);                                  /* user.c: the PV clock */
 uint64_t wait_irq(volatile uint64_t *counter, uint64_t seen); /* user.c: sleep until it moves */
 void pingpong(void);                                      /* pingpong.c: ring 3 */

@@ -96,7 +96,7 @@ void kernel_main(void) {
     wrmsr(MSR_X2APIC_SVR, APIC_SVR_ENABLE | SPURIOUS_VECTOR);
     /* No PIC: the in-kernel one would deliver ISA IRQs as ExtINT on LINT0 (vector 8+). */
     wrmsr(MSR_X2APIC_LVT_LINT0, APIC_LVT_MASKED);
-    if (BOOT->timer == TIMERPATH_LAPIC)
+    if (BOOT->timer == TIMERPATH_LAPIC || BOOT->pv_idle == PV_IDLE_LAPIC)
         wrmsr(MSR_X2APIC_LVT_TIMER, LVT_TSC_DEADLINE_MODE | LAPIC_TIMER_VECTOR);
     if (BOOT->timer == TIMERPATH_PIT)
         ioapic_route(PIT_GSI, PIT_VECTOR);

@@ -50,7 +50,7 @@ uint64_t wait_irq(volatile uint64_t *counter, uint64_t seen) {
         if (BOOT->wait == WAIT_SPIN) {
             __asm__ volatile("pause");
         } else {
-            __asm__ volatile("hlt" ::"c"(counter), "d"(seen) : "memory");
+            user_halt(counter, seen);
             if (!SHARED->ring3_back_tsc) /* the first return since an I/O handler: its cost */
                 SHARED->ring3_back_tsc = rdtsc_ordered();
         }
@@ -181,6 +181,46 @@ static uint64_t spin_to(uint64_t deadline, uint64_t *tsc, uint64_t *max_gap) {
     return t;
 }
 
+/* The first TSC at which the PV clock reads at least ns (the pvclock's scaling inverted;
+ * divq: no libgcc). A frozen clock (mul 0) never gets there: UINT64_MAX. */
+static uint64_t tsc_at_ns(uint64_t ns) {
+    uint32_t version, mul;
+    uint64_t tsc;
+    do {
+        version = PVCLOCK->version;
+        __asm__ volatile("" ::: "memory");
+        uint64_t base = PVCLOCK->system_time, delta = ns > base ? ns - base : 0;
+        int8_t shift = PVCLOCK->tsc_shift;
+        mul = PVCLOCK->tsc_to_system_mul;
+        tsc = PVCLOCK->tsc_timestamp;
+        if (mul && (delta >> 32) < mul) { /* else frozen, or beyond any TSC: never */
+            uint64_t q, r, hi = delta >> 32, lo = delta << 32;
+            __asm__("divq %4" : "=a"(q), "=d"(r) : "a"(lo), "d"(hi), "r"((uint64_t)mul));
+            q += r != 0; /* round up: never before ns */
+            tsc += shift < 0 ? q << -shift : q >> shift;
+            tsc += shift > 0; /* the shift's truncation, rounded up too */
+        } else {
+            tsc = UINT64_MAX;
+        }
+        __asm__ volatile("" ::: "memory");
+    } while ((version & 1) || version != PVCLOCK->version);
+    return tsc;
+}
+
+/* --pv-idle lapic: halt with KVM's LAPIC timer armed for the deadline in the same trap
+ * (the host kernel's hrtimer wakes the vCPU; no host thread and nothing in the page), until
+ * the deadline is close enough to spin to. An interrupt before it (an old arming, a stop)
+ * only arms and halts again. Returns the PV clock after the last wake-up. */
+static uint64_t lapic_idle(uint64_t deadline, uint64_t spin_below) {
+    uint64_t now = clock_ns();
+    while (deadline > now && deadline - now > spin_below) {
+        uint64_t seen = SHARED->lapic_irq_count;
+        user_halt_at(&SHARED->lapic_irq_count, seen, tsc_at_ns(deadline));
+        now = clock_ns();
+    }
+    return now;
+}
+
 /* The PV deadline device: publish the absolute deadline; exit (kick) only when it is
  * earlier than what the host promised to see in time; sleep until the host's early
  * interrupt, report how early it was, and spin the rest. Deadlines closer than the host's
@@ -193,7 +233,10 @@ static uint64_t pv_wait(uint64_t deadline, uint64_t *tsc, uint64_t *entry, uint6
     uint64_t spin_below = SHARED->pv_advance_ns;
     if (spin_below < BOOT->spin_threshold_ns)
         spin_below = BOOT->spin_threshold_ns;
-    if (deadline > now && deadline - now > spin_below) {
+    if (BOOT->pv_idle == PV_IDLE_LAPIC && deadline > now && deadline - now > spin_below) {
+        now = *entry = lapic_idle(deadline, spin_below);
+        SHARED->pv_irq_events++;
+    } else if (deadline > now && deadline - now > spin_below) {
         uint64_t seen = SHARED->irq_count;
         SHARED->pv_deadline_ns = deadline;
         __asm__ volatile("mfence" ::: "memory"); /* the host: promise, fence, deadline */
@@ -206,9 +249,9 @@ static uint64_t pv_wait(uint64_t deadline, uint64_t *tsc, uint64_t *entry, uint6
          * interrupt entry, and counts the wake in pv_block_wakes. Otherwise (delivered by
          * interrupt already, a stop) the interrupt is waited for as without it. */
         uint64_t woken = SHARED->pv_block_wakes;
-        if (BOOT->pv_block)
+        if (BOOT->pv_idle == PV_IDLE_BLOCK)
             __asm__ volatile("outb %%al, %%dx" ::"a"(0), "d"((uint16_t)PV_BLOCK_PORT) : "memory");
-        if (!BOOT->pv_block || SHARED->pv_block_wakes == woken)
+        if (BOOT->pv_idle != PV_IDLE_BLOCK || SHARED->pv_block_wakes == woken)
             wait_irq(&SHARED->irq_count, seen);
         now = *entry = clock_ns();
         SHARED->pv_margin_ns = deadline - now; /* < 0: the interrupt came late */
@@ -669,7 +712,7 @@ void ap_main(void) {
         uint64_t seen = *taken;
         for (;;) {
             while (*taken == seen)
-                __asm__ volatile("hlt" ::"c"(taken), "d"(seen) : "memory");
+                user_halt(taken, seen);
             seen = *taken;
         }
     }

@@ -1,6 +1,6 @@
 """Time that bends (issue 10), on real guests: what dilation, warp and a shared timeline do.
 
-    python benchmarks/bending_time.py [--quick]
+    ./run bench bending_time [--quick]
 
 1. Dilation: a guest waits 1 s of guest time (one event, 1 s, on pv and on lguest) at
    dilation 0.1 (goal: 10 s +-1 % of wall time) and 10 (goal: 0.1 s +-5 %); wall time

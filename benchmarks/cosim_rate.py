@@ -1,7 +1,7 @@
 """Simulated seconds per wall second of guests in lockstep with SimPy (issue 20), beside
 the same traffic in real time (dilation 1).
 
-    flock /tmp/tickless-timing.lock python benchmarks/cosim_rate.py [--quick] [--guest linux]
+    flock /tmp/tickless-timing.lock ./run bench cosim_rate [--quick] [--guest linux]
 
 For 2 and 10 guests (pairs pinging each other) at 1 ms and 10 ms link latency, the
 pingpong runs about one second of guest time (``count`` round trips of 2 x latency per

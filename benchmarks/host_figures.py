@@ -2,7 +2,7 @@
 the host is, so the tests now check design properties (counts, guest time, order) and this
 prints the numbers beside the bound a test used to hold them to. Goals, not tests.
 
-    python benchmarks/host_figures.py
+    ./run bench host_figures
 
 Run it alone on the machine (``flock /tmp/tickless-timing.lock ...``) for figures of the
 machine; under load, for figures of the load. Each line: what, the figure, the old bound.

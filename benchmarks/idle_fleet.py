@@ -1,6 +1,6 @@
 """A thousand idle tickless guests on one host, beside the simulator's fleet of the same.
 
-    python benchmarks/idle_fleet.py [--guests 1000] [--duration 30s] [--slop 0ns,10ms]
+    ./run bench idle_fleet [--guests 1000] [--duration 30s] [--slop 0ns,10ms]
 
 For each slop it runs ``tickless idle --guests N --duration D --slop S --json`` (real KVM
 guests, the window measured after every guest has booted) and ``tickless sim fleet`` with

@@ -1,7 +1,7 @@
 """Lifecycle soak: guests and hosts created, booted, run briefly and destroyed in a loop,
 while the host process's file descriptors, threads and memory must stay flat.
 
-    python benchmarks/lifecycle.py [--cycles 1000] [--kind both|machines|hosts]
+    ./run bench lifecycle [--cycles 1000] [--kind both|machines|hosts]
 
 Two kinds of cycle, each soaked on its own:
 

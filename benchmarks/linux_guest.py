@@ -6,7 +6,7 @@ and 4, with the wall clock Linux read from the zoo's CMOS RTC), idle timer inter
 second (tickless, and periodic at HZ=100) with the host CPU ratio, and four guests idling
 at once. Builds the kernel on first use (~2 min).
 
-    python benchmarks/linux_guest.py [--idle 20s] [--count 200]
+    ./run bench linux_guest [--idle 20s] [--count 200]
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ TSC learnt its rate, each clock's agreement with the timeline (ppm), the clockso
 marked unstable, printk seconds per wall second against the dilation. Then the paper's method
 at 10 ms and dilation 4 beside dilation 1, in guest time. Builds the kernel on first use.
 
-    python benchmarks/linux_stock.py [--rates 10,0.1] [--duration 30s] [--guests 10]
+    ./run bench linux_stock [--rates 10,0.1] [--duration 30s] [--guests 10]
                                      [--count 200]
 """
 

@@ -1,6 +1,6 @@
 """The precise timer channel under the paper's heavy I/O (issues 4 and 22). Goals, not tests.
 
-    python benchmarks/precise_timer.py [--io-cpu same|other|both] [--intervals 10,50,100,150]
+    ./run bench precise_timer [--io-cpu same|other|both] [--intervals 10,50,100,150]
                                        [--count 4500]
 
 Per interval and I/O steering (``--io-cpu``: the I/O interrupts go to the precise channel's

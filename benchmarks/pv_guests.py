@@ -1,7 +1,7 @@
 """Several guests at once: N guests, each a stream of one-shot events every d, on pv,
 lapic and lguest in the same run (issue 9: ten 1 kHz guests, total host CPU of pv <= lapic's).
 
-    python benchmarks/pv_guests.py [--guests 10] [--interval 1ms] [--count 3000] [--rounds 3]
+    ./run bench pv_guests [--guests 10] [--interval 1ms] [--count 3000] [--rounds 3]
 
 CPU on this host moves by +-10 % from one run to the next, so the paths alternate for
 ``--rounds`` rounds and the summary compares medians (and counts the rounds pv won).

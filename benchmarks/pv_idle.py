@@ -1,9 +1,9 @@
 """PV idle against HLT: the same idle fleet of small guests on the PV deadline device, every
 way, in one run (issue 21).
 
-    flock /tmp/tickless-timing.lock python benchmarks/pv_idle.py [--guests 1000] [--duration 30s]
+    flock /tmp/tickless-timing.lock ./run bench pv_idle [--guests 1000] [--duration 30s]
     flock /tmp/tickless-kbuild.lock flock /tmp/tickless-timing.lock \
-        python benchmarks/pv_idle.py --linux [--guests 4] [--duration 30s]
+        ./run bench pv_idle --linux [--guests 4] [--duration 30s]
 
 It runs ``tickless idle --guests N --duration D --pv-idle halt``, then ``... block``, then
 ``... lapic`` (each in its own process, real KVM guests, the window measured once every

@@ -1,6 +1,6 @@
 """A profile fitted from a real KVM run, against a second real run it did not see.
 
-    python benchmarks/sim_fit_kvm.py [--pairs 3]
+    ./run bench sim_fit_kvm [--pairs 3]
 
 Each pair: measure lguest 100 us x 1000 on KVM, fit a profile (``tickless sim fit``),
 predict lguest 200 us x 1000 with the simulator, measure that run too, and print the

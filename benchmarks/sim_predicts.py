@@ -1,7 +1,7 @@
 """The simulator predicts a fleet size it never saw: fit on small real fleets, predict a big
 one, run the big one, print both and the error.
 
-    python benchmarks/sim_predicts.py [--fit-sizes 10,100] [--fit-duration 20s]
+    ./run bench sim_predicts [--fit-sizes 10,100] [--fit-duration 20s]
                                       [--size 1000] [--duration 30s] [--ship]
 
 1. ``tickless idle --guests N --duration D --json`` for each fit size (real KVM guests, the

@@ -1,7 +1,7 @@
 """The fleet simulator against a straightforward SimPy implementation of the same model.
 
-    python benchmarks/sim_vs_simpy.py            # 200 guests x 2 s at 1000 HZ, both, ratio
-    python benchmarks/sim_vs_simpy.py --big      # plus 10,000 guests x 60 s (600 M events)
+    ./run bench sim_vs_simpy            # 200 guests x 2 s at 1000 HZ, both, ratio
+    ./run bench sim_vs_simpy --big      # plus 10,000 guests x 60 s (600 M events)
 
 The SimPy side is the test suite's oracle, ``tests/sim_reference.py``: one SimPy process
 per host CPU running the real ``TimerQueue`` and each guest's real ``ClockEventDevice``,

@@ -1,8 +1,8 @@
 """The issue's sweep, serial and on a local Dask cluster: wall times, their ratio, and
 whether the sweep's 27 rows hold the same numbers as the points run one by one.
 
-    python benchmarks/sweep_parallel.py            # all three ways (~1 min on 2 cores)
-    python benchmarks/sweep_parallel.py --no-cli   # skip the 27 separate commands
+    ./run bench sweep_parallel            # all three ways (~1 min on 2 cores)
+    ./run bench sweep_parallel --no-cli   # skip the 27 separate commands
 
 Three wall times, each of a whole process from start to exit:
 - one by one: ``tickless sim fleet ... --json`` per point, as a shell loop would run them;

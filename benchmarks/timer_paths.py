@@ -6,7 +6,7 @@ power of two nearest to d, its own grid) where d is 122.07 us to 500 ms, e.g.
 ``--intervals 1ms``. Absolute times are noisy on this machine: compare the rows of one run
 with each other.
 
-    python benchmarks/timer_paths.py [--intervals 10us,50us,100us,150us] [--count 4500]
+    ./run bench timer_paths [--intervals 10us,50us,100us,150us] [--count 4500]
 
 Two lateness figures per row: "delivered" is the event the guest timestamps (on a path
 that spins it is never early by construction), "irq" is when the interrupt reached the

@@ -110,6 +110,7 @@ TABLE: dict[str, dict[str, Row]] = {
         "--seed": Row(SEEDS),
         "--timer": Row((*CHOICE, "lapic")),
         "--pv-idle": Row((*CHOICE, "nap")),
+        "--processes": Row((*COUNTS, "11")),  # more than the 10 guests
         "--dilation": Row(("0", "-1", "1e9", "abc", "1/0")),
         "--json": Row(OUTPUT_FILES),
     },

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,13 @@ def test_the_atomic_writer_names_the_path_and_keeps_the_cause(tmp_path: Path) ->
     with pytest.raises(OutputError, match=r"cannot write .*out\.bin") as info:
         write_bytes_atomic(path, b"x")
     assert isinstance(info.value.__cause__, OSError)
+
+
+def test_run_bench_names_the_benchmarks_when_it_gets_none_it_knows() -> None:
+    """``./run bench`` runs benchmarks/NAME.py in .venv; an unknown name is one line that
+    lists what there is, and a nonzero exit."""
+    run = Path(__file__).resolve().parent.parent / "run"
+    done = subprocess.run([str(run), "bench", "no_such"], capture_output=True, text=True)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pv_idle" in lines[0] and "timer_paths" in lines[0]

@@ -14,9 +14,12 @@ from records import idle_record
 
 from tickless.axes import GuestKind, TickMode
 from tickless.cli import main
-from tickless.errors import InputError
+from tickless.errors import GuestStopped, InputError
 from tickless.measure.fleet_limits import FDS_PER_GUEST, HostLimits, check_fleet
+from tickless.measure.idle import run_idle
 from tickless.results.idle import IdleResult, IdleSpec, RampStep
+from tickless.vmm.host import VmmHost
+from tickless.vmm.machine import GuestMachine
 
 GIB = 2**30
 ROOMY = HostLimits(
@@ -78,7 +81,7 @@ def test_ramp_step_counts_missed_ticks() -> None:
 
 def test_fleet_fields_of_the_record() -> None:
     d = idle_record(boot_s=0.5, ticks_expected=400.0, guests_requested=3).to_json_dict()
-    assert d["schema_version"] == 4
+    assert d["schema_version"] == 5
     assert d["boot_rate_guests_per_s"] == 4.0
     assert d["host_wakeups_per_s"] == 150.0 and d["guest_timer_irqs_per_s"] == 190.0
     assert d["steady_cpu_percent_of_core"] == pytest.approx(20.0)
@@ -151,3 +154,28 @@ def test_linux_spec_is_refused_by_memory_not_by_a_cap() -> None:
 
     with pytest.raises(InputError, match="linux guests need"):
         check_host(spec)
+
+
+@pytest.mark.kvm
+def test_a_guest_that_stops_mid_window_ends_the_idle_run_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The window sleeps until a guest stops or progress is due: a guest stopped during it
+    (here by the test, as the watchdog would) ends the run with its name and reason."""
+    booted: list[GuestMachine] = []
+    boot = VmmHost.boot
+
+    def keep(self: VmmHost, *args: object, **kwargs: object) -> GuestMachine:
+        machine = boot(self, *args, **kwargs)  # type: ignore[arg-type]
+        booted.append(machine)
+        return machine
+
+    monkeypatch.setattr(VmmHost, "boot", keep)
+
+    def progress(phase: str, done: float) -> None:
+        if phase == "measuring" and booted[1].running:
+            booted[1].request_stop("stopped by the test")
+
+    spec = IdleSpec(guests=3, duration_ns=600 * 10**9)
+    with pytest.raises(GuestStopped, match="guest1 stopped: stopped by the test"):
+        run_idle(spec, progress)

@@ -17,7 +17,7 @@ import pytest
 
 from tickless.axes import GuestKind, LinuxDrivers, TimerPath
 from tickless.backends import measure
-from tickless.devices.config import GuestConfig
+from tickless.devices.config import STOCK_RIGID, GuestConfig
 from tickless.devices.console_buffer import Console
 from tickless.errors import InputError
 from tickless.guest import abi
@@ -39,7 +39,6 @@ from tickless.timers.timeline import Timeline
 from tickless.vmm import linux_boot
 from tickless.vmm.cpuid import hides, without_clock_leaves
 from tickless.vmm.linux_boot import stock_cmdline, tsc_told_khz
-from tickless.vmm.machine import STOCK_RIGID
 
 S = 1_000_000_000
 STOCK = LinuxDrivers.STOCK

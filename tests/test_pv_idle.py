@@ -4,12 +4,17 @@ halting, and the loop resumes it at the deadline without an interrupt entry. Cou
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import pytest
 
 from tickless.axes import TimerPath
+from tickless.devices.config import GuestConfig
 from tickless.errors import InputError
+from tickless.guest.abi import Scenario
 from tickless.measure.idle import run_idle
 from tickless.results.idle import IdleSpec
+from tickless.vmm.host import VmmHost
 
 SECOND_NS = 1_000_000_000
 
@@ -62,3 +67,20 @@ def test_lapic_idle_guests_wake_by_kvms_timer_not_the_loop() -> None:
         assert guest.timer_interrupts >= 2  # the LAPIC timer's
     assert result.injections == 0
     assert result.host_timer_expiries == 0
+
+
+@pytest.mark.kvm
+def test_a_lapic_idle_guest_keeps_its_timeline_at_one_rate() -> None:
+    """Its waits arm KVM's LAPIC timer for a host TSC worked out at the rate of the moment:
+    a rate change or a freeze of its timeline is refused in one line, naming the guest."""
+    config = GuestConfig(
+        scenario=Scenario.IDLE, timer=TimerPath.PV, pv_idle="lapic", duration_ns=SECOND_NS
+    )
+    with VmmHost() as host:
+        timeline = host.timeline()
+        machine = host.boot(config, name="lazy", timeline=timeline)
+        with pytest.raises(InputError, match=r"a rate change refused: lazy: .*--pv-idle lapic"):
+            timeline.set_rate(Fraction(1))
+        with pytest.raises(InputError, match="a freeze refused: lazy"):
+            machine.freeze()
+        host.destroy(machine)

@@ -274,7 +274,7 @@ def test_idle_record_time_fields_default_to_time_running_straight() -> None:
     """A run that does not fill the time fields ran unwarped at its dilation; older
     records (version 2, none of the fields) read as dilation 1."""
     d = _idle(dilation="1/10").to_json_dict()
-    assert d["schema_version"] == IDLE_SCHEMA_VERSION == 4
+    assert d["schema_version"] == IDLE_SCHEMA_VERSION == 5
     assert (d["wall_time_s"], d["guest_time_s"], d["warped_s"]) == (4.0, pytest.approx(0.4), 0)
     warped = _idle(dilation="2", wall_time_s=0.5, guest_time_s=1000.0, warped_s=999.0)
     back = IdleResult.from_json_dict(json.loads(json.dumps(warped.to_json_dict())))

@@ -124,6 +124,16 @@ def idle_spec(params: dict[str, Any]) -> IdleSpec:
     "KVM's LAPIC timer armed for the deadline in the same trap: the host kernel wakes it, "
     "no host thread does).",
 )
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Split the fleet over this many VMM processes (tickless small guests): KVM hangs "
+    "one MMU notifier per VM off its process, so a host that scans pages (DAMON, reclaim) "
+    "pays for every VM of a process on each of its pages. The record sums their CPU and "
+    "counts over one window; the whole host's busy time is beside it.",
+)
 @json_option("Write the idle result (kind 'idle') here.")
 def idle(
     guests: int,
@@ -142,6 +152,7 @@ def idle(
     seed: int,
     timer: str | None,
     pv_idle: str | None,
+    processes: int,
     json_path: Path | None,
 ) -> None:
     """Run idle guests, ticking or tickless, and count what their timers cost the host.
@@ -154,6 +165,7 @@ def idle(
     measured window keeps what was measured.
     """
     from tickless.measure.idle import check_host, run_idle
+    from tickless.measure.idle_processes import run_idle_processes
 
     try:
         spec = idle_spec(click.get_current_context().params)
@@ -163,7 +175,8 @@ def idle(
     require_kvm()
     try:
         with _staged_progress() as update:
-            result = run_idle(spec, progress=update)
+            run = run_idle if spec.processes == 1 else run_idle_processes
+            result = run(spec, progress=update)
     except KeyboardInterrupt:
         err_console.print("interrupted while booting: nothing was measured yet")
         exit_interrupted()
@@ -198,6 +211,22 @@ def _staged_progress() -> Iterator[Callable[[str, float], None]]:
         yield lambda stage, done: bar.update(task, description=stage, completed=done)
 
 
+def _whole_host_rows(result: IdleResult) -> list[tuple[str, str]]:
+    """The host beyond the fleet's process: every task's busy time, the other tasks'."""
+    if result.other_tasks_percent_of_core is None:
+        return []
+    busiest = list(result.other_tasks_top.items())[:3]
+    top = ", ".join(f"{name} {pct:.1f} %" for name, pct in busiest if pct >= 0.05)
+    return [
+        (
+            "whole host busy (/proc/stat, ticks)",
+            f"{result.host_busy_percent_of_core:.1f} % of a core",
+        ),
+        ("  other tasks than the fleet's", f"{result.other_tasks_percent_of_core:.1f} % of a core"),
+        ("    the busiest", top or "-"),
+    ]
+
+
 def _print(spec: IdleSpec, result: IdleResult) -> None:
     d = result.to_json_dict()
     title = (
@@ -211,11 +240,15 @@ def _print(spec: IdleSpec, result: IdleResult) -> None:
     table.add_row("  of it: vCPU threads (guest included)", f"{result.vcpu_cpu_s:.3f} s")
     if result.guest_spin_s:
         table.add_row("    of that: guests spinning to deadlines", f"{result.guest_spin_s:.3f} s")
+    rest_s = result.process_cpu_s - result.vcpu_cpu_s - result.timer_thread_cpu_s
+    table.add_row("  of it: the rest (Python: watchdog, window)", f"{rest_s:.3f} s")
     per_guest_ms = 1000 * result.process_cpu_s / result.guests / result.duration_s
     table.add_row("host CPU per guest", f"{per_guest_ms:.3f} ms/s")
     table.add_row(
         "boot (not in the rates)", f"{result.boot_s:.2f} s, {result.boot_cpu_s:.2f} s CPU"
     )
+    for label, value in _whole_host_rows(result):
+        table.add_row(label, value)
     if result.guest_kernel:
         table.add_row("guest kernel", result.guest_kernel)
         table.add_row("guest clock-event device", str(result.guest_clockevent))

@@ -39,6 +39,15 @@ from tickless.host.realtime import RealtimePolicy
 
 HUGE_PAGE = 2 << 20
 SECOND_NS = 1_000_000_000
+# Why a guest's time can only run at the rate it started at (Timeline.join's rigid)
+STOCK_RIGID = (
+    "a stock Linux guest's TSC (its clocksource, sched_clock and LAPIC timer) runs on the "
+    "host's at the rate it calibrated at boot, which this host cannot change or stop"
+)
+LAPIC_IDLE_RIGID = (
+    "its waits (--pv-idle lapic) arm KVM's LAPIC timer for a host TSC worked out at the "
+    "rate of the moment, which a rate change or a freeze would leave standing"
+)
 
 
 @dataclass(frozen=True)
@@ -59,7 +68,7 @@ class GuestConfig:
     housekeeping_phase_ns: int = 0  # idle: its timers run as if it started this long ago
     rate: Fraction = Fraction(1)  # guest seconds per host second (time dilation)
     warp_idle: bool = False  # idle waits are BLOCK calls; the timeline may warp over them
-    pv_idle: str = "halt"  # pv waits: "halt" (HLT, the loop's interrupt) or "block" (PV idle)
+    pv_idle: str = "halt"  # pv waits: "halt" (the loop's interrupt), "block" or "lapic"
     # CRON: (period_ns, first_ns) per timer, first_ns: its first deadline after the start.
     # IDLE: derived from housekeeping_ns and housekeeping_phase_ns (see cron_schedule).
     cron: tuple[tuple[int, int], ...] = ()
@@ -216,6 +225,13 @@ class GuestConfig:
             phase = self.housekeeping_phase_ns
             return tuple((p, p - phase % p) for p in self.housekeeping_ns)
         return ()
+
+    @property
+    def rigid_reason(self) -> str:
+        """Why this guest's time cannot follow a rate change or a freeze ("": it can)."""
+        if self.stock:
+            return STOCK_RIGID
+        return LAPIC_IDLE_RIGID if self.pv_idle == "lapic" else ""
 
     @property
     def second_vcpu(self) -> bool:

@@ -11,7 +11,10 @@ rates are measured over a window that starts once every guest has booted.
 from __future__ import annotations
 
 import dataclasses
+import os
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -20,6 +23,7 @@ from tickless.axes import GuestKind, TickMode, TimerPath
 from tickless.devices.config import GuestConfig
 from tickless.devices.results import ResultsDevice
 from tickless.guest.abi import Scenario
+from tickless.host.hostcpu import HostCpuSnapshot, HostCpuWindow, host_cpu_window
 from tickless.host.realtime import RealtimePolicy
 from tickless.measure.fleet_limits import (
     HostLimits,
@@ -44,14 +48,20 @@ from tickless.measure.linux_idle import (
     linux_extras,
 )
 from tickless.measure.machine_info import machine_facts
-from tickless.results.idle import GuestIdleCounts, IdleResult, IdleSpec, RampStep, time_fields
+from tickless.results.idle import (
+    GuestIdleCounts,
+    IdleResult,
+    IdleSpec,
+    RampStep,
+    time_fields,
+)
 from tickless.vmm.host import VmmHost
 from tickless.vmm.linux_boot import LinuxGuestInfo
 from tickless.vmm.machine import GuestMachine
 
 END_REASON = "end of the idle run"
 SMALL_BOOT_TIMEOUT_S = 30.0  # plus 50 ms a guest: a small guest boots in milliseconds
-WINDOW_POLL_S = 0.25
+PROGRESS_PERIOD_S = 1.0  # the window's progress reports (a stopped guest ends it at once)
 MAX_RECORDED_RUNS = 100_000
 
 
@@ -85,9 +95,18 @@ def check_host(spec: IdleSpec) -> int:
     return check_fleet(spec.guests, ram, HostLimits.now(), spec.guest.value)
 
 
-def run_idle(spec: IdleSpec, progress: Progress | None = None) -> IdleResult:
+def run_idle(
+    spec: IdleSpec,
+    progress: Progress | None = None,
+    before_window: Callable[[], None] | None = None,
+    whole_host: bool = True,
+) -> IdleResult:
     """Boot ``spec.guests`` idle guests, measure ``spec.duration_ns`` once all have booted.
-    Ctrl-C in the window returns what was measured so far (``partial``)."""
+    Ctrl-C in the window returns what was measured so far (``partial``).
+    ``before_window``: called once every guest has booted, before the window starts (a
+    fleet over several processes waits there until every process has booted).
+    ``whole_host``: also measure the host's other tasks over the window (such a fleet's
+    processes leave that to their coordinator: to each, the others are other tasks)."""
     raise_fd_limit(check_host(spec))
     policy = RealtimePolicy() if spec.realtime else RealtimePolicy(fifo_priority=None)
     rng = np.random.default_rng(spec.seed)
@@ -107,15 +126,21 @@ def run_idle(spec: IdleSpec, progress: Progress | None = None) -> IdleResult:
         )
         timeline.leave(booting)
         rss1, avail1 = rss_mib(), memory_available_mib()
+        if before_window is not None:
+            before_window()
+        host_cpu0 = HostCpuSnapshot.take({os.getpid()}) if whole_host else None
         before = HostSnapshot.of(host, machines)
         time0 = timeline.totals()
         if spec.warp_idle:  # the guests end by themselves, after duration in guest time
             report = None if progress is None else lambda f: progress("measuring", f)
             partial = run_to_end(machines, time0.guest_ns, spec.duration_ns, report)
         else:
-            partial = _idle_window(spec, machines, before.t_s, progress)
+            partial = _idle_window(spec, machines, before.t_s, progress, host.guest_stopped)
         after = HostSnapshot.of(host, machines)
         time1 = timeline.totals()
+        host_cpu = None
+        if host_cpu0 is not None:
+            host_cpu = host_cpu_window(host_cpu0, HostCpuSnapshot.take({os.getpid()}))
         host.stop_all(END_REASON)
         result = _result(spec, host, machines, before, after, cost)
         if spec.warp_idle:  # warps begin as soon as the last guest blocks, before the
@@ -134,7 +159,9 @@ def run_idle(spec: IdleSpec, progress: Progress | None = None) -> IdleResult:
                 wall_time_s=after.t_s - before.t_s,
                 warped_s=(time1.warped_ns - time0.warped_ns) / 1e9,
             )
-        result = dataclasses.replace(result, **times, **_timer_runs(spec, machines))
+        result = dataclasses.replace(
+            result, **times, **_timer_runs(spec, machines), **host_cpu_fields(host_cpu)
+        )
     n = len(machines)
     return dataclasses.replace(
         result,
@@ -149,22 +176,40 @@ def run_idle(spec: IdleSpec, progress: Progress | None = None) -> IdleResult:
 
 
 def _idle_window(
-    spec: IdleSpec, machines: list[GuestMachine], t0: float, progress: Progress | None
+    spec: IdleSpec,
+    machines: list[GuestMachine],
+    t0: float,
+    progress: Progress | None,
+    guest_stopped: threading.Event,
 ) -> bool:
     """Let the fleet idle for the run's duration (guest time: duration / rate of wall
-    time); True when Ctrl-C cut it short."""
+    time); True when Ctrl-C cut it short. It sleeps until a guest stops (then looks at
+    them all) or a progress report is due: polling a thousand guests four times a second
+    cost half a percent of a core."""
     end = t0 + spec.duration_ns / 1e9 / float(spec.rate)
     try:
         while (now := time.monotonic()) < end:
-            time.sleep(min(WINDOW_POLL_S, end - now))
+            if guest_stopped.wait(min(PROGRESS_PERIOD_S, end - now)):
+                guest_stopped.clear()
+                bad = failed(machines)
+                if bad is not None:
+                    raise stopped(bad)
             if progress is not None:
                 progress("measuring", min(1.0, (time.monotonic() - t0) / (end - t0)))
-            bad = failed(machines)
-            if bad is not None:
-                raise stopped(bad)
     except KeyboardInterrupt:
         return True
     return False
+
+
+def host_cpu_fields(window: HostCpuWindow | None) -> dict[str, Any]:
+    """The record's whole-host fields from a ``HostCpuWindow`` (None: not measured)."""
+    if window is None:
+        return {}
+    return {
+        "host_busy_percent_of_core": window.busy_percent_of_core,
+        "other_tasks_percent_of_core": window.other_tasks_percent_of_core,
+        "other_tasks_top": window.other_tasks_top,
+    }
 
 
 def _start_ns(machine: GuestMachine) -> int:

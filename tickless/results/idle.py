@@ -34,7 +34,9 @@ __all__ = [
 # records read as dilation 1, no warp, guest time = wall time = ``duration_s``.
 # 4: a Linux guest's clocks: ``clock_agreement_ppm``, ``clocksource_unstable`` and
 # ``console_time_ratio`` (measure/linux_clocks.py); older records read as null (not known).
-IDLE_SCHEMA_VERSION = 4
+# 5: the whole host over the window: ``host_busy_percent_of_core``,
+# ``other_tasks_percent_of_core``, ``other_tasks_top`` (host/hostcpu.py); older: null.
+IDLE_SCHEMA_VERSION = 5
 DEFAULT_MISS_THRESHOLD = 0.05  # a ramp step that misses more ticks than this saturates
 
 
@@ -61,6 +63,10 @@ class IdleSpec:
     # LAPIC timer armed for the deadline); None: lapic where it runs (the cheapest, issue
     # 21: small tickless guests on pv, unwarped, without the loop's slop), else halt
     pv_idle: str | None = None
+    # The fleet's guests split over this many VMM processes (measure/idle_processes.py):
+    # KVM's MMU notifiers hang off a process's address space, one per VM in it, so the
+    # host's page scans pay for every VM of a process on each of its pages.
+    processes: int = 1
 
     def __post_init__(self) -> None:
         if self.guests < 1:
@@ -71,6 +77,7 @@ class IdleSpec:
             raise InputError("--mode must be periodic or tickless") from None
         object.__setattr__(self, "guest", GuestKind(self.guest))
         object.__setattr__(self, "linux_drivers", LinuxDrivers(self.linux_drivers))
+        self._check_processes()
         self._check_timer()
         if self.kernel_path is not None and self.guest is not GuestKind.LINUX:
             raise InputError("--kernel needs --guest linux")
@@ -127,6 +134,17 @@ class IdleSpec:
             raise InputError(f"--pv-idle {self.pv_idle} needs tickless small guests on --timer pv")
         if self.pv_idle == "lapic" and self.slop_ns:
             raise InputError("--slop is the deadline loop's: --pv-idle lapic does not use it")
+
+    def _check_processes(self) -> None:
+        if not 1 <= self.processes <= self.guests:
+            raise InputError("--processes must be between 1 and --guests")
+        if self.processes > 1 and (
+            self.guest is not GuestKind.SMALL or self.mode is TickMode.PERIODIC or self.warp_idle
+        ):
+            raise InputError(
+                "--processes is for tickless small guests without --warp-idle (a periodic "
+                "ramp or a warp is one process's)"
+            )
 
     @property
     def step(self) -> int:
@@ -304,6 +322,10 @@ class IdleResult(IdleRates):
     # Of vcpu_cpu_s: the small guests' ring-3 spin to their deadlines (their own count,
     # each clamped to its thread's CPU); the rest is wake-ups, interrupt entries, exits.
     guest_spin_s: float = 0.0
+    # Version 5: the whole host over the window (host/hostcpu.py; None: not measured)
+    host_busy_percent_of_core: float | None = None  # /proc/stat: every task, ours too
+    other_tasks_percent_of_core: float | None = None  # every task outside the fleet's
+    other_tasks_top: dict[str, float] = field(default_factory=dict)  # the busiest, by name
 
     def __post_init__(self) -> None:
         """Runs that do not say how time ran ran it straight: unwarped, at ``dilation``."""

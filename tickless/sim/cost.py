@@ -19,7 +19,7 @@ Two models ship:
 ``box``: fitted on this host by ``tickless sim fit`` from real ``tickless idle`` runs of
 small fleets (``data/box-cost.json`` says which runs, and holds their summaries; the
 records themselves are shipped beside it so that a test can refit them). Regenerate it
-with ``python benchmarks/sim_predicts.py --ship``. Any ``tickless sim fit`` output can be
+with ``./run bench sim_predicts --ship``. Any ``tickless sim fit`` output can be
 used instead: ``tickless sim fleet --cost-model FILE.json``.
 
 ``kvm-2007``: KVM as Ingo Molnar measured it when he wrote that dynticks "makes the

@@ -161,6 +161,10 @@ class FleetResult(IdleRates):
             "clock_agreement_ppm": None,  # no kernel, no clocks of its own
             "clocksource_unstable": None,
             "console_time_ratio": None,
+            "guest_spin_s": 0.0,  # the model's guests take their interrupts on time
+            "host_busy_percent_of_core": None,  # no real host under the model
+            "other_tasks_percent_of_core": None,
+            "other_tasks_top": {},
             "boot_s": 0.0,
             "assists": {},
             "per_cpu": [asdict(c) for c in self.per_cpu],

@@ -61,6 +61,9 @@ class VmmHost:
             self.system.close()
             raise
         self.machines: list[GuestMachine] = []
+        # Set whenever a guest's vCPU thread ends: a fleet's owner waits on it rather than
+        # polling a thousand guests (whoever waits clears it, then looks at them all).
+        self.guest_stopped = threading.Event()
         self._vmlinux: dict[tuple[int, bool], Path] = {}  # (HZ, stock) -> the vmlinux we built
         self.slop_ns = slop_ns
         # The C deadline loop (PV deadline device, precise channel): one per host, for the
@@ -144,6 +147,7 @@ class VmmHost:
             deadline_loop=loop,
             console=console,
             timeline=timeline,
+            stopped=self.guest_stopped,
         )
         self.machines.append(machine)
         return machine

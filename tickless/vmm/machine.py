@@ -46,13 +46,6 @@ from tickless.vmm.vcpu_run import GuestOutcome, describe_stop, guest_activity, k
 LINUX_WATCHDOG_S = 30.0
 
 
-# Why a stock Linux guest's time can only be dilated by a constant (Timeline.join's rigid)
-STOCK_RIGID = (
-    "a stock Linux guest's TSC (its clocksource, sched_clock and LAPIC timer) runs on the "
-    "host's at the rate it calibrated at boot, which this host cannot change or stop"
-)
-
-
 class GuestMachine(MachineDevices):
     """A guest VM wired to the host's timer thread(s). It creates every device type that
     registered itself and names none (its owner asks for them: ``MachineDevices``)."""
@@ -67,8 +60,10 @@ class GuestMachine(MachineDevices):
         deadline_loop: DeadlineLoop | None = None,
         console: Console | None = None,
         timeline: Timeline | None = None,
+        stopped: threading.Event | None = None,  # set (too) when its vCPU thread ends
     ) -> None:
         self.config = config
+        self._stopped_signal = stopped
         self.boot = boot
         self.name = name
         self.console = console or Console()
@@ -124,7 +119,7 @@ class GuestMachine(MachineDevices):
         elif timeline.rate != cfg.rate or timeline.warp_idle != cfg.warp_idle:
             raise ValueError("a guest on a shared timeline runs at its rate and warp setting")
         self.timeline = timeline
-        self.member: Member = timeline.join(self.name, rigid=STOCK_RIGID if cfg.stock else "")
+        self.member: Member = timeline.join(self.name, rigid=cfg.rigid_reason)
         self.ap_member: Member | None = None
         # Durations in TSC ticks at the group's rate (its clock may be held or frozen now)
         boot.load(self.memory, cfg, GuestClock.create(self.tsc_hz, 0, rate=timeline.rate))
@@ -198,8 +193,8 @@ class GuestMachine(MachineDevices):
     def freeze(self) -> None:
         """Pause the guest (its vCPUs leave KVM_RUN and wait) and stop its timeline's clock
         (the whole group's) until ``thaw``: no timer of it fires, none is missed."""
-        if self.config.stock:
-            raise InputError(f"a freeze refused: {self.name}: {STOCK_RIGID}")
+        if self.config.rigid_reason:
+            raise InputError(f"a freeze refused: {self.name}: {self.config.rigid_reason}")
         if self.config.timer is TimerPath.LAPIC:
             raise InputError(
                 "a guest on --timer lapic cannot be frozen: its TSC-deadline timer runs on "
@@ -315,6 +310,8 @@ class GuestMachine(MachineDevices):
             self._vcpu_run()
         finally:
             self._vcpu_done.set()
+            if self._stopped_signal is not None:
+                self._stopped_signal.set()
 
     def _vcpu_run(self) -> None:
         native_id = self._vcpu_native_id = threading.get_native_id()

@@ -24,10 +24,29 @@ boot_entry:
     iretq
 
     .text
-/* One counter per interrupt source, incremented in the ISR; ring 3 waits on it. */
-.macro COUNTING_ISR name, counter
+/* One counter per interrupt source, incremented in the ISR; ring 3 waits on it.
+ * With ``resume``, a fast path first for the idle HLTs in isr_gp (their wake-up, every one
+ * of an idle fleet's): when the interrupt came at ``resume`` (the iretq after that hlt),
+ * the interrupted code is ring 3 inside a call (user_halt, user_halt_at: rax, rcx and rdx
+ * are the callee's to lose) and all the #GP handler has left to do is that iretq. So count,
+ * EOI, and return to ring 3 on the #GP frame directly: 4 emulated instructions fewer a
+ * wake-up. Our frame's saved RSP points at that frame (the CPU may have aligned the stack
+ * to 16 bytes before pushing ours, so not a fixed offset). */
+.macro COUNTING_ISR name, counter, resume
     .global \name
 \name:
+.ifnb \resume
+    cmpq $\resume, (%rsp)
+    jne 9f
+    incq \counter
+    movl $MSR_X2APIC_EOI, %ecx
+    xorl %eax, %eax
+    xorl %edx, %edx
+    wrmsr
+    movq 24(%rsp), %rsp
+    iretq
+9:
+.endif
     pushq %rax
     pushq %rcx
     pushq %rdx
@@ -42,41 +61,8 @@ boot_entry:
     iretq
 .endm
 
-/* The same with a fast path for the idle HLTs in isr_gp (their wake-up, every one of an
- * idle fleet's): when the interrupt came at ``resume`` (the iretq after that hlt), the
- * interrupted code is ring 3 inside a call (user_halt, user_halt_at: rax, rcx and rdx are
- * the callee's to lose) and all the #GP handler has left to do is that iretq. So count,
- * EOI, and return to ring 3 on the #GP frame directly: 4 emulated instructions fewer a
- * wake-up. Our frame's saved RSP points at that frame (the CPU may have aligned the stack
- * to 16 bytes before pushing ours, so not a fixed offset). */
-.macro IDLE_COUNTING_ISR name, counter, resume
-    .global \name
-\name:
-    cmpq $\resume, (%rsp)
-    jne 9f
-    incq \counter
-    movl $MSR_X2APIC_EOI, %ecx
-    xorl %eax, %eax
-    xorl %edx, %edx
-    wrmsr
-    movq 24(%rsp), %rsp
-    iretq
-9:  pushq %rax
-    pushq %rcx
-    pushq %rdx
-    incq \counter
-    movl $MSR_X2APIC_EOI, %ecx
-    xorl %eax, %eax
-    xorl %edx, %edx
-    wrmsr
-    popq %rdx
-    popq %rcx
-    popq %rax
-    iretq
-.endm
-
-IDLE_COUNTING_ISR isr_pv_timer, SHARED_IRQ_COUNT, gp_hlt_resume
-IDLE_COUNTING_ISR isr_lapic_timer, SHARED_LAPIC_IRQ_COUNT, gp_hlt_at_resume
+COUNTING_ISR isr_pv_timer, SHARED_IRQ_COUNT, gp_hlt_resume
+COUNTING_ISR isr_lapic_timer, SHARED_LAPIC_IRQ_COUNT, gp_hlt_at_resume
 COUNTING_ISR isr_precise, SHARED_PRECISE_IRQ_COUNT
 COUNTING_ISR isr_pit, SHARED_IRQ_COUNT           /* the zoo's i8254: GSI 0 via the IOAPIC */
 COUNTING_ISR isr_rtc, SHARED_IRQ_COUNT  /* the CMOS RTC (IOAPIC pin 8, edge): ring 3 reads C */

@@ -146,14 +146,15 @@ def _expect(links: list[tuple[Any, Connection]], what: str, timeout_s: float) ->
 
 
 def _window(spec: IdleSpec, links: list[tuple[Any, Connection]], progress: Progress | None) -> bool:
-    """Wait out the window here too; True when it was cut short: Ctrl-C (the processes
-    keep what they measured), or a process that reported early (its error is next)."""
+    """Wait out the window here too, or until a process reports (it is done, or its error
+    is next; a process cut short says so in its own record); True on Ctrl-C (the processes
+    keep what they measured)."""
     t0 = time.monotonic()
     end = t0 + spec.duration_ns / 1e9 / float(spec.rate)
     try:
         while (now := time.monotonic()) < end:
             if wait([conn for _, conn in links], min(1.0, end - now)):
-                return True
+                return False
             if progress is not None:
                 progress("measuring", min(1.0, (time.monotonic() - t0) / (end - t0)))
     except KeyboardInterrupt:
